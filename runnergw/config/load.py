@@ -1,0 +1,84 @@
+"""Find the settings file, lay overlays and environment overrides over it, and read it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from runnergw.config.errors import ConfigError, ConfigErrors, Origin
+from runnergw.config.reader import ErrorSink, MapReader
+from runnergw.config.settings import Settings
+from runnergw.config.yamlfile import MarkedMap, load_yaml_file, overlay, set_override
+
+__all__ = ["DEFAULT_CONFIG_PATH", "ENVIRONMENT_OVERRIDES", "config_path_from", "load_settings"]
+
+DEFAULT_CONFIG_PATH = "settings/settings.yaml"
+
+ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, str]] = {
+    # runner-gateway's names first; the rest follow the same SECTION_KEY rule.
+    "LOGGING_LEVEL": ("logging", "level"),
+    "PASETO_SECRET_KEY": ("paseto", "secretKey"),
+    "SERVER_ADDRESS": ("server", "address"),
+    "SERVER_CERTIFICATE_PATH": ("server", "certificatePath"),
+    "SERVER_KEY_PATH": ("server", "keyPath"),
+    "LOGGING_FORMAT": ("logging", "format"),
+    "PASETO_VERSION": ("paseto", "version"),
+    "PASETO_EXPIRATION": ("paseto", "expiration"),
+    "PASETO_KEY_PATH": ("paseto", "keyPath"),
+    "PASETO_PUBLIC_PATH": ("paseto", "publicPath"),
+    "PASETO_ISSUER": ("paseto", "issuer"),
+    "PASETO_AUDIENCE": ("paseto", "audience"),
+    "SERVER_READ_TIMEOUT_SECONDS": ("server", "readTimeoutSeconds"),
+    "SERVER_WRITE_TIMEOUT_SECONDS": ("server", "writeTimeoutSeconds"),
+    "SERVER_ALLOW_PLAINTEXT": ("server", "allowPlaintext"),
+    "AUDIT_PATH": ("audit", "path"),
+}
+
+
+def config_path_from(option: str | None, environ: Mapping[str, str]) -> str:
+    """The settings file: ``--config``, else ``RUNNERGW_CONFIG``, else the default."""
+    return option or environ.get("RUNNERGW_CONFIG") or DEFAULT_CONFIG_PATH
+
+
+def _overlay_path(base: str, environ: Mapping[str, str]) -> str | None:
+    name = environ.get("GO_ENV") or environ.get("RUNNERGW_ENV")
+    if not name:
+        return None
+    if "/" in name or name.startswith("."):
+        raise ConfigError(Origin("environment variable GO_ENV"), "", f'"{name}" is not a name')
+    return str(Path(base).parent / f"{name}.yaml")
+
+
+def load_settings(path: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load settings, collecting every problem.
+
+    ``GO_ENV=my-domain`` lays ``my-domain.yaml`` (beside ``path``) over ``path``, as
+    runner-gateway did; the environment variables in ``ENVIRONMENT_OVERRIDES`` win over both.
+
+    Raises:
+        ConfigErrors: every problem found, each naming its file, YAML path and line.
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        files = [path]
+        data = load_yaml_file(path)
+        overlay_file = _overlay_path(path, environ)
+        if overlay_file is not None:
+            files.append(overlay_file)
+            data = overlay(data, load_yaml_file(overlay_file))
+    except ConfigError as e:
+        raise ConfigErrors([e]) from e
+    _apply_environment(data, environ)
+    sink = ErrorSink()
+    settings = Settings.from_yaml(MapReader(data, "", data.origin, sink), tuple(files))
+    if sink.errors:
+        raise ConfigErrors(sink.errors)
+    return settings
+
+
+def _apply_environment(data: MarkedMap, environ: Mapping[str, str]) -> None:
+    for name, dotted in ENVIRONMENT_OVERRIDES.items():
+        value = environ.get(name)
+        if value is not None:
+            set_override(data, dotted, value, Origin(f"environment variable {name}"))

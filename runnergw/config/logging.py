@@ -1,0 +1,29 @@
+"""The ``logging`` section."""
+
+from __future__ import annotations
+
+import attrs
+
+from runnergw.config.reader import MapReader
+
+__all__ = ["LoggingSettings", "LOG_LEVELS"]
+
+LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
+
+
+@attrs.frozen
+class LoggingSettings:
+    """Log verbosity and format."""
+
+    level: str = "info"
+    format: str = "text"
+
+    @classmethod
+    def from_yaml(cls, section: MapReader) -> LoggingSettings:
+        """Read the section, recording problems in its sink."""
+        settings = cls(
+            level=section.choice("level", "info", LOG_LEVELS + ("warning",)),
+            format=section.choice("format", "text", ("text", "json")),
+        )
+        section.finish()
+        return settings

@@ -1,0 +1,145 @@
+"""The ``runners`` list: Ollama servers behind path prefixes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import unquote
+
+import attrs
+
+from runnergw.config.errors import Origin
+from runnergw.config.reader import MapReader, parse_listen_address
+
+__all__ = ["RewriteSettings", "RunnerSettings", "DEFAULT_FILTERS", "read_runners"]
+
+DEFAULT_FILTERS = ("token", "role", "rewrite", "audit")
+
+
+@attrs.frozen
+class RewriteSettings:
+    """Header changes applied to the request sent upstream and the response sent back."""
+
+    set_headers: Mapping[str, str] = attrs.field(factory=dict)
+    remove_headers: tuple[str, ...] = ()
+    set_response_headers: Mapping[str, str] = attrs.field(factory=dict)
+    remove_response_headers: tuple[str, ...] = ()
+
+    @classmethod
+    def from_yaml(cls, section: MapReader) -> RewriteSettings:
+        """Read the section, recording problems in its sink."""
+        settings = cls(
+            set_headers=section.string_map("setHeaders"),
+            remove_headers=section.string_list("removeHeaders"),
+            set_response_headers=section.string_map("setResponseHeaders"),
+            remove_response_headers=section.string_list("removeResponseHeaders"),
+        )
+        section.finish()
+        return settings
+
+
+@attrs.frozen
+class RunnerSettings:
+    """One Ollama server reachable under a path prefix."""
+
+    name: str
+    path: str
+    """Prefix matched on whole path segments and stripped before forwarding."""
+    host: str
+    port: int
+    scheme: str = "http"
+    filters: tuple[str, ...] = DEFAULT_FILTERS
+    max_body_size: int = 1 << 30
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 300.0
+    """Time allowed for the response headers (model loading can take minutes)."""
+    idle_timeout: float = 300.0
+    """Longest silence allowed inside a streamed response; a long generation is never cut."""
+    max_connections: int = 64
+    """Persistent connections kept to this runner."""
+    ca_path: str = ""
+    """CA bundle that verifies an ``https`` runner (empty: the system's trust store)."""
+    rewrite: RewriteSettings = attrs.field(factory=RewriteSettings)
+    yaml_path: str = ""
+    origins: Mapping[str, Origin] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def netloc(self) -> str:
+        """``host:port`` as sent upstream."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def prefix_segments(self) -> tuple[str, ...]:
+        """The prefix split into path segments (``/`` is the empty tuple)."""
+        return tuple(s for s in self.path.split("/") if s)
+
+
+def _check_prefix(section: MapReader, path: str) -> str:
+    if not path.startswith("/"):
+        section.error("path", f'must start with "/", got "{path}"')
+        return "/"
+    segments = path.split("/")[1:]
+    if path != "/" and path.endswith("/"):
+        segments = segments[:-1]
+    if any(unquote(s) in ("", ".", "..") or "%2f" in s.lower() for s in segments if path != "/"):
+        section.error("path", f'"{path}" has empty, dot or encoded-slash segments')
+    return "/" + "/".join(segments)
+
+
+def _read_runner(section: MapReader, index: int) -> RunnerSettings:
+    defaults = RunnerSettings(name="", path="/", host="", port=0)
+    name = section.string("name") or f"runner{index}"
+    path = _check_prefix(section, section.string("path", "/"))
+    host_text = section.string("host")
+    host, port = "", 0
+    if not host_text:
+        section.error("host", 'required: the runner\'s "host:port", as "127.0.0.1:11434"')
+    else:
+        try:
+            address = parse_listen_address(host_text)
+            host, port = address.host, address.port
+            if not host:
+                raise ValueError(f'expected "host:port", got "{host_text}"')
+        except ValueError as e:
+            section.error("host", str(e))
+    rewrite = RewriteSettings.from_yaml(section.section("rewrite"))
+    settings = RunnerSettings(
+        name=name,
+        path=path,
+        host=host,
+        port=port,
+        scheme=section.choice("scheme", "http", ("http", "https")),
+        filters=section.string_list("filters", DEFAULT_FILTERS),
+        max_body_size=section.size("maxBodySize", defaults.max_body_size),
+        connect_timeout=section.duration("connectTimeout", defaults.connect_timeout),
+        first_byte_timeout=section.duration("firstByteTimeout", defaults.first_byte_timeout),
+        idle_timeout=section.duration("idleTimeout", defaults.idle_timeout),
+        max_connections=section.integer("maxConnections", defaults.max_connections, 1, 10000),
+        ca_path=section.string("caPath"),
+        rewrite=rewrite,
+        yaml_path=section.path,
+        origins={key: section.origin_of(key) for key in ("filters", "caPath", "path")},
+    )
+    for key in ("connectTimeout", "firstByteTimeout", "idleTimeout"):
+        if section.has(key) and getattr(settings, _snake(key)) <= 0:
+            section.error(key, "must be longer than zero")
+    section.finish()
+    return settings
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
+def read_runners(root: MapReader) -> tuple[RunnerSettings, ...]:
+    """Read ``runners[]``, refusing two runners on the same prefix."""
+    runners: list[RunnerSettings] = []
+    seen: dict[str, str] = {}
+    for index, section in enumerate(root.sections("runners")):
+        runner = _read_runner(section, index)
+        if runner.path in seen:
+            section.error("path", f'"{runner.path}" is already the prefix of {seen[runner.path]}')
+            continue
+        seen[runner.path] = section.path
+        runners.append(runner)
+    return tuple(runners)

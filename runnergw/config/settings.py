@@ -1,0 +1,48 @@
+"""The whole settings tree."""
+
+from __future__ import annotations
+
+import attrs
+
+from runnergw.config.audit import AuditSettings
+from runnergw.config.logging import LoggingSettings
+from runnergw.config.paseto import PasetoSettings
+from runnergw.config.reader import MapReader
+from runnergw.config.runners import RunnerSettings, read_runners
+from runnergw.config.server import ServerSettings
+
+__all__ = ["Settings"]
+
+
+@attrs.frozen
+class Settings:
+    """Everything read from the settings files and environment."""
+
+    files: tuple[str, ...]
+    """The settings files, base first."""
+    logging: LoggingSettings = attrs.field(factory=LoggingSettings)
+    paseto: PasetoSettings = attrs.field(factory=PasetoSettings)
+    runners: tuple[RunnerSettings, ...] = ()
+    server: ServerSettings = attrs.field(factory=ServerSettings)
+    audit: AuditSettings = attrs.field(factory=AuditSettings)
+
+    @property
+    def config_path(self) -> str:
+        """The settings file named on the command line (the base of any overlay)."""
+        return self.files[0]
+
+    @classmethod
+    def from_yaml(cls, root: MapReader, files: tuple[str, ...]) -> Settings:
+        """Read every section, recording problems in the root's sink."""
+        settings = cls(
+            files=files,
+            logging=LoggingSettings.from_yaml(root.section("logging")),
+            paseto=PasetoSettings.from_yaml(root.section("paseto")),
+            runners=read_runners(root),
+            server=ServerSettings.from_yaml(root.section("server")),
+            audit=AuditSettings.from_yaml(root.section("audit")),
+        )
+        if not root.has("runners") or not settings.runners:
+            root.error("runners", "at least one runner is needed")
+        root.finish()
+        return settings
