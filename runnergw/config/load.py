@@ -22,7 +22,6 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "SERVER_ADDRESS": ("server", "address"),
     "SERVER_CERTIFICATE_PATH": ("server", "certificatePath"),
     "SERVER_KEY_PATH": ("server", "keyPath"),
-    "LOGGING_FORMAT": ("logging", "format"),
     "PASETO_VERSION": ("paseto", "version"),
     "PASETO_EXPIRATION": ("paseto", "expiration"),
     "PASETO_KEY_PATH": ("paseto", "keyPath"),

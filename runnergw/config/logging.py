@@ -13,17 +13,15 @@ LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 
 @attrs.frozen
 class LoggingSettings:
-    """Log verbosity and format."""
+    """Log verbosity (``twistd --logger runnergw.logs.json_observer`` gives JSON lines)."""
 
     level: str = "info"
-    format: str = "text"
 
     @classmethod
     def from_yaml(cls, section: MapReader) -> LoggingSettings:
         """Read the section, recording problems in its sink."""
         settings = cls(
             level=section.choice("level", "info", LOG_LEVELS + ("warning",)),
-            format=section.choice("format", "text", ("text", "json")),
         )
         section.finish()
         return settings

@@ -1,0 +1,134 @@
+"""The ``runnergw`` command: keys, tokens and settings checks (runner-gateway's tool, and more)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from runnergw.config.errors import ConfigErrors
+from runnergw.config.load import config_path_from, load_settings
+from runnergw.config.reader import parse_go_duration
+from runnergw.config.settings import Settings
+from runnergw.tokens.keys import (
+    KeyFileError,
+    generate_local_key_hex,
+    load_signing_key,
+    parse_local_key,
+    write_signing_keypair,
+)
+from runnergw.tokens.minting import mint_token
+
+__all__ = ["main"]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(config_path_from(args.config, os.environ))
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    if args.kind == "symmetric":
+        print(generate_local_key_hex())
+        return 0
+    config = config_path_from(args.config, os.environ)
+    key_path = Path(config).parent / "paseto.key"
+    pub_path = Path(config).parent / "paseto.pub"
+    if Path(config).exists():
+        paseto = _settings(args).paseto
+        key_path = Path(paseto.key_path or key_path)
+        pub_path = Path(paseto.public_paths[0] if paseto.public_paths else pub_path)
+    try:
+        write_signing_keypair(key_path, pub_path, overwrite=args.force)
+    except FileExistsError as e:
+        print(f"runnergw: {e.filename} exists; use --force to replace it", file=sys.stderr)
+        return 1
+    print(f"wrote {key_path} (private, keep it secret) and {pub_path}")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    paseto = _settings(args).paseto
+    version = int(paseto.version[1:])
+    try:
+        if args.purpose == "public":
+            if not paseto.key_path:
+                print("runnergw: paseto.keyPath is not set", file=sys.stderr)
+                return 1
+            key = load_signing_key(Path(paseto.key_path).read_bytes(), version)
+        else:
+            if not paseto.secret_key:
+                print("runnergw: paseto.secretKey is not set", file=sys.stderr)
+                return 1
+            key = parse_local_key(paseto.secret_key, version)
+    except OSError as e:
+        print(f"runnergw: {paseto.key_path}: {e.strerror}", file=sys.stderr)
+        return 1
+    except KeyFileError as e:
+        print(f"runnergw: paseto key: {e}", file=sys.stderr)
+        return 1
+    lifetime = parse_go_duration(args.expires) if args.expires else paseto.expiration
+    print(mint_token(key, subject=args.sub, role=args.role, lifetime=lifetime,
+                     now=time.time(), issuer=paseto.issuer or None,
+                     audience=paseto.audience or None))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    from runnergw.service import build_router
+    from runnergw.startup import prepare
+
+    settings = _settings(args)
+    parts = prepare(settings)
+    try:
+        build_router(settings, parts, reactor, [])
+    finally:
+        parts.audit_log.close()
+    print(f"{' + '.join(settings.files)}: OK ({len(settings.runners)} runners)")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runnergw", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    config_help = "settings file (default: $RUNNERGW_CONFIG, else settings/settings.yaml)"
+
+    keygen = commands.add_parser("keygen", help="create keys")
+    keygen.add_argument("kind", choices=("asymmetric", "symmetric"))
+    keygen.add_argument("--config", help=config_help)
+    keygen.add_argument("--force", action="store_true", help="replace existing key files")
+    keygen.set_defaults(run=_keygen)
+
+    token = commands.add_parser("token", help="mint a PASETO token")
+    token.add_argument("purpose", choices=("public", "local"))
+    token.add_argument("--config", help=config_help)
+    token.add_argument("--sub", help="subject (who the token is for)")
+    token.add_argument("--role", help="role claim")
+    token.add_argument("--expires", help="lifetime as a Go duration (default paseto.expiration)")
+    token.set_defaults(run=_token)
+
+    check = commands.add_parser("check", help="validate settings, keys and certificates")
+    check.add_argument("--config", help=config_help)
+    check.set_defaults(run=_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigErrors as e:
+        print(e, file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"runnergw: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The ``audit`` filter: one JSON line per request, whatever its outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from runnergw.audit_log import AuditLog
+from runnergw.pipeline.exchange import Exchange
+from runnergw.pipeline.filter import Filter
+
+__all__ = ["AuditFilter"]
+
+
+def _milliseconds(start: float, end: float | None) -> float | None:
+    return None if end is None else round((end - start) * 1000.0, 3)
+
+
+class AuditFilter(Filter):
+    """Records who asked what of which runner, and how it went. Never a token or a prompt."""
+
+    name = "audit"
+
+    def __init__(self, audit_log: AuditLog) -> None:
+        self.audit_log = audit_log
+
+    def done(self, exchange: Exchange) -> None:
+        """Write the exchange's audit line."""
+        identity = exchange.identity
+        record: dict[str, Any] = {
+            "time": datetime.fromtimestamp(exchange.started, timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "request_id": exchange.request_id,
+            "client": exchange.client_address,
+            "subject": identity.subject if identity else None,
+            "role": identity.role if identity else None,
+            "token": identity.token_kind if identity else None,
+            "route": exchange.route.name if exchange.route else None,
+            "method": exchange.method,
+            "path": exchange.path,
+            "model": exchange.model,
+            "status": exchange.status,
+            "bytes_in": exchange.bytes_in,
+            "bytes_out": exchange.bytes_out,
+            "ttfb_ms": _milliseconds(exchange.started, exchange.first_byte_at),
+            "duration_ms": _milliseconds(exchange.started, exchange.finished_at),
+            "upstream": exchange.upstream,
+            "outcome": exchange.outcome,
+        }
+        if exchange.reason:
+            record["reason"] = exchange.reason
+        if exchange.notes:
+            record.update(exchange.notes)
+        self.audit_log.write(record)

@@ -1,0 +1,52 @@
+"""The ``token`` filter: a PASETO bearer token must be presented and valid."""
+
+from __future__ import annotations
+
+from runnergw.pipeline.exchange import Exchange, Identity, Reject
+from runnergw.pipeline.filter import Filter
+from runnergw.tokens.verifier import TokenError, TokenVerifier
+
+__all__ = ["TokenFilter"]
+
+
+def _challenge(description: str) -> tuple[tuple[str, str], ...]:
+    text = description.replace('"', "'")
+    return (("WWW-Authenticate",
+             f'Bearer realm="runnergw", error="invalid_token", error_description="{text}"'),)
+
+
+class TokenFilter(Filter):
+    """Checks ``Authorization: Bearer vN.(public|local).…`` and records who is calling.
+
+    The token itself never leaves this filter: not in errors, logs or the audit trail.
+    """
+
+    name = "token"
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+
+    def request(self, exchange: Exchange) -> None:
+        """Verify the bearer token, or refuse with 401."""
+        header = exchange.headers.get("authorization")
+        if header is None:
+            raise Reject(401, "missing bearer token",
+                         headers=(("WWW-Authenticate", 'Bearer realm="runnergw"'),),
+                         reason="token missing")
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Reject(401, "expected an Authorization: Bearer token",
+                         headers=_challenge("expected a Bearer token"),
+                         reason="token malformed")
+        try:
+            verified = self.verifier.verify(token)
+        except TokenError as e:
+            raise Reject(401, e.reason, headers=_challenge(e.reason),
+                         reason=f"token {e.code}") from None
+        exchange.identity = Identity(
+            subject=verified.subject,
+            role=verified.role,
+            claims=verified.claims,
+            token_kind=f"{verified.version}.{verified.purpose}",
+        )

@@ -1,0 +1,103 @@
+"""Decode a request body as it arrives: a fixed length or HTTP/1.1 chunked coding."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from runnergw.http.errors import BadRequest
+
+__all__ = ["BodyDecoder", "ChunkedDecoder", "FixedLengthDecoder"]
+
+_MAX_CHUNK_LINE = 1024
+_MAX_TRAILERS = 16384
+
+
+class BodyDecoder(Protocol):
+    """Turns received bytes into body pieces."""
+
+    done: bool
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bytes]:
+        """Consume ``data``; return body pieces and, once finished, the bytes after the body."""
+
+
+class FixedLengthDecoder:
+    """A body of ``Content-Length`` bytes."""
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+        self.done = length == 0
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bytes]:
+        """See ``BodyDecoder.feed``."""
+        if len(data) < self.remaining:
+            self.remaining -= len(data)
+            return [data], b""
+        piece, rest = data[: self.remaining], data[self.remaining :]
+        self.remaining = 0
+        self.done = True
+        return ([piece] if piece else []), rest
+
+
+class ChunkedDecoder:
+    """``Transfer-Encoding: chunked`` with bounded size lines and trailers (discarded)."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self._buffer = b""
+        self._state = "size"
+        self._remaining = 0
+        self._trailer_bytes = 0
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bytes]:
+        """See ``BodyDecoder.feed``."""
+        buffer = self._buffer + data if self._buffer else data
+        self._buffer = b""
+        pieces: list[bytes] = []
+        while buffer and not self.done:
+            if self._state == "data":
+                piece, buffer = buffer[: self._remaining], buffer[self._remaining :]
+                self._remaining -= len(piece)
+                pieces.append(piece)
+                if self._remaining == 0:
+                    self._state = "crlf"
+                continue
+            line_end = buffer.find(b"\r\n")
+            if line_end < 0:
+                self._check_partial(buffer)
+                self._buffer = buffer
+                break
+            line, buffer = buffer[:line_end], buffer[line_end + 2 :]
+            self._line(line)
+        return pieces, (buffer if self.done else b"")
+
+    def _check_partial(self, buffer: bytes) -> None:
+        if self._state == "crlf" and len(buffer) >= 2:
+            raise BadRequest(400, "malformed chunked body")
+        limit = _MAX_TRAILERS if self._state == "trailer" else _MAX_CHUNK_LINE
+        if len(buffer) > limit:
+            raise BadRequest(400, "chunk size line or trailer too long")
+
+    def _line(self, line: bytes) -> None:
+        if self._state == "crlf":
+            if line:
+                raise BadRequest(400, "malformed chunked body")
+            self._state = "size"
+        elif self._state == "size":
+            size_text = line.split(b";", 1)[0].strip(b" \t")
+            if len(line) > _MAX_CHUNK_LINE or not size_text or len(size_text) > 15:
+                raise BadRequest(400, "malformed chunk size")
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise BadRequest(400, "malformed chunk size") from None
+            if size_text.startswith((b"-", b"+", b"0x", b"0X")) or b"_" in size_text:
+                raise BadRequest(400, "malformed chunk size")
+            self._remaining = size
+            self._state = "data" if size else "trailer"
+        else:
+            self._trailer_bytes += len(line) + 2
+            if self._trailer_bytes > _MAX_TRAILERS:
+                raise BadRequest(400, "trailers too long")
+            if not line:
+                self.done = True

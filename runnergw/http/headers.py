@@ -1,0 +1,104 @@
+"""An ordered, case-insensitive list of HTTP header fields."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+__all__ = ["Headers", "HOP_BY_HOP", "forwardable_request_headers"]
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "transfer-encoding", "upgrade",
+})
+"""Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1)."""
+
+
+class Headers:
+    """Header fields in arrival order; names compare case-insensitively."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+        self._fields: list[tuple[str, str]] = list(fields)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({[name for name, _ in self._fields]!r})"
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``."""
+        name = name.lower()
+        for key, value in self._fields:
+            if key.lower() == name:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        name = name.lower()
+        return [value for key, value in self._fields if key.lower() == name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field."""
+        self._fields.append((name, value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every ``name`` field with one."""
+        self.remove(name)
+        self._fields.append((name, value))
+
+    def remove(self, name: str) -> None:
+        """Drop every ``name`` field."""
+        name = name.lower()
+        self._fields = [(k, v) for k, v in self._fields if k.lower() != name]
+
+    def remove_all(self, names: Iterable[str]) -> None:
+        """Drop every field whose lower-case name is in ``names``."""
+        drop = {n.lower() for n in names}
+        self._fields = [(k, v) for k, v in self._fields if k.lower() not in drop]
+
+    def connection_tokens(self) -> set[str]:
+        """Lower-case field names listed in ``Connection`` (they are hop-by-hop too)."""
+        tokens: set[str] = set()
+        for value in self.get_all("connection"):
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+        return tokens
+
+    def without_hop_by_hop(self) -> Headers:
+        """A copy without hop-by-hop fields and those named in ``Connection``."""
+        drop = HOP_BY_HOP | self.connection_tokens()
+        return Headers((k, v) for k, v in self._fields if k.lower() not in drop)
+
+    def copy(self) -> Headers:
+        """A shallow copy."""
+        return Headers(self._fields)
+
+    def encode(self) -> bytes:
+        """The fields as ``Name: value\\r\\n`` lines."""
+        return b"".join(
+            f"{name}: {value}\r\n".encode("latin-1") for name, value in self._fields
+        )
+
+
+_NEVER_FORWARDED = frozenset({
+    "host", "content-length", "expect",
+    # The client's credentials are for the gateway, never for the runner.
+    "authorization", "proxy-authorization", "x-user-token", "cookie",
+    # The gateway states these itself; a client must not forge them.
+    "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip",
+    "x-request-id",
+})
+
+
+def forwardable_request_headers(headers: Headers) -> Headers:
+    """The client's request headers that may be sent to a runner."""
+    drop = HOP_BY_HOP | _NEVER_FORWARDED | headers.connection_tokens()
+    return Headers((k, v) for k, v in headers if k.lower() not in drop)

@@ -1,0 +1,573 @@
+"""The gateway's HTTP/1.1 server protocol.
+
+Written for a gateway rather than a web application: the request head is parsed strictly and
+within a deadline, the exchange starts before any body byte is read (so tokens are checked
+first and ``100 Continue`` is only sent after), bodies stream with backpressure in both
+directions, and the terminal learns at once when its client goes away.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from runnergw.http.body import BodyDecoder, ChunkedDecoder, FixedLengthDecoder
+from runnergw.http.errors import BadRequest
+from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
+from runnergw.http.headers import Headers
+from runnergw.pipeline.exchange import Exchange
+from runnergw.pipeline.interfaces import IClientStream
+from runnergw.logs import level_gate
+
+__all__ = ["ConnectionTimeouts", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_NO_BODY_STATUSES = frozenset({204, 304})
+_PIPELINE_BUFFER = 65536
+_DISCARD_LIMIT = 1 << 20
+"""A refused request's unread body up to this size is drained so the connection lives on."""
+
+
+@attrs.frozen
+class ConnectionTimeouts:
+    """Client-side timers, all in seconds."""
+
+    header: float = 10.0
+    read: float = 30.0
+    write: float = 30.0
+    keep_alive: float = 75.0
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class _DateCache:
+    """``Date`` header text, formatted at most once per second."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(self._clock.seconds())
+        if second != self._second:
+            self._second = second
+            self._text = formatdate(second, usegmt=True)
+        return self._text
+
+
+@implementer(IPushProducer)
+class _StallWatch:
+    """Stands between the client transport and a response producer to time write stalls."""
+
+    def __init__(self, stream: _ClientStream, producer: IPushProducer) -> None:
+        self._stream = stream
+        self._producer = producer
+        self._timer: IDelayedCall | None = None
+
+    def pauseProducing(self) -> None:
+        protocol = self._stream.protocol
+        if self._timer is None:
+            self._timer = protocol.clock.callLater(
+                protocol.timeouts.write, self._stream.stalled
+            )
+        self._producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.cancel()
+        self._producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.cancel()
+        self._producer.stopProducing()
+
+    def cancel(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+@implementer(IClientStream)
+class _ClientStream:
+    """One exchange's view of its client connection."""
+
+    def __init__(self, protocol: GatewayHTTPProtocol, head: RequestHead, exchange: Exchange):
+        self.protocol = protocol
+        self.head = head
+        self.exchange = exchange
+        self.head_sent = False
+        self.response_done = False
+        self.gone = False
+        self.keep_alive = head.keep_alive
+        self._chunked = False
+        self._no_body = head.method == "HEAD"
+        self._decoder: BodyDecoder | None = None
+        self._consumer: Any = None
+        self.body_complete = not head.has_body
+        self._read_timer: IDelayedCall | None = None
+        self._gone_callbacks: list[Callable[[], object]] = []
+        self._watch: _StallWatch | None = None
+
+    # Request body
+
+    def start_body(self, consumer: Any) -> None:
+        if self._consumer is not None or self.body_complete or self.gone:
+            return
+        self._consumer = consumer
+        self._decoder = (FixedLengthDecoder(self.head.content_length)
+                         if self.head.content_length is not None else ChunkedDecoder())
+        if self.head.expect_continue and not self.head_sent:
+            self.protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.protocol.body_started()
+
+    def body_received(self, data: bytes) -> None:
+        """Decode ``data``; returns nothing, hands leftover bytes back to the protocol."""
+        assert self._decoder is not None
+        try:
+            pieces, leftover = self._decoder.feed(data)
+        except BadRequest as e:
+            self.protocol.refuse_mid_body(self, e)
+            return
+        for piece in pieces:
+            self.exchange.bytes_in += len(piece)
+            self._consumer.body_data(piece)
+        if self._decoder.done:
+            self.body_complete = True
+            self._cancel_read_timer()
+            self._consumer.body_done()
+            self.protocol.body_finished(self, leftover)
+        else:
+            self._arm_read_timer()
+
+    def reading_body(self) -> bool:
+        return self._consumer is not None and not self.body_complete
+
+    def pause_body(self) -> None:
+        self._cancel_read_timer()
+        self.protocol.set_paused("upstream", True)
+
+    def resume_body(self) -> None:
+        if self.reading_body():
+            self._arm_read_timer()
+        self.protocol.set_paused("upstream", False)
+
+    def _arm_read_timer(self) -> None:
+        timer = self._read_timer
+        if timer is not None and timer.active():
+            timer.reset(self.protocol.timeouts.read)
+        else:
+            self._read_timer = self.protocol.clock.callLater(
+                self.protocol.timeouts.read, self._read_timed_out
+            )
+
+    def _cancel_read_timer(self) -> None:
+        if self._read_timer is not None and self._read_timer.active():
+            self._read_timer.cancel()
+        self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        self.exchange.outcome = "timeout"
+        self.exchange.reason = "client stopped sending the request body"
+        self.protocol.refuse_mid_body(self, BadRequest(408, "request body read timed out"))
+
+    # Response
+
+    def send_head(self, status: int, headers: Headers, length: int | None) -> None:
+        if self.head_sent or self.gone:
+            return
+        self.head_sent = True
+        exchange = self.exchange
+        exchange.status = status
+        exchange.first_byte_at = self.protocol.clock.seconds()
+        headers.remove_all(("connection", "keep-alive", "transfer-encoding", "content-length"))
+        if status in _NO_BODY_STATUSES or status < 200:
+            self._no_body = True
+        elif length is not None:
+            headers.add("Content-Length", str(length))
+        elif not self._no_body:
+            if self.head.version == "HTTP/1.1":
+                headers.add("Transfer-Encoding", "chunked")
+                self._chunked = True
+            else:
+                self.keep_alive = False
+        if "date" not in headers:
+            headers.add("Date", self.protocol.dates.now())
+        headers.set("X-Request-Id", exchange.request_id)
+        if not self.keep_alive or not self.protocol.may_keep_alive(self):
+            self.keep_alive = False
+            headers.add("Connection", "close")
+        elif self.head.version == "HTTP/1.0":
+            headers.add("Connection", "keep-alive")
+        line = f"HTTP/1.1 {status} {_reason(status)}\r\n".encode("ascii")
+        self.protocol.transport.writeSequence([line, headers.encode(), b"\r\n"])
+
+    def write(self, data: bytes) -> None:
+        if not data or self._no_body or self.gone or self.response_done:
+            return
+        self.exchange.bytes_out += len(data)
+        if self._chunked:
+            self.protocol.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            self.protocol.transport.write(data)
+
+    def finish(self) -> None:
+        if self.response_done or self.gone:
+            return
+        self.response_done = True
+        self.exchange.finished_at = self.protocol.clock.seconds()
+        if self._chunked:
+            self.protocol.transport.write(b"0\r\n\r\n")
+        self.unregister_producer()
+        self.protocol.response_finished(self)
+
+    def abort(self, reason: str) -> None:
+        if self.gone:
+            return
+        self.response_done = True
+        self.exchange.finished_at = self.protocol.clock.seconds()
+        self.unregister_producer()
+        self.protocol.abort_connection()
+
+    def register_producer(self, producer: IPushProducer) -> None:
+        if self.gone:
+            producer.stopProducing()
+            return
+        self.unregister_producer()
+        self._watch = _StallWatch(self, producer)
+        self.protocol.transport.registerProducer(self._watch, True)
+
+    def unregister_producer(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+            if not self.gone:
+                self.protocol.transport.unregisterProducer()
+
+    def stalled(self) -> None:
+        """The client took no bytes for the write timeout: give up on it."""
+        self.exchange.outcome = "timeout"
+        self.exchange.reason = "client stopped reading the response"
+        self.abort("write timeout")
+
+    def when_gone(self, callback: Callable[[], object]) -> None:
+        if self.gone:
+            callback()
+        else:
+            self._gone_callbacks.append(callback)
+
+    def connection_lost(self) -> None:
+        """The connection closed (by either side)."""
+        if self.gone:
+            return
+        self.gone = True
+        self._cancel_read_timer()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        if self.reading_body():
+            self._consumer.body_failed(ConnectionError("client disconnected during the body"))
+        if not self.response_done:
+            self.exchange.finished_at = self.protocol.clock.seconds()
+            if self.exchange.outcome == "ok":
+                self.exchange.outcome = "client_gone"
+                self.exchange.reason = "client disconnected before the response was complete"
+        callbacks, self._gone_callbacks = self._gone_callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+class _Discard:
+    """Drains the unread body of a refused request so the connection can be reused."""
+
+    def body_data(self, data: bytes) -> None:
+        pass
+
+    def body_done(self) -> None:
+        pass
+
+    def body_failed(self, reason: Exception) -> None:
+        pass
+
+
+class GatewayHTTPProtocol(Protocol):
+    """HTTP/1.1 server side of one client connection; one exchange at a time."""
+
+    log = Logger(observer=level_gate)
+
+    def __init__(self, factory: GatewayHTTPFactory) -> None:
+        self.factory = factory
+        self.gateway = factory.gateway
+        self.limits = factory.limits
+        self.timeouts = factory.timeouts
+        self.clock = factory.clock
+        self.dates = factory.dates
+        self.secure = factory.secure
+        self._buffer = b""
+        self._current: _ClientStream | None = None
+        self._closed = False
+        self._timer: IDelayedCall | None = None
+        self._timer_kind = ""
+        self._paused: set[str] = set()
+        self._reading_paused = False
+
+    # Connection life
+
+    def connectionMade(self) -> None:
+        self.factory.connections.add(self)
+        self._start_timer("header", self.timeouts.header, self._head_timed_out)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.factory.connections.discard(self)
+        self._closed = True
+        self._stop_timer()
+        if self._current is not None:
+            self._current.connection_lost()
+
+    def abort_connection(self) -> None:
+        self._closed = True
+        self.transport.abortConnection()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._stop_timer()
+        self.transport.loseConnection()
+
+    def _start_timer(self, kind: str, seconds: float, action: Callable[[], None]) -> None:
+        self._stop_timer()
+        self._timer = self.clock.callLater(seconds, action)
+        self._timer_kind = kind
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._timer_kind = ""
+
+    def set_paused(self, reason: str, paused: bool) -> None:
+        """Pause reading from the client while any reason holds."""
+        if paused:
+            self._paused.add(reason)
+        else:
+            self._paused.discard(reason)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        want_paused = bool(self._paused)
+        if want_paused != self._reading_paused and not self._closed:
+            self._reading_paused = want_paused
+            if want_paused:
+                self.transport.pauseProducing()
+            else:
+                self.transport.resumeProducing()
+
+    # Reading
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
+        current = self._current
+        if current is not None and current.reading_body() and not self._buffer:
+            current.body_received(data)
+            return
+        self._buffer += data
+        if current is None:
+            self._parse_head()
+        elif len(self._buffer) > _PIPELINE_BUFFER:
+            self.set_paused("buffer", True)
+
+    def _parse_head(self) -> None:
+        buffer = self._buffer.lstrip(b"\r\n")
+        if not buffer:
+            self._buffer = b""
+            return
+        if self._timer_kind != "header":
+            self._start_timer("header", self.timeouts.header, self._head_timed_out)
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            self._buffer = buffer
+            self._check_partial_head(buffer)
+            return
+        self._buffer = buffer[end + 4 :]
+        try:
+            head = parse_request_head(buffer[:end], self.limits)
+        except BadRequest as e:
+            self._refuse(e)
+            return
+        self._stop_timer()
+        self._start_exchange(head)
+
+    def _check_partial_head(self, buffer: bytes) -> None:
+        first_end = buffer.find(b"\r\n")
+        if first_end < 0:
+            if len(buffer) > self.limits.max_line:
+                self._refuse(BadRequest(414, "request line too long"))
+            return
+        if len(buffer) > self.limits.max_bytes:
+            self._refuse(BadRequest(431, "request header block too large"))
+        elif len(buffer) - buffer.rfind(b"\r\n") - 2 > self.limits.max_line:
+            self._refuse(BadRequest(431, "header field too long"))
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        self._timer_kind = ""
+        if self._buffer:
+            self._refuse(BadRequest(408, "request header timeout"))
+        else:
+            self._close()
+
+    def _refuse(self, error: BadRequest) -> None:
+        """Answer a request that could not be parsed, then close."""
+        self.log.info(
+            "Refused a malformed request from {peer}: {status} {message}",
+            event="bad_request", peer=self.transport.getPeer().host,
+            status=error.status, message=error.message,
+        )
+        body = ('{"error": "%s"}' % error.message).encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (error.status, _reason(error.status).encode(), len(body), body)
+        )
+        self._close()
+
+    # Exchanges
+
+    def _new_request_id(self, head: RequestHead) -> str:
+        offered = head.headers.get("x-request-id")
+        if offered is not None and _REQUEST_ID.fullmatch(offered):
+            return offered
+        return os.urandom(16).hex()
+
+    def _start_exchange(self, head: RequestHead) -> None:
+        exchange = Exchange(
+            request_id=self._new_request_id(head),
+            method=head.method,
+            path=head.path,
+            query=head.query,
+            version=head.version,
+            headers=head.headers,
+            client_address=self.transport.getPeer().host,
+            secure=self.secure,
+            started=self.clock.seconds(),
+            content_length=head.content_length,
+        )
+        stream = _ClientStream(self, head, exchange)
+        self._current = stream
+        if head.has_body:
+            self.set_paused("body-wait", True)
+        self.gateway.handle(exchange, stream).addBoth(self._exchange_over, stream)
+
+    def body_started(self) -> None:
+        """The exchange asked for the body: feed what is buffered, then read on."""
+        stream = self._current
+        assert stream is not None
+        self.set_paused("body-wait", False)
+        if self._buffer:
+            data, self._buffer = self._buffer, b""
+            stream.body_received(data)
+        elif stream.reading_body():
+            stream._arm_read_timer()
+
+    def body_finished(self, stream: _ClientStream, leftover: bytes) -> None:
+        """The whole body is in; what follows belongs to the next request."""
+        if leftover:
+            self._buffer = leftover + self._buffer
+        if stream.response_done:
+            self._next_request(stream)
+
+    def refuse_mid_body(self, stream: _ClientStream, error: BadRequest) -> None:
+        """The body broke the rules (bad chunking, too large, too slow)."""
+        exchange = stream.exchange
+        if exchange.outcome == "ok":
+            exchange.outcome = "client_error"
+            exchange.reason = error.message
+        if stream.head_sent or stream.response_done:
+            self.abort_connection()
+            stream.connection_lost()
+        else:
+            exchange.status = error.status
+            stream.response_done = True
+            stream.connection_lost()
+            self._refuse(error)
+
+    def may_keep_alive(self, stream: _ClientStream) -> bool:
+        """Whether the connection can carry another request after this response."""
+        if stream.body_complete or stream.reading_body():
+            return True
+        length = stream.head.content_length
+        return length is not None and length <= _DISCARD_LIMIT
+
+    def response_finished(self, stream: _ClientStream) -> None:
+        """The response is out; read the next request once the body is consumed too."""
+        if not stream.keep_alive:
+            self._close()
+            return
+        if not stream.body_complete and not stream.reading_body():
+            stream.start_body(_Discard())
+        if stream.body_complete:
+            self._next_request(stream)
+
+    def _next_request(self, stream: _ClientStream) -> None:
+        if self._closed or stream is not self._current:
+            return
+        self._current = None
+        self._paused.clear()
+        self._update_reading()
+        self._start_timer("keep-alive", self.timeouts.keep_alive, self._close)
+        if self._buffer:
+            self._parse_head()
+
+    def _exchange_over(self, result: object, stream: _ClientStream) -> None:
+        if stream.gone or stream.response_done:
+            return
+        # The gateway ended without finishing the response: nothing more will come.
+        self.log.warn("Request {request_id} ended without a complete response",
+                      request_id=stream.exchange.request_id)
+        stream.abort("no response")
+
+
+class GatewayHTTPFactory(Factory):
+    """Builds a ``GatewayHTTPProtocol`` per connection."""
+
+    def __init__(
+        self,
+        gateway: Any,
+        clock: IReactorTime,
+        *,
+        limits: HeadLimits = HeadLimits(),
+        timeouts: ConnectionTimeouts = ConnectionTimeouts(),
+        secure: bool = False,
+    ) -> None:
+        self.gateway = gateway
+        self.clock = clock
+        self.limits = limits
+        self.timeouts = timeouts
+        self.secure = secure
+        self.dates = _DateCache(clock)
+        self.noisy = False
+        self.connections: set[GatewayHTTPProtocol] = set()
+
+    def close_connections(self) -> None:
+        """Drop every client connection (shutdown; nothing waits for a TLS goodbye)."""
+        for protocol in list(self.connections):
+            protocol.abort_connection()
+
+    def buildProtocol(self, addr: Any) -> GatewayHTTPProtocol:
+        return GatewayHTTPProtocol(self)

@@ -1,0 +1,75 @@
+"""Routes, and matching a request path to the route with the longest prefix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from urllib.parse import unquote
+
+import attrs
+
+from runnergw.pipeline.exchange import Reject
+from runnergw.pipeline.interfaces import IFilter, ITerminal
+
+__all__ = ["Route", "Router", "error_body_ollama", "error_body_detail"]
+
+
+def error_body_ollama(status: int, message: str) -> bytes:
+    """Ollama's error shape, ``{"error": "…"}``, which its clients parse."""
+    return json.dumps({"error": message}).encode()
+
+
+def error_body_detail(status: int, message: str) -> bytes:
+    """FastAPI's error shape, ``{"detail": "…"}``."""
+    return json.dumps({"detail": message}).encode()
+
+
+@attrs.frozen
+class Route:
+    """A path prefix with its filter chain and terminal."""
+
+    name: str
+    prefix: tuple[str, ...]
+    """Decoded prefix segments (empty for ``/``)."""
+    filters: tuple[IFilter, ...]
+    terminal: ITerminal | None
+    """None for the fallback route that only answers 404."""
+    error_body: Callable[[int, str], bytes] = error_body_ollama
+    max_body_size: int = 1 << 30
+
+
+def _split_path(path: str) -> tuple[list[str], list[str]]:
+    """Raw and decoded segments; refuses dot segments and encoded separators anywhere."""
+    lowered = path.lower()
+    if "%2f" in lowered or "%5c" in lowered or "%00" in lowered or "\\" in path:
+        raise Reject(400, "encoded slashes, backslashes and NUL are not allowed in the path")
+    raw = path.split("/")[1:]
+    decoded = [unquote(segment, errors="strict") if "%" in segment else segment
+               for segment in raw]
+    if any(segment in (".", "..") for segment in decoded):
+        raise Reject(400, "dot segments are not allowed in the path")
+    return raw, decoded
+
+
+class Router:
+    """Finds the route for a path: the longest prefix matched on whole segments."""
+
+    def __init__(self, routes: Sequence[Route], fallback: Route) -> None:
+        self.routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
+        self.fallback = fallback
+
+    def match(self, path: str) -> tuple[Route, str]:
+        """Return the route and the path to forward (prefix stripped).
+
+        Raises:
+            Reject: 400 for a path that could escape its prefix, 404 when no prefix matches.
+        """
+        try:
+            raw, decoded = _split_path(path)
+        except UnicodeDecodeError:
+            raise Reject(400, "the path is not valid percent-encoded UTF-8") from None
+        for route in self.routes:
+            size = len(route.prefix)
+            if tuple(decoded[:size]) == route.prefix:
+                return route, "/" + "/".join(raw[size:])
+        raise Reject(404, "no runner serves this path")

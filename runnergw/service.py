@@ -1,0 +1,183 @@
+"""The gateway service: assembles routes and filter chains, listens, reloads on SIGHUP."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import gatherResults
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
+from runnergw.config.errors import ConfigError, ConfigErrors
+from runnergw.config.runners import RunnerSettings
+from runnergw.config.settings import Settings
+from runnergw.filters.audit import AuditFilter
+from runnergw.filters.registry import FilterContext, build_filter
+from runnergw.http.head import HeadLimits
+from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
+from runnergw.pipeline.gateway import Gateway
+from runnergw.pipeline.route import Route, Router
+from runnergw.startup import GatewayParts
+from runnergw.terminals.ollama import OllamaTerminal
+from runnergw.tls import TLSConfigError
+from runnergw.logs import level_gate
+
+__all__ = ["GatewayService", "build_router"]
+
+
+@implementer(IPolicyForHTTPS)
+class _TrustRootPolicy:
+    """Verify an ``https`` runner against the operator's CA bundle."""
+
+    def __init__(self, ca_pem: bytes) -> None:
+        self._root = Certificate.loadPEM(ca_pem)
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        return optionsForClientTLS(hostname.decode("ascii"), trustRoot=self._root)
+
+
+def _runner_agent(reactor: Any, runner: RunnerSettings, pool: HTTPConnectionPool) -> Agent:
+    pool.maxPersistentPerHost = runner.max_connections
+    pool.cachedConnectionTimeout = 60
+    policy: Any = BrowserLikePolicyForHTTPS()
+    if runner.ca_path:
+        with open(runner.ca_path, "rb") as stream:
+            policy = _TrustRootPolicy(stream.read())
+    return Agent(reactor, contextFactory=policy, connectTimeout=runner.connect_timeout,
+                 pool=pool)
+
+
+def build_router(
+    settings: Settings, parts: GatewayParts, reactor: Any, pools: list[HTTPConnectionPool]
+) -> Router:
+    """Build every route's chain and terminal from settings; runner pools are added to ``pools``.
+
+    Raises:
+        ConfigErrors: unknown filters, unreadable CA bundles.
+    """
+    context = FilterContext(settings=settings, clock=reactor, audit_log=parts.audit_log,
+                            verifier=parts.verifier)
+    errors: list[ConfigError] = []
+    routes = []
+    for runner in settings.runners:
+        filters = []
+        for index, name in enumerate(runner.filters):
+            try:
+                filters.append(build_filter(name, context, runner))
+            except ValueError as e:
+                errors.append(ConfigError(runner.origins["filters"],
+                                          f"{runner.yaml_path}.filters[{index}]", str(e)))
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pools.append(pool)
+        try:
+            agent = _runner_agent(reactor, runner, pool)
+        except OSError as e:
+            errors.append(ConfigError(runner.origins["caPath"], f"{runner.yaml_path}.caPath",
+                                      f"{runner.ca_path}: {e.strerror}"))
+            continue
+        routes.append(Route(
+            name=runner.name,
+            prefix=runner.prefix_segments,
+            filters=tuple(filters),
+            terminal=OllamaTerminal(runner, agent, reactor),
+            max_body_size=runner.max_body_size,
+        ))
+    if errors:
+        raise ConfigErrors(errors)
+    fallback = Route(name="", prefix=(), filters=(AuditFilter(parts.audit_log),), terminal=None)
+    return Router(routes, fallback)
+
+
+class GatewayService(MultiService):
+    """Listens on ``server.address`` and serves every route; SIGHUP reloads TLS and the audit file."""
+
+    log = Logger(observer=level_gate)
+
+    def __init__(self, settings: Settings, parts: GatewayParts, reactor: Any) -> None:
+        super().__init__()
+        self.settings = settings
+        self.parts = parts
+        self.reactor = reactor
+        server = settings.server
+        self.pools: list[HTTPConnectionPool] = []
+        self.factory = GatewayHTTPFactory(
+            Gateway(build_router(settings, parts, reactor, self.pools)),
+            reactor,
+            limits=HeadLimits(server.max_header_line, server.max_header_fields,
+                              server.max_header_bytes),
+            timeouts=ConnectionTimeouts(server.header_timeout, server.read_timeout,
+                                        server.write_timeout, server.keep_alive_timeout),
+            secure=parts.tls is not None,
+        )
+        self.port: IListeningPort | None = None
+        self._previous_hup: Any = None
+
+    def privilegedStartService(self) -> None:
+        """Bind the listener now (before privileges drop); a bind failure is fatal."""
+        super().privilegedStartService()
+        address = self.settings.server.address
+        host = address.host or "::"
+        endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
+        endpoint = endpoint_type(self.reactor, address.port, interface=host)
+        factory: Any = self.factory
+        if self.parts.tls is not None:
+            factory = TLSMemoryBIOFactory(self.parts.tls, False, self.factory)
+        outcome: list[Any] = []
+        endpoint.listen(factory).addBoth(outcome.append)
+        if not outcome or isinstance(outcome[0], Failure):
+            reason = outcome[0].getErrorMessage() if outcome else "no answer"
+            raise SystemExit(f"runnergw: cannot listen on {address}: {reason}")
+        self.port = outcome[0]
+
+    def startService(self) -> None:
+        if self.port is None:
+            self.privilegedStartService()
+        super().startService()
+        bound = self.port.getHost()  # type: ignore[union-attr]
+        scheme = "https" if self.parts.tls is not None else "http"
+        host = f"[{bound.host}]" if ":" in bound.host else bound.host
+        self.log.info("runnergw listening on {url}", event="listening",
+                      url=f"{scheme}://{host}:{bound.port}")
+        try:
+            self._previous_hup = signal.signal(signal.SIGHUP, self._on_sighup)
+        except ValueError:
+            self._previous_hup = None  # not the main thread (embedded use): no signal
+
+    def stopService(self) -> Any:
+        if self._previous_hup is not None:
+            signal.signal(signal.SIGHUP, self._previous_hup)
+            self._previous_hup = None
+        super().stopService()
+        port, self.port = self.port, None
+        self.factory.close_connections()
+        waits = [pool.closeCachedConnections() for pool in self.pools]
+        if port is not None:
+            waits.append(port.stopListening())
+        self.parts.audit_log.close()
+        return gatherResults([d for d in waits if d is not None])
+
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self.reload)
+
+    def reload(self) -> None:
+        """Reload the TLS certificate and key for new connections and reopen the audit file."""
+        if self.parts.tls is not None:
+            try:
+                self.parts.tls.reload()
+            except TLSConfigError as e:
+                self.log.error("TLS reload failed, still serving the previous certificate: "
+                               "{error}", event="tls_reload_failed", error=str(e))
+        try:
+            self.parts.audit_log.reopen()
+        except OSError as e:
+            self.log.error("Cannot reopen the audit trail {path}: {error}",
+                           path=self.parts.audit_log.path, error=str(e))

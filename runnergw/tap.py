@@ -1,0 +1,51 @@
+"""``twistd runnergw``: options and service construction."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from runnergw.config.errors import ConfigErrors
+from runnergw.config.load import config_path_from, load_settings
+
+__all__ = ["Options", "makeService"]
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd runnergw``."""
+
+    synopsis = "[--config settings/my-domain.yaml]"
+    optParameters = [
+        ["config", "c", None,
+         "Settings file (default: $RUNNERGW_CONFIG, else settings/settings.yaml)."],
+    ]
+
+    def postOptions(self) -> None:
+        """Load the settings now, so a bad file stops twistd before anything starts."""
+        path = config_path_from(self["config"], os.environ)
+        try:
+            self.settings = load_settings(path)
+        except ConfigErrors as e:
+            raise usage.UsageError(str(e)) from e
+
+
+def makeService(options: Options) -> IService:
+    """Load keys and certificates and build the gateway service (errors exit non-zero)."""
+    from twisted.internet import reactor
+
+    from runnergw.logs import level_gate
+    from runnergw.service import GatewayService
+    from runnergw.startup import ensure_development_keys, prepare
+
+    settings = options.settings
+    level_gate.set_level(settings.logging.level)
+    ensure_development_keys(settings)
+    try:
+        parts = prepare(settings)
+        service: Any = GatewayService(settings, parts, reactor)
+    except ConfigErrors as e:
+        raise SystemExit(f"runnergw: {e}") from e
+    return service

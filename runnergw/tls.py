@@ -1,0 +1,429 @@
+"""TLS for the gateway's listening socket, with certificates that reload on SIGHUP.
+
+Operators point ``server.certificatePath`` at an acme.sh ``fullchain.cer`` (the server
+certificate first, then the intermediates, all PEM) and ``server.keyPath`` at the PEM private
+key (RSA or EC, in PKCS#1, SEC1 or PKCS#8 form, unencrypted).  acme.sh renews certificates
+every 60 days; the operator then sends SIGHUP and the gateway calls
+:meth:`ReloadableServerTLS.reload`.
+
+Use it as::
+
+    TLSMemoryBIOFactory(ReloadableServerTLS(certificate_path, key_path), False, factory)
+
+listened on with a plain ``TCP4ServerEndpoint`` or ``TCP6ServerEndpoint``.  The TLS factory
+asks :meth:`ReloadableServerTLS.serverConnectionForTLS` for an ``OpenSSL.SSL.Connection``
+once per accepted TCP connection, so a reload changes the certificate for connections
+accepted afterwards while connections already open keep the one they started with.
+
+The server accepts TLS 1.2 and 1.3 only.  For TLS 1.2 it offers only ECDHE key exchange with
+AES-GCM or ChaCha20-Poly1305; TLS 1.3 suites are all AEAD already.  Over ALPN it agrees to
+``http/1.1`` and nothing else, whatever the wrapped protocol factory advertises, because the
+gateway speaks HTTP/1.1; a client that offers no ``http/1.1`` gets no ALPN answer.
+
+Expiry is reported, not enforced: :class:`ReloadableServerTLS` logs a warning when the server
+certificate has expired or expires within 14 days, and :func:`certificate_not_after` gives
+the date to anyone else who wants to check (a configuration check command, a status page).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, ClassVar, Final
+
+import attrs
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+from OpenSSL.crypto import X509, PKey
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
+from twisted.logger import Logger
+from zope.interface import implementer
+from runnergw.logs import level_gate
+
+if TYPE_CHECKING:
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+__all__ = [
+    "ReloadableServerTLS",
+    "TLSConfigError",
+    "certificate_not_after",
+    "load_certificate_options",
+]
+
+_TLS12_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""OpenSSL cipher string for TLS 1.2: forward-secret key exchange, AEAD ciphers only."""
+
+_HTTP_1_1: Final = b"http/1.1"
+"""The only protocol the gateway agrees to over ALPN."""
+
+
+class TLSConfigError(Exception):
+    """A certificate or key file the gateway cannot serve.
+
+    ``str()`` gives ``"<path>: <message>"``, ready to show to the operator.
+
+    Attributes:
+        path: The file at fault.
+        message: What is wrong with it.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        """Record the file at fault and what is wrong with it.
+
+        Args:
+            path: The file at fault.
+            message: What is wrong with it.
+        """
+        super().__init__(path, message)
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        """Return ``"<path>: <message>"``."""
+        return f"{self.path}: {self.message}"
+
+
+@attrs.frozen
+class _LoadedTLS:
+    """One consistent load of the certificate chain and key.
+
+    Attributes:
+        options: Twisted's TLS options built from the files.
+        context: The OpenSSL context new connections are made from.
+        leaf: The server certificate (first in the chain file).
+        intermediates: How many more certificates the chain file holds.
+    """
+
+    options: CertificateOptions
+    context: SSL.Context
+    leaf: x509.Certificate
+    intermediates: int
+
+
+def load_certificate_options(certificate_path: str, key_path: str) -> CertificateOptions:
+    """Read a PEM certificate chain and private key and build server TLS options.
+
+    The first certificate in ``certificate_path`` is served as the server certificate and
+    the rest as its chain.  The options allow TLS 1.2 and 1.3 only, restrict TLS 1.2 to
+    ECDHE with AES-GCM or ChaCha20-Poly1305, and agree to ``http/1.1`` only over ALPN.  The
+    OpenSSL context is built at once, so problems surface here rather than on the first
+    connection.
+
+    This function does not look at the expiry date; see :func:`certificate_not_after`.
+
+    Args:
+        certificate_path: PEM file with the server certificate first, then intermediates
+            (acme.sh ``fullchain.cer``).
+        key_path: PEM file with the unencrypted RSA or EC private key.
+
+    Returns:
+        Options whose ``serverConnectionForTLS`` makes server connections.
+
+    Raises:
+        TLSConfigError: A file cannot be read, holds no usable PEM certificate or key, the
+            key is encrypted, or the key does not belong to the server certificate.
+    """
+    return _load(certificate_path, key_path).options
+
+
+def certificate_not_after(certificate_path: str) -> datetime:
+    """Return when the server certificate in a PEM chain file stops being valid.
+
+    Args:
+        certificate_path: PEM file with the server certificate first.
+
+    Returns:
+        The server certificate's not-after time, timezone-aware in UTC.
+
+    Raises:
+        TLSConfigError: The file cannot be read or holds no usable PEM certificate.
+    """
+    certificates = _parse_certificates(
+        certificate_path, _read(certificate_path, "certificate")
+    )
+    return certificates[0].not_valid_after_utc
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ReloadableServerTLS:
+    """Server TLS connection creator whose certificate can be replaced while serving.
+
+    Pass it to ``TLSMemoryBIOFactory(creator, False, factory)``.  Each new TCP connection
+    gets an OpenSSL connection from the certificate loaded most recently; connections
+    already open keep the certificate they were accepted with.
+
+    Loading logs the certificate's names, serial and not-after date (never key material),
+    and warns when the certificate has expired, expires within :attr:`expiry_warning`, or
+    comes without the intermediates clients need.
+
+    Attributes:
+        certificate_path: PEM chain file read on every load.
+        key_path: PEM private key file read on every load.
+        expiry_warning: How close to expiry a certificate draws a warning.
+    """
+
+    log: ClassVar[Logger] = Logger(observer=level_gate)
+    expiry_warning: ClassVar[timedelta] = timedelta(days=14)
+
+    def __init__(self, certificate_path: str, key_path: str) -> None:
+        """Load the certificate chain and key.
+
+        Args:
+            certificate_path: PEM file with the server certificate first, then
+                intermediates.
+            key_path: PEM file with the unencrypted RSA or EC private key.
+
+        Raises:
+            TLSConfigError: The files cannot be served; see
+                :func:`load_certificate_options`.
+        """
+        self.certificate_path = certificate_path
+        self.key_path = key_path
+        self._current = _load(certificate_path, key_path)
+        self.log.info(
+            "Loaded TLS certificate {certificate_path} for {names}"
+            " (serial {serial}), valid until {not_after}",
+            **self._describe(self._current),
+        )
+        self._warn_about(self._current)
+
+    @property
+    def not_after(self) -> datetime:
+        """The not-after time (UTC) of the certificate new connections get."""
+        return self._current.leaf.not_valid_after_utc
+
+    def serverConnectionForTLS(self, tls_protocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        """Make the OpenSSL connection for a newly accepted TCP connection.
+
+        ``TLSMemoryBIOFactory`` calls this once per connection, when the TCP connection is
+        made, and then puts the connection in accept state itself.
+
+        Args:
+            tls_protocol: The TLS protocol the connection is for.
+
+        Returns:
+            A connection using the certificate loaded most recently.
+        """
+        return SSL.Connection(self._current.context, None)
+
+    def reload(self) -> None:
+        """Read the files again and serve the new certificate to new connections.
+
+        Connections already open are not affected.  If the new files cannot be served, the
+        previous certificate stays in use and the error is raised for the caller to report;
+        this method logs only successful reloads.
+
+        Raises:
+            TLSConfigError: The new files cannot be served; nothing has changed.
+        """
+        loaded = _load(self.certificate_path, self.key_path)
+        self._current = loaded
+        self.log.info(
+            "Reloaded TLS certificate {certificate_path} for {names}"
+            " (serial {serial}), valid until {not_after}",
+            **self._describe(loaded),
+        )
+        self._warn_about(loaded)
+
+    def _describe(self, loaded: _LoadedTLS) -> dict[str, str]:
+        """Return the log fields that identify a loaded certificate."""
+        return {
+            "certificate_path": self.certificate_path,
+            "names": _certificate_names(loaded.leaf),
+            "serial": format(loaded.leaf.serial_number, "x"),
+            "not_after": loaded.leaf.not_valid_after_utc.isoformat(),
+        }
+
+    def _warn_about(self, loaded: _LoadedTLS) -> None:
+        """Log warnings about expiry and a missing chain for a freshly loaded certificate."""
+        leaf = loaded.leaf
+        not_after = leaf.not_valid_after_utc
+        remaining = not_after - datetime.now(timezone.utc)
+        if remaining <= timedelta(0):
+            self.log.warn(
+                "TLS certificate {certificate_path} expired at {not_after};"
+                " clients will refuse it. Renew it and send SIGHUP.",
+                certificate_path=self.certificate_path,
+                not_after=not_after.isoformat(),
+            )
+        elif remaining < self.expiry_warning:
+            self.log.warn(
+                "TLS certificate {certificate_path} expires at {not_after},"
+                " in {days_left} days. Renew it and send SIGHUP.",
+                certificate_path=self.certificate_path,
+                not_after=not_after.isoformat(),
+                days_left=remaining.days,
+            )
+        if loaded.intermediates == 0 and leaf.issuer != leaf.subject:
+            self.log.warn(
+                "TLS certificate file {certificate_path} holds only the server certificate,"
+                " without intermediates; many clients will fail to verify it. Use the full"
+                " chain file (acme.sh: fullchain.cer).",
+                certificate_path=self.certificate_path,
+            )
+
+
+def _load(certificate_path: str, key_path: str) -> _LoadedTLS:
+    """Read, check and build everything needed to serve one certificate.
+
+    Args:
+        certificate_path: PEM chain file, server certificate first.
+        key_path: PEM private key file.
+
+    Returns:
+        The options, the ready OpenSSL context and the server certificate.
+
+    Raises:
+        TLSConfigError: The files cannot be served.
+    """
+    certificate_data = _read(certificate_path, "certificate")
+    key_data = _read(key_path, "private key")
+    certificates = _parse_certificates(certificate_path, certificate_data)
+    key = _parse_key(key_path, key_data)
+    leaf, chain = certificates[0], certificates[1:]
+    key_public = _public_key_der(key.public_key())
+    if _public_key_der(leaf.public_key()) != key_public:
+        message = f"private key does not match the certificate {certificate_path}"
+        for position, certificate in enumerate(chain, start=2):
+            if _public_key_der(certificate.public_key()) == key_public:
+                message += (
+                    f" (it matches certificate number {position} in that file;"
+                    " the server certificate must come first)"
+                )
+                break
+        raise TLSConfigError(key_path, message)
+    options = CertificateOptions(
+        privateKey=PKey.from_cryptography_key(key),
+        certificate=X509.from_cryptography(leaf),
+        extraCertChain=[X509.from_cryptography(certificate) for certificate in chain],
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+        acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(_TLS12_CIPHERS),
+    )
+    try:
+        context = options.getContext()
+    except SSL.Error as error:
+        raise TLSConfigError(
+            certificate_path, f"OpenSSL refused the certificate: {_openssl_reason(error)}"
+        ) from error
+    # Replaces the callback Twisted installs, which would also agree to whatever the
+    # wrapped factory advertises (twisted.web's Site offers h2 when h2 is installed).
+    context.set_alpn_select_callback(_select_http_1_1)
+    return _LoadedTLS(
+        options=options, context=context, leaf=leaf, intermediates=len(chain)
+    )
+
+
+def _read(path: str, what: str) -> bytes:
+    """Return a file's bytes, or raise TLSConfigError with the operating system's reason."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise TLSConfigError(
+            path, f"cannot read the {what} file: {error.strerror or error}"
+        ) from error
+
+
+def _parse_certificates(path: str, data: bytes) -> list[x509.Certificate]:
+    """Parse every PEM certificate in a chain file, server certificate first."""
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError as error:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            message = f"holds a damaged PEM certificate ({error})"
+        elif b"PRIVATE KEY-----" in data:
+            message = (
+                "holds a private key, not a certificate"
+                " (are the certificate and key paths swapped?)"
+            )
+        else:
+            message = "holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
+        raise TLSConfigError(path, message) from error
+    if not certificates:
+        raise TLSConfigError(
+            path, "holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
+        )
+    return certificates
+
+
+def _parse_key(path: str, data: bytes) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    """Parse an unencrypted PEM RSA or EC private key (PKCS#1, SEC1 or PKCS#8)."""
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError as error:
+        raise TLSConfigError(
+            path, "the private key is encrypted; the gateway needs an unencrypted PEM key"
+        ) from error
+    except (ValueError, UnsupportedAlgorithm) as error:
+        if b"PRIVATE KEY-----" not in data and b"-----BEGIN CERTIFICATE-----" in data:
+            message = (
+                "holds a certificate, not a private key"
+                " (are the certificate and key paths swapped?)"
+            )
+        else:
+            message = (
+                "holds no usable PEM private key (expected -----BEGIN PRIVATE KEY-----,"
+                " -----BEGIN RSA PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY-----)"
+            )
+        raise TLSConfigError(path, message) from error
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise TLSConfigError(
+            path, f"holds an unsupported {type(key).__name__}; use an RSA or EC key"
+        )
+    return key
+
+
+def _public_key_der(public_key: CertificatePublicKeyTypes) -> bytes:
+    """Encode a public key as DER SubjectPublicKeyInfo, for comparing keys."""
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _certificate_names(certificate: x509.Certificate) -> str:
+    """Return the names a certificate is for: its alternative names, else its subject."""
+    try:
+        alternative = certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value
+    except x509.ExtensionNotFound:
+        names: list[str] = []
+    else:
+        names = [str(name) for name in alternative.get_values_for_type(x509.DNSName)]
+        names += [str(address) for address in alternative.get_values_for_type(x509.IPAddress)]
+    if names:
+        return ", ".join(names)
+    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if common_names:
+        return str(common_names[0].value)
+    return certificate.subject.rfc4514_string() or "(no subject)"
+
+
+def _openssl_reason(error: SSL.Error) -> str:
+    """Turn an OpenSSL error stack into a short readable reason."""
+    stack = error.args[0] if error.args else None
+    if isinstance(stack, list) and stack:
+        return "; ".join(str(entry[-1]) for entry in stack)
+    return str(error)
+
+
+def _select_http_1_1(connection: SSL.Connection, offered: Sequence[bytes]) -> object:
+    """Choose the ALPN protocol for a server connection.
+
+    Args:
+        connection: The connection negotiating.
+        offered: The protocols the client offered.
+
+    Returns:
+        ``b"http/1.1"`` when offered; otherwise pyOpenSSL's ``NO_OVERLAPPING_PROTOCOLS``, so
+        the handshake goes on with no protocol agreed instead of failing.
+    """
+    if _HTTP_1_1 in offered:
+        return _HTTP_1_1
+    return SSL.NO_OVERLAPPING_PROTOCOLS

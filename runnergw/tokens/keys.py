@@ -1,0 +1,515 @@
+"""Load, check and generate the keys behind PASETO bearer tokens.
+
+The file formats follow the Go ``runner-gateway`` tool that runnergw replaces:
+
+* ``paseto.pub`` is an OpenSSH ``ssh-ed25519 AAAA…`` line (a trailing comment is allowed);
+  PEM ``PUBLIC KEY`` blocks and ``k4.public``/``k2.public`` PASERKs are accepted too, and a
+  file may list several keys so that they can be rotated.
+* ``paseto.key`` is a PEM block of type ``ED25519 PRIVATE KEY`` holding Go's raw 64-byte
+  private key (the 32-byte seed followed by the 32-byte public key); PKCS#8 ``PRIVATE KEY``
+  PEM and ``k4.secret``/``k2.secret`` PASERKs are accepted too.
+* the symmetric key for ``vN.local`` tokens is 64 hexadecimal characters or a
+  ``k4.local``/``k2.local`` PASERK.
+
+pyseto is more lenient than the PASETO specification in a few places (it takes ``v4.local``
+keys of any length, PASERKs of another version and ``k4.secret`` PASERKs whose public half
+does not match the seed), so every loader here checks lengths, versions and purposes itself.
+Error messages never quote key material: callers prefix them with the file and setting.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import hmac
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pyseto
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pyseto import KeyInterface
+
+__all__ = [
+    "KeyFileError",
+    "SUPPORTED_KEY_VERSIONS",
+    "decode_canonical_base64url",
+    "generate_local_key_hex",
+    "generate_signing_keypair",
+    "load_public_keys",
+    "load_signing_key",
+    "parse_local_key",
+    "public_key_from_signing_key",
+    "write_signing_keypair",
+]
+
+SUPPORTED_KEY_VERSIONS: tuple[int, ...] = (2, 4)
+"""PASETO versions whose keys runnergw handles (both use Ed25519 and 32-byte local keys)."""
+
+_GO_PRIVATE_LABEL = "ED25519 PRIVATE KEY"
+_BASE64URL_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
+_PASERK = re.compile(r"k([0-9]+)\.([a-z-]+)\.([A-Za-z0-9_-]+)")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+_SSH_KEY_TYPE = re.compile(r"(?:ssh|ecdsa|sk)-[a-z0-9@.-]{1,60}")
+_SEED_BYTES = 32
+_LOCAL_KEY_BYTES = 32
+
+
+class KeyFileError(Exception):
+    """A key file or key setting cannot be used.
+
+    The message is plain text for the operator. It never contains the key material nor the
+    file path: the caller adds the path and the setting name.
+    """
+
+
+@attrs.frozen
+class _PemBlock:
+    """One PEM block of a key file."""
+
+    label: str
+    der: bytes
+    line: int
+
+
+@attrs.frozen
+class _TextLine:
+    """One non-blank, non-comment line of a key file that is outside every PEM block."""
+
+    text: str
+    line: int
+
+
+@attrs.frozen
+class _Paserk:
+    """A decoded plain PASERK (``kN.type.data``)."""
+
+    version: int
+    kind: str
+    data: bytes
+
+
+def decode_canonical_base64url(text: str) -> bytes:
+    """Decode unpadded base64url, accepting only its one canonical spelling.
+
+    Padding, characters outside ``[A-Za-z0-9_-]``, impossible lengths and non-zero trailing
+    bits are all refused, so that each byte string has exactly one text form.
+
+    Args:
+        text: The encoded text.
+
+    Returns:
+        The decoded bytes.
+
+    Raises:
+        ValueError: The text is not canonical unpadded base64url.
+    """
+    if len(text) % 4 == 1 or _BASE64URL_ALPHABET.fullmatch(text) is None:
+        raise ValueError("not canonical unpadded base64url")
+    decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != text.encode("ascii"):
+        raise ValueError("not canonical unpadded base64url")
+    return decoded
+
+
+def _encode_base64url(data: bytes) -> str:
+    """Encode bytes as unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _check_version(version: int) -> None:
+    """Refuse PASETO versions other than 2 and 4."""
+    if version not in SUPPORTED_KEY_VERSIONS:
+        raise KeyFileError(f"PASETO version {version} is not supported (only 4 and 2)")
+
+
+def _check_key(key: KeyInterface, version: int, purpose: str, *, secret: bool) -> KeyInterface:
+    """Make sure pyseto built the kind of key that was asked for."""
+    if key.version != version:
+        raise KeyFileError(f"key is for PASETO version {key.version}, expected {version}")
+    if key.purpose != purpose:
+        raise KeyFileError(f"key is a {key.purpose} key, expected a {purpose} key")
+    if key.is_secret != secret:
+        wanted = "secret" if secret else "public"
+        raise KeyFileError(f"key is not a {wanted} key")
+    return key
+
+
+def _text_of(data: bytes) -> str:
+    """Decode a key file as UTF-8 text."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise KeyFileError("not a text key file") from None
+
+
+def _pem_der(body: list[str], label: str, line: int) -> bytes:
+    """Decode the base64 body of a PEM block."""
+    if any(":" in row for row in body):
+        raise KeyFileError(
+            f"PEM block {label} on line {line} has headers; encrypted keys are not supported"
+        )
+    try:
+        return base64.b64decode("".join(row.strip() for row in body), validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyFileError(f"PEM block {label} on line {line} is not valid base64") from None
+
+
+def _key_file_items(data: bytes) -> Iterator[_PemBlock | _TextLine]:
+    """Split a key file into PEM blocks and meaningful lines (blank and ``#`` lines skipped)."""
+    rows = _text_of(data).splitlines()
+    index = 0
+    while index < len(rows):
+        row = rows[index].strip()
+        start = index + 1
+        index += 1
+        if not row or row.startswith("#"):
+            continue
+        begin = _PEM_BEGIN.fullmatch(row)
+        if begin is None:
+            yield _TextLine(row, start)
+            continue
+        label = begin.group(1)
+        end_marker = f"-----END {label}-----"
+        body: list[str] = []
+        while index < len(rows) and rows[index].strip() != end_marker:
+            body.append(rows[index])
+            index += 1
+        if index == len(rows):
+            raise KeyFileError(f"PEM block {label} on line {start} has no END line")
+        index += 1
+        yield _PemBlock(label, _pem_der(body, label, start), start)
+
+
+def _parse_paserk(text: str, version: int, where: str) -> _Paserk:
+    """Decode a plain PASERK and check that its version matches."""
+    match = _PASERK.fullmatch(text)
+    if match is None:
+        raise KeyFileError(f"{where} is not a valid PASERK")
+    paserk_version = int(match.group(1))
+    kind = match.group(2)
+    if paserk_version != version:
+        raise KeyFileError(
+            f"{where} is a k{paserk_version} PASERK; PASETO version {version} needs k{version}"
+        )
+    if kind not in ("local", "public", "secret"):
+        raise KeyFileError(f"{where}: PASERK type {kind} is not supported")
+    try:
+        data = decode_canonical_base64url(match.group(3))
+    except ValueError:
+        raise KeyFileError(f"{where} is not a valid PASERK") from None
+    return _Paserk(paserk_version, kind, data)
+
+
+def _public_key_from_raw(raw: bytes, version: int, where: str) -> KeyInterface:
+    """Build a public verification key from 32 raw Ed25519 bytes."""
+    if len(raw) != _SEED_BYTES:
+        raise KeyFileError(f"{where}: an Ed25519 public key is 32 bytes, not {len(raw)}")
+    return pyseto.Key.from_asymmetric_key_params(version, x=raw)
+
+
+def _signing_key_from_raw(raw: bytes, version: int, where: str) -> KeyInterface:
+    """Build a signing key from Go's 64-byte form (seed then public key), checking both halves."""
+    if len(raw) != 2 * _SEED_BYTES:
+        raise KeyFileError(
+            f"{where}: an Ed25519 private key is 64 bytes (seed and public key), not {len(raw)}"
+        )
+    seed, public = raw[:_SEED_BYTES], raw[_SEED_BYTES:]
+    derived = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    if not hmac.compare_digest(derived, public):
+        raise KeyFileError(f"{where}: the public half does not match the private seed")
+    return pyseto.Key.from_asymmetric_key_params(version, d=seed)
+
+
+def _public_key_from_pem(block: _PemBlock, version: int) -> KeyInterface:
+    """Load a PEM block found in a public key file."""
+    where = f"PEM block on line {block.line}"
+    if "PRIVATE" in block.label:
+        raise KeyFileError(f"{where} is a private key; a public key file must hold public keys")
+    if block.label != "PUBLIC KEY":
+        raise KeyFileError(f"{where} has type {block.label}; expected PUBLIC KEY")
+    try:
+        loaded = serialization.load_der_public_key(block.der)
+    except (ValueError, TypeError):
+        raise KeyFileError(f"{where} is not a valid public key") from None
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise KeyFileError(f"{where} is not an Ed25519 key")
+    return _public_key_from_raw(loaded.public_bytes_raw(), version, where)
+
+
+def _public_key_from_ssh(line: _TextLine, version: int) -> KeyInterface:
+    """Load an OpenSSH ``ssh-ed25519`` public key line."""
+    where = f"line {line.line}"
+    fields = line.text.split()
+    if fields[0] != "ssh-ed25519":
+        raise KeyFileError(f"{where} has key type {fields[0]}; only ssh-ed25519 is accepted")
+    if len(fields) < 2:
+        raise KeyFileError(f"{where} is an incomplete ssh-ed25519 line")
+    try:
+        loaded = serialization.load_ssh_public_key(f"{fields[0]} {fields[1]}".encode("ascii"))
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise KeyFileError(f"{where} is not a valid ssh-ed25519 key") from None
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise KeyFileError(f"{where} is not an Ed25519 key")
+    return _public_key_from_raw(loaded.public_bytes_raw(), version, where)
+
+
+def _public_key_from_line(line: _TextLine, version: int) -> KeyInterface:
+    """Load one text line of a public key file (OpenSSH or PASERK)."""
+    first = line.text.split()[0]
+    if _SSH_KEY_TYPE.fullmatch(first):
+        return _public_key_from_ssh(line, version)
+    where = f"line {line.line}"
+    if _PASERK.fullmatch(line.text) is None:
+        raise KeyFileError(
+            f"{where} is not a recognised public key (expected ssh-ed25519, PEM or"
+            f" k{version}.public)"
+        )
+    paserk = _parse_paserk(line.text, version, where)
+    if paserk.kind != "public":
+        raise KeyFileError(f"{where} is a {paserk.kind} PASERK; expected k{version}.public")
+    return _public_key_from_raw(paserk.data, version, where)
+
+
+def load_public_keys(data: bytes, version: int) -> list[KeyInterface]:
+    """Load every Ed25519 public key from the contents of a public key file.
+
+    Accepted forms, one key per line or block and freely mixed: OpenSSH ``ssh-ed25519``
+    lines (with an optional comment), PEM ``PUBLIC KEY`` blocks, and ``kN.public`` PASERKs.
+    Blank lines and lines starting with ``#`` are ignored.
+
+    Args:
+        data: The file contents.
+        version: The PASETO version the keys verify (4 or 2).
+
+    Returns:
+        The verification keys, in file order.
+
+    Raises:
+        KeyFileError: The file holds no key, or a key of another type, version or purpose.
+    """
+    _check_version(version)
+    keys: list[KeyInterface] = []
+    for item in _key_file_items(data):
+        if isinstance(item, _PemBlock):
+            key = _public_key_from_pem(item, version)
+        else:
+            key = _public_key_from_line(item, version)
+        keys.append(_check_key(key, version, "public", secret=False))
+    if not keys:
+        raise KeyFileError("no public key found")
+    return keys
+
+
+def _signing_key_from_pem(block: _PemBlock, version: int) -> KeyInterface:
+    """Load a PEM block found in a private key file."""
+    where = f"PEM block on line {block.line}"
+    if block.label == _GO_PRIVATE_LABEL:
+        return _signing_key_from_raw(block.der, version, where)
+    if block.label == "ENCRYPTED PRIVATE KEY":
+        raise KeyFileError(f"{where} is encrypted; encrypted keys are not supported")
+    if block.label == "PUBLIC KEY":
+        raise KeyFileError(f"{where} is a public key; signing needs the private key")
+    if block.label != "PRIVATE KEY":
+        raise KeyFileError(
+            f"{where} has type {block.label}; expected {_GO_PRIVATE_LABEL} or PRIVATE KEY"
+        )
+    try:
+        loaded = serialization.load_der_private_key(block.der, password=None)
+    except (ValueError, TypeError):
+        raise KeyFileError(f"{where} is not a valid PKCS#8 private key") from None
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise KeyFileError(f"{where} is not an Ed25519 key")
+    seed = loaded.private_bytes_raw()
+    return pyseto.Key.from_asymmetric_key_params(version, d=seed)
+
+
+def _signing_key_from_line(line: _TextLine, version: int) -> KeyInterface:
+    """Load one text line of a private key file (a ``kN.secret`` PASERK)."""
+    where = f"line {line.line}"
+    if _PASERK.fullmatch(line.text) is None:
+        raise KeyFileError(
+            f"{where} is not a recognised private key (expected PEM or k{version}.secret)"
+        )
+    paserk = _parse_paserk(line.text, version, where)
+    if paserk.kind != "secret":
+        raise KeyFileError(f"{where} is a {paserk.kind} PASERK; expected k{version}.secret")
+    return _signing_key_from_raw(paserk.data, version, where)
+
+
+def load_signing_key(data: bytes, version: int) -> KeyInterface:
+    """Load the Ed25519 signing key from the contents of a private key file.
+
+    Accepted forms: Go's ``ED25519 PRIVATE KEY`` PEM (64 raw bytes, whose public half must
+    match the seed), PKCS#8 ``PRIVATE KEY`` PEM holding an Ed25519 key, or a ``kN.secret``
+    PASERK. The file must hold exactly one key.
+
+    Args:
+        data: The file contents.
+        version: The PASETO version the key signs (4 or 2).
+
+    Returns:
+        A secret ``public``-purpose key that pyseto can sign with.
+
+    Raises:
+        KeyFileError: The file holds no key, several keys, or a key of another type,
+            version or purpose.
+    """
+    _check_version(version)
+    keys: list[KeyInterface] = []
+    for item in _key_file_items(data):
+        if isinstance(item, _PemBlock):
+            keys.append(_signing_key_from_pem(item, version))
+        else:
+            keys.append(_signing_key_from_line(item, version))
+    if len(keys) != 1:
+        raise KeyFileError(f"expected exactly one private key, found {len(keys)}")
+    return _check_key(keys[0], version, "public", secret=True)
+
+
+def _local_key_bytes(text: str, version: int) -> bytes:
+    """Decode a symmetric key given as hexadecimal or as a ``kN.local`` PASERK."""
+    if _HEX.fullmatch(text):
+        if len(text) != 2 * _LOCAL_KEY_BYTES:
+            raise KeyFileError(
+                f"a symmetric key must be 64 hexadecimal characters, not {len(text)}"
+            )
+        return bytes.fromhex(text)
+    if _PASERK.fullmatch(text) is None:
+        raise KeyFileError(
+            f"a symmetric key must be 64 hexadecimal characters or a k{version}.local PASERK"
+        )
+    paserk = _parse_paserk(text, version, "the symmetric key")
+    if paserk.kind != "local":
+        raise KeyFileError(
+            f"the symmetric key is a {paserk.kind} PASERK; expected k{version}.local"
+        )
+    if len(paserk.data) != _LOCAL_KEY_BYTES:
+        raise KeyFileError(f"a symmetric key must be 32 bytes, not {len(paserk.data)}")
+    return paserk.data
+
+
+def parse_local_key(text: str, version: int) -> KeyInterface:
+    """Parse the symmetric key for ``vN.local`` tokens.
+
+    Args:
+        text: 64 hexadecimal characters, or a ``kN.local`` PASERK; surrounding whitespace is
+            ignored.
+        version: The PASETO version the key encrypts (4 or 2).
+
+    Returns:
+        A ``local``-purpose key of exactly 32 bytes.
+
+    Raises:
+        KeyFileError: The text is not a 32-byte key of the right version. The message never
+            contains the text.
+    """
+    _check_version(version)
+    raw = _local_key_bytes(text.strip(), version)
+    key = pyseto.Key.new(version, "local", raw)
+    return _check_key(key, version, "local", secret=True)
+
+
+def public_key_from_signing_key(key: KeyInterface) -> KeyInterface:
+    """Return the verification key that matches a signing key.
+
+    Args:
+        key: A secret ``public``-purpose key (from :func:`load_signing_key`).
+
+    Returns:
+        The public key of the same version.
+
+    Raises:
+        KeyFileError: ``key`` is not an Ed25519 signing key of a supported version.
+    """
+    _check_version(key.version)
+    _check_key(key, key.version, "public", secret=True)
+    paserk = _parse_paserk(key.to_paserk(), key.version, "the signing key")
+    public = _public_key_from_raw(paserk.data[_SEED_BYTES:], key.version, "the signing key")
+    return _check_key(public, key.version, "public", secret=False)
+
+
+def _pem_encode(label: str, der: bytes) -> bytes:
+    """Encode bytes as a PEM block with 64-character lines, as Go's ``encoding/pem`` does."""
+    encoded = base64.b64encode(der).decode("ascii")
+    rows = [encoded[offset : offset + 64] for offset in range(0, len(encoded), 64)]
+    text = "\n".join([f"-----BEGIN {label}-----", *rows, f"-----END {label}-----", ""])
+    return text.encode("ascii")
+
+
+def generate_signing_keypair() -> tuple[bytes, bytes]:
+    """Generate a new Ed25519 key pair in the Go ``runner-gateway`` file formats.
+
+    Returns:
+        ``(private_file, public_file)``: an ``ED25519 PRIVATE KEY`` PEM block holding the
+        64-byte seed-and-public-key form, and an OpenSSH ``ssh-ed25519 AAAA…`` line.
+    """
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key()
+    raw = private.private_bytes_raw() + public.public_bytes_raw()
+    ssh_line = public.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return _pem_encode(_GO_PRIVATE_LABEL, raw), ssh_line + b"\n"
+
+
+def _write_new_file(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with ``mode`` and write ``data``; fail if it already exists."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    descriptor = os.open(path, flags, mode)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to a fresh file created with ``mode`` and move it over ``path``."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        _write_new_file(temporary, data, mode)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_signing_keypair(key_path: Path, pub_path: Path, *, overwrite: bool = False) -> None:
+    """Generate a key pair and write it: the private key with mode 0600, the public with 0644.
+
+    Parent directories are created. The private key file is created with its final mode, so
+    it is never readable by others, not even briefly.
+
+    Args:
+        key_path: Where to write the ``ED25519 PRIVATE KEY`` PEM file.
+        pub_path: Where to write the OpenSSH public key line.
+        overwrite: Replace existing files instead of refusing.
+
+    Raises:
+        FileExistsError: One of the files exists and ``overwrite`` is false; nothing is
+            written then.
+        OSError: A file or directory could not be written.
+    """
+    if not overwrite:
+        for path in (key_path, pub_path):
+            if path.exists():
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+    private_file, public_file = generate_signing_keypair()
+    write = _replace_file if overwrite else _write_new_file
+    for path, data, mode in ((key_path, private_file, 0o600), (pub_path, public_file, 0o644)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path, data, mode)
+
+
+def generate_local_key_hex() -> str:
+    """Generate a new symmetric key for ``vN.local`` tokens.
+
+    Returns:
+        64 lowercase hexadecimal characters (32 random bytes).
+    """
+    return secrets.token_hex(_LOCAL_KEY_BYTES)

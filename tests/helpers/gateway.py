@@ -1,0 +1,117 @@
+"""Start a real runnergw (TLS on 127.0.0.1, port 0) in front of a fake Ollama, in-process."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+from twisted.web.server import Site
+
+from runnergw.config.load import load_settings
+from runnergw.config.settings import Settings
+from runnergw.service import GatewayService
+from runnergw.startup import prepare
+from runnergw.tokens.keys import load_signing_key, write_signing_keypair
+from runnergw.tokens.minting import mint_token
+from tests.helpers.certs import make_ca
+from tests.helpers.fake_ollama import FakeOllama
+
+__all__ = ["RunningGateway", "start_fake_ollama", "start_gateway"]
+
+
+def start_fake_ollama(testcase: TestCase) -> tuple[FakeOllama, int]:
+    """Serve a ``FakeOllama`` on 127.0.0.1; returns it and its port."""
+    fake = FakeOllama(reactor)
+    site = Site(fake)
+    site.noisy = False
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    testcase.addCleanup(port.stopListening)
+    return fake, port.getHost().port
+
+
+@attrs.define
+class RunningGateway:
+    """A started gateway and what a client needs to call it."""
+
+    service: GatewayService
+    settings: Settings
+    port: int
+    scheme: str
+    ca_path: str | None
+    audit_path: Path
+    key_path: Path
+
+    @property
+    def url(self) -> str:
+        """Base URL, as ``https://127.0.0.1:PORT``."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def token(self, subject: str = "tester", role: str | None = None,
+              lifetime: float = 3600.0) -> str:
+        """A fresh v4.public token signed with the gateway's key."""
+        key = load_signing_key(self.key_path.read_bytes(), 4)
+        return mint_token(key, subject=subject, role=role, lifetime=lifetime, now=time.time())
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        """Every audit line written so far."""
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line]
+
+
+def start_gateway(
+    testcase: TestCase,
+    runners: list[dict[str, Any]],
+    *,
+    tls: bool = True,
+    server: dict[str, Any] | None = None,
+    paseto: dict[str, Any] | None = None,
+) -> RunningGateway:
+    """Write settings and keys into a temporary directory and start the gateway on port 0."""
+    directory = Path(testcase.mktemp())
+    directory.mkdir(parents=True)
+    key_path, pub_path = directory / "paseto.key", directory / "paseto.pub"
+    write_signing_keypair(key_path, pub_path)
+    server_section: dict[str, Any] = {"address": "127.0.0.1:0"}
+    ca_path = None
+    if tls:
+        issued = make_ca(str(directory / "ca")).issue(str(directory / "cert"), "gateway")
+        server_section.update(certificatePath=str(issued.fullchain_path),
+                              keyPath=str(issued.key_path))
+        ca_path = str(issued.ca_path)
+    server_section.update(server or {})
+    paseto_section = {"version": "v4", "keyPath": str(key_path), "publicPath": str(pub_path)}
+    paseto_section.update(paseto or {})
+    audit_path = directory / "audit.log"
+    document = {
+        "logging": {"level": "info"},
+        "paseto": paseto_section,
+        "runners": runners,
+        "server": server_section,
+        "audit": {"path": str(audit_path)},
+    }
+    settings_path = directory / "settings.yaml"
+    settings_path.write_text(yaml.safe_dump(document))
+    settings = load_settings(str(settings_path), {})
+    service = GatewayService(settings, prepare(settings), reactor)
+    service.startService()
+    testcase.addCleanup(service.stopService)
+    assert service.port is not None
+    return RunningGateway(
+        service=service,
+        settings=settings,
+        port=service.port.getHost().port,
+        scheme="https" if tls else "http",
+        ca_path=ca_path,
+        audit_path=audit_path,
+        key_path=key_path,
+    )
+
+
