@@ -47,4 +47,4 @@ level_gate = LevelGate()
 
 def json_observer() -> ILogObserver:
     """For ``twistd --logger runnergw.logs.json_observer``: one JSON event per line on stdout."""
-    return jsonFileLogObserver(sys.stdout)
+    return jsonFileLogObserver(sys.stdout, recordSeparator="")

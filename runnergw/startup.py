@@ -126,8 +126,8 @@ def prepare(settings: Settings, clock: Callable[[], float] = time.time) -> Gatew
         try:
             tls = ReloadableServerTLS(server.certificate_path, server.key_path)
         except TLSConfigError as e:
-            errors.append(ConfigError(Origin(settings.config_path), "server.certificatePath",
-                                      str(e)))
+            key = "server.keyPath" if e.path == server.key_path else "server.certificatePath"
+            errors.append(ConfigError(Origin(settings.config_path), key, str(e)))
     audit_log = None
     try:
         audit_log = AuditLog(settings.audit.path)

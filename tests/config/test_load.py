@@ -1,0 +1,193 @@
+"""Loading settings: runner-gateway's files unchanged, overlays, environment, and clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from runnergw.config.errors import ConfigErrors
+from runnergw.config.load import config_path_from, load_settings
+from tests.helpers.reference import reference_file
+
+_GOOD = """\
+logging:
+  level: debug
+paseto:
+  version: v4
+  expiration: 8766h
+  keyPath: ./settings/paseto.key
+  publicPath: ./settings/paseto.pub
+runners:
+  - host: 127.0.0.1:11434
+    name: ollama
+    path: /local-ollama
+    scheme: http
+server:
+  address: "127.0.0.1:8443"
+  readTimeoutSeconds: 5s
+  writeTimeoutSeconds: 1m30s
+"""
+
+
+class LoadSettingsTests(SynchronousTestCase):
+    """``load_settings`` reads files, overlays and environment overrides."""
+
+    def write(self, text: str, name: str = "settings.yaml") -> str:
+        directory = Path(self.mktemp())
+        directory.mkdir(exist_ok=True, parents=True)
+        path = directory / name
+        path.write_text(text)
+        return str(path)
+
+    def errors(self, text: str, environ: dict[str, str] | None = None) -> list[str]:
+        path = self.write(text)
+        with self.assertRaises(ConfigErrors) as caught:
+            load_settings(path, environ or {})
+        return [str(error) for error in caught.exception.errors]
+
+    def test_runner_gateway_style_file(self) -> None:
+        """camelCase keys and Go durations load into typed settings."""
+        settings = load_settings(self.write(_GOOD), {})
+        self.assertEqual(settings.logging.level, "debug")
+        self.assertEqual(settings.paseto.expiration, 8766 * 3600)
+        self.assertEqual(settings.paseto.public_paths, ("./settings/paseto.pub",))
+        self.assertEqual(settings.server.read_timeout, 5.0)
+        self.assertEqual(settings.server.write_timeout, 90.0)
+        runner = settings.runners[0]
+        self.assertEqual((runner.host, runner.port, runner.path), ("127.0.0.1", 11434, "/local-ollama"))
+        self.assertEqual(runner.prefix_segments, ("local-ollama",))
+        self.assertEqual(runner.filters, ("token", "role", "rewrite", "audit"))
+
+    def test_runner_gateway_sample_loads_unchanged(self) -> None:
+        """runner-gateway's own sample settings.yaml loads without a single change."""
+        sample = reference_file("runner-gateway", "settings.yaml")
+        copy = Path(self.mktemp())
+        copy.mkdir()
+        shutil.copy(sample, copy / "settings.yaml")
+        settings = load_settings(str(copy / "settings.yaml"), {})
+        self.assertEqual(settings.paseto.version, "v4")
+        self.assertEqual(settings.runners[0].path, "/")
+        self.assertEqual(settings.server.address.port, 8443)
+        self.assertEqual(settings.server.read_timeout, 5.0)
+        # Loading works; listening in plain HTTP on every interface is what startup refuses.
+        self.assertIn("refusing to listen", settings.server.plaintext_refusal() or "")
+
+    def test_environment_overrides(self) -> None:
+        """runner-gateway's environment variables win over the file."""
+        settings = load_settings(self.write(_GOOD), {
+            "SERVER_ADDRESS": ":9443",
+            "PASETO_SECRET_KEY": "ab" * 32,
+            "LOGGING_LEVEL": "warn",
+            "SERVER_CERTIFICATE_PATH": "/etc/x/fullchain.cer",
+            "SERVER_KEY_PATH": "/etc/x/key.pem",
+        })
+        self.assertEqual(settings.server.address.port, 9443)
+        self.assertEqual(settings.server.address.host, "")
+        self.assertEqual(settings.paseto.secret_key, "ab" * 32)
+        self.assertEqual(settings.logging.level, "warn")
+        self.assertTrue(settings.server.tls_enabled)
+
+    def test_bad_environment_value_names_the_variable(self) -> None:
+        """A bad value from the environment is reported against that variable."""
+        errors = self.errors(_GOOD, {"SERVER_ADDRESS": "nonsense"})
+        self.assertEqual(len(errors), 1)
+        self.assertIn("environment variable SERVER_ADDRESS: server.address:", errors[0])
+
+    def test_go_env_overlay(self) -> None:
+        """GO_ENV=my-domain lays my-domain.yaml over settings.yaml, as runner-gateway did."""
+        base = self.write(_GOOD)
+        Path(base).with_name("my-domain.yaml").write_text(
+            "server:\n  address: 127.0.0.1:9000\nlogging:\n  level: error\n")
+        settings = load_settings(base, {"GO_ENV": "my-domain"})
+        self.assertEqual(settings.server.address.port, 9000)
+        self.assertEqual(settings.logging.level, "error")
+        self.assertEqual(settings.server.read_timeout, 5.0)
+        self.assertEqual(len(settings.files), 2)
+
+    def test_overlay_errors_point_at_the_overlay(self) -> None:
+        """A mistake in the overlay file names the overlay file and its line."""
+        base = self.write(_GOOD)
+        overlay = Path(base).with_name("prod.yaml")
+        overlay.write_text("server:\n  readTimeoutSeconds: soon\n")
+        with self.assertRaises(ConfigErrors) as caught:
+            load_settings(base, {"GO_ENV": "prod"})
+        self.assertEqual(str(caught.exception.errors[0]),
+                         f"{overlay}:2: server.readTimeoutSeconds: expected a duration such as "
+                         "5s, 10m or 8766h (units ns us ms s m h)")
+
+    def test_every_problem_listed_with_file_path_and_line(self) -> None:
+        """Several mistakes are reported together, each with file, line and YAML path."""
+        errors = self.errors(
+            "server:\n  adress: x\nrunners:\n  - host: 127.0.0.1:11434\n    path: /a\n"
+            "  - host: 127.0.0.1:11435\n    path: /b\n    scheme: ftp\n"
+        )
+        joined = "\n".join(errors)
+        self.assertIn(":2: server.adress: unknown setting", joined)
+        self.assertIn(":8: runners[1].scheme: expected one of http, https; got \"ftp\"", joined)
+        self.assertEqual(len(errors), 2)
+
+    def test_unknown_keys_are_errors_everywhere(self) -> None:
+        """A typo in any section, or a runner, is an error instead of a silent no-op."""
+        errors = self.errors(_GOOD.replace("    scheme: http\n", "    schema: http\n")
+                             + "extra:\n  x: 1\n")
+        joined = "\n".join(errors)
+        self.assertIn("runners[0].schema: unknown setting", joined)
+        self.assertIn("extra: unknown setting", joined)
+
+    def test_duplicate_prefix_refused(self) -> None:
+        """Two runners on the same prefix are refused (one would be unreachable)."""
+        errors = self.errors(
+            "runners:\n  - host: 127.0.0.1:1\n    path: /a\n  - host: 127.0.0.1:2\n    path: /a/\n")
+        self.assertEqual(len(errors), 1)
+        self.assertIn("runners[1].path", errors[0])
+        self.assertIn("already the prefix of runners[0]", errors[0])
+
+    def test_unsafe_prefixes_refused(self) -> None:
+        """Prefixes with dot segments or no leading slash are refused."""
+        errors = self.errors(
+            "runners:\n  - host: 127.0.0.1:1\n    path: /a/../b\n"
+            "  - host: 127.0.0.1:2\n    path: ollama\n")
+        self.assertEqual(len(errors), 2)
+
+    def test_invalid_yaml_names_the_line(self) -> None:
+        """Broken YAML is reported with its line."""
+        errors = self.errors("server:\n  address: [unclosed\nrunners: []\n")
+        self.assertEqual(len(errors), 1)
+        self.assertIn("invalid YAML", errors[0])
+        self.assertRegex(errors[0], r"settings\.yaml:\d+: ")
+
+    def test_duplicate_keys_refused(self) -> None:
+        """A key written twice in one mapping is an error (YAML would keep the last silently)."""
+        errors = self.errors(_GOOD + "logging:\n  level: info\n")
+        self.assertIn("duplicate key", errors[0])
+
+    def test_missing_file(self) -> None:
+        """A missing settings file is one clear error naming it."""
+        with self.assertRaises(ConfigErrors) as caught:
+            load_settings("/nonexistent/settings.yaml", {})
+        self.assertIn("/nonexistent/settings.yaml: cannot read settings file", str(caught.exception))
+
+    def test_value_types_checked(self) -> None:
+        """Wrong types are refused with what was expected."""
+        errors = self.errors(
+            "runners:\n  - host: 127.0.0.1:1\n    maxConnections: lots\n    filters: [token, 3]\n"
+            "server:\n  allowPlaintext: maybe\n")
+        joined = "\n".join(errors)
+        self.assertIn("runners[0].maxConnections: expected a whole number", joined)
+        self.assertIn("runners[0].filters[1]: expected a string", joined)
+        self.assertIn("server.allowPlaintext: expected true or false", joined)
+
+    def test_config_path_choice(self) -> None:
+        """--config wins over RUNNERGW_CONFIG, which wins over the default."""
+        self.assertEqual(config_path_from("a.yaml", {"RUNNERGW_CONFIG": "b.yaml"}), "a.yaml")
+        self.assertEqual(config_path_from(None, {"RUNNERGW_CONFIG": "b.yaml"}), "b.yaml")
+        self.assertEqual(config_path_from(None, {}), "settings/settings.yaml")
+
+    def test_shipped_default_settings_load(self) -> None:
+        """The settings file shipped with the project loads and listens on loopback."""
+        shipped = Path(__file__).resolve().parents[2] / "settings" / "settings.yaml"
+        settings = load_settings(str(shipped), {})
+        self.assertTrue(settings.server.address.is_loopback())
+        self.assertIsNone(settings.server.plaintext_refusal())

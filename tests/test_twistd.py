@@ -1,0 +1,166 @@
+"""``twistd runnergw`` as an operator runs it: a real process, real TLS, SIGHUP, bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.trial.unittest import TestCase
+
+from runnergw.tokens.keys import write_signing_keypair
+from tests.helpers.certs import make_ca
+
+_TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
+class _Twistd(ProcessProtocol):
+    """Collects output; ``listening`` fires with the URL from the JSON log's listening event."""
+
+    def __init__(self) -> None:
+        self.listening: Deferred[str] = Deferred()
+        self.ended: Deferred[int] = Deferred()
+        self.output = b""
+        self._pending = b""
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        self._pending += data
+        while b"\n" in self._pending and not self.listening.called:
+            line, self._pending = self._pending.split(b"\n", 1)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "listening":
+                self.listening.callback(event["url"])
+
+    def errReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def processEnded(self, reason: Any) -> None:
+        code = reason.value.exitCode if reason.check(ProcessTerminated, ProcessDone) else -1
+        if not self.listening.called:
+            self.listening.errback(RuntimeError(f"twistd ended ({code}): {self.output!r}"))
+        self.ended.callback(code)
+
+
+class _PeerCertificate(Protocol):
+    """Completes a TLS handshake and reports the server certificate's serial number."""
+
+    def __init__(self) -> None:
+        self.serial: Deferred[int] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.serial.called:
+            peer = Certificate.peerFromTransport(self.transport)
+            self.serial.callback(peer.serialNumber())
+            self.transport.loseConnection()
+
+
+class TwistdTests(TestCase):
+    """The plugin, started by twistd in its own process."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.directory = Path(self.mktemp()).resolve()
+        self.directory.mkdir(parents=True)
+
+    def start(self, *options: str) -> _Twistd:
+        process = _Twistd()
+        argv = [sys.executable, "-c", _TWISTD, "--logger", "runnergw.logs.json_observer",
+                "-n", "--pidfile=", "runnergw", *options]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("PASETO_", "SERVER_"))}
+        transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
+                                         path=str(self.directory))
+
+        def stop() -> Deferred[int]:
+            if not process.ended.called:
+                transport.signalProcess("TERM")
+            return process.ended
+
+        self.addCleanup(stop)
+        return process
+
+    @inlineCallbacks
+    def serial_at(self, url: str, ca_path: Path) -> Any:
+        port = int(url.rsplit(":", 1)[1])
+        root = Certificate.loadPEM(ca_path.read_bytes())
+        endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", port,
+                                      optionsForClientTLS("127.0.0.1", trustRoot=root))
+        client = _PeerCertificate()
+        yield connectProtocol(endpoint, client)
+        serial = yield client.serial
+        return serial
+
+    @inlineCallbacks
+    def test_sighup_reloads_the_certificate(self) -> None:
+        """After acme.sh renews the certificate, SIGHUP makes new connections get the new one."""
+        ca = make_ca(str(self.directory / "ca"))
+        first = ca.issue(str(self.directory / "tls"), "gateway")
+        write_signing_keypair(self.directory / "paseto.key", self.directory / "paseto.pub")
+        config = self.directory / "settings.yaml"
+        config.write_text(yaml.safe_dump({
+            "paseto": {"publicPath": str(self.directory / "paseto.pub")},
+            "runners": [{"host": "127.0.0.1:9", "path": "/"}],
+            "server": {"address": "127.0.0.1:0", "certificatePath": str(first.fullchain_path),
+                       "keyPath": str(first.key_path)},
+            "audit": {"path": str(self.directory / "audit.log")},
+        }))
+        process = self.start("--config", str(config))
+        url = yield process.listening
+        self.assertTrue(url.startswith("https://127.0.0.1:"))
+        before = yield self.serial_at(url, Path(first.ca_path))
+        self.assertEqual(before, first.serial)
+        second = ca.issue(str(self.directory / "renewed"), "gateway")
+        Path(first.fullchain_path).write_bytes(Path(second.fullchain_path).read_bytes())
+        Path(first.key_path).write_bytes(Path(second.key_path).read_bytes())
+        os.kill(process.transport.pid, signal.SIGHUP)
+        after = before
+        for _ in range(50):  # the reload happens on the next reactor turn of the child
+            after = yield self.serial_at(url, Path(first.ca_path))
+            if after != before:
+                break
+        self.assertEqual(after, second.serial)
+
+    @inlineCallbacks
+    def test_bad_settings_exit_non_zero_before_listening(self) -> None:
+        """A typo in the settings stops twistd with the file, line and path, before listening."""
+        config = self.directory / "settings.yaml"
+        config.write_text("runners:\n  - host: 127.0.0.1:11434\n    pth: /\n")
+        process = self.start("--config", str(config))
+        code = yield process.ended
+        self.assertNotEqual(code, 0)
+        self.assertIn(b"settings.yaml:3: runners[0].pth: unknown setting", process.output)
+        self.assertFailure(process.listening, RuntimeError)
+        yield process.listening.addErrback(lambda _: None)
+
+    @inlineCallbacks
+    def test_default_settings_start_on_loopback(self) -> None:
+        """With no --config on a fresh checkout, dev keys are made and loopback is served."""
+        project = Path(__file__).resolve().parents[1]
+        (self.directory / "settings").mkdir()
+        shipped = yaml.safe_load((project / "settings" / "settings.yaml").read_text())
+        shipped["server"]["address"] = "127.0.0.1:0"
+        (self.directory / "settings" / "settings.yaml").write_text(yaml.safe_dump(shipped))
+        process = self.start()
+        url = yield process.listening
+        self.assertTrue(url.startswith("http://127.0.0.1:"))
+        self.assertTrue((self.directory / "settings" / "paseto.key").exists())
+        self.assertIn(b"runnergw token public", process.output)
+
