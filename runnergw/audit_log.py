@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from twisted.logger import Logger
+
 from runnergw.logs import level_gate
 
 __all__ = ["AuditLog"]

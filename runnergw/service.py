@@ -24,12 +24,12 @@ from runnergw.filters.audit import AuditFilter
 from runnergw.filters.registry import FilterContext, build_filter
 from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
+from runnergw.logs import level_gate
 from runnergw.pipeline.gateway import Gateway
 from runnergw.pipeline.route import Route, Router
 from runnergw.startup import GatewayParts
 from runnergw.terminals.ollama import OllamaTerminal
 from runnergw.tls import TLSConfigError
-from runnergw.logs import level_gate
 
 __all__ = ["GatewayService", "build_router"]
 
@@ -98,7 +98,10 @@ def build_router(
 
 
 class GatewayService(MultiService):
-    """Listens on ``server.address`` and serves every route; SIGHUP reloads TLS and the audit file."""
+    """Listens on ``server.address`` and serves every route.
+
+    SIGHUP reloads the TLS files and reopens the audit file.
+    """
 
     log = Logger(observer=level_gate)
 

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from runnergw.audit_log import AuditLog
 from runnergw.config.errors import ConfigError, ConfigErrors, Origin
 from runnergw.config.settings import Settings
+from runnergw.logs import level_gate
 from runnergw.tls import ReloadableServerTLS, TLSConfigError
 from runnergw.tokens.keys import (
     KeyFileError,
@@ -21,7 +22,6 @@ from runnergw.tokens.keys import (
     write_signing_keypair,
 )
 from runnergw.tokens.verifier import TokenVerifier
-from runnergw.logs import level_gate
 
 __all__ = ["GatewayParts", "ensure_development_keys", "prepare"]
 

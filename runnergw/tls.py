@@ -44,6 +44,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from zope.interface import implementer
+
 from runnergw.logs import level_gate
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ class CommandTests(SynchronousTestCase):
         self.assertNotEqual(out, self.run_command("keygen", "symmetric")[1])
 
     def test_keygen_asymmetric_writes_runner_gateway_formats(self) -> None:
-        """keygen asymmetric writes paseto.key (Go PEM) and paseto.pub (OpenSSH) and won't overwrite."""
+        """keygen asymmetric writes paseto.key (Go PEM) and paseto.pub (OpenSSH), no overwrite."""
         status, _, _ = self.run_command("keygen", "asymmetric", "--config", str(self.config))
         self.assertEqual(status, 0)
         key_text = (self.directory / "paseto.key").read_text()

@@ -12,10 +12,9 @@ from typing import Any
 import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
 
@@ -85,7 +84,8 @@ class TwistdTests(TestCase):
         process = _Twistd()
         argv = [sys.executable, "-c", _TWISTD, "--logger", "runnergw.logs.json_observer",
                 "-n", "--pidfile=", "runnergw", *options]
-        environment = {k: v for k, v in os.environ.items() if not k.startswith(("PASETO_", "SERVER_"))}
+        environment = {key: value for key, value in os.environ.items()
+                       if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV"))}
         transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
                                          path=str(self.directory))
 

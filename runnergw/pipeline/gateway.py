@@ -9,10 +9,10 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from runnergw.http.headers import Headers, forwardable_request_headers
+from runnergw.logs import level_gate
 from runnergw.pipeline.exchange import Exchange, Reject, Reply
 from runnergw.pipeline.interfaces import IClientStream
 from runnergw.pipeline.route import Route, Router
-from runnergw.logs import level_gate
 
 __all__ = ["Gateway"]
 

@@ -56,7 +56,8 @@ class LoadSettingsTests(SynchronousTestCase):
         self.assertEqual(settings.server.read_timeout, 5.0)
         self.assertEqual(settings.server.write_timeout, 90.0)
         runner = settings.runners[0]
-        self.assertEqual((runner.host, runner.port, runner.path), ("127.0.0.1", 11434, "/local-ollama"))
+        self.assertEqual((runner.host, runner.port, runner.path),
+                         ("127.0.0.1", 11434, "/local-ollama"))
         self.assertEqual(runner.prefix_segments, ("local-ollama",))
         self.assertEqual(runner.filters, ("token", "role", "rewrite", "audit"))
 
@@ -167,7 +168,8 @@ class LoadSettingsTests(SynchronousTestCase):
         """A missing settings file is one clear error naming it."""
         with self.assertRaises(ConfigErrors) as caught:
             load_settings("/nonexistent/settings.yaml", {})
-        self.assertIn("/nonexistent/settings.yaml: cannot read settings file", str(caught.exception))
+        self.assertIn("/nonexistent/settings.yaml: cannot read settings file",
+                      str(caught.exception))
 
     def test_value_types_checked(self) -> None:
         """Wrong types are refused with what was expected."""

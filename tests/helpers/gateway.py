@@ -10,7 +10,6 @@ from typing import Any
 import attrs
 import yaml
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
