@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from runnergw.http.errors import BadRequest
@@ -10,6 +11,9 @@ __all__ = ["BodyDecoder", "ChunkedDecoder", "FixedLengthDecoder"]
 
 _MAX_CHUNK_LINE = 1024
 _MAX_TRAILERS = 16384
+_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+"""Hex digits only (no sign, prefix, underscore or leading space), then optional extensions
+without control characters; ``int()`` alone would accept far more."""
 
 
 class BodyDecoder(Protocol):
@@ -84,15 +88,10 @@ class ChunkedDecoder:
                 raise BadRequest(400, "malformed chunked body")
             self._state = "size"
         elif self._state == "size":
-            size_text = line.split(b";", 1)[0].strip(b" \t")
-            if len(line) > _MAX_CHUNK_LINE or not size_text or len(size_text) > 15:
+            match = _SIZE_LINE.fullmatch(line) if len(line) <= _MAX_CHUNK_LINE else None
+            if match is None:
                 raise BadRequest(400, "malformed chunk size")
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise BadRequest(400, "malformed chunk size") from None
-            if size_text.startswith((b"-", b"+", b"0x", b"0X")) or b"_" in size_text:
-                raise BadRequest(400, "malformed chunk size")
+            size = int(match.group(1), 16)
             self._remaining = size
             self._state = "data" if size else "trailer"
         else:

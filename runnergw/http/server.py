@@ -8,6 +8,7 @@ directions, and the terminal learns at once when its client goes away.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -26,9 +27,9 @@ from runnergw.http.body import BodyDecoder, ChunkedDecoder, FixedLengthDecoder
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
 from runnergw.http.headers import Headers
+from runnergw.logs import level_gate
 from runnergw.pipeline.exchange import Exchange
 from runnergw.pipeline.interfaces import IClientStream
-from runnergw.logs import level_gate
 
 __all__ = ["ConnectionTimeouts", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
 
@@ -144,16 +145,34 @@ class _ClientStream:
         except BadRequest as e:
             self.protocol.refuse_mid_body(self, e)
             return
+        limit = self._chunked_body_limit()
         for piece in pieces:
+            if limit is not None and self.exchange.bytes_in + len(piece) > limit:
+                self.protocol.refuse_mid_body(
+                    self, BadRequest(413, f"request body larger than {limit} bytes")
+                )
+                return
             self.exchange.bytes_in += len(piece)
             self._consumer.body_data(piece)
         if self._decoder.done:
             self.body_complete = True
             self._cancel_read_timer()
+            # The bytes after the body belong to the next request: hand them over before the
+            # consumer hears of the end, as it may finish the response (and so start that
+            # request) right there.
+            self.protocol.keep_for_next_request(leftover)
             self._consumer.body_done()
-            self.protocol.body_finished(self, leftover)
+            self.protocol.body_finished(self)
         else:
             self._arm_read_timer()
+
+    def _chunked_body_limit(self) -> int | None:
+        """The route's body size limit when the body is chunked (a declared length was
+        checked against it before the exchange started)."""
+        route = self.exchange.route
+        if route is None or self.head.content_length is not None:
+            return None
+        return route.max_body_size
 
     def reading_body(self) -> bool:
         return self._consumer is not None and not self.body_complete
@@ -326,6 +345,12 @@ class GatewayHTTPProtocol(Protocol):
         self._timer_kind = ""
         self._paused: set[str] = set()
         self._reading_paused = False
+        self._parsing = False
+        self._parse_again = False
+        self._scanned = 0
+        """Bytes at the start of an unfinished head already checked: whole lines with CRLF."""
+        self._line_ends = 0
+        """Lines ended by CRLF within those bytes (request line and fields)."""
 
     # Connection life
 
@@ -388,9 +413,27 @@ class GatewayHTTPProtocol(Protocol):
             return
         self._buffer += data
         if current is None:
-            self._parse_head()
+            self._parse_requests()
         elif len(self._buffer) > _PIPELINE_BUFFER:
             self.set_paused("buffer", True)
+
+    def _parse_requests(self) -> None:
+        """Parse buffered requests one after the other.
+
+        A loop rather than recursion: an exchange that ends at once (a refusal) starts the
+        next pipelined request from inside its own call, one level deeper each time.
+        """
+        if self._parsing:
+            self._parse_again = True
+            return
+        self._parsing = True
+        try:
+            self._parse_again = True
+            while self._parse_again and self._current is None and not self._closed:
+                self._parse_again = False
+                self._parse_head()
+        finally:
+            self._parsing = False
 
     def _parse_head(self) -> None:
         buffer = self._buffer.lstrip(b"\r\n")
@@ -399,11 +442,13 @@ class GatewayHTTPProtocol(Protocol):
             return
         if self._timer_kind != "header":
             self._start_timer("header", self.timeouts.header, self._head_timed_out)
-        end = buffer.find(b"\r\n\r\n")
+        # The head ends at its first empty line, and none is among the lines already checked.
+        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 2))
         if end < 0:
             self._buffer = buffer
             self._check_partial_head(buffer)
             return
+        self._scanned = self._line_ends = 0
         self._buffer = buffer[end + 4 :]
         try:
             head = parse_request_head(buffer[:end], self.limits)
@@ -414,15 +459,44 @@ class GatewayHTTPProtocol(Protocol):
         self._start_exchange(head)
 
     def _check_partial_head(self, buffer: bytes) -> None:
-        first_end = buffer.find(b"\r\n")
-        if first_end < 0:
-            if len(buffer) > self.limits.max_line:
-                self._refuse(BadRequest(414, "request line too long"))
-            return
-        if len(buffer) > self.limits.max_bytes:
-            self._refuse(BadRequest(431, "request header block too large"))
-        elif len(buffer) - buffer.rfind(b"\r\n") - 2 > self.limits.max_line:
-            self._refuse(BadRequest(431, "header field too long"))
+        """Refuse an unfinished head at once when what is in already breaks a limit or the
+        line syntax: waiting for the rest would only hold the connection until the deadline."""
+        error = self._partial_head_error(buffer)
+        if error is not None:
+            self._refuse(error)
+
+    def _partial_head_error(self, buffer: bytes) -> BadRequest | None:
+        """What is wrong with an unfinished head so far, if anything.
+
+        Each complete line is checked once (the first ``_scanned`` bytes were checked before),
+        so that a head trickling in a byte at a time costs linear work, not quadratic.
+        """
+        limits = self.limits
+        start = self._scanned
+        cut = buffer.rfind(b"\r\n", start)
+        if cut >= 0:
+            lines = buffer[start:cut].split(b"\r\n")
+            if start == 0 and len(lines[0]) > limits.max_line:
+                return BadRequest(414, "request line too long")
+            if max(map(len, lines)) > limits.max_line:
+                return BadRequest(431, "header field too long")
+            if any(b"\n" in line or b"\r" in line for line in lines):
+                return BadRequest(400, "bare CR or LF in the request head")
+            self._line_ends += len(lines)
+            self._scanned = start = cut + 2
+        # The line being received may end with the CR of a CRLF whose LF is on its way.
+        partial = buffer[start:].removesuffix(b"\r")
+        if len(partial) > limits.max_line:
+            if start == 0:
+                return BadRequest(414, "request line too long")
+            return BadRequest(431, "header field too long")
+        if b"\n" in partial or b"\r" in partial:
+            return BadRequest(400, "bare CR or LF in the request head")
+        if len(buffer) > limits.max_bytes:
+            return BadRequest(431, "request header block too large")
+        if self._line_ends - 1 > limits.max_fields:
+            return BadRequest(431, "too many header fields")
+        return None
 
     def _head_timed_out(self) -> None:
         self._timer = None
@@ -432,18 +506,24 @@ class GatewayHTTPProtocol(Protocol):
         else:
             self._close()
 
-    def _refuse(self, error: BadRequest) -> None:
-        """Answer a request that could not be parsed, then close."""
+    def _refuse(self, error: BadRequest, request_id: str | None = None) -> None:
+        """Answer a request that could not be parsed or read, then close.
+
+        ``request_id`` is given once the exchange exists (a body refused midway), so that the
+        client can quote the id the audit trail records.
+        """
         self.log.info(
             "Refused a malformed request from {peer}: {status} {message}",
             event="bad_request", peer=self.transport.getPeer().host,
             status=error.status, message=error.message,
         )
-        body = ('{"error": "%s"}' % error.message).encode()
+        body = json.dumps({"error": error.message}).encode()
+        request_id_field = b"" if request_id is None else b"X-Request-Id: %s\r\n" % (
+            request_id.encode("ascii"))
         self.transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-            % (error.status, _reason(error.status).encode(), len(body), body)
+            b"Content-Length: %d\r\n%sConnection: close\r\n\r\n%s"
+            % (error.status, _reason(error.status).encode(), len(body), request_id_field, body)
         )
         self._close()
 
@@ -485,10 +565,13 @@ class GatewayHTTPProtocol(Protocol):
         elif stream.reading_body():
             stream._arm_read_timer()
 
-    def body_finished(self, stream: _ClientStream, leftover: bytes) -> None:
-        """The whole body is in; what follows belongs to the next request."""
+    def keep_for_next_request(self, leftover: bytes) -> None:
+        """Bytes received after the end of a body: the start of the next request."""
         if leftover:
             self._buffer = leftover + self._buffer
+
+    def body_finished(self, stream: _ClientStream) -> None:
+        """The whole body is in; move on if the response is out too."""
         if stream.response_done:
             self._next_request(stream)
 
@@ -505,14 +588,23 @@ class GatewayHTTPProtocol(Protocol):
             exchange.status = error.status
             stream.response_done = True
             stream.connection_lost()
-            self._refuse(error)
+            self._refuse(error, exchange.request_id)
 
     def may_keep_alive(self, stream: _ClientStream) -> bool:
-        """Whether the connection can carry another request after this response."""
+        """Whether the connection can carry another request after this response.
+
+        An unread body is drained only when its length is declared, small, and within the
+        route's limit, and when the client did not wait for ``100 Continue``: such a client
+        may never send the body it announced, and what it sends next must not be taken for it.
+        """
         if stream.body_complete or stream.reading_body():
             return True
+        if stream.head.expect_continue:
+            return False
         length = stream.head.content_length
-        return length is not None and length <= _DISCARD_LIMIT
+        route = stream.exchange.route
+        limit = _DISCARD_LIMIT if route is None else min(_DISCARD_LIMIT, route.max_body_size)
+        return length is not None and length <= limit
 
     def response_finished(self, stream: _ClientStream) -> None:
         """The response is out; read the next request once the body is consumed too."""
@@ -532,15 +624,23 @@ class GatewayHTTPProtocol(Protocol):
         self._update_reading()
         self._start_timer("keep-alive", self.timeouts.keep_alive, self._close)
         if self._buffer:
-            self._parse_head()
+            self._parse_requests()
 
     def _exchange_over(self, result: object, stream: _ClientStream) -> None:
+        if isinstance(result, Failure):
+            # The gateway is not supposed to fail; if it does, the failure must not vanish.
+            self.log.failure("Request {request_id} failed in the gateway", failure=result,
+                             request_id=stream.exchange.request_id)
         if stream.gone or stream.response_done:
             return
         # The gateway ended without finishing the response: nothing more will come.
         self.log.warn("Request {request_id} ended without a complete response",
                       request_id=stream.exchange.request_id)
         stream.abort("no response")
+
+
+_DEFAULT_LIMITS = HeadLimits()
+_DEFAULT_TIMEOUTS = ConnectionTimeouts()
 
 
 class GatewayHTTPFactory(Factory):
@@ -551,8 +651,8 @@ class GatewayHTTPFactory(Factory):
         gateway: Any,
         clock: IReactorTime,
         *,
-        limits: HeadLimits = HeadLimits(),
-        timeouts: ConnectionTimeouts = ConnectionTimeouts(),
+        limits: HeadLimits = _DEFAULT_LIMITS,
+        timeouts: ConnectionTimeouts = _DEFAULT_TIMEOUTS,
         secure: bool = False,
     ) -> None:
         self.gateway = gateway

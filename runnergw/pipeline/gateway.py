@@ -51,15 +51,14 @@ class Gateway:
             if client.head_sent:
                 client.abort("internal error")
             else:
+                # No hooks this time: a failing response hook must not fail the error reply.
                 self._reply(route, exchange, client, Reply(
                     500, route.error_body(500, f"internal error (request {exchange.request_id})")
-                ))
+                ), hooks=False)
         finally:
             self._done(route, exchange)
 
     async def _run(self, route: Route, exchange: Exchange, client: IClientStream) -> None:
-        if exchange.content_length is not None and exchange.content_length > route.max_body_size:
-            raise Reject(413, f"request body larger than {route.max_body_size} bytes")
         exchange.upstream_headers = forwardable_request_headers(exchange.headers)
         for step in route.filters:
             result: Any = step.request(exchange)
@@ -70,6 +69,10 @@ class Gateway:
                 return
         if route.terminal is None:
             raise Reject(404, "no runner serves this path")
+        # Checked from Content-Length before any body byte is read (chunked bodies are
+        # counted as they arrive); after the token check, so strangers do not learn the limit.
+        if exchange.content_length is not None and exchange.content_length > route.max_body_size:
+            raise Reject(413, f"request body larger than {route.max_body_size} bytes")
 
         def send_head(status: int, headers: Headers, length: int | None) -> None:
             self._send_head(route, exchange, client, status, headers, length)
@@ -84,13 +87,15 @@ class Gateway:
         status: int,
         headers: Headers,
         length: int | None,
+        hooks: bool = True,
     ) -> None:
         if client.gone:
             return
         exchange.status = status
         exchange.response_headers = headers
-        for step in reversed(route.filters):
-            step.response_headers(exchange)
+        if hooks:
+            for step in reversed(route.filters):
+                step.response_headers(exchange)
         client.send_head(status, exchange.response_headers, length)
 
     def _refuse(
@@ -106,10 +111,17 @@ class Gateway:
         self._reply(route, exchange, client, Reply(rejection.status, body,
                                                   headers=rejection.headers))
 
-    def _reply(self, route: Route, exchange: Exchange, client: IClientStream, reply: Reply) -> None:
+    def _reply(
+        self,
+        route: Route,
+        exchange: Exchange,
+        client: IClientStream,
+        reply: Reply,
+        hooks: bool = True,
+    ) -> None:
         headers = Headers(reply.headers)
         headers.set("Content-Type", reply.content_type)
-        self._send_head(route, exchange, client, reply.status, headers, len(reply.body))
+        self._send_head(route, exchange, client, reply.status, headers, len(reply.body), hooks)
         if exchange.method != "HEAD":
             client.write(reply.body)
         client.finish()

@@ -1,0 +1,294 @@
+"""The strict request-head parser: request line, header fields, framing, limits."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from runnergw.http.errors import BadRequest
+from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
+
+__all__ = ["FieldTests", "FramingTests", "HostTests", "LimitTests", "RequestLineTests"]
+
+_LIMITS = HeadLimits()
+
+
+def _head(*lines: str | bytes, limits: HeadLimits = _LIMITS) -> RequestHead:
+    """Parse CRLF-joined lines (without the final empty line)."""
+    block = b"\r\n".join(line.encode("latin-1") if isinstance(line, str) else line
+                         for line in lines)
+    return parse_request_head(block, limits)
+
+
+class _HeadTestCase(SynchronousTestCase):
+    """An assertion for refused heads."""
+
+    def assertRefused(self, status: int, *lines: str | bytes,
+                      limits: HeadLimits = _LIMITS) -> BadRequest:
+        """Parsing ``lines`` raises ``BadRequest`` with ``status``."""
+        error = self.assertRaises(BadRequest, _head, *lines, limits=limits)
+        self.assertEqual(error.status, status, error.message)
+        self.assertTrue(error.message)
+        self.assertNotIn('"', error.message)
+        return error
+
+
+class RequestLineTests(_HeadTestCase):
+    """The request line: method, origin-form target, version."""
+
+    def test_simple_get(self) -> None:
+        """A plain GET is parsed into its parts, with keep-alive on for HTTP/1.1."""
+        head = _head("GET /api/tags?x=1&y HTTP/1.1", "Host: gw")
+        self.assertEqual(
+            (head.method, head.target, head.path, head.query, head.version),
+            ("GET", "/api/tags?x=1&y", "/api/tags", "x=1&y", "HTTP/1.1"),
+        )
+        self.assertEqual(head.content_length, 0)
+        self.assertFalse(head.has_body)
+        self.assertTrue(head.keep_alive)
+        self.assertFalse(head.expect_continue)
+
+    def test_http2_version(self) -> None:
+        """An HTTP/2.0 request line is answered 505, not 400."""
+        self.assertRefused(505, "GET / HTTP/2.0", "Host: gw")
+
+    def test_unknown_minor_version(self) -> None:
+        """HTTP/1.2 is not guessed at: 505."""
+        self.assertRefused(505, "GET / HTTP/1.2", "Host: gw")
+
+    def test_lower_case_version(self) -> None:
+        """The version is case-sensitive."""
+        self.assertRefused(400, "GET / http/1.1", "Host: gw")
+
+    def test_absolute_form(self) -> None:
+        """A proxy-style absolute URI is refused; the gateway is not a forward proxy."""
+        self.assertRefused(400, "GET http://runner:11434/api/tags HTTP/1.1", "Host: gw")
+
+    def test_asterisk_form(self) -> None:
+        """``OPTIONS *`` is refused."""
+        self.assertRefused(400, "OPTIONS * HTTP/1.1", "Host: gw")
+
+    def test_authority_form(self) -> None:
+        """``CONNECT host:port`` is refused: no tunnels."""
+        self.assertRefused(400, "CONNECT runner:11434 HTTP/1.1", "Host: gw")
+
+    def test_extra_spaces(self) -> None:
+        """Two spaces between the parts of the request line are refused."""
+        self.assertRefused(400, "GET  / HTTP/1.1", "Host: gw")
+        self.assertRefused(400, "GET / HTTP/1.1 ", "Host: gw")
+
+    def test_tab_separator(self) -> None:
+        """Only single spaces separate the request line."""
+        self.assertRefused(400, "GET\t/ HTTP/1.1", "Host: gw")
+
+    def test_space_in_target(self) -> None:
+        """A raw space in the target makes four parts: refused."""
+        self.assertRefused(400, "GET /a b HTTP/1.1", "Host: gw")
+
+    def test_non_ascii_target(self) -> None:
+        """Raw bytes above 0x7e in the target are refused."""
+        self.assertRefused(400, b"GET /caf\xc3\xa9 HTTP/1.1", b"Host: gw")
+
+    def test_malformed_method(self) -> None:
+        """A method that is not a token is refused."""
+        self.assertRefused(400, "G(T / HTTP/1.1", "Host: gw")
+
+    def test_control_character_in_target(self) -> None:
+        """A NUL in the target is refused."""
+        self.assertRefused(400, b"GET /a\x00b HTTP/1.1", b"Host: gw")
+
+    def test_bare_lf_inside_head(self) -> None:
+        """A line ended by a bare LF is refused."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Host: gw\nX-Smuggled: 1")
+
+    def test_bare_cr_inside_head(self) -> None:
+        """A bare CR inside a line is refused."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Host: gw\rX-Smuggled: 1")
+
+
+class HostTests(_HeadTestCase):
+    """The Host field."""
+
+    def test_missing_host_http11(self) -> None:
+        """HTTP/1.1 without Host is 400."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Accept: */*")
+
+    def test_duplicate_host(self) -> None:
+        """Two Host fields are 400, in either version."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Host: a", "Host: b")
+        self.assertRefused(400, "GET / HTTP/1.0", "Host: a", "Host: a")
+
+    def test_http10_without_host(self) -> None:
+        """HTTP/1.0 without Host is accepted and closes after the response by default."""
+        head = _head("GET / HTTP/1.0")
+        self.assertEqual(head.version, "HTTP/1.0")
+        self.assertFalse(head.keep_alive)
+
+    def test_http10_keep_alive(self) -> None:
+        """HTTP/1.0 with ``Connection: keep-alive`` keeps the connection."""
+        self.assertTrue(_head("GET / HTTP/1.0", "Connection: Keep-Alive").keep_alive)
+
+    def test_http11_connection_close(self) -> None:
+        """``Connection: close`` among other tokens ends keep-alive."""
+        self.assertFalse(_head("GET / HTTP/1.1", "Host: gw", "Connection: te, close").keep_alive)
+
+
+class FieldTests(_HeadTestCase):
+    """Header field syntax."""
+
+    def test_fields_in_order(self) -> None:
+        """Fields keep their order and optional whitespace around values is removed."""
+        head = _head("GET / HTTP/1.1", "Host: gw", "X-A:  1 \t", "x-a:2", "X-Empty:")
+        self.assertEqual(list(head.headers), [("Host", "gw"), ("X-A", "1"), ("x-a", "2"),
+                                              ("X-Empty", "")])
+        self.assertEqual(head.headers.get_all("X-A"), ["1", "2"])
+
+    def test_obs_fold(self) -> None:
+        """A continuation line (obsolete line folding) is refused."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Host: gw", "X-A: 1", " folded")
+        self.assertRefused(400, "GET / HTTP/1.1", "Host: gw", "X-A: 1", "\tfolded")
+
+    def test_whitespace_before_colon(self) -> None:
+        """``Name : value`` is refused (a classic smuggling vector)."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Host : gw")
+        self.assertRefused(400, "GET / HTTP/1.1", "Host: gw", "Content-Length\t: 5")
+
+    def test_no_colon(self) -> None:
+        """A field line without a colon is refused."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Host: gw", "garbage")
+
+    def test_empty_name(self) -> None:
+        """A field line starting with a colon is refused."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Host: gw", ": value")
+
+    def test_control_characters_in_value(self) -> None:
+        """NUL, ESC and DEL in a field value are refused; a tab is fine."""
+        for bad in (b"\x00", b"\x1b", b"\x7f", b"\x0b"):
+            self.assertRefused(400, b"GET / HTTP/1.1", b"Host: gw", b"X-A: a" + bad + b"b")
+        self.assertEqual(_head("GET / HTTP/1.1", "Host: gw", "X-A: a\tb").headers.get("x-a"),
+                         "a\tb")
+
+    def test_obs_text_in_value(self) -> None:
+        """Bytes above 0x7f in a value are kept as Latin-1 text."""
+        head = _head(b"GET / HTTP/1.1", b"Host: gw", b"X-Name: caf\xe9")
+        self.assertEqual(head.headers.get("x-name"), "caf\xe9")
+
+    def test_expect_other_than_continue(self) -> None:
+        """An expectation other than ``100-continue`` is 417."""
+        self.assertRefused(417, "POST / HTTP/1.1", "Host: gw", "Expect: something")
+
+    def test_expect_continue(self) -> None:
+        """``Expect: 100-continue`` is noticed in HTTP/1.1 only."""
+        lines = ("Host: gw", "Content-Length: 3", "Expect: 100-Continue")
+        self.assertTrue(_head("POST / HTTP/1.1", *lines).expect_continue)
+        self.assertFalse(_head("POST / HTTP/1.0", *lines).expect_continue)
+
+
+class FramingTests(_HeadTestCase):
+    """How the body is delimited; anything ambiguous is refused."""
+
+    def test_content_length(self) -> None:
+        """A plain Content-Length is the body length."""
+        head = _head("POST / HTTP/1.1", "Host: gw", "Content-Length: 0042")
+        self.assertEqual(head.content_length, 42)
+        self.assertTrue(head.has_body)
+
+    def test_chunked(self) -> None:
+        """``Transfer-Encoding: chunked`` (any case) means a chunked body."""
+        head = _head("POST / HTTP/1.1", "Host: gw", "Transfer-Encoding: Chunked")
+        self.assertIsNone(head.content_length)
+        self.assertTrue(head.has_body)
+
+    def test_transfer_encoding_and_content_length(self) -> None:
+        """Both framings at once are refused (CL.TE / TE.CL smuggling)."""
+        self.assertRefused(400, "POST / HTTP/1.1", "Host: gw", "Content-Length: 5",
+                           "Transfer-Encoding: chunked")
+        self.assertRefused(400, "POST / HTTP/1.1", "Host: gw", "Transfer-Encoding: chunked",
+                           "Content-Length: 5")
+
+    def test_two_different_content_lengths(self) -> None:
+        """Two different Content-Length fields are refused."""
+        self.assertRefused(400, "POST / HTTP/1.1", "Host: gw", "Content-Length: 5",
+                           "Content-Length: 6")
+
+    def test_two_equal_content_lengths(self) -> None:
+        """Two equal Content-Length fields are refused too."""
+        self.assertRefused(400, "POST / HTTP/1.1", "Host: gw", "Content-Length: 5",
+                           "Content-Length: 5")
+
+    def test_content_length_list(self) -> None:
+        """A comma-separated Content-Length is refused."""
+        self.assertRefused(400, "POST / HTTP/1.1", "Host: gw", "Content-Length: 5, 5")
+
+    def test_malformed_content_length(self) -> None:
+        """Non-numeric, signed, empty, hex, spaced and non-ASCII digits are refused."""
+        for text in ("abc", "-1", "+5", "", "0x10", "1 0", "1.0", "5e2", "\xb2", "\u0665"):
+            with self.subTest(text=text):
+                self.assertRefused(400, b"POST / HTTP/1.1", b"Host: gw",
+                                   b"Content-Length: " + text.encode("utf-8"))
+
+    def test_huge_content_length(self) -> None:
+        """A Content-Length of 19 digits or more is refused outright."""
+        self.assertRefused(400, "POST / HTTP/1.1", "Host: gw", "Content-Length: " + "9" * 19)
+        self.assertRefused(400, "POST / HTTP/1.1", "Host: gw",
+                           "Content-Length: 99999999999999999999999999999999")
+
+    def test_large_content_length(self) -> None:
+        """18 digits still parse (the route's size limit refuses it later)."""
+        head = _head("POST / HTTP/1.1", "Host: gw", "Content-Length: " + "9" * 18)
+        self.assertEqual(head.content_length, 10**18 - 1)
+
+    def test_other_transfer_codings(self) -> None:
+        """gzip, identity and stacked codings are not implemented: 501."""
+        for value in ("gzip, chunked", "identity", "chunked, gzip", "chunked, chunked", "",
+                      "xchunked"):
+            with self.subTest(value=value):
+                self.assertRefused(501, "POST / HTTP/1.1", "Host: gw",
+                                   "Transfer-Encoding: " + value)
+
+    def test_two_transfer_encoding_fields(self) -> None:
+        """Two Transfer-Encoding fields are not a chunked body."""
+        self.assertRefused(501, "POST / HTTP/1.1", "Host: gw", "Transfer-Encoding: chunked",
+                           "Transfer-Encoding: chunked")
+
+    def test_transfer_encoding_in_http10(self) -> None:
+        """Transfer-Encoding in an HTTP/1.0 request is refused."""
+        self.assertRefused(400, "POST / HTTP/1.0", "Transfer-Encoding: chunked")
+
+
+class LimitTests(_HeadTestCase):
+    """Size and count limits."""
+
+    def test_request_line_at_limit(self) -> None:
+        """A request line of exactly ``max_line`` bytes is fine."""
+        line = "GET /" + "a" * (8192 - len("GET / HTTP/1.1")) + " HTTP/1.1"
+        self.assertEqual(len(line), 8192)
+        self.assertEqual(_head(line, "Host: gw").method, "GET")
+
+    def test_request_line_too_long(self) -> None:
+        """One byte more is 414."""
+        line = "GET /" + "a" * (8193 - len("GET / HTTP/1.1")) + " HTTP/1.1"
+        self.assertRefused(414, line, "Host: gw")
+
+    def test_field_too_long(self) -> None:
+        """A field line over ``max_line`` is 431."""
+        self.assertRefused(431, "GET / HTTP/1.1", "Host: gw", "X-A: " + "a" * 8188)
+        self.assertEqual(len(_head("GET / HTTP/1.1", "Host: gw", "X-A: " + "a" * 8187)
+                             .headers.get("x-a") or ""), 8187)
+
+    def test_too_many_fields(self) -> None:
+        """More than ``max_fields`` fields is 431."""
+        fields = [f"X-{n}: {n}" for n in range(99)]
+        self.assertEqual(len(_head("GET / HTTP/1.1", "Host: gw", *fields).headers), 100)
+        self.assertRefused(431, "GET / HTTP/1.1", "Host: gw", *fields, "X-Last: 1")
+
+    def test_block_too_large(self) -> None:
+        """A head over ``max_bytes`` is 431 even when each field is within its limit."""
+        fields = [f"X-{n}: " + "a" * 8000 for n in range(9)]
+        self.assertRefused(431, "GET / HTTP/1.1", "Host: gw", *fields)
+
+    def test_custom_limits(self) -> None:
+        """The limits come from the settings."""
+        limits = HeadLimits(max_line=64, max_fields=2, max_bytes=200)
+        self.assertRefused(414, "GET /" + "a" * 60 + " HTTP/1.1", "Host: gw", limits=limits)
+        self.assertRefused(431, "GET / HTTP/1.1", "Host: gw", "A: 1", "B: 2", limits=limits)
+        self.assertRefused(431, "GET / HTTP/1.1", "Host: gw", "A: " + "a" * 70, limits=limits)

@@ -1,0 +1,1 @@
+"""Tests of the request pipeline: routing and the filter chain runner."""
