@@ -51,7 +51,7 @@ class RunnerSettings:
     max_body_size: int = 1 << 30
     connect_timeout: float = 10.0
     first_byte_timeout: float = 300.0
-    """Time allowed for the response headers (model loading can take minutes)."""
+    """Time allowed for the response head after the last request byte (model loads are slow)."""
     idle_timeout: float = 300.0
     """Longest silence allowed inside a streamed response; a long generation is never cut."""
     max_connections: int = 64

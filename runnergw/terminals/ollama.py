@@ -14,7 +14,6 @@ from twisted.python.failure import Failure
 from twisted.web.client import (
     UNKNOWN_LENGTH,
     PotentialDataLoss,
-    RequestGenerationFailed,
     RequestTransmissionFailed,
     ResponseDone,
     ResponseFailed,
@@ -26,9 +25,9 @@ from zope.interface import implementer
 
 from runnergw.config.runners import RunnerSettings
 from runnergw.http.headers import Headers
+from runnergw.logs import level_gate
 from runnergw.pipeline.exchange import Exchange, Reject
 from runnergw.pipeline.interfaces import IClientStream, ITerminal
-from runnergw.logs import level_gate
 
 __all__ = ["OllamaTerminal"]
 
@@ -60,6 +59,8 @@ class _RequestBody:
         self._finished: Deferred[None] | None = None
         self._stopped = False
         self._sniffed = False
+        self.on_progress: Any = None
+        """Called after each piece of body handed to the runner's connection."""
 
     def startProducing(self, consumer: Any) -> Deferred[None]:
         self._consumer = consumer
@@ -75,6 +76,8 @@ class _RequestBody:
                 self._exchange.model = match.group(1).decode("utf-8", "replace")
         if not self._stopped:
             self._consumer.write(data)
+            if self.on_progress is not None:
+                self.on_progress()
 
     def body_done(self) -> None:
         if not self._stopped and self._finished is not None:
@@ -219,40 +222,46 @@ class OllamaTerminal:
     ) -> IResponse | None:
         pending = self.agent.request(exchange.method.encode("ascii"), url, headers, body)
         why_cancelled: list[str] = []
+        settled: list[bool] = []
 
         def cancel(why: str) -> None:
-            if not pending.called:
+            # Not ``pending.called``: that is already true once a connection was taken from
+            # the pool, while the Deferred waits for the response; cancel() reaches it then.
+            if not settled and not why_cancelled:
                 why_cancelled.append(why)
                 pending.cancel()
 
-        timer = self.clock.callLater(self.runner.first_byte_timeout, cancel, "timeout")
+        timeout = self.runner.first_byte_timeout
+        timer = self.clock.callLater(timeout, cancel, "timeout")
+        if body is not None:
+            # A long upload is not a silent runner: the wait for the answer starts over
+            # with every piece of the request body the runner takes.
+            body.on_progress = lambda: timer.reset(timeout) if timer.active() else None
         client.when_gone(lambda: cancel("client"))
         try:
             return await pending
-        except CancelledError:
+        except Exception as e:
             if why_cancelled == ["timeout"]:
                 exchange.outcome = "timeout"
                 raise Reject(504, f"runner {self.runner.name} did not answer in time",
                              reason="first byte timeout") from None
-            return None
-        except RequestGenerationFailed:
-            if client.gone:
+            if why_cancelled or client.gone or isinstance(e, CancelledError):
                 return None
+            if isinstance(e, net_error.TimeoutError):
+                exchange.outcome = "timeout"
+                raise Reject(504,
+                             f"runner {self.runner.name} did not accept the connection in time",
+                             reason="connect timeout") from None
+            if isinstance(e, _CONNECT_ERRORS):
+                exchange.outcome = "upstream_error"
+                raise Reject(502, f"runner {self.runner.name} is unreachable",
+                             reason=f"connect failed: {type(e).__name__}") from None
+            if isinstance(e, _TRANSPORT_ERRORS):
+                exchange.outcome = "upstream_error"
+                raise Reject(502, f"runner {self.runner.name} closed the connection",
+                             reason=f"upstream failed: {type(e).__name__}") from None
             raise
-        except net_error.TimeoutError:
-            exchange.outcome = "timeout"
-            raise Reject(504, f"runner {self.runner.name} did not accept the connection in time",
-                         reason="connect timeout") from None
-        except _CONNECT_ERRORS as e:
-            exchange.outcome = "upstream_error"
-            raise Reject(502, f"runner {self.runner.name} is unreachable",
-                         reason=f"connect failed: {type(e).__name__}") from None
-        except _TRANSPORT_ERRORS as e:
-            if client.gone:
-                return None
-            exchange.outcome = "upstream_error"
-            raise Reject(502, f"runner {self.runner.name} closed the connection",
-                         reason=f"upstream failed: {type(e).__name__}") from None
         finally:
+            settled.append(True)
             if timer.active():
                 timer.cancel()

@@ -1,21 +1,24 @@
 """A fake Ollama server that speaks Ollama's wire format, for tests and benchmarks (loopback only).
 
 It streams NDJSON as Ollama does (one flushed JSON object per line, ``done: true`` last),
-can pace its chunks, closes early on request, and records what it received and when its
-clients went away.
+can pace its chunks, hold each chunk until a test releases it, never answer, close early on
+request, and records what it received, how many connections it accepted and when its clients
+went away.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.server import NOT_DONE_YET
 
-__all__ = ["FakeOllama", "RecordedRequest"]
+__all__ = ["CountingSite", "FakeOllama", "RecordedRequest"]
 
 
 class RecordedRequest:
@@ -29,10 +32,42 @@ class RecordedRequest:
             for name, values in request.requestHeaders.getAllRawHeaders()
         }
         self.body = body
+        self.body_sha256 = hashlib.sha256(body).hexdigest()
         self.disconnected: Deferred[None] = Deferred()
         """Fires when the client went away before the response was finished."""
         self.finished: Deferred[None] = Deferred()
         """Fires when the response was complete."""
+        self.pieces_sent = 0
+        """Streamed pieces (NDJSON lines, SSE events) written so far."""
+        self._gate: Deferred[None] | None = None
+        self._hold_waiters: list[Deferred[int]] = []
+
+    @property
+    def holding(self) -> bool:
+        """True while the fake holds the next streamed piece back (see ``FakeOllama.gated``)."""
+        return self._gate is not None
+
+    def held(self) -> Deferred[int]:
+        """Fires with ``pieces_sent`` once the fake is holding the next piece back."""
+        if self._gate is not None:
+            return succeed(self.pieces_sent)
+        waiter: Deferred[int] = Deferred()
+        self._hold_waiters.append(waiter)
+        return waiter
+
+    def release(self) -> None:
+        """Let the held piece go out."""
+        gate, self._gate = self._gate, None
+        if gate is None:
+            raise AssertionError("the fake is not holding a piece")
+        gate.callback(None)
+
+    def _hold(self) -> Deferred[None]:
+        self._gate = Deferred()
+        waiters, self._hold_waiters = self._hold_waiters, []
+        for waiter in waiters:
+            waiter.callback(self.pieces_sent)
+        return self._gate
 
 
 class FakeOllama(resource.Resource):
@@ -41,7 +76,13 @@ class FakeOllama(resource.Resource):
 
     Knobs in the JSON body: ``options.num_predict`` (number of streamed chunks, default 3),
     ``options.delay`` (seconds between chunks, scheduled on ``clock``), ``options.close_after``
-    (drop the connection after that many chunks).
+    (drop the connection after that many chunks), ``options.pad`` (bytes of padding added to
+    each streamed chunk, for large responses); ``max_tokens`` for ``/v1/chat/completions``.
+
+    Knobs on the object: ``gated`` holds every streamed piece after the first until the test
+    calls ``RecordedRequest.release()`` (the response ends as soon as the last piece is out);
+    ``hang`` records requests and never answers them; ``response_headers`` are added to every
+    response.
     """
 
     isLeaf = True
@@ -51,6 +92,9 @@ class FakeOllama(resource.Resource):
         self.clock = clock
         self.requests: list[RecordedRequest] = []
         self.request_arrived: list[Deferred[RecordedRequest]] = []
+        self.gated = False
+        self.hang = False
+        self.response_headers: list[tuple[bytes, bytes]] = []
 
     def next_request(self) -> Deferred[RecordedRequest]:
         """A Deferred that fires with the next request the fake receives."""
@@ -69,6 +113,10 @@ class FakeOllama(resource.Resource):
         waiters, self.request_arrived = self.request_arrived, []
         for waiter in waiters:
             waiter.callback(record)
+        if self.hang:
+            return NOT_DONE_YET
+        for name, value in self.response_headers:
+            request.responseHeaders.addRawHeader(name, value)
         path = request.path.decode()
         if path == "/" and request.method in (b"GET", b"HEAD"):
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
@@ -81,9 +129,9 @@ class FakeOllama(resource.Resource):
             request.setResponseCode(201)
             return b""
         if path in ("/api/generate", "/api/chat") and request.method == b"POST":
-            return self._inference(request, path, body)
+            return self._inference(request, record, path, body)
         if path == "/v1/chat/completions" and request.method == b"POST":
-            return self._openai(request, body)
+            return self._openai(request, record, body)
         request.setResponseCode(404)
         return self._json(request, {"error": f"path {path} not found"})
 
@@ -101,7 +149,8 @@ class FakeOllama(resource.Resource):
                         "quantization_level": "Q8_0"},
         }
 
-    def _inference(self, request: server.Request, path: str, body: bytes) -> Any:
+    def _inference(self, request: server.Request, record: RecordedRequest, path: str,
+                   body: bytes) -> Any:
         try:
             data = json.loads(body or b"{}")
         except ValueError:
@@ -111,9 +160,13 @@ class FakeOllama(resource.Resource):
         count = int(options.get("num_predict", 3))
         model = data.get("model", "llama3.2:1b")
         chat = path == "/api/chat"
+        pad = int(options.get("pad", 0))
 
         def chunk(index: int, done: bool) -> dict[str, Any]:
-            piece = {"model": model, "created_at": "2025-01-01T00:00:00Z", "done": done}
+            piece: dict[str, Any] = {"model": model, "created_at": "2025-01-01T00:00:00Z",
+                                     "done": done}
+            if pad and not done:
+                piece["pad"] = "x" * pad
             text = "" if done else f"t{index} "
             if chat:
                 piece["message"] = {"role": "assistant", "content": text}
@@ -136,11 +189,11 @@ class FakeOllama(resource.Resource):
         request.setHeader(b"content-type", b"application/x-ndjson")
         lines = [json.dumps(chunk(i, False)).encode() + b"\n" for i in range(count)]
         lines.append(json.dumps(chunk(count, True)).encode() + b"\n")
-        self._stream(request, lines, float(options.get("delay", 0)),
+        self._stream(request, record, lines, float(options.get("delay", 0)),
                      options.get("close_after"))
         return NOT_DONE_YET
 
-    def _openai(self, request: server.Request, body: bytes) -> Any:
+    def _openai(self, request: server.Request, record: RecordedRequest, body: bytes) -> Any:
         data = json.loads(body or b"{}")
         request.setHeader(b"content-type", b"text/event-stream")
         events = [
@@ -150,13 +203,21 @@ class FakeOllama(resource.Resource):
             for i in range(int(data.get("max_tokens", 3)))
         ]
         events.append(b"data: [DONE]\n\n")
-        self._stream(request, events, 0.0, None)
+        self._stream(request, record, events, 0.0, None)
         return NOT_DONE_YET
 
-    def _stream(self, request: server.Request, pieces: list[bytes], delay: float,
-                close_after: Any) -> None:
+    def _stream(self, request: server.Request, record: RecordedRequest, pieces: list[bytes],
+                delay: float, close_after: Any) -> None:
         gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        pending: list[Any] = []
+
+        def went_away(reason: Failure) -> None:
+            gone.append(True)
+            for call in pending:
+                if call.active():
+                    call.cancel()
+
+        request.notifyFinish().addErrback(went_away)
 
         def send(index: int) -> None:
             if gone:
@@ -168,9 +229,48 @@ class FakeOllama(resource.Resource):
                 request.finish()
                 return
             request.write(pieces[index])
-            if delay:
-                self.clock.callLater(delay, send, index + 1)
+            record.pieces_sent = index + 1
+            if self.gated and index + 1 < len(pieces):
+                record._hold().addCallback(lambda _: send(index + 1))
+            elif delay:
+                pending[:] = [self.clock.callLater(delay, send, index + 1)]
             else:
                 send(index + 1)
 
         send(0)
+
+
+class CountingSite(server.Site):
+    """A ``Site`` that counts the connections it accepted and knows when they all closed."""
+
+    def __init__(self, resource_: resource.Resource) -> None:
+        super().__init__(resource_)
+        self.noisy = False
+        self.accepted = 0
+        self.open_channels: set[Any] = set()
+        self._all_closed: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        self.accepted += 1
+        self.open_channels.add(channel)
+        lost = channel.connectionLost
+
+        def connection_lost(reason: Failure) -> None:
+            lost(reason)
+            self.open_channels.discard(channel)
+            if not self.open_channels:
+                waiters, self._all_closed = self._all_closed, []
+                for waiter in waiters:
+                    waiter.callback(None)
+
+        channel.connectionLost = connection_lost
+        return channel
+
+    def all_closed(self) -> Deferred[None]:
+        """Fires once no accepted connection is open any more."""
+        if not self.open_channels:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._all_closed.append(waiter)
+        return waiter

@@ -1,0 +1,193 @@
+"""The Ollama proxy terminal when a side leaves or goes quiet: disconnects, failures, timeouts."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.trial.unittest import TestCase
+
+from tests.helpers.gateway import start_gateway
+from tests.terminals.support import (
+    AuditTap,
+    fetch,
+    generate_request,
+    parse_response,
+    raw_connect,
+    start_proxy,
+    tls_agent,
+    unused_port,
+)
+
+__all__ = ["ClientDisconnectTests", "TimeoutTests", "UpstreamFailureTests"]
+
+
+class ClientDisconnectTests(TestCase):
+    """A client that leaves stops the generation on the runner at once."""
+
+    timeout = 10
+
+    async def test_leaving_mid_stream_closes_the_upstream_request(self) -> None:
+        """Closing mid-generation stops the runner at once, not when its next chunk comes."""
+        upstream, gateway = start_proxy(self)
+        upstream.fake.gated = True
+        audit = AuditTap(self, gateway)
+        client = await raw_connect(self, gateway)
+        client.send(generate_request(gateway, num_predict=5))
+        await client.wait_for(b'"t0 "')
+        [seen] = upstream.fake.requests
+        self.assertTrue(seen.holding)
+        await client.close()
+        await seen.disconnected
+        self.assertTrue(seen.holding, "the runner was never asked for another chunk")
+        self.assertEqual(seen.pieces_sent, 1)
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual(record["outcome"], "client_gone")
+        self.assertEqual(record["status"], 200)
+
+    async def test_leaving_before_the_runner_answers_closes_the_upstream_request(self) -> None:
+        """Closing the connection while the model is still loading cancels the runner's request."""
+        upstream, gateway = start_proxy(self)
+        upstream.fake.hang = True
+        audit = AuditTap(self, gateway)
+        client = await raw_connect(self, gateway)
+        arrived = upstream.fake.next_request()
+        client.send(generate_request(gateway))
+        seen = await arrived
+        await client.close()
+        await seen.disconnected
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual(record["outcome"], "client_gone")
+        self.assertEqual(client.data, b"")
+
+    async def test_upstream_connection_is_not_reused_after_a_client_left(self) -> None:
+        """After a client walked away mid-stream, the next request is served normally."""
+        upstream, gateway = start_proxy(self)
+        upstream.fake.gated = True
+        first = await raw_connect(self, gateway)
+        first.send(generate_request(gateway, num_predict=5))
+        await first.wait_for(b'"t0 "')
+        await first.close()
+        await upstream.fake.requests[0].disconnected
+        upstream.fake.gated = False
+        agent = tls_agent(self, gateway)
+        response, body = await fetch(agent, "GET", gateway.url + "/local-ollama/api/tags",
+                                     {"Authorization": "Bearer " + gateway.token()})
+        self.assertEqual(response.code, 200)
+        self.assertIn(b"llama3.2:1b", body)
+        self.assertEqual(upstream.site.accepted, 2)
+
+
+class UpstreamFailureTests(TestCase):
+    """Runner failures become clear Ollama-shaped errors, or a visibly cut stream."""
+
+    timeout = 10
+
+    async def test_refused_connection_is_a_502(self) -> None:
+        """A runner that is not listening gives 502 with an ``{"error"}`` body."""
+        port = await unused_port()
+        gateway = start_gateway(self, [{"name": "local", "path": "/local-ollama",
+                                        "host": f"127.0.0.1:{port}"}])
+        audit = AuditTap(self, gateway)
+        agent = tls_agent(self, gateway)
+        response, body = await fetch(agent, "GET", gateway.url + "/local-ollama/api/tags",
+                                     {"Authorization": "Bearer " + gateway.token()})
+        self.assertEqual(response.code, 502)
+        self.assertEqual(json.loads(body), {"error": "runner local is unreachable"})
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual((record["status"], record["outcome"]), (502, "upstream_error"))
+
+    async def test_runner_that_never_answers_is_a_504(self) -> None:
+        """A runner silent past ``firstByteTimeout`` gives 504, and its request is closed."""
+        upstream, gateway = start_proxy(self, firstByteTimeout="300ms")
+        upstream.fake.hang = True
+        audit = AuditTap(self, gateway)
+        agent = tls_agent(self, gateway)
+        response, body = await fetch(agent, "GET", gateway.url + "/local-ollama/api/tags",
+                                     {"Authorization": "Bearer " + gateway.token()})
+        self.assertEqual(response.code, 504)
+        self.assertEqual(json.loads(body), {"error": "runner local did not answer in time"})
+        await upstream.fake.requests[0].disconnected
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual((record["status"], record["outcome"]), (504, "timeout"))
+        self.assertGreaterEqual(record["duration_ms"], 300)
+
+    async def test_runner_closing_before_answering_is_a_502(self) -> None:
+        """A runner that drops the connection before any answer gives 502 with ``{"error"}``."""
+        upstream, gateway = start_proxy(self)
+        audit = AuditTap(self, gateway)
+        client = await raw_connect(self, gateway)
+        client.send(generate_request(gateway, close_after=0))
+        response = parse_response(await client.wait_for(b"}"))
+        self.assertEqual(response.status, 502)
+        self.assertEqual(json.loads(response.body),
+                         {"error": "runner local closed the connection"})
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual((record["status"], record["outcome"]), (502, "upstream_error"))
+
+    async def test_runner_closing_mid_stream_cuts_the_response(self) -> None:
+        """A runner dying mid-generation leaves the client an unterminated chunked body."""
+        upstream, gateway = start_proxy(self)
+        upstream.fake.gated = True
+        audit = AuditTap(self, gateway)
+        client = await raw_connect(self, gateway)
+        client.send(generate_request(gateway, num_predict=5, close_after=2))
+        await client.wait_for(b'"t0 "')
+        [seen] = upstream.fake.requests
+        seen.release()
+        await client.wait_for(b'"t1 "')
+        seen.release()
+        await client.lost
+        response = parse_response(client.data)
+        self.assertEqual(response.status, 200)
+        self.assertFalse(response.complete)
+        self.assertEqual([json.loads(line)["response"] for line in response.body.splitlines()],
+                         ["t0 ", "t1 "])
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual((record["status"], record["outcome"]), (200, "upstream_error"))
+
+
+class TimeoutTests(TestCase):
+    """Timeouts measure silence, never the length of a generation."""
+
+    timeout = 10
+
+    async def test_long_generation_outlives_read_and_write_timeouts(self) -> None:
+        """A generation that keeps talking runs past the server's 0.5 s read and write timeouts."""
+        upstream, gateway = start_proxy(
+            self, server={"readTimeoutSeconds": "500ms", "writeTimeoutSeconds": "500ms"})
+        audit = AuditTap(self, gateway)
+        client = await raw_connect(self, gateway)
+        client.send(generate_request(gateway, num_predict=5, delay=0.2))
+        await client.wait_for_chunked_end()
+        response = parse_response(client.data)
+        self.assertTrue(response.complete)
+        lines = [json.loads(line) for line in response.body.splitlines()]
+        self.assertEqual([line["done"] for line in lines], [False] * 5 + [True])
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual(record["outcome"], "ok")
+        self.assertGreater(record["duration_ms"], 1000)
+
+    async def test_silent_stream_is_cut_after_idle_timeout(self) -> None:
+        """A runner silent mid-stream for longer than ``idleTimeout`` is cut off at both ends."""
+        upstream, gateway = start_proxy(self, idleTimeout="300ms")
+        upstream.fake.gated = True
+        audit = AuditTap(self, gateway)
+        client = await raw_connect(self, gateway)
+        client.send(generate_request(gateway, num_predict=5))
+        await client.wait_for(b'"t0 "')
+        [seen] = upstream.fake.requests
+        await seen.disconnected
+        await client.lost
+        self.assertEqual(seen.pieces_sent, 1)
+        self.assertFalse(parse_response(client.data).complete)
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual(record["outcome"], "timeout")
+        self.assertGreaterEqual(record["duration_ms"], 300)
