@@ -13,28 +13,24 @@ import os
 import re
 from collections.abc import Callable
 from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any
 
 import attrs
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from runnergw.http.body import BodyDecoder, ChunkedDecoder, FixedLengthDecoder
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
-from runnergw.http.headers import Headers
+from runnergw.http.status import reason_phrase
+from runnergw.http.stream import ClientStream, DiscardBody
 from runnergw.logs import level_gate
 from runnergw.pipeline.exchange import Exchange
-from runnergw.pipeline.interfaces import IClientStream
 
 __all__ = ["ConnectionTimeouts", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_NO_BODY_STATUSES = frozenset({204, 304})
 _PIPELINE_BUFFER = 65536
 _DISCARD_LIMIT = 1 << 20
 """A refused request's unread body up to this size is drained so the connection lives on."""
@@ -48,13 +44,6 @@ class ConnectionTimeouts:
     read: float = 30.0
     write: float = 30.0
     keep_alive: float = 75.0
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
 
 
 class _DateCache:
@@ -73,258 +62,6 @@ class _DateCache:
         return self._text
 
 
-@implementer(IPushProducer)
-class _StallWatch:
-    """Stands between the client transport and a response producer to time write stalls."""
-
-    def __init__(self, stream: _ClientStream, producer: IPushProducer) -> None:
-        self._stream = stream
-        self._producer = producer
-        self._timer: IDelayedCall | None = None
-
-    def pauseProducing(self) -> None:
-        protocol = self._stream.protocol
-        if self._timer is None:
-            self._timer = protocol.clock.callLater(
-                protocol.timeouts.write, self._stream.stalled
-            )
-        self._producer.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.cancel()
-        self._producer.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self.cancel()
-        self._producer.stopProducing()
-
-    def cancel(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-
-@implementer(IClientStream)
-class _ClientStream:
-    """One exchange's view of its client connection."""
-
-    def __init__(self, protocol: GatewayHTTPProtocol, head: RequestHead, exchange: Exchange):
-        self.protocol = protocol
-        self.head = head
-        self.exchange = exchange
-        self.head_sent = False
-        self.response_done = False
-        self.gone = False
-        self.keep_alive = head.keep_alive
-        self._chunked = False
-        self._no_body = head.method == "HEAD"
-        self._decoder: BodyDecoder | None = None
-        self._consumer: Any = None
-        self.body_complete = not head.has_body
-        self._read_timer: IDelayedCall | None = None
-        self._gone_callbacks: list[Callable[[], object]] = []
-        self._watch: _StallWatch | None = None
-
-    # Request body
-
-    def start_body(self, consumer: Any) -> None:
-        if self._consumer is not None or self.body_complete or self.gone:
-            return
-        self._consumer = consumer
-        self._decoder = (FixedLengthDecoder(self.head.content_length)
-                         if self.head.content_length is not None else ChunkedDecoder())
-        if self.head.expect_continue and not self.head_sent:
-            self.protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self.protocol.body_started()
-
-    def body_received(self, data: bytes) -> None:
-        """Decode ``data``; returns nothing, hands leftover bytes back to the protocol."""
-        assert self._decoder is not None
-        try:
-            pieces, leftover = self._decoder.feed(data)
-        except BadRequest as e:
-            self.protocol.refuse_mid_body(self, e)
-            return
-        limit = self._chunked_body_limit()
-        for piece in pieces:
-            if limit is not None and self.exchange.bytes_in + len(piece) > limit:
-                self.protocol.refuse_mid_body(
-                    self, BadRequest(413, f"request body larger than {limit} bytes")
-                )
-                return
-            self.exchange.bytes_in += len(piece)
-            self._consumer.body_data(piece)
-        if self._decoder.done:
-            self.body_complete = True
-            self._cancel_read_timer()
-            # The bytes after the body belong to the next request: hand them over before the
-            # consumer hears of the end, as it may finish the response (and so start that
-            # request) right there.
-            self.protocol.keep_for_next_request(leftover)
-            self._consumer.body_done()
-            self.protocol.body_finished(self)
-        else:
-            self._arm_read_timer()
-
-    def _chunked_body_limit(self) -> int | None:
-        """The route's body size limit when the body is chunked (a declared length was
-        checked against it before the exchange started)."""
-        route = self.exchange.route
-        if route is None or self.head.content_length is not None:
-            return None
-        return route.max_body_size
-
-    def reading_body(self) -> bool:
-        return self._consumer is not None and not self.body_complete
-
-    def pause_body(self) -> None:
-        self._cancel_read_timer()
-        self.protocol.set_paused("upstream", True)
-
-    def resume_body(self) -> None:
-        if self.reading_body():
-            self._arm_read_timer()
-        self.protocol.set_paused("upstream", False)
-
-    def _arm_read_timer(self) -> None:
-        timer = self._read_timer
-        if timer is not None and timer.active():
-            timer.reset(self.protocol.timeouts.read)
-        else:
-            self._read_timer = self.protocol.clock.callLater(
-                self.protocol.timeouts.read, self._read_timed_out
-            )
-
-    def _cancel_read_timer(self) -> None:
-        if self._read_timer is not None and self._read_timer.active():
-            self._read_timer.cancel()
-        self._read_timer = None
-
-    def _read_timed_out(self) -> None:
-        self._read_timer = None
-        self.exchange.outcome = "timeout"
-        self.exchange.reason = "client stopped sending the request body"
-        self.protocol.refuse_mid_body(self, BadRequest(408, "request body read timed out"))
-
-    # Response
-
-    def send_head(self, status: int, headers: Headers, length: int | None) -> None:
-        if self.head_sent or self.gone:
-            return
-        self.head_sent = True
-        exchange = self.exchange
-        exchange.status = status
-        exchange.first_byte_at = self.protocol.clock.seconds()
-        headers.remove_all(("connection", "keep-alive", "transfer-encoding", "content-length"))
-        if status in _NO_BODY_STATUSES or status < 200:
-            self._no_body = True
-        elif length is not None:
-            headers.add("Content-Length", str(length))
-        elif not self._no_body:
-            if self.head.version == "HTTP/1.1":
-                headers.add("Transfer-Encoding", "chunked")
-                self._chunked = True
-            else:
-                self.keep_alive = False
-        if "date" not in headers:
-            headers.add("Date", self.protocol.dates.now())
-        headers.set("X-Request-Id", exchange.request_id)
-        if not self.keep_alive or not self.protocol.may_keep_alive(self):
-            self.keep_alive = False
-            headers.add("Connection", "close")
-        elif self.head.version == "HTTP/1.0":
-            headers.add("Connection", "keep-alive")
-        line = f"HTTP/1.1 {status} {_reason(status)}\r\n".encode("ascii")
-        self.protocol.transport.writeSequence([line, headers.encode(), b"\r\n"])
-
-    def write(self, data: bytes) -> None:
-        if not data or self._no_body or self.gone or self.response_done:
-            return
-        self.exchange.bytes_out += len(data)
-        if self._chunked:
-            self.protocol.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
-        else:
-            self.protocol.transport.write(data)
-
-    def finish(self) -> None:
-        if self.response_done or self.gone:
-            return
-        self.response_done = True
-        self.exchange.finished_at = self.protocol.clock.seconds()
-        if self._chunked:
-            self.protocol.transport.write(b"0\r\n\r\n")
-        self.unregister_producer()
-        self.protocol.response_finished(self)
-
-    def abort(self, reason: str) -> None:
-        if self.gone:
-            return
-        self.response_done = True
-        self.exchange.finished_at = self.protocol.clock.seconds()
-        self.unregister_producer()
-        self.protocol.abort_connection()
-
-    def register_producer(self, producer: IPushProducer) -> None:
-        if self.gone:
-            producer.stopProducing()
-            return
-        self.unregister_producer()
-        self._watch = _StallWatch(self, producer)
-        self.protocol.transport.registerProducer(self._watch, True)
-
-    def unregister_producer(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-            if not self.gone:
-                self.protocol.transport.unregisterProducer()
-
-    def stalled(self) -> None:
-        """The client took no bytes for the write timeout: give up on it."""
-        self.exchange.outcome = "timeout"
-        self.exchange.reason = "client stopped reading the response"
-        self.abort("write timeout")
-
-    def when_gone(self, callback: Callable[[], object]) -> None:
-        if self.gone:
-            callback()
-        else:
-            self._gone_callbacks.append(callback)
-
-    def connection_lost(self) -> None:
-        """The connection closed (by either side)."""
-        if self.gone:
-            return
-        self.gone = True
-        self._cancel_read_timer()
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-        if self.reading_body():
-            self._consumer.body_failed(ConnectionError("client disconnected during the body"))
-        if not self.response_done:
-            self.exchange.finished_at = self.protocol.clock.seconds()
-            if self.exchange.outcome == "ok":
-                self.exchange.outcome = "client_gone"
-                self.exchange.reason = "client disconnected before the response was complete"
-        callbacks, self._gone_callbacks = self._gone_callbacks, []
-        for callback in callbacks:
-            callback()
-
-
-class _Discard:
-    """Drains the unread body of a refused request so the connection can be reused."""
-
-    def body_data(self, data: bytes) -> None:
-        pass
-
-    def body_done(self) -> None:
-        pass
-
-    def body_failed(self, reason: Exception) -> None:
-        pass
-
-
 class GatewayHTTPProtocol(Protocol):
     """HTTP/1.1 server side of one client connection; one exchange at a time."""
 
@@ -339,7 +76,7 @@ class GatewayHTTPProtocol(Protocol):
         self.dates = factory.dates
         self.secure = factory.secure
         self._buffer = b""
-        self._current: _ClientStream | None = None
+        self._current: ClientStream | None = None
         self._closed = False
         self._timer: IDelayedCall | None = None
         self._timer_kind = ""
@@ -520,10 +257,11 @@ class GatewayHTTPProtocol(Protocol):
         body = json.dumps({"error": error.message}).encode()
         request_id_field = b"" if request_id is None else b"X-Request-Id: %s\r\n" % (
             request_id.encode("ascii"))
+        status_line = b"HTTP/1.1 %d %s\r\n" % (error.status, reason_phrase(error.status).encode())
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+            status_line + b"Content-Type: application/json; charset=utf-8\r\n"
             b"Content-Length: %d\r\n%sConnection: close\r\n\r\n%s"
-            % (error.status, _reason(error.status).encode(), len(body), request_id_field, body)
+            % (len(body), request_id_field, body)
         )
         self._close()
 
@@ -548,7 +286,7 @@ class GatewayHTTPProtocol(Protocol):
             started=self.clock.seconds(),
             content_length=head.content_length,
         )
-        stream = _ClientStream(self, head, exchange)
+        stream = ClientStream(self, head, exchange)
         self._current = stream
         if head.has_body:
             self.set_paused("body-wait", True)
@@ -570,12 +308,12 @@ class GatewayHTTPProtocol(Protocol):
         if leftover:
             self._buffer = leftover + self._buffer
 
-    def body_finished(self, stream: _ClientStream) -> None:
+    def body_finished(self, stream: ClientStream) -> None:
         """The whole body is in; move on if the response is out too."""
         if stream.response_done:
             self._next_request(stream)
 
-    def refuse_mid_body(self, stream: _ClientStream, error: BadRequest) -> None:
+    def refuse_mid_body(self, stream: ClientStream, error: BadRequest) -> None:
         """The body broke the rules (bad chunking, too large, too slow)."""
         exchange = stream.exchange
         if exchange.outcome == "ok":
@@ -590,7 +328,7 @@ class GatewayHTTPProtocol(Protocol):
             stream.connection_lost()
             self._refuse(error, exchange.request_id)
 
-    def may_keep_alive(self, stream: _ClientStream) -> bool:
+    def may_keep_alive(self, stream: ClientStream) -> bool:
         """Whether the connection can carry another request after this response.
 
         An unread body is drained only when its length is declared, small, and within the
@@ -606,17 +344,17 @@ class GatewayHTTPProtocol(Protocol):
         limit = _DISCARD_LIMIT if route is None else min(_DISCARD_LIMIT, route.max_body_size)
         return length is not None and length <= limit
 
-    def response_finished(self, stream: _ClientStream) -> None:
+    def response_finished(self, stream: ClientStream) -> None:
         """The response is out; read the next request once the body is consumed too."""
         if not stream.keep_alive:
             self._close()
             return
         if not stream.body_complete and not stream.reading_body():
-            stream.start_body(_Discard())
+            stream.start_body(DiscardBody())
         if stream.body_complete:
             self._next_request(stream)
 
-    def _next_request(self, stream: _ClientStream) -> None:
+    def _next_request(self, stream: ClientStream) -> None:
         if self._closed or stream is not self._current:
             return
         self._current = None
@@ -626,7 +364,7 @@ class GatewayHTTPProtocol(Protocol):
         if self._buffer:
             self._parse_requests()
 
-    def _exchange_over(self, result: object, stream: _ClientStream) -> None:
+    def _exchange_over(self, result: object, stream: ClientStream) -> None:
         if isinstance(result, Failure):
             # The gateway is not supposed to fail; if it does, the failure must not vanish.
             self.log.failure("Request {request_id} failed in the gateway", failure=result,
