@@ -6,16 +6,21 @@ import signal
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import gatherResults
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ClientEndpoint,
+    TCP6ServerEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
-from twisted.web.iweb import IPolicyForHTTPS
-from zope.interface import implementer
 
 from runnergw.config.errors import ConfigError, ConfigErrors
 from runnergw.config.runners import RunnerSettings
@@ -30,34 +35,34 @@ from runnergw.pipeline.route import Route, Router
 from runnergw.startup import GatewayParts
 from runnergw.terminals.ollama import OllamaTerminal
 from runnergw.tls import TLSConfigError
+from runnergw.upstream.pool import UpstreamPool
 
 __all__ = ["GatewayService", "build_router"]
 
 
-@implementer(IPolicyForHTTPS)
-class _TrustRootPolicy:
-    """Verify an ``https`` runner against the operator's CA bundle."""
-
-    def __init__(self, ca_pem: bytes) -> None:
-        self._root = Certificate.loadPEM(ca_pem)
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
-        return optionsForClientTLS(hostname.decode("ascii"), trustRoot=self._root)
-
-
-def _runner_agent(reactor: Any, runner: RunnerSettings, pool: HTTPConnectionPool) -> Agent:
-    pool.maxPersistentPerHost = runner.max_connections
-    pool.cachedConnectionTimeout = 60
-    policy: Any = BrowserLikePolicyForHTTPS()
-    if runner.ca_path:
-        with open(runner.ca_path, "rb") as stream:
-            policy = _TrustRootPolicy(stream.read())
-    return Agent(reactor, contextFactory=policy, connectTimeout=runner.connect_timeout,
-                 pool=pool)
+def _runner_endpoint(reactor: Any, runner: RunnerSettings) -> IStreamClientEndpoint:
+    """How to reach a runner: TCP (IPv4, IPv6 or a name), wrapped in TLS for ``https``."""
+    endpoint: IStreamClientEndpoint
+    if isIPAddress(runner.host):
+        endpoint = TCP4ClientEndpoint(reactor, runner.host, runner.port,
+                                      timeout=runner.connect_timeout)
+    elif isIPv6Address(runner.host):
+        endpoint = TCP6ClientEndpoint(reactor, runner.host, runner.port,
+                                      timeout=runner.connect_timeout)
+    else:
+        endpoint = HostnameEndpoint(reactor, runner.host, runner.port,
+                                    timeout=runner.connect_timeout)
+    if runner.scheme == "https":
+        trust = None
+        if runner.ca_path:
+            with open(runner.ca_path, "rb") as stream:
+                trust = Certificate.loadPEM(stream.read())
+        endpoint = wrapClientTLS(optionsForClientTLS(runner.host, trustRoot=trust), endpoint)
+    return endpoint
 
 
 def build_router(
-    settings: Settings, parts: GatewayParts, reactor: Any, pools: list[HTTPConnectionPool]
+    settings: Settings, parts: GatewayParts, reactor: Any, pools: list[UpstreamPool]
 ) -> Router:
     """Build every route's chain and terminal from settings; runner pools are added to ``pools``.
 
@@ -76,19 +81,19 @@ def build_router(
             except ValueError as e:
                 errors.append(ConfigError(runner.origins["filters"],
                                           f"{runner.yaml_path}.filters[{index}]", str(e)))
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        pools.append(pool)
         try:
-            agent = _runner_agent(reactor, runner, pool)
+            endpoint = _runner_endpoint(reactor, runner)
         except OSError as e:
             errors.append(ConfigError(runner.origins["caPath"], f"{runner.yaml_path}.caPath",
                                       f"{runner.ca_path}: {e.strerror}"))
             continue
+        pool = UpstreamPool(endpoint, reactor, max_idle=runner.max_connections)
+        pools.append(pool)
         routes.append(Route(
             name=runner.name,
             prefix=runner.prefix_segments,
             filters=tuple(filters),
-            terminal=OllamaTerminal(runner, agent, reactor),
+            terminal=OllamaTerminal(runner, pool, reactor),
             max_body_size=runner.max_body_size,
         ))
     if errors:
@@ -111,7 +116,7 @@ class GatewayService(MultiService):
         self.parts = parts
         self.reactor = reactor
         server = settings.server
-        self.pools: list[HTTPConnectionPool] = []
+        self.pools: list[UpstreamPool] = []
         self.factory = GatewayHTTPFactory(
             Gateway(build_router(settings, parts, reactor, self.pools)),
             reactor,
@@ -162,7 +167,7 @@ class GatewayService(MultiService):
         super().stopService()
         port, self.port = self.port, None
         self.factory.close_connections()
-        waits = [pool.closeCachedConnections() for pool in self.pools]
+        waits = [pool.close() for pool in self.pools]
         if port is not None:
             waits.append(port.stopListening())
         self.parts.audit_log.close()

@@ -92,6 +92,10 @@ class GatewayHTTPProtocol(Protocol):
     # Connection life
 
     def connectionMade(self) -> None:
+        # Small writes (one streamed token) must leave at once, not wait for a delayed ACK.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self.factory.connections.add(self)
         self._start_timer("header", self.timeouts.header, self._head_timed_out)
 

@@ -7,66 +7,46 @@ from typing import Any
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import (
-    UNKNOWN_LENGTH,
-    PotentialDataLoss,
-    RequestTransmissionFailed,
-    ResponseDone,
-    ResponseFailed,
-    ResponseNeverReceived,
-)
-from twisted.web.http_headers import Headers as TwistedHeaders
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from runnergw.config.runners import RunnerSettings
-from runnergw.http.headers import Headers
 from runnergw.logs import level_gate
 from runnergw.pipeline.exchange import Exchange, Reject
 from runnergw.pipeline.interfaces import IClientStream, ITerminal
+from runnergw.upstream.connection import UpstreamConnection
+from runnergw.upstream.pool import UpstreamPool
+from runnergw.upstream.response import ResponseHead, UpstreamProtocolError
 
 __all__ = ["OllamaTerminal"]
 
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
-_CONNECT_ERRORS = (
-    net_error.ConnectError,
-    net_error.DNSLookupError,
-    ConnectionRefusedError,
-)
-_TRANSPORT_ERRORS = (
-    ResponseNeverReceived,
-    ResponseFailed,
-    RequestTransmissionFailed,
-    net_error.ConnectionLost,
-    net_error.ConnectionDone,
-)
+_CONNECT_FAILURES = (net_error.ConnectError, net_error.DNSLookupError, ConnectionRefusedError)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-@implementer(IBodyProducer)
+class _Failed(Exception):
+    """The runner failed before its response head: ``reject`` says what the client gets."""
+
+    def __init__(self, reject: Reject, stale: bool = False) -> None:
+        super().__init__(reject)
+        self.reject = reject
+        self.stale = stale
+        """True when a reused connection broke before answering (worth one more try)."""
+
+
+@implementer(IPushProducer)
 class _RequestBody:
-    """Feeds the client's request body to the upstream request, with backpressure both ways."""
+    """Pumps the client's request body to the runner, pausing the client when the runner lags."""
 
-    def __init__(self, client: IClientStream, exchange: Exchange) -> None:
+    def __init__(self, connection: UpstreamConnection, client: IClientStream,
+                 exchange: Exchange, on_progress: Any) -> None:
+        self._connection = connection
         self._client = client
         self._exchange = exchange
-        length = exchange.content_length
-        self.length = UNKNOWN_LENGTH if length is None else length
-        self._consumer: Any = None
-        self._finished: Deferred[None] | None = None
-        self._stopped = False
+        self._on_progress = on_progress
         self._sniffed = False
-        self.on_progress: Any = None
-        """Called after each piece of body handed to the runner's connection."""
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        self._consumer = consumer
-        self._finished = Deferred()
-        self._client.start_body(self)
-        return self._finished
 
     def body_data(self, data: bytes) -> None:
         if not self._sniffed:
@@ -74,20 +54,19 @@ class _RequestBody:
             match = _MODEL.search(data, 0, 4096)
             if match:
                 self._exchange.model = match.group(1).decode("utf-8", "replace")
-        if not self._stopped:
-            self._consumer.write(data)
-            if self.on_progress is not None:
-                self.on_progress()
+        self._connection.write_body(data)
+        self._on_progress()
 
     def body_done(self) -> None:
-        if not self._stopped and self._finished is not None:
-            self._stopped = True
-            self._finished.callback(None)
+        self._connection.end_body()
+        self._unregister()
 
     def body_failed(self, reason: Exception) -> None:
-        if not self._stopped and self._finished is not None:
-            self._stopped = True
-            self._finished.errback(reason)
+        self._unregister()
+
+    def _unregister(self) -> None:
+        if not self._connection.lost:
+            self._connection.transport.unregisterProducer()
 
     def pauseProducing(self) -> None:
         self._client.pause_body()
@@ -96,113 +75,189 @@ class _RequestBody:
         self._client.resume_body()
 
     def stopProducing(self) -> None:
-        # The upstream will take no more (it answered early or went away); the client's
-        # remaining bytes are drained and dropped so its connection can still be answered.
-        self._stopped = True
         self._client.resume_body()
 
 
-class _ResponseRelay(Protocol):
-    """Writes upstream body chunks to the client as they arrive."""
+@implementer(IPushProducer)
+class _ResponseRelay:
+    """Relays the runner's response to the client as it arrives, with backpressure."""
 
-    def __init__(
-        self, client: IClientStream, exchange: Exchange, clock: IReactorTime, idle: float
-    ) -> None:
+    def __init__(self, terminal: OllamaTerminal, connection: UpstreamConnection,
+                 client: IClientStream, exchange: Exchange, send_head: Any) -> None:
+        self.runner = terminal.runner
+        self.clock = terminal.clock
+        self.connection = connection
         self.client = client
         self.exchange = exchange
-        self.clock = clock
-        self.idle = idle
+        self.send_head = send_head
         self.over: Deferred[None] = Deferred()
-        self._timer: IDelayedCall | None = None
+        self._timer: IDelayedCall | None = self.clock.callLater(
+            self.runner.first_byte_timeout, self._first_byte_timeout)
+        self._head_seen = False
         self._ended = False
 
-    def connectionMade(self) -> None:
-        self.client.register_producer(self.transport)
-        self.client.when_gone(self._client_gone)
-        self._timer = self.clock.callLater(self.idle, self._idle_timeout)
+    def request_progress(self) -> None:
+        """The runner took a piece of the body: the wait for its answer starts again."""
+        if not self._head_seen and self._timer is not None and self._timer.active():
+            self._timer.reset(self.runner.first_byte_timeout)
 
-    def dataReceived(self, data: bytes) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self.idle)
+    # ResponseHandler
+
+    def response_head(self, head: ResponseHead) -> None:
+        self._head_seen = True
+        self._rearm(self.runner.idle_timeout, self._idle_timeout)
+        length = head.content_length if not head.chunked else None
+        self.send_head(head.status, head.headers, length)
+        self.client.register_producer(self)
+
+    def response_data(self, data: bytes) -> None:
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.reset(self.runner.idle_timeout)
         self.client.write(data)
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+    def response_done(self) -> None:
+        self._cancel_timer()
+        self.client.finish()
+        self._end()
+
+    def response_failed(self, reason: Exception) -> None:
+        self._cancel_timer()
+        if not self._head_seen:
+            name = self.runner.name
+            if isinstance(reason, UpstreamProtocolError):
+                reject = Reject(502, f"runner {name} sent an invalid response",
+                                reason=f"upstream protocol error: {reason}")
+            else:
+                reject = Reject(502, f"runner {name} closed the connection",
+                                reason="upstream closed the connection before answering")
+            self.exchange.outcome = "upstream_error"
+            self._end(_Failed(reject, stale=self.connection.reused))
+            return
+        if self.exchange.outcome == "ok":
+            self.exchange.outcome = "upstream_error"
+            self.exchange.reason = "runner closed the connection mid-response"
+        self.client.abort("upstream failed")
+        self._end()
+
+    # Events
+
+    def client_gone(self) -> None:
+        """The client left: close the runner's request at once so it stops generating."""
         if self._ended:
             return
-        self._ended = True
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.client.finish()
-        else:
-            if self.exchange.outcome == "ok":
-                self.exchange.outcome = "upstream_error"
-                self.exchange.reason = "runner closed the connection mid-response"
-            self.client.abort("upstream failed")
-        self.over.callback(None)
+        self._cancel_timer()
+        self.connection.abort()
+        self._end()
 
-    def _client_gone(self) -> None:
-        if not self._ended:
-            self.transport.stopProducing()
+    def _first_byte_timeout(self) -> None:
+        self._timer = None
+        self.connection.abort()
+        self.exchange.outcome = "timeout"
+        self._end(_Failed(Reject(504, f"runner {self.runner.name} did not answer in time",
+                                 reason="first byte timeout")))
 
     def _idle_timeout(self) -> None:
         self._timer = None
         if self.exchange.outcome == "ok":
             self.exchange.outcome = "timeout"
-            self.exchange.reason = f"runner sent nothing for {self.idle:g}s"
-        self.transport.stopProducing()
+            self.exchange.reason = f"runner sent nothing for {self.runner.idle_timeout:g}s"
+        self.connection.abort()
         self.client.abort("upstream idle")
+        self._end()
 
+    def _rearm(self, seconds: float, action: Any) -> None:
+        self._cancel_timer()
+        self._timer = self.clock.callLater(seconds, action)
 
-def _twisted_headers(headers: Headers) -> TwistedHeaders:
-    result = TwistedHeaders()
-    for name, value in headers:
-        result.addRawHeader(name.encode("ascii"), value.encode("latin-1"))
-    return result
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
+    def _end(self, failure: _Failed | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if failure is None:
+            self.over.callback(None)
+        else:
+            self.over.errback(failure)
 
-def _client_headers(response: IResponse) -> Headers:
-    fields = Headers(
-        (name.decode("ascii"), value.decode("latin-1"))
-        for name, values in response.headers.getAllRawHeaders()
-        for value in values
-    )
-    return fields.without_hop_by_hop()
+    # IPushProducer, registered with the client: a slow client slows the runner read.
+
+    def pauseProducing(self) -> None:
+        self.connection.pause_reading()
+
+    def resumeProducing(self) -> None:
+        self.connection.resume_reading()
+
+    def stopProducing(self) -> None:
+        self.connection.abort()
 
 
 @implementer(ITerminal)
 class OllamaTerminal:
-    """Proxies to one runner through a persistent connection pool."""
+    """Proxies to one runner over a pool of persistent connections."""
 
     log = Logger(observer=level_gate)
 
-    def __init__(self, runner: RunnerSettings, agent: IAgent, clock: IReactorTime) -> None:
+    def __init__(self, runner: RunnerSettings, pool: UpstreamPool, clock: IReactorTime) -> None:
         self.runner = runner
-        self.agent = agent
+        self.pool = pool
         self.clock = clock
-        self._base = f"{runner.scheme}://{runner.netloc}".encode("ascii")
 
     async def handle(self, exchange: Exchange, client: IClientStream, send_head: Any) -> None:
         """Send the request upstream and relay the response (see ``ITerminal``)."""
         exchange.upstream = self.runner.name
-        headers = self._upstream_headers(exchange)
-        url = self._base + exchange.upstream_path.encode("ascii")
-        if exchange.query:
-            url += b"?" + exchange.query.encode("ascii")
-        body = _RequestBody(client, exchange) if exchange.has_body else None
-        response = await self._request(exchange, client, url, headers, body)
-        if response is None:
-            return
-        length = None if response.length is UNKNOWN_LENGTH else response.length
-        if exchange.method == "HEAD":
-            declared = response.headers.getRawHeaders(b"content-length")
-            length = int(declared[0]) if declared and declared[0].isdigit() else None
-        send_head(response.code, _client_headers(response), length)
-        relay = _ResponseRelay(client, exchange, self.clock, self.runner.idle_timeout)
-        response.deliverBody(relay)
+        head = self._request_head(exchange)
+        for attempt in (1, 2):
+            connection = await self._connect(exchange, client)
+            if connection is None:
+                return
+            try:
+                await self._exchange(connection, exchange, client, send_head, head)
+                return
+            except _Failed as failed:
+                retry = failed.stale and attempt == 1 and not exchange.has_body
+                if not retry or client.gone:
+                    raise failed.reject from None
+                exchange.outcome = "ok"
+            finally:
+                self.pool.release(connection)
+
+    async def _connect(self, exchange: Exchange,
+                       client: IClientStream) -> UpstreamConnection | None:
+        pending = self.pool.acquire()
+        client.when_gone(pending.cancel)
+        try:
+            return await pending
+        except CancelledError:
+            return None
+        except net_error.TimeoutError:
+            exchange.outcome = "timeout"
+            raise Reject(504, f"runner {self.runner.name} did not accept the connection in time",
+                         reason="connect timeout") from None
+        except _CONNECT_FAILURES as e:
+            exchange.outcome = "upstream_error"
+            raise Reject(502, f"runner {self.runner.name} is unreachable",
+                         reason=f"connect failed: {type(e).__name__}") from None
+
+    async def _exchange(self, connection: UpstreamConnection, exchange: Exchange,
+                        client: IClientStream, send_head: Any, head: bytes) -> None:
+        relay = _ResponseRelay(self, connection, client, exchange, send_head)
+        client.when_gone(relay.client_gone)
+        if not exchange.has_body:
+            connection.send_request(exchange.method, head, relay, "none")
+        else:
+            framing = "length" if exchange.content_length is not None else "chunked"
+            connection.send_request(exchange.method, head, relay, framing)
+            body = _RequestBody(connection, client, exchange, relay.request_progress)
+            connection.transport.registerProducer(body, True)
+            client.start_body(body)
         await relay.over
 
-    def _upstream_headers(self, exchange: Exchange) -> TwistedHeaders:
+    def _request_head(self, exchange: Exchange) -> bytes:
         headers = exchange.upstream_headers
         headers.set("X-Forwarded-For", exchange.client_address)
         headers.set("X-Forwarded-Proto", "https" if exchange.secure else "http")
@@ -210,58 +265,14 @@ class OllamaTerminal:
         if host is not None:
             headers.set("X-Forwarded-Host", host)
         headers.set("X-Request-Id", exchange.request_id)
-        return _twisted_headers(headers)
-
-    async def _request(
-        self,
-        exchange: Exchange,
-        client: IClientStream,
-        url: bytes,
-        headers: TwistedHeaders,
-        body: _RequestBody | None,
-    ) -> IResponse | None:
-        pending = self.agent.request(exchange.method.encode("ascii"), url, headers, body)
-        why_cancelled: list[str] = []
-        settled: list[bool] = []
-
-        def cancel(why: str) -> None:
-            # Not ``pending.called``: that is already true once a connection was taken from
-            # the pool, while the Deferred waits for the response; cancel() reaches it then.
-            if not settled and not why_cancelled:
-                why_cancelled.append(why)
-                pending.cancel()
-
-        timeout = self.runner.first_byte_timeout
-        timer = self.clock.callLater(timeout, cancel, "timeout")
-        if body is not None:
-            # A long upload is not a silent runner: the wait for the answer starts over
-            # with every piece of the request body the runner takes.
-            body.on_progress = lambda: timer.reset(timeout) if timer.active() else None
-        client.when_gone(lambda: cancel("client"))
-        try:
-            return await pending
-        except Exception as e:
-            if why_cancelled == ["timeout"]:
-                exchange.outcome = "timeout"
-                raise Reject(504, f"runner {self.runner.name} did not answer in time",
-                             reason="first byte timeout") from None
-            if why_cancelled or client.gone or isinstance(e, CancelledError):
-                return None
-            if isinstance(e, net_error.TimeoutError):
-                exchange.outcome = "timeout"
-                raise Reject(504,
-                             f"runner {self.runner.name} did not accept the connection in time",
-                             reason="connect timeout") from None
-            if isinstance(e, _CONNECT_ERRORS):
-                exchange.outcome = "upstream_error"
-                raise Reject(502, f"runner {self.runner.name} is unreachable",
-                             reason=f"connect failed: {type(e).__name__}") from None
-            if isinstance(e, _TRANSPORT_ERRORS):
-                exchange.outcome = "upstream_error"
-                raise Reject(502, f"runner {self.runner.name} closed the connection",
-                             reason=f"upstream failed: {type(e).__name__}") from None
-            raise
-        finally:
-            settled.append(True)
-            if timer.active():
-                timer.cancel()
+        target = exchange.upstream_path
+        if exchange.query:
+            target += "?" + exchange.query
+        lines = [f"{exchange.method} {target} HTTP/1.1\r\nHost: {self.runner.netloc}\r\n"]
+        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+        if exchange.content_length is None:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        elif exchange.content_length or exchange.method in _BODY_METHODS:
+            lines.append(f"Content-Length: {exchange.content_length}\r\n")
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")

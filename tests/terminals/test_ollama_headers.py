@@ -154,8 +154,3 @@ class ResponseHeaderTests(TestCase):
         self.assertEqual(response.header("x-runner-note"), "kept")
         self.assertNotIn("x-runner-hop", response.names)
         self.assertEqual(response.header("connection"), "close")
-
-    test_headers_named_in_runner_connection_are_not_returned.todo = (  # type: ignore[attr-defined]
-        "twisted.web.client keeps the runner's Connection header out of response.headers, "
-        "so the terminal cannot see which headers it names"
-    )
