@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from urllib.parse import unquote
 
@@ -13,6 +14,25 @@ from runnergw.config.reader import MapReader, parse_listen_address
 __all__ = ["RewriteSettings", "RunnerSettings", "DEFAULT_FILTERS", "read_runners"]
 
 DEFAULT_FILTERS = ("token", "role", "rewrite", "audit")
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FRAMING_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "te",
+    "trailer", "upgrade", "expect",
+})
+"""Headers the gateway itself writes to keep both connections framed correctly."""
+
+
+def _check_headers(section: MapReader, key: str, names: list[str],
+                   values: Mapping[str, str]) -> None:
+    for name in names:
+        if not _HEADER_NAME.fullmatch(name):
+            section.error(key, f'"{name}" is not a valid header name')
+        elif name.lower() in _FRAMING_HEADERS:
+            section.error(key, f'"{name}" is set by the gateway itself and cannot be rewritten')
+    for name, value in values.items():
+        if any(c in value for c in "\r\n\0"):
+            section.error(key, f'the value of "{name}" holds a line break or NUL')
 
 
 @attrs.frozen
@@ -33,6 +53,14 @@ class RewriteSettings:
             set_response_headers=section.string_map("setResponseHeaders"),
             remove_response_headers=section.string_list("removeResponseHeaders"),
         )
+        for key, names, values in (
+            ("setHeaders", list(settings.set_headers), settings.set_headers),
+            ("removeHeaders", list(settings.remove_headers), {}),
+            ("setResponseHeaders", list(settings.set_response_headers),
+             settings.set_response_headers),
+            ("removeResponseHeaders", list(settings.remove_response_headers), {}),
+        ):
+            _check_headers(section, key, names, values)
         section.finish()
         return settings
 

@@ -193,3 +193,29 @@ class LoadSettingsTests(SynchronousTestCase):
         settings = load_settings(str(shipped), {})
         self.assertTrue(settings.server.address.is_loopback())
         self.assertIsNone(settings.server.plaintext_refusal())
+
+
+class RewriteSettingsTests(SynchronousTestCase):
+    """Header rewrites cannot break framing or inject lines."""
+
+    def test_bad_rewrites_refused(self) -> None:
+        """Invalid names, framing headers and line breaks in values are refused."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "settings.yaml"
+        path.write_text(
+            "runners:\n  - host: 127.0.0.1:1\n    rewrite:\n"
+            "      setHeaders:\n        X-Ok: fine\n        Bad Name: x\n"
+            "        X-Split: \"a\\r\\nInjected: yes\"\n"
+            "      removeHeaders: [Content-Length]\n"
+            "      setResponseHeaders:\n        Transfer-Encoding: chunked\n")
+        with self.assertRaises(ConfigErrors) as caught:
+            load_settings(str(path), {})
+        joined = "\n".join(str(e) for e in caught.exception.errors)
+        self.assertIn('runners[0].rewrite.setHeaders: "Bad Name" is not a valid header name',
+                      joined)
+        self.assertIn('the value of "X-Split" holds a line break', joined)
+        self.assertIn('rewrite.removeHeaders: "Content-Length" is set by the gateway', joined)
+        self.assertIn('rewrite.setResponseHeaders: "Transfer-Encoding" is set by the gateway',
+                      joined)
+        self.assertEqual(len(caught.exception.errors), 4)
