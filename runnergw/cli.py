@@ -21,15 +21,39 @@ from runnergw.tokens.keys import (
     write_signing_keypair,
 )
 from runnergw.tokens.minting import mint_token
+from runnergw.websaas.keys import new_server_id, write_rsa_keypair
 
 __all__ = ["main"]
+
+_NODE_PRIVATE_KEY = Path("keys/node_private.pem")
+_NODE_PUBLIC_KEY = Path("keys/node_public.pem")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(config_path_from(args.config, os.environ))
 
 
+def _keygen_rsa(args: argparse.Namespace) -> int:
+    private_path = Path(args.private) if args.private else _NODE_PRIVATE_KEY
+    public_path = Path(args.public) if args.public else _NODE_PUBLIC_KEY
+    try:
+        write_rsa_keypair(private_path, public_path, overwrite=args.force)
+    except FileExistsError as e:
+        print(f"runnergw: {e.filename} exists; use --force to replace it", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"runnergw: {e.filename or private_path}: {e.strerror}", file=sys.stderr)
+        return 1
+    print(f"wrote {private_path} (private, keep it secret) and {public_path}")
+    return 0
+
+
 def _keygen(args: argparse.Namespace) -> int:
+    if args.kind == "rsa":
+        return _keygen_rsa(args)
+    if args.private or args.public:
+        print("runnergw: --private and --public apply to keygen rsa only", file=sys.stderr)
+        return 1
     if args.kind == "symmetric":
         print(generate_local_key_hex())
         return 0
@@ -76,6 +100,11 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_id(args: argparse.Namespace) -> int:
+    print(new_server_id())
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
@@ -98,9 +127,14 @@ def _parser() -> argparse.ArgumentParser:
     config_help = "settings file (default: $RUNNERGW_CONFIG, else settings/settings.yaml)"
 
     keygen = commands.add_parser("keygen", help="create keys")
-    keygen.add_argument("kind", choices=("asymmetric", "symmetric"))
+    keygen.add_argument("kind", choices=("asymmetric", "symmetric", "rsa"),
+                        help="rsa: the WebSaaS node key pair that signs reply tokens")
     keygen.add_argument("--config", help=config_help)
     keygen.add_argument("--force", action="store_true", help="replace existing key files")
+    keygen.add_argument("--private", metavar="PATH",
+                        help=f"rsa: private key file (default {_NODE_PRIVATE_KEY})")
+    keygen.add_argument("--public", metavar="PATH",
+                        help=f"rsa: public key file (default {_NODE_PUBLIC_KEY})")
     keygen.set_defaults(run=_keygen)
 
     token = commands.add_parser("token", help="mint a PASETO token")
@@ -110,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--role", help="role claim")
     token.add_argument("--expires", help="lifetime as a Go duration (default paseto.expiration)")
     token.set_defaults(run=_token)
+
+    server_id = commands.add_parser("server-id", help="print a new WebSaaS server id")
+    server_id.set_defaults(run=_server_id)
 
     check = commands.add_parser("check", help="validate settings, keys and certificates")
     check.add_argument("--config", help=config_help)

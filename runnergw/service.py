@@ -32,6 +32,7 @@ from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.logs import level_gate
 from runnergw.pipeline.gateway import Gateway
 from runnergw.pipeline.route import Route, Router
+from runnergw.pipelines.routes import build_pipeline_routes, clean_job_directories
 from runnergw.startup import GatewayParts
 from runnergw.terminals.ollama import OllamaTerminal
 from runnergw.tls import TLSConfigError
@@ -70,7 +71,7 @@ def build_router(
         ConfigErrors: unknown filters, unreadable CA bundles.
     """
     context = FilterContext(settings=settings, clock=reactor, audit_log=parts.audit_log,
-                            verifier=parts.verifier)
+                            verifier=parts.verifier, saas_verifier=parts.saas_verifier)
     errors: list[ConfigError] = []
     routes = []
     for runner in settings.runners:
@@ -96,6 +97,13 @@ def build_router(
             terminal=OllamaTerminal(runner, pool, reactor),
             max_body_size=runner.max_body_size,
         ))
+    pipeline_routes = build_pipeline_routes(settings, context, parts, reactor, errors)
+    taken = {route.prefix for route in routes}
+    for route in pipeline_routes:
+        if route.prefix in taken:
+            errors.append(ConfigError(settings.pipelines.origin, "pipelines",
+                                      f'endpoint "{route.name}" is also a runner prefix'))
+        routes.append(route)
     if errors:
         raise ConfigErrors(errors)
     fallback = Route(name="", prefix=(), filters=(AuditFilter(parts.audit_log),), terminal=None)
@@ -149,6 +157,11 @@ class GatewayService(MultiService):
     def startService(self) -> None:
         if self.port is None:
             self.privilegedStartService()
+        if self.settings.pipelines.enabled:
+            removed = clean_job_directories(self.settings.pipelines.jobs_path)
+            if removed:
+                self.log.info("Removed {count} job directories left by an earlier run",
+                              count=removed)
         super().startService()
         bound = self.port.getHost()  # type: ignore[union-attr]
         scheme = "https" if self.parts.tls is not None else "http"

@@ -22,6 +22,9 @@ from runnergw.tokens.keys import (
     write_signing_keypair,
 )
 from runnergw.tokens.verifier import TokenVerifier
+from runnergw.websaas.keys import RSAKeyError, load_rsa_private_key, load_rsa_public_key
+from runnergw.websaas.signing import ResponseSigner
+from runnergw.websaas.tokens import SaasTokenVerifier
 
 __all__ = ["GatewayParts", "ensure_development_keys", "prepare"]
 
@@ -35,6 +38,8 @@ class GatewayParts:
     verifier: TokenVerifier | None
     tls: ReloadableServerTLS | None
     audit_log: AuditLog
+    saas_verifier: SaasTokenVerifier | None = None
+    signer: ResponseSigner | None = None
 
 
 def _origin(settings: Settings, key: str) -> Origin:
@@ -105,6 +110,42 @@ def _load_verifier(settings: Settings, errors: list[ConfigError],
     )
 
 
+def _read_key(path: str, setting: str, origin: Origin, errors: list[ConfigError],
+              load: Callable[[bytes], Any]) -> Any:
+    try:
+        return load(Path(path).read_bytes())
+    except OSError as e:
+        errors.append(ConfigError(origin, setting, f"{path}: cannot read: {e.strerror}"))
+    except RSAKeyError as e:
+        errors.append(ConfigError(origin, setting, f"{path}: {e}"))
+    return None
+
+
+def _load_pipeline_keys(settings: Settings, errors: list[ConfigError],
+                        clock: Callable[[], float]) -> tuple[Any, Any]:
+    pipelines = settings.pipelines
+    if not pipelines.enabled:
+        return None, None
+    origin = pipelines.origin
+    public = _read_key(pipelines.saas_public_key_path, "pipelines.saasPublicKeyPath", origin,
+                       errors, load_rsa_public_key)
+    private = _read_key(pipelines.node_private_key_path, "pipelines.nodePrivateKeyPath",
+                        origin, errors, load_rsa_private_key)
+    try:
+        Path(pipelines.jobs_path).mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        errors.append(ConfigError(origin, "pipelines.jobsPath",
+                                  f"{pipelines.jobs_path}: cannot create: {e.strerror}"))
+    verifier = signer = None
+    if public is not None:
+        verifier = SaasTokenVerifier(
+            public, max_user_token_age=pipelines.max_user_token_age,
+            issuer=pipelines.issuer or None, audience=pipelines.audience or None, clock=clock)
+    if private is not None and pipelines.server_id:
+        signer = ResponseSigner(private, pipelines.server_id, clock=clock)
+    return verifier, signer
+
+
 def prepare(settings: Settings, clock: Callable[[], float] = time.time) -> GatewayParts:
     """Load everything the settings point at.
 
@@ -117,6 +158,7 @@ def prepare(settings: Settings, clock: Callable[[], float] = time.time) -> Gatew
     if refusal is not None:
         errors.append(ConfigError(Origin(settings.config_path), "server.address", refusal))
     verifier = _load_verifier(settings, errors, clock)
+    saas_verifier, signer = _load_pipeline_keys(settings, errors, clock)
     uses_tokens = any("token" in runner.filters for runner in settings.runners)
     if verifier is None and uses_tokens and not errors:
         errors.append(ConfigError(_origin(settings, "publicPath"), "paseto",
@@ -140,4 +182,5 @@ def prepare(settings: Settings, clock: Callable[[], float] = time.time) -> Gatew
             audit_log.close()
         raise ConfigErrors(errors)
     assert audit_log is not None
-    return GatewayParts(verifier=verifier, tls=tls, audit_log=audit_log)
+    return GatewayParts(verifier=verifier, tls=tls, audit_log=audit_log,
+                        saas_verifier=saas_verifier, signer=signer)

@@ -32,6 +32,9 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "SERVER_WRITE_TIMEOUT_SECONDS": ("server", "writeTimeoutSeconds"),
     "SERVER_ALLOW_PLAINTEXT": ("server", "allowPlaintext"),
     "AUDIT_PATH": ("audit", "path"),
+    # The WebSaaS node's name.
+    "SERVER_ID": ("pipelines", "serverId"),
+    "PIPELINES_MODELS_PATH": ("pipelines", "modelsPath"),
 }
 
 

@@ -7,6 +7,7 @@ import attrs
 from runnergw.config.audit import AuditSettings
 from runnergw.config.logging import LoggingSettings
 from runnergw.config.paseto import PasetoSettings
+from runnergw.config.pipelines import PipelineSettings
 from runnergw.config.reader import MapReader
 from runnergw.config.runners import RunnerSettings, read_runners
 from runnergw.config.server import ServerSettings
@@ -25,6 +26,7 @@ class Settings:
     runners: tuple[RunnerSettings, ...] = ()
     server: ServerSettings = attrs.field(factory=ServerSettings)
     audit: AuditSettings = attrs.field(factory=AuditSettings)
+    pipelines: PipelineSettings = attrs.field(factory=PipelineSettings)
 
     @property
     def config_path(self) -> str:
@@ -41,8 +43,14 @@ class Settings:
             runners=read_runners(root),
             server=ServerSettings.from_yaml(root.section("server")),
             audit=AuditSettings.from_yaml(root.section("audit")),
+            pipelines=PipelineSettings.from_yaml(
+                root.section("pipelines"),
+                # A section made only by an environment override (SERVER_ID) is not one.
+                root.has("pipelines")
+                and not root.origin_of("pipelines").source.startswith("environment"),
+            ),
         )
-        if not root.has("runners") or not settings.runners:
-            root.error("runners", "at least one runner is needed")
+        if not settings.runners and not settings.pipelines.enabled:
+            root.error("runners", "nothing to serve: add a runner or a pipelines section")
         root.finish()
         return settings

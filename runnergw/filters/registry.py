@@ -10,14 +10,16 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.reflect import namedAny
 
 from runnergw.audit_log import AuditLog
-from runnergw.config.runners import RunnerSettings
+from runnergw.config.runners import RewriteSettings
 from runnergw.config.settings import Settings
 from runnergw.filters.audit import AuditFilter
 from runnergw.filters.rewrite import RewriteFilter
 from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
+from runnergw.filters.websaas import WebSaasTokenFilter
 from runnergw.pipeline.interfaces import IFilter
 from runnergw.tokens.verifier import TokenVerifier
+from runnergw.websaas.tokens import SaasTokenVerifier
 
 __all__ = ["FilterContext", "BUILTIN_FILTERS", "build_filter"]
 
@@ -30,26 +32,35 @@ class FilterContext:
     clock: IReactorTime
     audit_log: AuditLog
     verifier: TokenVerifier | None
+    saas_verifier: SaasTokenVerifier | None = None
 
 
-FilterFactory = Callable[[FilterContext, RunnerSettings], Any]
+FilterFactory = Callable[[FilterContext, Any], Any]
+"""``factory(context, route_settings)``: ``RunnerSettings`` or ``PipelineRoute``."""
 
 
-def _token(context: FilterContext, runner: RunnerSettings) -> TokenFilter:
+def _token(context: FilterContext, route: Any) -> TokenFilter:
     if context.verifier is None:
         raise ValueError("the token filter needs paseto.publicPath or paseto.secretKey")
     return TokenFilter(context.verifier)
 
 
+def _websaas(context: FilterContext, route: Any) -> WebSaasTokenFilter:
+    if context.saas_verifier is None:
+        raise ValueError("the websaas filter needs pipelines.saasPublicKeyPath")
+    return WebSaasTokenFilter(context.saas_verifier)
+
+
 BUILTIN_FILTERS: Mapping[str, FilterFactory] = {
     "token": _token,
-    "role": lambda context, runner: RoleFilter(),
-    "rewrite": lambda context, runner: RewriteFilter(runner.rewrite),
-    "audit": lambda context, runner: AuditFilter(context.audit_log),
+    "websaas": _websaas,
+    "role": lambda context, route: RoleFilter(getattr(route, "allowed_roles", None)),
+    "rewrite": lambda context, route: RewriteFilter(getattr(route, "rewrite", RewriteSettings())),
+    "audit": lambda context, route: AuditFilter(context.audit_log),
 }
 
 
-def build_filter(name: str, context: FilterContext, runner: RunnerSettings) -> IFilter:
+def build_filter(name: str, context: FilterContext, runner: Any) -> IFilter:
     """Build the filter ``name`` for ``runner``.
 
     A name with a dot is imported (``mypackage.filters.Quota``) and called as

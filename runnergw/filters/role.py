@@ -1,6 +1,8 @@
-"""The ``role`` filter: the caller's role, from the verified token's claims."""
+"""The ``role`` filter: the caller's role, from the verified token's claims, and who may call."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import attrs
 
@@ -14,17 +16,25 @@ DEFAULT_ROLE = "user"
 
 
 class RoleFilter(Filter):
-    """Gives every authenticated exchange a role; refuses unauthenticated ones.
+    """Gives every authenticated exchange a role; refuses unauthenticated ones and, when the
+    route lists allowed roles (a model's ``allowed_roles``), every other role with 403.
 
-    Runs after ``token``. Role policies (allowed models and paths, limits) build on this.
+    Runs after the token filter. Role policies (allowed models and paths, limits) build on this.
     """
 
     name = "role"
 
+    def __init__(self, allowed_roles: Collection[str] | None = None) -> None:
+        self.allowed_roles = None if allowed_roles is None else frozenset(allowed_roles)
+
     def request(self, exchange: Exchange) -> None:
-        """Settle the role, defaulting to ``user``."""
+        """Settle the role, defaulting to ``user``, and check it against the route's list."""
         identity = exchange.identity
         if identity is None:
             raise Reject(401, "authentication required", reason="no identity before role")
         if identity.role is None:
-            exchange.identity = attrs.evolve(identity, role=DEFAULT_ROLE)
+            identity = attrs.evolve(identity, role=DEFAULT_ROLE)
+            exchange.identity = identity
+        if self.allowed_roles is not None and identity.role not in self.allowed_roles:
+            raise Reject(403, "Your plan does not include this model",
+                         reason=f"role {identity.role} not allowed")

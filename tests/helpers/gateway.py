@@ -72,6 +72,7 @@ def start_gateway(
     tls: bool = True,
     server: dict[str, Any] | None = None,
     paseto: dict[str, Any] | None = None,
+    pipelines: dict[str, Any] | None = None,
 ) -> RunningGateway:
     """Write settings and keys into a temporary directory and start the gateway on port 0."""
     directory = Path(testcase.mktemp())
@@ -96,6 +97,8 @@ def start_gateway(
         "server": server_section,
         "audit": {"path": str(audit_path)},
     }
+    if pipelines is not None:
+        document["pipelines"] = pipelines
     settings_path = directory / "settings.yaml"
     settings_path.write_text(yaml.safe_dump(document))
     settings = load_settings(str(settings_path), {})

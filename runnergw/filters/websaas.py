@@ -1,0 +1,41 @@
+"""The ``websaas`` filter: the SaaS server token and the user token must both be valid."""
+
+from __future__ import annotations
+
+from runnergw.pipeline.exchange import Exchange, Identity, Reject
+from runnergw.pipeline.filter import Filter
+from runnergw.websaas.tokens import SaasTokenError, SaasTokenVerifier
+
+__all__ = ["WebSaasTokenFilter"]
+
+_CHALLENGE = (("WWW-Authenticate", "Bearer"),)
+
+
+class WebSaasTokenFilter(Filter):
+    """Checks ``Authorization: Bearer <server JWT>`` and ``X-User-Token`` and records the user.
+
+    Refusals are 401 with the verifier's detail, which the route renders in FastAPI's
+    ``{"detail": …}`` shape. The tokens never leave this filter: not in errors, logs or the
+    audit trail.
+    """
+
+    name = "websaas"
+
+    def __init__(self, verifier: SaasTokenVerifier) -> None:
+        self.verifier = verifier
+
+    def request(self, exchange: Exchange) -> None:
+        """Verify both tokens, or refuse with 401."""
+        try:
+            caller = self.verifier.verify(
+                exchange.headers.get("authorization"), exchange.headers.get("x-user-token")
+            )
+        except SaasTokenError as e:
+            raise Reject(e.status, e.detail, headers=_CHALLENGE,
+                         reason=f"websaas token {e.code}") from None
+        exchange.identity = Identity(
+            subject=caller.subject,
+            role=caller.role,
+            claims=caller.user_claims,
+            token_kind="websaas",
+        )

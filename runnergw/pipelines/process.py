@@ -1,0 +1,161 @@
+"""Run one command-line job: no shell, its own directory and session, a clean environment,
+a deadline that kills the whole process group, and a bounded tail of stderr."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Mapping, Sequence
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+__all__ = ["JobResult", "ProcessLauncher", "run_job"]
+
+STDERR_TAIL = 4096
+"""Bytes of stderr kept (the end of it, where errors are)."""
+KILL_GRACE = 5.0
+"""Seconds between SIGTERM and SIGKILL."""
+
+
+@attrs.frozen
+class JobResult:
+    """How a job ended."""
+
+    exit_code: int | None
+    """None when killed by a signal."""
+    signal: int | None
+    timed_out: bool
+    stderr_tail: bytes
+    stdout_tail: bytes
+
+
+@attrs.frozen
+class ProcessLauncher:
+    """Starts commands in a new session and a given directory.
+
+    With util-linux ``setsid`` and coreutils ``env -C`` the reactor can use ``posix_spawn``
+    (much cheaper than forking a large gateway process); without them it forks and changes
+    directory itself, and the process group is still the child's own.
+    """
+
+    setsid: str | None
+    env: str | None
+
+    @classmethod
+    def find(cls) -> ProcessLauncher:
+        """Locate the helpers on PATH."""
+        return cls(setsid=shutil.which("setsid"), env=shutil.which("env"))
+
+    def argv(self, command: Sequence[str], directory: str) -> tuple[str, list[str], str | None]:
+        """Executable, argv and working directory to give ``spawnProcess``."""
+        if self.setsid and self.env:
+            return self.setsid, ["setsid", self.env, "-C", directory, "--", *command], None
+        return command[0], list(command), directory
+
+
+class _JobProtocol(ProcessProtocol):
+    def __init__(self, clock: IReactorTime, timeout: float) -> None:
+        self.clock = clock
+        self.timeout = timeout
+        self.ended: Deferred[JobResult] = Deferred(self._cancel)
+        self._stderr = bytearray()
+        self._stdout = bytearray()
+        self._timer: IDelayedCall | None = None
+        self._kill_timer: IDelayedCall | None = None
+        self._timed_out = False
+        self._cancelled = False
+
+    def connectionMade(self) -> None:
+        self.transport.closeStdin()
+        self._timer = self.clock.callLater(self.timeout, self._deadline)
+
+    def outReceived(self, data: bytes) -> None:
+        self._stdout += data
+        if len(self._stdout) > STDERR_TAIL:
+            del self._stdout[: len(self._stdout) - STDERR_TAIL]
+
+    def errReceived(self, data: bytes) -> None:
+        self._stderr += data
+        if len(self._stderr) > STDERR_TAIL:
+            del self._stderr[: len(self._stderr) - STDERR_TAIL]
+
+    def _signal_group(self, signum: int) -> None:
+        pid = self.transport.pid
+        if pid is None:
+            return
+        try:
+            os.killpg(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> None:
+        """TERM the whole process group now, KILL it after the grace period."""
+        self._signal_group(signal.SIGTERM)
+        if self._kill_timer is None:
+            self._kill_timer = self.clock.callLater(KILL_GRACE, self._signal_group,
+                                                    signal.SIGKILL)
+
+    def _deadline(self) -> None:
+        self._timer = None
+        self._timed_out = True
+        self.stop()
+
+    def _cancel(self, _: Deferred[JobResult]) -> None:
+        self._cancelled = True
+        self.stop()
+
+    def processEnded(self, reason: Failure) -> None:
+        for timer in (self._timer, self._kill_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        # Children left in the group (a script's helpers) go with it.
+        self._signal_group(signal.SIGKILL)
+        if self._cancelled:
+            return
+        code: int | None = None
+        signum: int | None = None
+        if reason.check(ProcessDone):
+            code = 0
+        elif reason.check(ProcessTerminated):
+            code = reason.value.exitCode
+            signum = reason.value.signal
+        self.ended.callback(JobResult(code, signum, self._timed_out, bytes(self._stderr),
+                                      bytes(self._stdout)))
+
+
+def run_job(
+    reactor: IReactorProcess,
+    clock: IReactorTime,
+    launcher: ProcessLauncher,
+    command: Sequence[str],
+    directory: str,
+    environment: Mapping[str, str],
+    timeout: float,
+) -> Deferred[JobResult]:
+    """Start ``command`` (an argv list, never a shell) and fire with its result.
+
+    Cancelling the Deferred (the client left) kills the job's process group; the
+    Deferred then fails with ``CancelledError``.
+
+    Raises:
+        OSError: the program cannot be started.
+    """
+    protocol = _JobProtocol(clock, timeout)
+    executable, argv, path = launcher.argv(command, directory)
+    reactor.spawnProcess(protocol, executable, argv, env=dict(environment), path=path,
+                         childFDs={0: "w", 1: "r", 2: "r"})
+    return protocol.ended
+
+
+def is_cancellation(failure: Failure) -> bool:
+    """True when a job ended because it was cancelled."""
+    return failure.check(CancelledError) is not None

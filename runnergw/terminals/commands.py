@@ -1,0 +1,250 @@
+"""The command terminal: run a model's CLI pipeline on the uploads, answer with signed outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import CancelledError
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from runnergw.config.pipelines import ModelSettings
+from runnergw.http.headers import Headers
+from runnergw.logs import level_gate
+from runnergw.pipeline.exchange import Exchange, Reject
+from runnergw.pipeline.interfaces import IClientStream, ITerminal
+from runnergw.pipelines.descriptor import ModelDescriptor
+from runnergw.pipelines.form import FormError, check_form
+from runnergw.pipelines.probe import ProbeError, probe_media
+from runnergw.pipelines.process import JobResult, ProcessLauncher, run_job
+from runnergw.pipelines.reply import OutputReply
+from runnergw.pipelines.slots import JobSlots, QueueFull
+from runnergw.pipelines.template import TemplateError, fill_command
+from runnergw.pipelines.uploads import MultipartReceiver, UploadError, UploadLimits
+from runnergw.websaas.signing import ResponseSigner
+
+__all__ = ["CommandTerminal", "PipelineContext"]
+
+_STDERR_DETAIL = 2000
+"""Characters of a failed command's stderr returned in the error detail."""
+_RETRY_AFTER = "10"
+
+
+class PipelineContext:
+    """What every command terminal shares: reactor, launcher, signer, job root, ffprobe."""
+
+    def __init__(self, reactor: Any, launcher: ProcessLauncher, signer: ResponseSigner,
+                 jobs_path: str, ffprobe: str | None, cooperator: Cooperator) -> None:
+        self.reactor = reactor
+        self.launcher = launcher
+        self.signer = signer
+        self.jobs_path = jobs_path
+        self.ffprobe = ffprobe
+        self.cooperator = cooperator
+
+
+def _environment(directory: str) -> dict[str, str]:
+    """A small clean environment: nothing of the gateway's (its keys) reaches a job."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": directory, "TMPDIR": directory,
+            "LANG": "C.UTF-8"}
+
+
+def _limit_text(value: float) -> str:
+    return f"{value:g}"
+
+
+@implementer(ITerminal)
+class CommandTerminal:
+    """Serves ``POST /<endpoint>/`` for one model descriptor."""
+
+    log = Logger(observer=level_gate)
+
+    def __init__(self, model: ModelDescriptor, settings: ModelSettings,
+                 context: PipelineContext, max_upload: int) -> None:
+        """``max_upload`` caps an upload field whose descriptor gives no ``maxSize``."""
+        self.model = model
+        self.settings = settings
+        self.context = context
+        self.slots = JobSlots(settings.concurrency, settings.queue_size)
+        uploads = model.upload_fields
+        self.limits = UploadLimits(
+            max_file_bytes={f.id: f.max_size if f.max_size is not None else max_upload
+                            for f in uploads},
+            accepted_types={f.id: tuple(f.accepted_types) for f in uploads},
+            upload_fields=frozenset(f.id for f in uploads),
+        )
+
+    async def handle(self, exchange: Exchange, client: IClientStream, send_head: Any) -> None:
+        """See ``ITerminal``: the body is only read from here, after every filter passed."""
+        if exchange.upstream_path != "/":
+            raise Reject(404, "Not Found")
+        if exchange.method != "POST":
+            raise Reject(405, "Method Not Allowed", headers=(("Allow", "POST"),))
+        exchange.upstream = self.model.endpoint
+        directory = tempfile.mkdtemp(prefix="job-", dir=self.context.jobs_path)
+        try:
+            await self._serve(exchange, client, send_head, directory)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    async def _serve(self, exchange: Exchange, client: IClientStream, send_head: Any,
+                     directory: str) -> None:
+        form_fields, uploads = await self._receive(exchange, client, directory)
+        if client.gone:
+            return
+        values = self._check_form(exchange, form_fields, uploads)
+        if await self._over_role_limit(exchange, client, send_head, uploads, directory):
+            return
+        outputs = {
+            output.id: (os.path.join(directory, f"{uuid.uuid4().hex}.{output.format}"),
+                        output.format)
+            for output in self.model.outputs
+        }
+        inputs: dict[str, object] = dict(values)
+        inputs.update(uploads)
+        inputs.update({output_id: path for output_id, (path, _) in outputs.items()})
+        try:
+            argv = fill_command(self.model.command, inputs)
+        except TemplateError as e:
+            raise Reject(400, f"Missing value for {e.field}", reason="incomplete template") \
+                from None
+        result = await self._run(exchange, client, argv, directory)
+        if result is None:
+            return
+        await self._reply(exchange, client, send_head, outputs)
+
+    async def _receive(self, exchange: Exchange, client: IClientStream,
+                       directory: str) -> tuple[dict[str, str], dict[str, str]]:
+        try:
+            receiver = MultipartReceiver(exchange.headers.get("content-type") or "", directory,
+                                         self.limits)
+        except UploadError as e:
+            raise Reject(e.status, e.detail, reason="bad multipart request") from None
+        client.start_body(receiver)
+        try:
+            received = await receiver.result
+        except UploadError as e:
+            raise Reject(e.status, e.detail, reason=f"upload refused: {e.detail}") from None
+        except ConnectionError:
+            return {}, {}
+        uploads = {name: upload.path for name, upload in received.uploads.items()}
+        return dict(received.fields), uploads
+
+    def _check_form(self, exchange: Exchange, fields: Mapping[str, str],
+                    uploads: Mapping[str, str]) -> dict[str, object]:
+        sent_command = fields.get("command")
+        if sent_command is not None and sent_command.strip() != self.model.command.strip():
+            # Recorded, never run: the descriptor's command is the only one executed.
+            exchange.notes["command_mismatch"] = True
+        try:
+            form = json.loads(fields.get("input_form") or "{}")
+        except ValueError:
+            raise Reject(400, "input_form is not valid JSON") from None
+        if not isinstance(form, dict):
+            raise Reject(400, "input_form must be a JSON object")
+        try:
+            return check_form(self.model, form, uploads.keys())
+        except FormError as e:
+            raise Reject(400, e.message, reason="form refused") from None
+
+    async def _over_role_limit(self, exchange: Exchange, client: IClientStream, send_head: Any,
+                               uploads: Mapping[str, str], directory: str) -> bool:
+        identity = exchange.identity
+        role = identity.role if identity is not None else None
+        limits = self.model.role_limits.get(role or "", ())
+        main = self.model.main_input_id
+        if not limits or main is None or main not in uploads or self.context.ffprobe is None:
+            return False
+        try:
+            info = await probe_media(self.context.reactor, self.context.reactor,
+                                     self.context.launcher, self.context.ffprobe, uploads[main],
+                                     directory, _environment(directory))
+        except ProbeError:
+            raise Reject(400, "The uploaded file could not be read as media") from None
+        for limit in limits:
+            measured = info.measure(limit.attribute)
+            if measured is not None and measured > limit.value:
+                unit = "s" if limit.attribute == "duration" else "px"
+                description = (f"Input exceeds the {limit.attribute} limit "
+                               f"{_limit_text(limit.value)}{unit}, upgrade your plan")
+                exchange.outcome = "denied"
+                exchange.reason = f"role limit: {limit.attribute} {measured:g} > {limit.value:g}"
+                self._send_json(client, send_head, 403, {
+                    "outputs": {"allowed": False, "restricted_at": {
+                        "title": "Exceeds the plan limit", "description": description}},
+                    "token": self._sign(exchange, {}),
+                })
+                return True
+        return False
+
+    async def _run(self, exchange: Exchange, client: IClientStream, argv: list[str],
+                   directory: str) -> JobResult | None:
+        try:
+            waiting = self.slots.acquire()
+        except QueueFull:
+            raise Reject(503, "The model is busy, try again later",
+                         headers=(("Retry-After", _RETRY_AFTER),), reason="queue full") from None
+        client.when_gone(waiting.cancel)
+        try:
+            await waiting
+        except CancelledError:
+            return None  # the client left while queued: the job never starts
+        try:
+            job = run_job(self.context.reactor, self.context.reactor, self.context.launcher,
+                          argv, directory, _environment(directory), self.settings.timeout)
+            client.when_gone(job.cancel)
+            try:
+                result = await job
+            except CancelledError:
+                exchange.notes["job_killed"] = True
+                return None
+        finally:
+            self.slots.release()
+        exchange.notes["exit_code"] = result.exit_code
+        if result.timed_out:
+            exchange.outcome = "timeout"
+            raise Reject(408, "Command timed out", reason="command timed out")
+        if result.exit_code != 0:
+            exchange.outcome = "command_failed"
+            tail = result.stderr_tail.decode("utf-8", "replace")[-_STDERR_DETAIL:]
+            raise Reject(400, f"Command failed: {tail}",
+                         reason=f"command failed (exit {result.exit_code}, "
+                                f"signal {result.signal})")
+        return result
+
+    async def _reply(self, exchange: Exchange, client: IClientStream, send_head: Any,
+                     outputs: Mapping[str, tuple[str, str]]) -> None:
+        send_head(200, Headers([("Content-Type", "application/json")]), None)
+        reply = OutputReply(client, outputs, lambda hashes: self._sign(exchange, hashes),
+                            self.context.cooperator)
+        client.register_producer(reply)
+        try:
+            await reply.done
+        except Exception:
+            if not client.gone:
+                client.abort("output unreadable")
+            return
+        finally:
+            if reply.missing:
+                exchange.notes["missing_outputs"] = reply.missing
+
+    def _sign(self, exchange: Exchange, hashes: Mapping[str, str | None]) -> str:
+        identity = exchange.identity
+        return self.context.signer.sign(
+            subject=identity.subject if identity is not None else None,
+            endpoint=self.model.endpoint, output_hashes=hashes)
+
+    @staticmethod
+    def _send_json(client: IClientStream, send_head: Callable[..., None], status: int,
+                   value: Any) -> None:
+        body = json.dumps(value).encode()
+        send_head(status, Headers([("Content-Type", "application/json")]), len(body))
+        client.write(body)
+        client.finish()
