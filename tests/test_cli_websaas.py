@@ -1,0 +1,119 @@
+"""The ``runnergw`` subcommands of the WebSaaS terminal: ``keygen rsa`` and ``server-id``."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from twisted.trial.unittest import SynchronousTestCase
+
+from runnergw.cli import main
+from runnergw.websaas import keys
+from runnergw.websaas.keys import load_rsa_private_key, load_rsa_public_key
+
+__all__ = ["KeygenRsaTests", "ServerIdTests"]
+
+
+def _run(*argv: str) -> tuple[int, str, str]:
+    """Run the command; returns its status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+class KeygenRsaTests(SynchronousTestCase):
+    """``runnergw keygen rsa`` writes the node key pair."""
+
+    def setUp(self) -> None:
+        """Work in a fresh directory, with 2048-bit keys instead of slow 3072-bit ones."""
+        self.directory = Path(self.mktemp()).resolve()
+        self.directory.mkdir()
+        previous = os.getcwd()
+        os.chdir(self.directory)
+        self.addCleanup(os.chdir, previous)
+        umask = os.umask(0o022)
+        self.addCleanup(os.umask, umask)
+        self.sizes: list[int] = []
+
+        def generate(public_exponent: int, key_size: int) -> rsa.RSAPrivateKey:
+            self.sizes.append(key_size)
+            return rsa.generate_private_key(public_exponent=public_exponent, key_size=2048)
+
+        self.patch(keys, "generate_private_key", generate)
+
+    def test_default_paths(self) -> None:
+        """keys/node_private.pem (0600) and keys/node_public.pem (0644), a matching pair."""
+        status, out, err = _run("keygen", "rsa")
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(self.sizes, [3072])
+        private_path = self.directory / "keys" / "node_private.pem"
+        public_path = self.directory / "keys" / "node_public.pem"
+        self.assertEqual(out, "wrote keys/node_private.pem (private, keep it secret) and "
+                              "keys/node_public.pem\n")
+        self.assertEqual(stat.S_IMODE(private_path.stat().st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(public_path.stat().st_mode), 0o644)
+        private = load_rsa_private_key(private_path.read_bytes())
+        public = load_rsa_public_key(public_path.read_bytes())
+        self.assertEqual(private.public_key().public_numbers(), public.public_numbers())
+
+    def test_path_overrides(self) -> None:
+        """--private and --public choose the files."""
+        status, out, _ = _run("keygen", "rsa", "--private", "node/a.pem", "--public", "b.pem")
+        self.assertEqual(status, 0)
+        self.assertIn("node/a.pem", out)
+        self.assertTrue((self.directory / "node" / "a.pem").exists())
+        self.assertTrue((self.directory / "b.pem").exists())
+        self.assertFalse((self.directory / "keys").exists())
+
+    def test_config_accepted(self) -> None:
+        """--config is accepted (the node key paths are not settings yet)."""
+        status, _, _ = _run("keygen", "rsa", "--config", "settings/none.yaml")
+        self.assertEqual(status, 0)
+        self.assertTrue((self.directory / "keys" / "node_private.pem").exists())
+
+    def test_no_overwrite_without_force(self) -> None:
+        """An existing key is kept unless --force is given."""
+        _run("keygen", "rsa")
+        private_path = self.directory / "keys" / "node_private.pem"
+        before = private_path.read_bytes()
+        status, out, err = _run("keygen", "rsa")
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(err, "runnergw: keys/node_private.pem exists; use --force to replace "
+                              "it\n")
+        self.assertEqual(private_path.read_bytes(), before)
+        status, _, _ = _run("keygen", "rsa", "--force")
+        self.assertEqual(status, 0)
+        self.assertNotEqual(private_path.read_bytes(), before)
+        self.assertEqual(stat.S_IMODE(private_path.stat().st_mode), 0o600)
+
+    def test_unwritable(self) -> None:
+        """A path that cannot be created is reported, not raised."""
+        (self.directory / "file").write_text("")
+        status, _, err = _run("keygen", "rsa", "--private", "file/node_private.pem")
+        self.assertEqual(status, 1)
+        self.assertTrue(err.startswith("runnergw: "))
+
+    def test_paths_only_for_rsa(self) -> None:
+        """--private and --public are refused for the PASETO kinds."""
+        status, out, err = _run("keygen", "symmetric", "--private", "x.pem")
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("keygen rsa only", err)
+
+
+class ServerIdTests(SynchronousTestCase):
+    """``runnergw server-id`` prints a new id."""
+
+    def test_prints_new_id(self) -> None:
+        """``base64:`` and 24 random bytes, different every time."""
+        status, out, err = _run("server-id")
+        self.assertEqual((status, err), (0, ""))
+        server_id = out.strip()
+        self.assertTrue(server_id.startswith("base64:"))
+        self.assertEqual(len(base64.b64decode(server_id[7:], validate=True)), 24)
+        self.assertNotEqual(out, _run("server-id")[1])
