@@ -100,6 +100,33 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _saas_token(args: argparse.Namespace) -> int:
+    import jwt
+
+    from runnergw.startup import development_saas_key_path
+    from runnergw.websaas.keys import RSAKeyError, load_rsa_private_key
+
+    settings = _settings(args)
+    path = Path(args.key) if args.key else development_saas_key_path(settings)
+    try:
+        key = load_rsa_private_key(path.read_bytes())
+    except OSError as e:
+        print(f"runnergw: {path}: {e.strerror} (the SaaS signs real requests; this command "
+              "only uses a development key)", file=sys.stderr)
+        return 1
+    except RSAKeyError as e:
+        print(f"runnergw: {path}: {e}", file=sys.stderr)
+        return 1
+    now = int(time.time())
+    lifetime = int(parse_go_duration(args.expires))
+    server = jwt.encode({"iat": now, "exp": now + lifetime}, key, algorithm="RS256")
+    user = jwt.encode({"sub": args.sub, "role": args.role, "iat": now, "exp": now + lifetime},
+                      key, algorithm="RS256")
+    print(f"SERVER_TOKEN={server}")
+    print(f"USER_TOKEN={user}")
+    return 0
+
+
 def _server_id(args: argparse.Namespace) -> int:
     print(new_server_id())
     return 0
@@ -147,6 +174,15 @@ def _parser() -> argparse.ArgumentParser:
 
     server_id = commands.add_parser("server-id", help="print a new WebSaaS server id")
     server_id.set_defaults(run=_server_id)
+
+    saas = commands.add_parser(
+        "saas-token", help="sign a test server token and user token with a development SaaS key")
+    saas.add_argument("--config", help=config_help)
+    saas.add_argument("--key", help="SaaS private key (default: the development one)")
+    saas.add_argument("--sub", default="developer", help="user subject")
+    saas.add_argument("--role", default="pro", help="user role")
+    saas.add_argument("--expires", default="1h", help="lifetime as a Go duration")
+    saas.set_defaults(run=_saas_token)
 
     check = commands.add_parser("check", help="validate settings, keys and certificates")
     check.add_argument("--config", help=config_help)

@@ -22,11 +22,16 @@ from runnergw.tokens.keys import (
     write_signing_keypair,
 )
 from runnergw.tokens.verifier import TokenVerifier
-from runnergw.websaas.keys import RSAKeyError, load_rsa_private_key, load_rsa_public_key
+from runnergw.websaas.keys import (
+    RSAKeyError,
+    load_rsa_private_key,
+    load_rsa_public_key,
+    write_rsa_keypair,
+)
 from runnergw.websaas.signing import ResponseSigner
 from runnergw.websaas.tokens import SaasTokenVerifier
 
-__all__ = ["GatewayParts", "ensure_development_keys", "prepare"]
+__all__ = ["GatewayParts", "development_saas_key_path", "ensure_development_keys", "prepare"]
 
 log = Logger(namespace="runnergw.startup", observer=level_gate)
 
@@ -46,17 +51,46 @@ def _origin(settings: Settings, key: str) -> Origin:
     return settings.paseto.origins.get(key, Origin(settings.config_path))
 
 
-def ensure_development_keys(settings: Settings) -> bool:
-    """Create the signing key pair when both files are missing and the gateway is loopback-only.
+def development_saas_key_path(settings: Settings) -> Path:
+    """Where a development SaaS private key lives: beside the SaaS public key."""
+    return Path(settings.pipelines.saas_public_key_path).parent / "saas_dev_private.pem"
 
-    A fresh checkout then starts at once; on a public address missing keys stay an error.
-    Returns True when keys were written.
+
+def _ensure_development_pipeline_keys(settings: Settings) -> bool:
+    pipelines = settings.pipelines
+    saas_public = Path(pipelines.saas_public_key_path)
+    node_private = Path(pipelines.node_private_key_path)
+    if not pipelines.enabled or saas_public.exists() or node_private.exists():
+        return False
+    write_rsa_keypair(node_private, node_private.with_name("node_public.pem"), bits=2048)
+    write_rsa_keypair(development_saas_key_path(settings), saas_public, bits=2048)
+    log.warn(
+        "Created development WebSaaS keys in {directory}: a stand-in SaaS key pair and the "
+        "node key pair. Sign a test request with: runnergw saas-token --config {config}",
+        directory=str(saas_public.parent), config=settings.config_path,
+    )
+    return True
+
+
+def ensure_development_keys(settings: Settings) -> bool:
+    """Create missing keys for a loopback-only gateway, so a fresh checkout starts at once.
+
+    The PASETO signing pair is made when both its files are missing; for pipelines, the node
+    key pair and a stand-in SaaS key pair when neither key file exists. On a public address
+    missing keys stay an error. Returns True when keys were written.
     """
+    if not settings.server.address.is_loopback():
+        return False
+    made = _ensure_development_pipeline_keys(settings)
+    return _ensure_development_paseto_keys(settings) or made
+
+
+def _ensure_development_paseto_keys(settings: Settings) -> bool:
     paseto = settings.paseto
     if not paseto.key_path or len(paseto.public_paths) != 1:
         return False
     key_path, pub_path = Path(paseto.key_path), Path(paseto.public_paths[0])
-    if key_path.exists() or pub_path.exists() or not settings.server.address.is_loopback():
+    if key_path.exists() or pub_path.exists():
         return False
     write_signing_keypair(key_path, pub_path)
     log.warn(

@@ -113,3 +113,31 @@ class CommandTests(SynchronousTestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertTrue(re.fullmatch(r"[0-9a-f]{64}\n", result.stdout))
+
+
+class SaasTokenCommandTests(SynchronousTestCase):
+    """``runnergw saas-token`` signs test requests with the development SaaS key."""
+
+    def test_tokens_verify_with_the_saas_public_key(self) -> None:
+        """The printed server and user tokens pass the gateway's WebSaaS check."""
+        from runnergw.websaas.keys import load_rsa_public_key, write_rsa_keypair
+        from runnergw.websaas.tokens import SaasTokenVerifier
+
+        directory = Path(self.mktemp())
+        keys = directory / "keys"
+        write_rsa_keypair(keys / "saas_dev_private.pem", keys / "saas_public.pem", bits=2048)
+        config = directory / "settings.yaml"
+        config.write_text(yaml.safe_dump({
+            "runners": [{"host": "127.0.0.1:11434", "path": "/"}],
+            "pipelines": {"saasPublicKeyPath": str(keys / "saas_public.pem"),
+                          "serverId": "base64:x"},
+        }))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = main(["saas-token", "--config", str(config), "--role", "basic"])
+        self.assertEqual(status, 0)
+        values = dict(line.split("=", 1) for line in out.getvalue().split())
+        verifier = SaasTokenVerifier(load_rsa_public_key((keys / "saas_public.pem").read_bytes()),
+                                     issuer=None, audience=None)
+        caller = verifier.verify("Bearer " + values["SERVER_TOKEN"], values["USER_TOKEN"])
+        self.assertEqual((caller.subject, caller.role), ("developer", "basic"))

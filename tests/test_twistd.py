@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
@@ -91,7 +92,10 @@ class TwistdTests(TestCase):
 
         def stop() -> Deferred[int]:
             if not process.ended.called:
-                transport.signalProcess("TERM")
+                try:
+                    transport.signalProcess("TERM")
+                except ProcessExitedAlready:
+                    pass
             return process.ended
 
         self.addCleanup(stop)
@@ -158,9 +162,12 @@ class TwistdTests(TestCase):
         shipped = yaml.safe_load((project / "settings" / "settings.yaml").read_text())
         shipped["server"]["address"] = "127.0.0.1:0"
         (self.directory / "settings" / "settings.yaml").write_text(yaml.safe_dump(shipped))
+        shutil.copytree(project / "models-enabled", self.directory / "models-enabled")
         process = self.start()
         url = yield process.listening
         self.assertTrue(url.startswith("http://127.0.0.1:"))
         self.assertTrue((self.directory / "settings" / "paseto.key").exists())
+        self.assertTrue((self.directory / "keys" / "saas_public.pem").exists())
+        self.assertTrue((self.directory / "keys" / "node_private.pem").exists())
         self.assertIn(b"runnergw token public", process.output)
 
