@@ -141,7 +141,7 @@ class RoleLimit:
     """Seconds for a duration, width in pixels for a resolution."""
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class ModelDescriptor:
     """A model served on ``POST /<endpoint>/``: its command template and what fills it."""
 
@@ -149,9 +149,9 @@ class ModelDescriptor:
     """The file the descriptor was read from."""
     endpoint: str
     """The route name: the last path segment of ``actions.submit.endpoint``."""
+    title: str = ""
     command: str
     """The argv template, split like a POSIX shell command."""
-    title: str = ""
     fields: tuple[FieldSpec, ...] = attrs.field(default=(), converter=tuple)
     outputs: tuple[OutputSpec, ...] = attrs.field(default=(), converter=tuple)
     main_input_id: str | None = None
