@@ -32,6 +32,8 @@ __all__ = ["ConnectionTimeouts", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _PIPELINE_BUFFER = 65536
+_LINGER_BYTES = 1 << 20
+_LINGER_SECONDS = 2.0
 _DISCARD_LIMIT = 1 << 20
 """A refused request's unread body up to this size is drained so the connection lives on."""
 
@@ -80,6 +82,7 @@ class GatewayHTTPProtocol(Protocol):
         self._closed = False
         self._timer: IDelayedCall | None = None
         self._timer_kind = ""
+        self._lingering: int | None = None
         self._paused: set[str] = set()
         self._reading_paused = False
         self._parsing = False
@@ -147,6 +150,11 @@ class GatewayHTTPProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
+            return
+        if self._lingering is not None:
+            self._lingering -= len(data)
+            if self._lingering <= 0:
+                self._close()
             return
         current = self._current
         if current is not None and current.reading_body() and not self._buffer:
@@ -351,12 +359,26 @@ class GatewayHTTPProtocol(Protocol):
     def response_finished(self, stream: ClientStream) -> None:
         """The response is out; read the next request once the body is consumed too."""
         if not stream.keep_alive:
-            self._close()
+            if stream.reading_body():
+                self._linger(stream)
+            else:
+                self._close()
             return
         if not stream.body_complete and not stream.reading_body():
             stream.start_body(DiscardBody())
         if stream.body_complete:
             self._next_request(stream)
+
+    def _linger(self, stream: ClientStream) -> None:
+        """Close a connection whose client is still sending a refused body.
+
+        Closing at once would reset the connection, and the client's TCP stack may then drop
+        the answer before the client reads it; so the rest of the body is read and dropped for a
+        short while (nginx's lingering close), and the connection closed after.
+        """
+        self._lingering = _LINGER_BYTES
+        self.set_paused("upstream", False)
+        self._start_timer("linger", _LINGER_SECONDS, self._close)
 
     def _next_request(self, stream: ClientStream) -> None:
         if self._closed or stream is not self._current:

@@ -163,6 +163,10 @@ class ClientStream:
         if self.head_sent or self.gone:
             return
         self.head_sent = True
+        if status >= 400 and self.reading_body():
+            # Refused while the body is still coming (an upload over its limit): answer, then
+            # close instead of reading the rest of a possibly huge body.
+            self.keep_alive = False
         exchange = self.exchange
         exchange.status = status
         exchange.first_byte_at = self.protocol.clock.seconds()
