@@ -34,8 +34,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _keygen_rsa(args: argparse.Namespace) -> int:
-    private_path = Path(args.private) if args.private else _NODE_PRIVATE_KEY
-    public_path = Path(args.public) if args.public else _NODE_PUBLIC_KEY
+    default_private, default_public = _NODE_PRIVATE_KEY, _NODE_PUBLIC_KEY
+    if Path(config_path_from(args.config, os.environ)).exists():
+        pipelines = _settings(args).pipelines
+        if pipelines.enabled:
+            default_private = Path(pipelines.node_private_key_path)
+            default_public = default_private.with_name("node_public.pem")
+    private_path = Path(args.private) if args.private else default_private
+    public_path = Path(args.public) if args.public else default_public
     try:
         write_rsa_keypair(private_path, public_path, overwrite=args.force)
     except FileExistsError as e:
