@@ -32,8 +32,10 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "SERVER_WRITE_TIMEOUT_SECONDS": ("server", "writeTimeoutSeconds"),
     "SERVER_ALLOW_PLAINTEXT": ("server", "allowPlaintext"),
     "AUDIT_PATH": ("audit", "path"),
-    # The WebSaaS node's name.
+    # The WebSaaS node's names (environment or its .env file).
     "SERVER_ID": ("pipelines", "serverId"),
+    "SAAS_PUBLIC_KEY_PATH": ("pipelines", "saasPublicKeyPath"),
+    "FASTAPI_PRIVATE_KEY_PATH": ("pipelines", "nodePrivateKeyPath"),
     "PIPELINES_MODELS_PATH": ("pipelines", "modelsPath"),
 }
 
@@ -52,11 +54,34 @@ def _overlay_path(base: str, environ: Mapping[str, str]) -> str | None:
     return str(Path(base).parent / f"{name}.yaml")
 
 
-def load_settings(path: str, environ: Mapping[str, str] | None = None) -> Settings:
+def read_dotenv(path: str) -> dict[str, tuple[str, Origin]]:
+    """The ``NAME=value`` lines of a ``.env`` file (as the WebSaaS node read with
+    python-dotenv): comments, blank lines and ``export`` are allowed, quotes are removed."""
+    values: dict[str, tuple[str, Origin]] = {}
+    try:
+        with open(path, encoding="utf-8") as stream:
+            lines = stream.read().splitlines()
+    except OSError:
+        return values
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#") or "=" not in text:
+            continue
+        name, _, value = text.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name.strip()] = (value, Origin(path, number))
+    return values
+
+
+def load_settings(path: str, environ: Mapping[str, str] | None = None,
+                  dotenv_path: str | None = ".env") -> Settings:
     """Load settings, collecting every problem.
 
     ``GO_ENV=my-domain`` lays ``my-domain.yaml`` (beside ``path``) over ``path``, as
-    runner-gateway did; the environment variables in ``ENVIRONMENT_OVERRIDES`` win over both.
+    runner-gateway did; the variables in ``ENVIRONMENT_OVERRIDES`` win over both, taken from
+    the environment or else from ``dotenv_path`` (the WebSaaS node's ``.env``).
 
     Raises:
         ConfigErrors: every problem found, each naming its file, YAML path and line.
@@ -71,7 +96,7 @@ def load_settings(path: str, environ: Mapping[str, str] | None = None) -> Settin
             data = overlay(data, load_yaml_file(overlay_file))
     except ConfigError as e:
         raise ConfigErrors([e]) from e
-    _apply_environment(data, environ)
+    _apply_environment(data, environ, read_dotenv(dotenv_path) if dotenv_path else {})
     sink = ErrorSink()
     settings = Settings.from_yaml(MapReader(data, "", data.origin, sink), tuple(files))
     if sink.errors:
@@ -79,8 +104,12 @@ def load_settings(path: str, environ: Mapping[str, str] | None = None) -> Settin
     return settings
 
 
-def _apply_environment(data: MarkedMap, environ: Mapping[str, str]) -> None:
+def _apply_environment(data: MarkedMap, environ: Mapping[str, str],
+                       dotenv: Mapping[str, tuple[str, Origin]]) -> None:
     for name, dotted in ENVIRONMENT_OVERRIDES.items():
         value = environ.get(name)
         if value is not None:
             set_override(data, dotted, value, Origin(f"environment variable {name}"))
+        elif name in dotenv:
+            text, origin = dotenv[name]
+            set_override(data, dotted, text, origin)

@@ -45,9 +45,9 @@ class Settings:
             audit=AuditSettings.from_yaml(root.section("audit")),
             pipelines=PipelineSettings.from_yaml(
                 root.section("pipelines"),
-                # A section made only by an environment override (SERVER_ID) is not one.
-                root.has("pipelines")
-                and not root.origin_of("pipelines").source.startswith("environment"),
+                # A section made only by an override (SERVER_ID in the environment or in
+                # a .env file) does not turn pipelines on.
+                root.has("pipelines") and root.origin_of("pipelines").source in files,
             ),
         )
         if not settings.runners and not settings.pipelines.enabled:

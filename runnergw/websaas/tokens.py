@@ -80,13 +80,15 @@ class _Kind:
     label: str
     """``Server token`` or ``User token``."""
 
-    def error(self, code: str, detail: str) -> SaasTokenError:
-        """An error about this token."""
-        return SaasTokenError(f"{self.prefix}_{code}", detail)
+    def error(self, code: str, reason: str) -> SaasTokenError:
+        """An error about this token, worded as the FastAPI node did
+        (``Invalid server authentication: Signature has expired``)."""
+        return SaasTokenError(f"{self.prefix}_{code}",
+                              f"Invalid {self.prefix} authentication: {reason}")
 
     def invalid(self, code: str = "invalid") -> SaasTokenError:
         """The generic refusal, for anything wrong with the token's form or signature."""
-        return self.error(code, f"Invalid {self.label.lower()}")
+        return self.error(code, "Signature verification failed")
 
 
 _SERVER = _Kind("server", "Server token")
@@ -119,11 +121,11 @@ def _numeric_date(claims: Mapping[str, Any], name: str, kind: _Kind) -> float | 
 def _bearer_token(authorization: str | None) -> str:
     """Take the token out of an ``Authorization: Bearer …`` header."""
     if authorization is None or not authorization.strip():
-        raise _SERVER.error("missing", "Missing authorization token")
+        raise SaasTokenError("server_missing", "Not authenticated")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise _SERVER.error("malformed", "Invalid authentication credentials")
+        raise SaasTokenError("server_malformed", "Invalid authentication credentials")
     return token
 
 
@@ -203,7 +205,7 @@ class SaasTokenVerifier:
         """
         server = self._checked(_bearer_token(authorization), _SERVER)
         if user_token is None or not user_token.strip():
-            raise _USER.error("missing", "Missing user token")
+            raise SaasTokenError("user_missing", "User token missing")
         user = self._checked(user_token.strip(), _USER)
         return SaasCaller(
             subject=user.claims["sub"],
@@ -300,14 +302,14 @@ class SaasTokenVerifier:
         """Apply the ``exp``, ``nbf`` and ``iat`` rules, and the user token's maximum age."""
         now = self._clock()
         if now >= checked.expires + self._leeway:
-            raise kind.error("expired", f"{kind.label} expired")
+            raise kind.error("expired", "Signature has expired")
         if checked.not_before is not None and now + self._leeway < checked.not_before:
-            raise kind.error("not_yet_valid", f"{kind.label} not yet valid")
+            raise kind.error("not_yet_valid", "The token is not yet valid (nbf)")
         if checked.issued is not None:
             if checked.issued > now + self._leeway:
-                raise kind.error("issued_in_future", f"{kind.label} issued in the future")
+                raise kind.error("issued_in_future", "The token is not yet valid (iat)")
             if kind is _USER and now - checked.issued > self._max_user_token_age:
-                raise kind.error("too_old", f"{kind.label} too old")
+                raise SaasTokenError("user_too_old", "Token issued too long ago")
 
     def _remember(self, key: tuple[str, str], checked: _Checked) -> None:
         """Cache a verified token, evicting the oldest entry when full."""

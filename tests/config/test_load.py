@@ -219,3 +219,47 @@ class RewriteSettingsTests(SynchronousTestCase):
         self.assertIn('rewrite.setResponseHeaders: "Transfer-Encoding" is set by the gateway',
                       joined)
         self.assertEqual(len(caught.exception.errors), 4)
+
+
+class DotenvTests(SynchronousTestCase):
+    """The WebSaaS node's .env file and variable names keep working."""
+
+    def test_dotenv_names(self) -> None:
+        """SERVER_ID, SAAS_PUBLIC_KEY_PATH and FASTAPI_PRIVATE_KEY_PATH come from .env;
+        the environment wins over the file."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        settings_path = directory / "settings.yaml"
+        settings_path.write_text("pipelines:\n  modelsPath: models-enabled\n")
+        dotenv = directory / ".env"
+        dotenv.write_text(
+            "# the node's settings\nSAAS_PUBLIC_KEY_PATH=keys/saas_public.pem\n"
+            "export FASTAPI_PRIVATE_KEY_PATH='keys/fastapi_private.pem'\n"
+            'SERVER_ID="base64:from-dotenv"\n')
+        settings = load_settings(str(settings_path), {}, dotenv_path=str(dotenv))
+        pipelines = settings.pipelines
+        self.assertTrue(pipelines.enabled)
+        self.assertEqual(pipelines.server_id, "base64:from-dotenv")
+        self.assertEqual(pipelines.node_private_key_path, "keys/fastapi_private.pem")
+        overridden = load_settings(str(settings_path), {"SERVER_ID": "base64:env"},
+                                   dotenv_path=str(dotenv))
+        self.assertEqual(overridden.pipelines.server_id, "base64:env")
+
+    def test_server_id_alone_does_not_enable_pipelines(self) -> None:
+        """SERVER_ID in the environment without a pipelines section leaves pipelines off."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "settings.yaml"
+        path.write_text("runners:\n  - host: 127.0.0.1:11434\n")
+        settings = load_settings(str(path), {"SERVER_ID": "base64:x"}, dotenv_path=None)
+        self.assertFalse(settings.pipelines.enabled)
+
+    def test_missing_server_id_is_an_error(self) -> None:
+        """A pipelines section without a server id names the setting to fix."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "settings.yaml"
+        path.write_text("pipelines:\n  modelsPath: m\n")
+        with self.assertRaises(ConfigErrors) as caught:
+            load_settings(str(path), {}, dotenv_path=None)
+        self.assertIn("pipelines.serverId: required", str(caught.exception))

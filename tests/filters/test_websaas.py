@@ -178,7 +178,7 @@ class WebSaasFilterTests(SynchronousTestCase):
 
     def test_missing_authorization(self) -> None:
         """No Authorization header."""
-        self.assert_refused([("X-User-Token", _user_token())], "Missing authorization token",
+        self.assert_refused([("X-User-Token", _user_token())], "Not authenticated",
                             "server_missing")
 
     def test_other_scheme(self) -> None:
@@ -190,35 +190,40 @@ class WebSaasFilterTests(SynchronousTestCase):
     def test_missing_user_token(self) -> None:
         """No X-User-Token header."""
         self.assert_refused([("Authorization", f"Bearer {_server_token()}")],
-                            "Missing user token", "user_missing")
+                            "User token missing", "user_missing")
 
     def test_garbage(self) -> None:
         """A server token that is not a JWT."""
         self.assert_refused([("Authorization", "Bearer garbage.garbage.garbage"),
                              ("X-User-Token", _user_token())],
-                            "Invalid server token", "server_malformed")
+                            "Invalid server authentication: Signature verification failed",
+                            "server_malformed")
 
     def test_wrong_key(self) -> None:
         """A user token signed by someone else."""
         forged = mint({"sub": "user-42", "role": "admin", "exp": int(NOW) + 600},
                       key=other_key())
         self.assert_refused([("Authorization", f"Bearer {_server_token()}"),
-                             ("X-User-Token", forged)], "Invalid user token", "user_invalid")
+                             ("X-User-Token", forged)],
+                            "Invalid user authentication: Signature verification failed",
+                            "user_invalid")
 
     def test_expired(self) -> None:
         """An expired server token."""
         self.assert_refused([("Authorization", f"Bearer {_server_token(exp=int(NOW) - 60)}"),
                              ("X-User-Token", _user_token())],
-                            "Server token expired", "server_expired")
+                            "Invalid server authentication: Signature has expired",
+                            "server_expired")
 
     def test_too_old(self) -> None:
         """A user token issued more than an hour ago."""
         self.assert_refused([("Authorization", f"Bearer {_server_token()}"),
                              ("X-User-Token", _user_token(iat=int(NOW) - 4000))],
-                            "User token too old", "user_too_old")
+                            "Token issued too long ago", "user_too_old")
 
     def test_wrong_issuer(self) -> None:
         """The route's verifier requires iss ``websaas``."""
         self.assert_refused([("Authorization", f"Bearer {_server_token(iss='other')}"),
                              ("X-User-Token", _user_token())],
-                            "Server token has the wrong issuer", "server_wrong_issuer")
+                            "Invalid server authentication: Server token has the wrong issuer",
+                            "server_wrong_issuer")

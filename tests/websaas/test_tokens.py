@@ -53,6 +53,20 @@ def _user_claims(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
+def _server_detail(reason: str) -> str:
+    """The detail of a refused server token, worded as the FastAPI node did."""
+    return f"Invalid server authentication: {reason}"
+
+
+def _user_detail(reason: str) -> str:
+    """The detail of a refused user token, worded as the FastAPI node did."""
+    return f"Invalid user authentication: {reason}"
+
+
+_SERVER_INVALID = _server_detail("Signature verification failed")
+_USER_INVALID = _user_detail("Signature verification failed")
+
+
 class _VerifierTestCase(SynchronousTestCase):
     """A verifier trusting the SaaS key, with a clock the tests control."""
 
@@ -148,11 +162,11 @@ class AuthorizationHeaderTests(_VerifierTestCase):
         error = self.assertRaises(SaasTokenError, self.verifier.verify, None,
                                   mint(_user_claims()))
         self.assertEqual((error.code, error.detail), ("server_missing",
-                                                      "Missing authorization token"))
+                                                      "Not authenticated"))
 
     def test_blank(self) -> None:
         """An empty header counts as missing."""
-        self.refused("server_missing", "Missing authorization token", authorization="  ")
+        self.refused("server_missing", "Not authenticated", authorization="  ")
 
     def test_other_scheme(self) -> None:
         """Basic credentials are refused with FastAPI's wording."""
@@ -168,15 +182,15 @@ class AuthorizationHeaderTests(_VerifierTestCase):
         """A valid server token without X-User-Token."""
         error = self.assertRaises(SaasTokenError, self.verifier.verify,
                                   f"Bearer {mint(_server_claims())}", None)
-        self.assertEqual((error.code, error.detail), ("user_missing", "Missing user token"))
+        self.assertEqual((error.code, error.detail), ("user_missing", "User token missing"))
 
     def test_blank_user_token(self) -> None:
         """An empty X-User-Token counts as missing."""
-        self.refused("user_missing", "Missing user token", user=" ")
+        self.refused("user_missing", "User token missing", user=" ")
 
     def test_server_checked_first(self) -> None:
         """With both tokens bad, the server token's error is reported."""
-        self.refused("server_malformed", "Invalid server token", server="xy.zw.ab",
+        self.refused("server_malformed", _SERVER_INVALID, server="xy.zw.ab",
                      user="xy.zw.ab")
 
 
@@ -201,15 +215,15 @@ class SyntaxTests(_VerifierTestCase):
         self.no_decode()
         for garbage in ("not-a-jwt", "a.b", "a.b.c.d", "a..c", "é.b.c", "a.b.c d"):
             with self.subTest(token=garbage):
-                self.refused("server_malformed", "Invalid server token", server=garbage)
-                self.refused("user_malformed", "Invalid user token",
+                self.refused("server_malformed", _SERVER_INVALID, server=garbage)
+                self.refused("user_malformed", _USER_INVALID,
                              server=self.valid_server, user=garbage)
 
     def test_padding_refused(self) -> None:
         """Padded or otherwise non-canonical base64url is refused, so a token has one form."""
         self.no_decode()
         head, body, signature = self.valid_server.split(".")
-        self.refused("server_malformed", "Invalid server token",
+        self.refused("server_malformed", _SERVER_INVALID,
                      server=f"{head}.{body}.{signature}=")
 
     def test_non_canonical_trailing_bits(self) -> None:
@@ -219,7 +233,7 @@ class SyntaxTests(_VerifierTestCase):
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         twisted_char = alphabet[alphabet.index(last) ^ 1]
         self.no_decode()
-        self.refused("server_malformed", "Invalid server token",
+        self.refused("server_malformed", _SERVER_INVALID,
                      server=f"{head}.{body}.{signature[:-1]}{twisted_char}")
 
     def test_too_large(self) -> None:
@@ -227,14 +241,14 @@ class SyntaxTests(_VerifierTestCase):
         big_server = mint(_server_claims(padding="x" * 9000))
         big_user = mint(_user_claims(padding="x" * 9000))
         self.no_decode()
-        self.refused("server_too_large", "Invalid server token", server=big_server)
-        self.refused("user_too_large", "Invalid user token", server=self.valid_server,
+        self.refused("server_too_large", _SERVER_INVALID, server=big_server)
+        self.refused("user_too_large", _USER_INVALID, server=self.valid_server,
                      user=big_user)
 
     def test_limit_configurable(self) -> None:
         """A smaller limit applies to both tokens."""
         verifier = self.make_verifier(max_token_bytes=len(self.valid_server) - 1)
-        self.refused("server_too_large", "Invalid server token", verifier=verifier)
+        self.refused("server_too_large", _SERVER_INVALID, verifier=verifier)
 
     def test_payload_not_json(self) -> None:
         """A correctly signed payload that is not a JSON object."""
@@ -244,7 +258,7 @@ class SyntaxTests(_VerifierTestCase):
             signature = saas_key().sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
             token = f"{signing_input.decode()}.{b64url(signature)}"
             with self.subTest(payload=payload):
-                self.refused("server_invalid", "Invalid server token", server=token)
+                self.refused("server_invalid", _SERVER_INVALID, server=token)
 
 
 class AlgorithmTests(_VerifierTestCase):
@@ -252,26 +266,26 @@ class AlgorithmTests(_VerifierTestCase):
 
     def test_wrong_key(self) -> None:
         """A token signed by another RSA key."""
-        self.refused("server_invalid", "Invalid server token",
+        self.refused("server_invalid", _SERVER_INVALID,
                      server=mint(_server_claims(), key=other_key()))
-        self.refused("user_invalid", "Invalid user token",
+        self.refused("user_invalid", _USER_INVALID,
                      user=mint(_user_claims(), key=other_key()))
 
     def test_none_algorithm(self) -> None:
         """``alg: none``, with an empty or a bogus signature."""
         header = {"alg": "none", "typ": "JWT"}
         unsigned = forge(header, _server_claims(), b"")
-        self.refused("server_malformed", "Invalid server token", server=unsigned)
-        self.refused("server_invalid", "Invalid server token",
+        self.refused("server_malformed", _SERVER_INVALID, server=unsigned)
+        self.refused("server_invalid", _SERVER_INVALID,
                      server=forge(header, _server_claims(), b"x" * 32))
-        self.refused("user_invalid", "Invalid user token",
+        self.refused("user_invalid", _USER_INVALID,
                      user=forge(header, _user_claims(), b"x" * 32))
 
     def test_hs256_key_confusion(self) -> None:
         """HS256 signed with the public key PEM as the HMAC secret."""
         header = {"alg": "HS256", "typ": "JWT"}
-        for claims, code, detail in ((_server_claims(), "server_invalid", "Invalid server token"),
-                                     (_user_claims(), "user_invalid", "Invalid user token")):
+        for claims, code, detail in ((_server_claims(), "server_invalid", _SERVER_INVALID),
+                                     (_user_claims(), "user_invalid", _USER_INVALID)):
             unsigned = forge(header, claims, b"")[:-1]
             signature = hmac.new(public_pem(saas_key()), unsigned.encode(),
                                  hashlib.sha256).digest()
@@ -285,30 +299,30 @@ class AlgorithmTests(_VerifierTestCase):
         """RS512 and PS256 signatures by the right key are still refused."""
         for algorithm in ("RS512", "PS256"):
             with self.subTest(algorithm=algorithm):
-                self.refused("server_invalid", "Invalid server token",
+                self.refused("server_invalid", _SERVER_INVALID,
                              server=mint(_server_claims(), algorithm=algorithm))
 
     def test_ec_token(self) -> None:
         """An ES256 token signed by some EC key."""
         ec_key = generate_private_key(SECP256R1())
         token = jwt.encode(_user_claims(), ec_key, algorithm="ES256")
-        self.refused("user_invalid", "Invalid user token", user=token)
+        self.refused("user_invalid", _USER_INVALID, user=token)
 
     def test_embedded_jwk_does_not_change_the_key(self) -> None:
         """A token carrying its own key (jwk, jku, kid) and signed with it is refused."""
         public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(other_key().public_key()))
         hints = {"jwk": public_jwk, "kid": "attacker", "jku": "https://attacker.example/k",
                  "x5u": "https://attacker.example/c"}
-        self.refused("server_invalid", "Invalid server token",
+        self.refused("server_invalid", _SERVER_INVALID,
                      server=mint(_server_claims(), key=other_key(), headers=hints))
-        self.refused("user_invalid", "Invalid user token",
+        self.refused("user_invalid", _USER_INVALID,
                      user=mint(_user_claims(), key=other_key(), headers=hints))
 
     def test_tampered_claims(self) -> None:
         """Changing the role after signing breaks the signature."""
         head, _, signature = mint(_user_claims()).split(".")
         body = b64url(json.dumps(_user_claims(role="admin")).encode())
-        self.refused("user_invalid", "Invalid user token", user=f"{head}.{body}.{signature}")
+        self.refused("user_invalid", _USER_INVALID, user=f"{head}.{body}.{signature}")
 
 
 class ClaimTests(_VerifierTestCase):
@@ -316,23 +330,23 @@ class ClaimTests(_VerifierTestCase):
 
     def test_missing_exp(self) -> None:
         """exp is required on both tokens."""
-        self.refused("server_missing_exp", "Server token has no expiry",
+        self.refused("server_missing_exp", _server_detail("Server token has no expiry"),
                      server=mint(_server_claims(exp=None)))
-        self.refused("user_missing_exp", "User token has no expiry",
+        self.refused("user_missing_exp", _user_detail("User token has no expiry"),
                      user=mint(_user_claims(exp=None)))
 
     def test_exp_not_a_number(self) -> None:
         """exp must be a JSON number: strings and booleans are refused."""
         for value in ("1800000000", True):
             with self.subTest(exp=value):
-                self.refused("server_bad_claims", "Invalid server token",
+                self.refused("server_bad_claims", _SERVER_INVALID,
                              server=mint(_server_claims(exp=value)))
 
     def test_iat_and_nbf_not_numbers(self) -> None:
         """iat and nbf, when present, must be numbers too."""
-        self.refused("user_bad_claims", "Invalid user token",
+        self.refused("user_bad_claims", _USER_INVALID,
                      user=mint(_user_claims(iat="yesterday")))
-        self.refused("server_bad_claims", "Invalid server token",
+        self.refused("server_bad_claims", _SERVER_INVALID,
                      server=mint(_server_claims(nbf=[1])))
 
     def test_user_without_sub_or_role(self) -> None:
@@ -341,7 +355,7 @@ class ClaimTests(_VerifierTestCase):
                  ("role", "")]
         for name, value in cases:
             with self.subTest(claim=name, value=value):
-                self.refused("user_bad_claims", f"User token has no {name}",
+                self.refused("user_bad_claims", _user_detail(f"User token has no {name}"),
                              user=mint(_user_claims(**{name: value})))
 
     def test_server_token_needs_no_sub(self) -> None:
@@ -352,30 +366,30 @@ class ClaimTests(_VerifierTestCase):
     def test_wrong_issuer(self) -> None:
         """iss must match when an issuer is configured, on both tokens."""
         verifier = self.make_verifier(issuer="websaas")
-        self.refused("server_wrong_issuer", "Server token has the wrong issuer",
+        self.refused("server_wrong_issuer", _server_detail("Server token has the wrong issuer"),
                      server=mint(_server_claims(iss="elsewhere")), verifier=verifier)
-        self.refused("user_wrong_issuer", "User token has the wrong issuer",
+        self.refused("user_wrong_issuer", _user_detail("User token has the wrong issuer"),
                      user=mint(_user_claims(iss="elsewhere")), verifier=verifier)
 
     def test_missing_issuer(self) -> None:
         """A token without iss is refused when an issuer is configured."""
         verifier = self.make_verifier(issuer="websaas")
-        self.refused("server_wrong_issuer", "Server token has the wrong issuer",
+        self.refused("server_wrong_issuer", _server_detail("Server token has the wrong issuer"),
                      server=mint(_server_claims(iss=None)), verifier=verifier)
 
     def test_wrong_audience(self) -> None:
         """aud must name the configured audience, on both tokens."""
         verifier = self.make_verifier(audience="node-1")
-        self.refused("server_wrong_audience", "Server token has the wrong audience",
+        self.refused("server_wrong_audience", _server_detail("Server token has the wrong audience"),
                      server=mint(_server_claims(aud="node-2")), verifier=verifier)
-        self.refused("user_wrong_audience", "User token has the wrong audience",
+        self.refused("user_wrong_audience", _user_detail("User token has the wrong audience"),
                      server=mint(_server_claims(aud="node-1")),
                      user=mint(_user_claims(aud=["node-2"])), verifier=verifier)
 
     def test_missing_audience(self) -> None:
         """A token without aud is refused when an audience is configured."""
         verifier = self.make_verifier(audience="node-1")
-        self.refused("server_wrong_audience", "Server token has the wrong audience",
+        self.refused("server_wrong_audience", _server_detail("Server token has the wrong audience"),
                      server=mint(_server_claims()), verifier=verifier)
 
 
@@ -384,12 +398,12 @@ class TimeTests(_VerifierTestCase):
 
     def test_server_expired(self) -> None:
         """A server token past exp plus leeway."""
-        self.refused("server_expired", "Server token expired",
+        self.refused("server_expired", _server_detail("Signature has expired"),
                      server=mint(_server_claims(exp=int(NOW) - 30)))
 
     def test_user_expired(self) -> None:
         """A user token past exp plus leeway."""
-        self.refused("user_expired", "User token expired",
+        self.refused("user_expired", _user_detail("Signature has expired"),
                      user=mint(_user_claims(exp=int(NOW) - 31)))
 
     def test_leeway(self) -> None:
@@ -401,7 +415,7 @@ class TimeTests(_VerifierTestCase):
     def test_no_leeway(self) -> None:
         """With leeway 0, a token is refused from its exp second on."""
         verifier = self.make_verifier(leeway=0)
-        self.refused("server_expired", "Server token expired",
+        self.refused("server_expired", _server_detail("Signature has expired"),
                      server=mint(_server_claims(exp=int(NOW))), verifier=verifier)
 
     def test_clock_moves(self) -> None:
@@ -409,28 +423,28 @@ class TimeTests(_VerifierTestCase):
         server, user = mint(_server_claims()), mint(_user_claims(iat=None))
         self.verify(server, user, verifier=self.make_verifier(cache_size=0))
         self.clock.now += 10_000
-        self.refused("server_expired", "Server token expired", server=server, user=user,
-                     verifier=self.make_verifier(cache_size=0))
+        self.refused("server_expired", _server_detail("Signature has expired"), server=server,
+                     user=user, verifier=self.make_verifier(cache_size=0))
 
     def test_not_yet_valid(self) -> None:
         """nbf beyond the leeway."""
-        self.refused("server_not_yet_valid", "Server token not yet valid",
+        self.refused("server_not_yet_valid", _server_detail("The token is not yet valid (nbf)"),
                      server=mint(_server_claims(nbf=int(NOW) + 31)))
-        self.refused("user_not_yet_valid", "User token not yet valid",
+        self.refused("user_not_yet_valid", _user_detail("The token is not yet valid (nbf)"),
                      user=mint(_user_claims(nbf=int(NOW) + 31)))
         self.verify(mint(_server_claims(nbf=int(NOW) + 29)))
 
     def test_issued_in_future(self) -> None:
         """iat beyond the leeway, on either token."""
-        self.refused("server_issued_in_future", "Server token issued in the future",
+        self.refused("server_issued_in_future", _server_detail("The token is not yet valid (iat)"),
                      server=mint(_server_claims(iat=int(NOW) + 31)))
-        self.refused("user_issued_in_future", "User token issued in the future",
+        self.refused("user_issued_in_future", _user_detail("The token is not yet valid (iat)"),
                      user=mint(_user_claims(iat=int(NOW) + 31)))
         self.verify(user=mint(_user_claims(iat=int(NOW) + 29)))
 
     def test_user_token_too_old(self) -> None:
         """A user token issued more than an hour ago, though not expired."""
-        self.refused("user_too_old", "User token too old",
+        self.refused("user_too_old", "Token issued too long ago",
                      user=mint(_user_claims(iat=int(NOW) - 3601, exp=int(NOW) + 86400)))
 
     def test_user_token_age_limit_inclusive(self) -> None:
@@ -440,7 +454,7 @@ class TimeTests(_VerifierTestCase):
     def test_max_age_configurable(self) -> None:
         """The age limit is a setting."""
         verifier = self.make_verifier(max_user_token_age=60)
-        self.refused("user_too_old", "User token too old",
+        self.refused("user_too_old", "Token issued too long ago",
                      user=mint(_user_claims(iat=int(NOW) - 61)), verifier=verifier)
 
     def test_server_token_age_not_limited(self) -> None:
@@ -486,7 +500,8 @@ class CacheTests(_VerifierTestCase):
         server, user = mint(_server_claims(exp=int(NOW) + 10)), mint(_user_claims(iat=None))
         self.verify(server, user)
         self.clock.now += 100
-        self.refused("server_expired", "Server token expired", server=server, user=user)
+        self.refused("server_expired", _server_detail("Signature has expired"), server=server,
+                     user=user)
         self.clock.now = NOW
         self.verify(server, user)
         self.assertEqual(self.decodes, 3)
@@ -497,12 +512,13 @@ class CacheTests(_VerifierTestCase):
         user = mint(_user_claims(exp=int(NOW) + 86400))
         self.verify(server, user)
         self.clock.now += 3600
-        self.refused("user_too_old", "User token too old", server=server, user=user)
+        self.refused("user_too_old", "Token issued too long ago", server=server, user=user)
 
     def test_failures_not_cached(self) -> None:
         """A token refused for its nbf is verified again, and accepted once valid."""
         user = mint(_user_claims(nbf=int(NOW) + 100))
-        self.refused("user_not_yet_valid", "User token not yet valid", user=user)
+        self.refused("user_not_yet_valid", _user_detail("The token is not yet valid (nbf)"),
+                     user=user)
         self.clock.now += 100
         self.verify(user=user)
         self.assertEqual(self.decodes, 3)
@@ -510,7 +526,8 @@ class CacheTests(_VerifierTestCase):
     def test_kinds_kept_apart(self) -> None:
         """A server token accepted as such is still checked as a user token."""
         server = mint(_server_claims())
-        self.refused("user_bad_claims", "User token has no sub", server=server, user=server)
+        self.refused("user_bad_claims", _user_detail("User token has no sub"), server=server,
+                     user=server)
 
     def test_bounded(self) -> None:
         """The oldest entry is evicted when the cache is full."""
