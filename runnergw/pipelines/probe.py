@@ -13,6 +13,8 @@ from runnergw.pipelines.process import ProcessLauncher, run_job
 __all__ = ["MediaInfo", "ProbeError", "probe_media"]
 
 PROBE_TIMEOUT = 30.0
+PROBE_OUTPUT_LIMIT = 1 << 20
+"""Bytes of ffprobe's JSON kept: one entry per stream, and a file may have hundreds."""
 
 
 class ProbeError(Exception):
@@ -60,10 +62,12 @@ async def probe_media(
     """
     result = await run_job(
         reactor, clock, launcher,
-        [ffprobe, "-v", "error", "-print_format", "json",
+        [ffprobe, "-v", "error", "-print_format", "json=compact=1",
          "-show_entries", "format=duration:stream=width", path],
-        directory, environment, PROBE_TIMEOUT,
+        directory, environment, PROBE_TIMEOUT, PROBE_OUTPUT_LIMIT,
     )
+    if len(result.stdout_tail) >= PROBE_OUTPUT_LIMIT:
+        raise ProbeError("ffprobe said too much")
     if result.exit_code != 0:
         raise ProbeError("ffprobe could not read the file")
     return _parse(result.stdout_tail)

@@ -1,5 +1,10 @@
 """Run one command-line job: no shell, its own directory and session, a clean environment,
-a deadline that kills the whole process group, and a bounded tail of stderr."""
+a deadline that kills the whole process group, and a bounded tail of stderr.
+
+When the command exits, whatever it left running in its process group is killed, so helpers
+that still hold its output pipes cannot hold the job (and the model's slot) open; a helper
+that escaped the group (its own session) has its pipes closed on it after a short grace.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,14 @@ from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorT
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-__all__ = ["JobResult", "ProcessLauncher", "run_job"]
+__all__ = ["Job", "JobResult", "ProcessLauncher", "run_job", "start_job"]
 
 STDERR_TAIL = 4096
-"""Bytes of stderr kept (the end of it, where errors are)."""
+"""Bytes of stderr kept (the end of it, where errors are), and of stdout unless told."""
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL."""
+PIPE_GRACE = 2.0
+"""Seconds the output pipes may stay open after the command and its group are gone."""
 
 
 @attrs.frozen
@@ -60,10 +67,15 @@ class ProcessLauncher:
 
 
 class _JobProtocol(ProcessProtocol):
-    def __init__(self, clock: IReactorTime, timeout: float) -> None:
+    def __init__(self, clock: IReactorTime, timeout: float, stdout_limit: int) -> None:
         self.clock = clock
         self.timeout = timeout
+        self.stdout_limit = stdout_limit
         self.ended: Deferred[JobResult] = Deferred(self._cancel)
+        self.gone: Deferred[None] = Deferred()
+        self._pid: int | None = None
+        self._exited = False
+        self._pipe_timer: IDelayedCall | None = None
         self._stderr = bytearray()
         self._stdout = bytearray()
         self._timer: IDelayedCall | None = None
@@ -72,13 +84,16 @@ class _JobProtocol(ProcessProtocol):
         self._cancelled = False
 
     def connectionMade(self) -> None:
+        # Kept: the transport forgets the pid once the command has been reaped, and the
+        # group (same number) may still hold its helpers then.
+        self._pid = self.transport.pid
         self.transport.closeStdin()
         self._timer = self.clock.callLater(self.timeout, self._deadline)
 
     def outReceived(self, data: bytes) -> None:
         self._stdout += data
-        if len(self._stdout) > STDERR_TAIL:
-            del self._stdout[: len(self._stdout) - STDERR_TAIL]
+        if len(self._stdout) > self.stdout_limit:
+            del self._stdout[: len(self._stdout) - self.stdout_limit]
 
     def errReceived(self, data: bytes) -> None:
         self._stderr += data
@@ -86,12 +101,14 @@ class _JobProtocol(ProcessProtocol):
             del self._stderr[: len(self._stderr) - STDERR_TAIL]
 
     def _signal_group(self, signum: int) -> None:
-        pid = self.transport.pid
+        pid = self._pid
         if pid is None:
             return
         try:
             os.killpg(pid, signum)
         except (ProcessLookupError, PermissionError):
+            if self._exited:
+                return  # reaped: the number may already name another process
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
@@ -113,12 +130,27 @@ class _JobProtocol(ProcessProtocol):
         self._cancelled = True
         self.stop()
 
+    def processExited(self, reason: Failure) -> None:
+        # Children left in the group (a script's helpers) go with it; they may hold the
+        # output pipes, which would keep the job from ending.
+        self._exited = True  # reaped: from now on only the group may be signalled
+        self._signal_group(signal.SIGKILL)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()  # the command ended in time; only its pipes are left
+        self._timer = None
+        self._pipe_timer = self.clock.callLater(PIPE_GRACE, self._close_pipes)
+
+    def _close_pipes(self) -> None:
+        self._pipe_timer = None
+        self.transport.loseConnection()
+
     def processEnded(self, reason: Failure) -> None:
-        for timer in (self._timer, self._kill_timer):
+        for timer in (self._timer, self._kill_timer, self._pipe_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        # Children left in the group (a script's helpers) go with it.
+        self._exited = True
         self._signal_group(signal.SIGKILL)
+        self.gone.callback(None)
         if self._cancelled:
             return
         code: int | None = None
@@ -132,6 +164,50 @@ class _JobProtocol(ProcessProtocol):
                                       bytes(self._stdout)))
 
 
+@attrs.frozen
+class Job:
+    """A started job.
+
+    Attributes:
+        result: Fires with the job's result. Cancelling it (the client left) kills the job's
+            process group and fails it with ``CancelledError`` at once.
+        ended: Fires once the process has ended and its pipes are closed, however it ended
+            (after a cancellation, that can be up to ``KILL_GRACE`` seconds later).
+    """
+
+    result: Deferred[JobResult]
+    ended: Deferred[None]
+
+    def cancel(self) -> None:
+        """Kill the job (TERM, then KILL after the grace period)."""
+        self.result.cancel()
+
+
+def start_job(
+    reactor: IReactorProcess,
+    clock: IReactorTime,
+    launcher: ProcessLauncher,
+    command: Sequence[str],
+    directory: str,
+    environment: Mapping[str, str],
+    timeout: float,
+    stdout_limit: int = STDERR_TAIL,
+) -> Job:
+    """Start ``command`` (an argv list, never a shell) in ``directory``.
+
+    The result keeps the last ``STDERR_TAIL`` bytes of stderr and the last ``stdout_limit``
+    bytes of stdout.
+
+    Raises:
+        OSError: the program cannot be started.
+    """
+    protocol = _JobProtocol(clock, timeout, stdout_limit)
+    executable, argv, path = launcher.argv(command, directory)
+    reactor.spawnProcess(protocol, executable, argv, env=dict(environment), path=path,
+                         childFDs={0: "w", 1: "r", 2: "r"})
+    return Job(protocol.ended, protocol.gone)
+
+
 def run_job(
     reactor: IReactorProcess,
     clock: IReactorTime,
@@ -140,8 +216,9 @@ def run_job(
     directory: str,
     environment: Mapping[str, str],
     timeout: float,
+    stdout_limit: int = STDERR_TAIL,
 ) -> Deferred[JobResult]:
-    """Start ``command`` (an argv list, never a shell) and fire with its result.
+    """Start ``command`` as :func:`start_job` does and fire with its result.
 
     Cancelling the Deferred (the client left) kills the job's process group; the
     Deferred then fails with ``CancelledError``.
@@ -149,11 +226,8 @@ def run_job(
     Raises:
         OSError: the program cannot be started.
     """
-    protocol = _JobProtocol(clock, timeout)
-    executable, argv, path = launcher.argv(command, directory)
-    reactor.spawnProcess(protocol, executable, argv, env=dict(environment), path=path,
-                         childFDs={0: "w", 1: "r", 2: "r"})
-    return protocol.ended
+    return start_job(reactor, clock, launcher, command, directory, environment,
+                     timeout, stdout_limit).result
 
 
 def is_cancellation(failure: Failure) -> bool:

@@ -8,16 +8,18 @@ never sits in memory; the signed token, which carries every output's SHA-256, co
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import mimetypes
 import os
+import stat
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.task import Cooperator
+from twisted.internet.task import Cooperator, NotPaused, TaskFinished
 from zope.interface import implementer
 
 from runnergw.pipeline.interfaces import IClientStream
@@ -32,6 +34,23 @@ def mime_type_for(output_format: str) -> str:
     """The MIME type of an output format (``mp3`` → ``audio/mpeg``)."""
     guessed, _ = mimetypes.guess_type(f"output.{output_format}", strict=False)
     return guessed or "application/octet-stream"
+
+
+def _open_output(path: str) -> BinaryIO | None:
+    """The output file, or None when it is missing, empty or not a regular file.
+
+    A symbolic link is not followed (it could point at any file the gateway may read), and a
+    FIFO is opened without blocking and refused (reading it would stall the whole gateway).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
 @implementer(IPushProducer)
@@ -60,13 +79,8 @@ class OutputReply:
         for index, (output_id, (path, output_format)) in enumerate(self.outputs.items()):
             key = json.dumps(output_id).encode()
             write((b", " if index else b"") + key + b": ")
-            try:
-                stream = open(path, "rb")  # noqa: SIM115 - closed below, across yields
-            except OSError:
-                stream = None
-            if stream is None or os.fstat(stream.fileno()).st_size == 0:
-                if stream is not None:
-                    stream.close()
+            stream = _open_output(path)
+            if stream is None:
                 self.hashes[output_id] = None
                 self.missing.append(output_id)
                 write(b"null")
@@ -85,10 +99,15 @@ class OutputReply:
         self.client.finish()
 
     def pauseProducing(self) -> None:
-        self._task.pause()
+        with contextlib.suppress(TaskFinished):
+            self._task.pause()
 
     def resumeProducing(self) -> None:
-        self._task.resume()
+        with contextlib.suppress(TaskFinished, NotPaused):
+            self._task.resume()
 
     def stopProducing(self) -> None:
-        self._task.stop()
+        """Stop for good (the client left); ``done`` fails with ``TaskStopped``. Safe to call
+        more than once and after the reply is complete."""
+        with contextlib.suppress(TaskFinished):
+            self._task.stop()

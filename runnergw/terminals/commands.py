@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import CancelledError
-from twisted.internet.task import Cooperator
+from twisted.internet.task import Cooperator, TaskStopped
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -23,7 +23,7 @@ from runnergw.pipeline.interfaces import IClientStream, ITerminal
 from runnergw.pipelines.descriptor import ModelDescriptor
 from runnergw.pipelines.form import FormError, check_form
 from runnergw.pipelines.probe import ProbeError, probe_media
-from runnergw.pipelines.process import JobResult, ProcessLauncher, run_job
+from runnergw.pipelines.process import JobResult, ProcessLauncher, start_job
 from runnergw.pipelines.reply import OutputReply
 from runnergw.pipelines.slots import JobSlots, QueueFull
 from runnergw.pipelines.template import TemplateError, fill_command
@@ -45,7 +45,9 @@ class PipelineContext:
         self.reactor = reactor
         self.launcher = launcher
         self.signer = signer
-        self.jobs_path = jobs_path
+        # Jobs run in their own directory, so the paths given to a command must not depend
+        # on the gateway's working directory: a relative ``jobsPath`` is made absolute here.
+        self.jobs_path = os.path.abspath(jobs_path)
         self.ffprobe = ffprobe
         self.cooperator = cooperator
 
@@ -98,6 +100,11 @@ class CommandTerminal:
                      directory: str) -> None:
         form_fields, uploads = await self._receive(exchange, client, directory)
         if client.gone:
+            # The body consumer hears of the disconnect before the exchange is marked, and
+            # the audit line is written as soon as this returns.
+            if exchange.outcome == "ok":
+                exchange.outcome = "client_gone"
+                exchange.reason = "client disconnected during the request body"
             return
         values = self._check_form(exchange, form_fields, uploads)
         if await self._over_role_limit(exchange, client, send_head, uploads, directory):
@@ -170,7 +177,8 @@ class CommandTerminal:
             raise Reject(400, "The uploaded file could not be read as media") from None
         for limit in limits:
             measured = info.measure(limit.attribute)
-            if measured is not None and measured > limit.value:
+            # Whole seconds and pixels, as the old node compared them (30.6 s passes 30).
+            if measured and int(measured) > limit.value:
                 unit = "s" if limit.attribute == "duration" else "px"
                 description = (f"Input exceeds the {limit.attribute} limit "
                                f"{_limit_text(limit.value)}{unit}, upgrade your plan")
@@ -197,24 +205,29 @@ class CommandTerminal:
         except CancelledError:
             return None  # the client left while queued: the job never starts
         try:
-            job = run_job(self.context.reactor, self.context.reactor, self.context.launcher,
-                          argv, directory, _environment(directory), self.settings.timeout)
+            if client.gone:
+                return None  # left while its upload was measured: nothing to start
+            job = start_job(self.context.reactor, self.context.reactor, self.context.launcher,
+                            argv, directory, _environment(directory), self.settings.timeout)
             client.when_gone(job.cancel)
             try:
-                result = await job
+                result = await job.result
             except CancelledError:
                 exchange.notes["job_killed"] = True
+                # The slot (one GPU: one job) and the directory stay the job's until its
+                # processes are gone, which may take the kill grace period.
+                await job.ended
                 return None
         finally:
             self.slots.release()
         exchange.notes["exit_code"] = result.exit_code
         if result.timed_out:
             exchange.outcome = "timeout"
-            raise Reject(408, "Command timed out", reason="command timed out")
+            raise Reject(408, "Command execution timed out", reason="command timed out")
         if result.exit_code != 0:
             exchange.outcome = "command_failed"
             tail = result.stderr_tail.decode("utf-8", "replace")[-_STDERR_DETAIL:]
-            raise Reject(400, f"Command failed: {tail}",
+            raise Reject(400, f"Command execution failed: {tail}",
                          reason=f"command failed (exit {result.exit_code}, "
                                 f"signal {result.signal})")
         return result
@@ -225,11 +238,24 @@ class CommandTerminal:
         reply = OutputReply(client, outputs, lambda hashes: self._sign(exchange, hashes),
                             self.context.cooperator)
         client.register_producer(reply)
+        # A client that leaves (or is dropped for not reading) ends the reply even while the
+        # reply is paused and no longer registered with the connection.
+        client.when_gone(reply.stopProducing)
         try:
             await reply.done
+        except TaskStopped:
+            # Stopped by the connection going away: the transport may say so before the
+            # client stream does, so the audit learns it here.
+            if exchange.outcome == "ok":
+                exchange.outcome = "client_gone"
+                exchange.reason = "client disconnected before the response was complete"
+            return
         except Exception:
-            if not client.gone:
-                client.abort("output unreadable")
+            self.log.failure("Reading the outputs of request {request_id} failed",
+                             request_id=exchange.request_id)
+            exchange.outcome = "error"
+            exchange.reason = "output unreadable"
+            client.abort("output unreadable")
             return
         finally:
             if reply.missing:

@@ -1,0 +1,65 @@
+"""The per-model queue: ``concurrency`` jobs run, ``queueSize`` wait, the rest hear 503."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+
+from tests.terminals.support import raw_connect
+from tests.terminals.test_commands import decode_data_uri, start_pipelines
+from tests.terminals.test_commands_jobs import JobControl, when_queued
+
+
+class QueueTests(TestCase):
+    """``concurrency: 1, queueSize: 1``: one runs, one waits, the next is told to come back."""
+
+    timeout = 20
+
+    def setUp(self) -> None:
+        self.control = JobControl(self)
+        self.pipelines = start_pipelines(
+            self, {"wait": self.control.descriptor("wait")},
+            models={"wait": {"timeout": "5s", "concurrency": 1, "queueSize": 1}})
+        self.terminal = self.pipelines.terminal("wait")
+
+    async def test_full_queue_answers_503(self) -> None:
+        first_answer = Deferred.fromCoroutine(self.pipelines.post("wait", {"tag": "a"}))
+        first = await self.control.next()
+        queued = when_queued(self, self.terminal)
+        second_answer = Deferred.fromCoroutine(self.pipelines.post("wait", {"tag": "b"}))
+        await queued
+        third = await self.pipelines.post("wait", {"tag": "c"})
+        self.assertEqual(third.status, 503, third.body)
+        self.assertEqual(third.header("Retry-After"), "10")
+        self.assertEqual(set(third.json), {"detail"})
+        self.assertEqual((await self.pipelines.records(1))[0]["reason"], "queue full")
+        first.go()
+        self.assertEqual((await first_answer).status, 200)
+        second = await self.control.next()
+        self.assertEqual(second.tag, "b")
+        second.go()
+        answer = await second_answer
+        self.assertEqual(decode_data_uri(answer.json["outputs"]["result"])[1], b"b")
+        await self.pipelines.settled(3)
+        self.assertEqual(self.control.started_tags(), {"a", "b"})
+
+    async def test_queued_request_whose_client_left_never_starts(self) -> None:
+        first_answer = Deferred.fromCoroutine(self.pipelines.post("wait", {"tag": "a"}))
+        first = await self.control.next()
+        queued = when_queued(self, self.terminal)
+        client = await raw_connect(self, self.pipelines.gateway)
+        client.send(self.pipelines.raw_request("wait", {"tag": "b"}))
+        await queued
+        await client.close()
+        [left] = await self.pipelines.records(1)
+        self.assertEqual(left["outcome"], "client_gone")
+        self.assertEqual(self.terminal.slots.waiting, 0)
+        first.go()
+        self.assertEqual((await first_answer).status, 200)
+        later = Deferred.fromCoroutine(self.pipelines.post("wait", {"tag": "d"}))
+        after = await self.control.next()
+        self.assertEqual(after.tag, "d")
+        after.go()
+        self.assertEqual((await later).status, 200)
+        await self.pipelines.settled(3)
+        self.assertEqual(self.control.started_tags(), {"a", "d"})
