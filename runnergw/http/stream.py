@@ -255,13 +255,14 @@ class ClientStream:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
-        if self.reading_body():
-            self._consumer.body_failed(ConnectionError("client disconnected during the body"))
         if not self.response_done:
+            # Recorded first: the consumer told below may end the exchange on the spot.
             self.exchange.finished_at = self.protocol.clock.seconds()
             if self.exchange.outcome == "ok":
                 self.exchange.outcome = "client_gone"
                 self.exchange.reason = "client disconnected before the response was complete"
+        if self.reading_body():
+            self._consumer.body_failed(ConnectionError("client disconnected during the body"))
         callbacks, self._gone_callbacks = self._gone_callbacks, []
         for callback in callbacks:
             callback()

@@ -47,12 +47,19 @@ class ProcessLauncher:
     """Starts commands in a new session and a given directory.
 
     With util-linux ``setsid`` and coreutils ``env -C`` the reactor can use ``posix_spawn``
-    (much cheaper than forking a large gateway process); without them it forks and changes
-    directory itself, and the process group is still the child's own.
+    (much cheaper than forking a large gateway process) and the job gets a process group of
+    its own, so a timeout or a client leaving kills its helpers too. Without them the reactor
+    forks and changes directory itself, and the job stays in the gateway's process group:
+    only the command itself can then be killed (``grouped`` is False; the service warns).
     """
 
     setsid: str | None
     env: str | None
+
+    @property
+    def grouped(self) -> bool:
+        """True when each job runs in a process group of its own."""
+        return bool(self.setsid and self.env)
 
     @classmethod
     def find(cls) -> ProcessLauncher:

@@ -2,7 +2,8 @@
 
 ``{"outputs": {"<id>": "data:<mime>;base64,<…>" | null, …}, "token": "<JWT>"}``: each output
 file is read, base64-encoded and hashed in blocks as the client takes them, so a 500 MB video
-never sits in memory; the signed token, which carries every output's SHA-256, comes last.
+never sits in memory; the signed token, which carries every output's SHA-256, comes last
+(the terminal writes it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import mimetypes
 import os
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 from twisted.internet.defer import Deferred
@@ -55,19 +56,18 @@ def _open_output(path: str) -> BinaryIO | None:
 
 @implementer(IPushProducer)
 class OutputReply:
-    """Streams the outputs to the client, then the token ``sign(hashes)`` returns."""
+    """Streams ``{"outputs": {…}`` to the client; ``done`` fires once it is written, and
+    ``hashes`` then holds every output's SHA-256 for the token that closes the reply."""
 
     def __init__(
         self,
         client: IClientStream,
         outputs: Mapping[str, tuple[str, str]],
-        sign: Callable[[Mapping[str, str | None]], str],
         cooperator: Cooperator,
     ) -> None:
         """``outputs`` maps output id to (file path, format)."""
         self.client = client
         self.outputs = outputs
-        self.sign = sign
         self.hashes: dict[str, str | None] = {}
         self.missing: list[str] = []
         self._task = cooperator.cooperate(self._pieces())
@@ -94,9 +94,7 @@ class OutputReply:
                     yield None
             write(b'"')
             self.hashes[output_id] = "sha256:" + digest.hexdigest()
-        token = self.sign(self.hashes)
-        write(b'}, "token": ' + json.dumps(token).encode() + b"}")
-        self.client.finish()
+        write(b"}")
 
     def pauseProducing(self) -> None:
         with contextlib.suppress(TaskFinished):

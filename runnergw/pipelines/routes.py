@@ -66,7 +66,11 @@ def build_pipeline_routes(
                                       f" (column {problem.column})" if problem.column else "")))
     if parts.signer is None:
         return []
-    shared = PipelineContext(reactor, ProcessLauncher.find(), parts.signer,
+    launcher = ProcessLauncher.find()
+    if not launcher.grouped:
+        log.warn("setsid (util-linux) or env (coreutils) is missing: jobs share the gateway's "
+                 "process group, and only a job's own process is killed on timeout")
+    shared = PipelineContext(reactor, launcher, parts.signer,
                              pipelines.jobs_path, ffprobe, Cooperator())
     routes = []
     for model in models:

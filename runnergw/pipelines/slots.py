@@ -23,6 +23,11 @@ class JobSlots:
         self._waiting: deque[Deferred[None]] = deque()
 
     @property
+    def full(self) -> bool:
+        """True when a request arriving now would be refused."""
+        return self.running >= self.concurrency and len(self._waiting) >= self.max_waiting
+
+    @property
     def waiting(self) -> int:
         """Requests in line."""
         return len(self._waiting)

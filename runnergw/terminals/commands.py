@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Cooperator, TaskStopped
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -90,11 +91,16 @@ class CommandTerminal:
         if exchange.method != "POST":
             raise Reject(405, "Method Not Allowed", headers=(("Allow", "POST"),))
         exchange.upstream = self.model.endpoint
+        if self.slots.full:
+            # Refused before the upload: it would only wait for a slot that is not there.
+            raise Reject(503, "The model is busy, try again later",
+                         headers=(("Retry-After", _RETRY_AFTER),), reason="queue full")
         directory = tempfile.mkdtemp(prefix="job-", dir=self.context.jobs_path)
         try:
             await self._serve(exchange, client, send_head, directory)
         finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            # Removing a large upload waits on the disk: a worker thread.
+            await deferToThread(shutil.rmtree, directory, True)
 
     async def _serve(self, exchange: Exchange, client: IClientStream, send_head: Any,
                      directory: str) -> None:
@@ -235,8 +241,7 @@ class CommandTerminal:
     async def _reply(self, exchange: Exchange, client: IClientStream, send_head: Any,
                      outputs: Mapping[str, tuple[str, str]]) -> None:
         send_head(200, Headers([("Content-Type", "application/json")]), None)
-        reply = OutputReply(client, outputs, lambda hashes: self._sign(exchange, hashes),
-                            self.context.cooperator)
+        reply = OutputReply(client, outputs, self.context.cooperator)
         client.register_producer(reply)
         # A client that leaves (or is dropped for not reading) ends the reply even while the
         # reply is paused and no longer registered with the connection.
@@ -260,6 +265,10 @@ class CommandTerminal:
         finally:
             if reply.missing:
                 exchange.notes["missing_outputs"] = reply.missing
+        # RSA signing takes a few hundred microseconds and releases the GIL: a worker thread.
+        token = await deferToThread(self._sign, exchange, reply.hashes)
+        client.write(b', "token": ' + json.dumps(token).encode() + b"}")
+        client.finish()
 
     def _sign(self, exchange: Exchange, hashes: Mapping[str, str | None]) -> str:
         identity = exchange.identity
