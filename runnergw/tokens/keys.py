@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import errno
 import hmac
-import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -34,6 +32,8 @@ import pyseto
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pyseto import KeyInterface
+
+from runnergw.keyfiles import check_absent, write_key_pair
 
 __all__ = [
     "KeyFileError",
@@ -459,26 +459,6 @@ def generate_signing_keypair() -> tuple[bytes, bytes]:
     return _pem_encode(_GO_PRIVATE_LABEL, raw), ssh_line + b"\n"
 
 
-def _write_new_file(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` with ``mode`` and write ``data``; fail if it already exists."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    descriptor = os.open(path, flags, mode)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _replace_file(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to a fresh file created with ``mode`` and move it over ``path``."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        _write_new_file(temporary, data, mode)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_signing_keypair(key_path: Path, pub_path: Path, *, overwrite: bool = False) -> None:
     """Generate a key pair and write it: the private key with mode 0600, the public with 0644.
 
@@ -496,14 +476,9 @@ def write_signing_keypair(key_path: Path, pub_path: Path, *, overwrite: bool = F
         OSError: A file or directory could not be written.
     """
     if not overwrite:
-        for path in (key_path, pub_path):
-            if path.exists():
-                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        check_absent(key_path, pub_path)
     private_file, public_file = generate_signing_keypair()
-    write = _replace_file if overwrite else _write_new_file
-    for path, data, mode in ((key_path, private_file, 0o600), (pub_path, public_file, 0o644)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(path, data, mode)
+    write_key_pair(key_path, private_file, pub_path, public_file, overwrite=overwrite)
 
 
 def generate_local_key_hex() -> str:

@@ -15,8 +15,6 @@ file and setting.
 from __future__ import annotations
 
 import base64
-import errno
-import os
 import re
 import secrets
 from pathlib import Path
@@ -28,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import (
     RSAPublicKey,
     generate_private_key,
 )
+
+from runnergw.keyfiles import check_absent, write_key_pair
 
 __all__ = [
     "MINIMUM_RSA_BITS",
@@ -134,26 +134,6 @@ def load_rsa_private_key(data: bytes) -> RSAPrivateKey:
     return key
 
 
-def _write_new_file(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` with ``mode`` and write ``data``; fail if it already exists."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    descriptor = os.open(path, flags, mode)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _replace_file(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to a fresh file created with ``mode`` and move it over ``path``."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        _write_new_file(temporary, data, mode)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_rsa_keypair(
     private_path: Path, public_path: Path, *, bits: int = 3072, overwrite: bool = False
 ) -> None:
@@ -178,9 +158,7 @@ def write_rsa_keypair(
     if bits < MINIMUM_RSA_BITS:
         raise ValueError(f"an RSA key needs at least {MINIMUM_RSA_BITS} bits, not {bits}")
     if not overwrite:
-        for path in (private_path, public_path):
-            if path.exists():
-                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        check_absent(private_path, public_path)
     private = generate_private_key(public_exponent=65537, key_size=bits)
     private_pem = private.private_bytes(
         serialization.Encoding.PEM,
@@ -190,10 +168,7 @@ def write_rsa_keypair(
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    write = _replace_file if overwrite else _write_new_file
-    for path, data, mode in ((private_path, private_pem, 0o600), (public_path, public_pem, 0o644)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(path, data, mode)
+    write_key_pair(private_path, private_pem, public_path, public_pem, overwrite=overwrite)
 
 
 def new_server_id() -> str:
