@@ -14,7 +14,7 @@ import signal
 from collections.abc import Mapping, Sequence
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
@@ -236,7 +236,3 @@ def run_job(
     return start_job(reactor, clock, launcher, command, directory, environment,
                      timeout, stdout_limit).result
 
-
-def is_cancellation(failure: Failure) -> bool:
-    """True when a job ended because it was cancelled."""
-    return failure.check(CancelledError) is not None
