@@ -46,31 +46,46 @@ class JobResult:
 class ProcessLauncher:
     """Starts commands in a new session and a given directory.
 
-    With util-linux ``setsid`` and coreutils ``env -C`` the reactor can use ``posix_spawn``
-    (much cheaper than forking a large gateway process) and the job gets a process group of
-    its own, so a timeout or a client leaving kills its helpers too. Without them the reactor
-    forks and changes directory itself, and the job stays in the gateway's process group:
-    only the command itself can then be killed (``grouped`` is False; the service warns).
+    With util-linux ``setsid`` the job gets a process group of its own, so a timeout or a
+    client leaving kills its helpers too; without it the job stays in the gateway's process
+    group and only the command itself can be killed (``grouped`` is False; the service warns).
+
+    The reactor uses ``posix_spawn`` (far cheaper than forking a large gateway process) only
+    for a child that starts in the gateway's own directory, so the launcher steps into the job
+    directory for the instant of the spawn and back: one program more per job (``setsid``)
+    instead of two (``setsid`` and ``env -C``).
     """
 
     setsid: str | None
-    env: str | None
 
     @property
     def grouped(self) -> bool:
         """True when each job runs in a process group of its own."""
-        return bool(self.setsid and self.env)
+        return self.setsid is not None
 
     @classmethod
     def find(cls) -> ProcessLauncher:
-        """Locate the helpers on PATH."""
-        return cls(setsid=shutil.which("setsid"), env=shutil.which("env"))
+        """Locate ``setsid`` on PATH."""
+        return cls(setsid=shutil.which("setsid"))
 
-    def argv(self, command: Sequence[str], directory: str) -> tuple[str, list[str], str | None]:
-        """Executable, argv and working directory to give ``spawnProcess``."""
-        if self.setsid and self.env:
-            return self.setsid, ["setsid", self.env, "-C", directory, "--", *command], None
-        return command[0], list(command), directory
+    def spawn(self, reactor: IReactorProcess, protocol: ProcessProtocol,
+              command: Sequence[str], directory: str, environment: Mapping[str, str]) -> None:
+        """Start ``command`` in ``directory`` (absolute) with ``environment``.
+
+        Raises:
+            OSError: the program cannot be started.
+        """
+        if self.setsid is not None:
+            executable, argv = self.setsid, ["setsid", "--", *command]
+        else:
+            executable, argv = command[0], list(command)
+        previous = os.getcwd()
+        os.chdir(directory)
+        try:
+            reactor.spawnProcess(protocol, executable, argv, env=dict(environment),
+                                 path=directory, childFDs={0: "w", 1: "r", 2: "r"})
+        finally:
+            os.chdir(previous)
 
 
 class _JobProtocol(ProcessProtocol):
@@ -209,9 +224,7 @@ def start_job(
         OSError: the program cannot be started.
     """
     protocol = _JobProtocol(clock, timeout, stdout_limit)
-    executable, argv, path = launcher.argv(command, directory)
-    reactor.spawnProcess(protocol, executable, argv, env=dict(environment), path=path,
-                         childFDs={0: "w", 1: "r", 2: "r"})
+    launcher.spawn(reactor, protocol, command, directory, environment)
     return Job(protocol.ended, protocol.gone)
 
 

@@ -68,8 +68,8 @@ def build_pipeline_routes(
         return []
     launcher = ProcessLauncher.find()
     if not launcher.grouped:
-        log.warn("setsid (util-linux) or env (coreutils) is missing: jobs share the gateway's "
-                 "process group, and only a job's own process is killed on timeout")
+        log.warn("setsid (util-linux) is missing: jobs share the gateway's process group, "
+                 "and only a job's own process is killed on timeout")
     shared = PipelineContext(reactor, launcher, parts.signer,
                              pipelines.jobs_path, ffprobe, Cooperator())
     routes = []
