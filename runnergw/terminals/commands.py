@@ -213,8 +213,14 @@ class CommandTerminal:
         try:
             if client.gone:
                 return None  # left while its upload was measured: nothing to start
-            job = start_job(self.context.reactor, self.context.reactor, self.context.launcher,
-                            argv, directory, _environment(directory), self.settings.timeout)
+            try:
+                job = start_job(self.context.reactor, self.context.reactor,
+                                self.context.launcher, argv, directory, _environment(directory),
+                                self.settings.timeout)
+            except OSError as e:
+                exchange.outcome = "command_failed"
+                raise Reject(400, f"Command execution failed: cannot start {argv[0]}: "
+                                  f"{e.strerror}", reason="command could not start") from None
             client.when_gone(job.cancel)
             try:
                 result = await job.result
