@@ -255,20 +255,24 @@ class GatewayHTTPProtocol(Protocol):
         else:
             self._close()
 
-    def _refuse(self, error: BadRequest, request_id: str | None = None) -> None:
+    def _refuse(self, error: BadRequest, exchange: Exchange | None = None) -> None:
         """Answer a request that could not be parsed or read, then close.
 
-        ``request_id`` is given once the exchange exists (a body refused midway), so that the
-        client can quote the id the audit trail records.
+        ``exchange`` is given once it exists (a body refused midway): the answer then carries
+        its request id, which the audit trail records, in its route's error shape.
         """
         self.log.info(
             "Refused a malformed request from {peer}: {status} {message}",
             event="bad_request", peer=self.transport.getPeer().host,
             status=error.status, message=error.message,
         )
-        body = json.dumps({"error": error.message}).encode()
-        request_id_field = b"" if request_id is None else b"X-Request-Id: %s\r\n" % (
-            request_id.encode("ascii"))
+        route = exchange.route if exchange is not None else None
+        if route is not None:
+            body = route.error_body(error.status, error.message)
+        else:
+            body = json.dumps({"error": error.message}).encode()
+        request_id_field = b"" if exchange is None else b"X-Request-Id: %s\r\n" % (
+            exchange.request_id.encode("ascii"))
         status_line = b"HTTP/1.1 %d %s\r\n" % (error.status, reason_phrase(error.status).encode())
         self.transport.write(
             status_line + b"Content-Type: application/json; charset=utf-8\r\n"
@@ -338,7 +342,7 @@ class GatewayHTTPProtocol(Protocol):
             exchange.status = error.status
             stream.response_done = True
             stream.connection_lost()
-            self._refuse(error, exchange.request_id)
+            self._refuse(error, exchange)
 
     def may_keep_alive(self, stream: ClientStream) -> bool:
         """Whether the connection can carry another request after this response.

@@ -23,7 +23,7 @@ from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory, Gateway
 from runnergw.pipeline.exchange import Exchange
 from runnergw.pipeline.gateway import Gateway
 from runnergw.pipeline.interfaces import IClientStream, IFilter, ITerminal
-from runnergw.pipeline.route import Route, Router
+from runnergw.pipeline.route import Route, Router, error_body_ollama
 from runnergw.tokens.keys import generate_signing_keypair, load_public_keys, load_signing_key
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.verifier import TokenVerifier
@@ -295,10 +295,12 @@ def build_gateway(
     *,
     max_body_size: int = 1 << 30,
     filters: Sequence[IFilter] | None = None,
+    error_body: Callable[[int, str], bytes] = error_body_ollama,
 ) -> Gateway:
     """A real ``Gateway``: one route for every path, guarded by a real ``TokenFilter``."""
     chain = tuple(filters) if filters is not None else (TokenFilter(token_verifier()),)
-    route = Route("ollama", (), chain, terminal, max_body_size=max_body_size)
+    route = Route("ollama", (), chain, terminal, max_body_size=max_body_size,
+                  error_body=error_body)
     return Gateway(Router([route], Route("", (), (), None)))
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 
+from runnergw.pipeline.route import error_body_detail
 from tests.http.support import (
     RecordingConsumer,
     ServerTestCase,
@@ -80,6 +82,18 @@ class BodyLimitTests(ServerTestCase):
         self.assertIsInstance(consumer.failure, Exception)
         self.assertEqual(call.exchange.status, 413)
         self.assertEqual(call.exchange.outcome, "client_error")
+
+    def test_chunked_body_over_limit_in_the_route_shape(self) -> None:
+        """The 413 for a chunked body uses the route's error shape (pipelines: ``detail``)."""
+        self.gateway = build_gateway(self.terminal, max_body_size=100,
+                                     error_body=error_body_detail)
+        protocol, transport = self.request(_post(b"Transfer-Encoding: chunked", mint()))
+        self.terminal.calls[0].read_body()
+        protocol.dataReceived(b"65\r\n" + b"a" * 101 + b"\r\n")
+        [response] = parse_responses(transport.value())
+        self.assertEqual(response.status, 413)
+        self.assertEqual(json.loads(response.body),
+                         {"detail": "request body larger than 100 bytes"})
 
     def test_chunked_body_over_limit_in_one_chunk(self) -> None:
         """One huge chunk is refused before its data is passed on."""
