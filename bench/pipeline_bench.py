@@ -145,13 +145,15 @@ class Setup:
     key: Path
     models: Path
     jobs: Path
+    plain_http: bool = False
 
     def settings(self, name: str, port: int) -> Path:
         """A settings file for a gateway on ``port`` serving the bench models."""
         document = {  # JSON is YAML
             "logging": {"level": "info"},
-            "server": {"address": f"{HOST}:{port}", "certificatePath": str(self.cert),
-                       "keyPath": str(self.key)},
+            "server": ({"address": f"{HOST}:{port}"} if self.plain_http else
+                       {"address": f"{HOST}:{port}", "certificatePath": str(self.cert),
+                        "keyPath": str(self.key)}),
             "audit": {"path": str(self.directory / f"audit-{name}.log")},
             "pipelines": {
                 "modelsPath": str(self.models),
@@ -239,7 +241,7 @@ class PipelineTarget(gb.Target):
     """The gateway's ``cp`` route, for ``gateway_bench.measure``: a multipart request with the
     SaaS tokens of the client's own user."""
 
-    def __init__(self, port: int, tls: ssl.SSLContext, auth: list[str]) -> None:
+    def __init__(self, port: int, tls: ssl.SSLContext | None, auth: list[str]) -> None:
         super().__init__("gateway", port, tls, "", auth)
 
     def request(self, path: str, body: bytes, index: int) -> bytes:
@@ -272,10 +274,11 @@ def children_cpu(pid: int, tick: float) -> float:
     return (int(fields[13]) + int(fields[14])) / tick
 
 
-def open_tls(port: int, tls: ssl.SSLContext) -> ssl.SSLSocket:
+def open_tls(port: int, tls: ssl.SSLContext | None) -> socket.socket:
+    """A connection to the gateway: TLS, or plain HTTP when ``tls`` is None."""
     raw = socket.create_connection((HOST, port), timeout=120)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return tls.wrap_socket(raw, server_hostname=HOST)
+    return raw if tls is None else tls.wrap_socket(raw, server_hostname=HOST)
 
 
 @dataclass
@@ -288,7 +291,7 @@ class Reply:
     tail: bytes
 
 
-def read_reply(connection: ssl.SSLSocket, keep: int = 65536) -> Reply:
+def read_reply(connection: socket.socket, keep: int = 65536) -> Reply:
     """Read one response to its end, discarding the body but its first and last bytes."""
     buffer = bytearray()
     while b"\r\n\r\n" not in buffer:
@@ -367,7 +370,7 @@ async def measure_throughput(target: PipelineTarget, args: argparse.Namespace,
                             warmup=args.warmup, duration=args.duration, meter=meter)
 
 
-def check_one_reply(gateway: Gateway, tls: ssl.SSLContext, saas: Saas) -> str:
+def check_one_reply(gateway: Gateway, tls: ssl.SSLContext | None, saas: Saas) -> str:
     """One ``cp`` request, its reply checked in full (output, signed token)."""
     upload = os.urandom(UPLOAD_BYTES)
     body = small_body(upload)
@@ -586,7 +589,7 @@ def process_cpu(pid: int, tick: float) -> float:
     return (int(fields[11]) + int(fields[12])) / tick
 
 
-def warm_up(gateway: Gateway, tls: ssl.SSLContext, saas: Saas, endpoint: str,
+def warm_up(gateway: Gateway, tls: ssl.SSLContext | None, saas: Saas, endpoint: str,
             upload: bytes | None) -> None:
     """A small request, so that lazily built code paths exist before the RSS is read."""
     body = small_body(upload)
@@ -599,7 +602,7 @@ def warm_up(gateway: Gateway, tls: ssl.SSLContext, saas: Saas, endpoint: str,
                            f"{reply.head[:300]!r}")
 
 
-def big_upload(gateway: Gateway, tls: ssl.SSLContext, saas: Saas, size: int
+def big_upload(gateway: Gateway, tls: ssl.SSLContext | None, saas: Saas, size: int
                ) -> tuple[int, str]:
     """Stream a ``size``-byte upload to the upload model, one reused 1 MiB block at a time."""
     head = b"".join([form_part("input_form", "{}"), file_part_head("media", "huge.bin")])
@@ -632,7 +635,7 @@ def big_upload(gateway: Gateway, tls: ssl.SSLContext, saas: Saas, size: int
     return 200, f"{size / MIB:.0f} MiB uploaded, the job's output and the node token checked"
 
 
-def big_output(gateway: Gateway, tls: ssl.SSLContext, saas: Saas, size: int
+def big_output(gateway: Gateway, tls: ssl.SSLContext | None, saas: Saas, size: int
                ) -> tuple[int, str]:
     """Ask the output model for ``size`` bytes of zeros; read the reply, discarding it."""
     body = small_body(None)
@@ -657,7 +660,7 @@ def big_output(gateway: Gateway, tls: ssl.SSLContext, saas: Saas, size: int
                  f"{size / MIB:.0f} MiB), the node token checked")
 
 
-def run_memory_cases(setup: Setup, tls: ssl.SSLContext, args: argparse.Namespace,
+def run_memory_cases(setup: Setup, tls: ssl.SSLContext | None, args: argparse.Namespace,
                      processes: list[Gateway]) -> tuple[list[MemoryResult], list[str]]:
     results: list[MemoryResult] = []
     skipped: list[str] = []
@@ -716,7 +719,8 @@ def print_report(through: gb.Result, baseline: dict[str, Any], memory: list[Memo
           f"{JOB_CONCURRENCY} jobs at once) against the same cp spawned by a bare reactor")
     print(f"{'what':<28}{'clients':>8}{'jobs':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'errors':>8}")
-    print(f"{'gateway (HTTPS + cp)':<28}{through.clients:>8}{through.count:>8}"
+    label = "gateway (HTTP + cp)" if args.plain_http else "gateway (HTTPS + cp)"
+    print(f"{label:<28}{through.clients:>8}{through.count:>8}"
           f"{through.rate:>9.1f}{gb._fmt(through.latency(50), 2):>9}"
           f"{gb._fmt(through.latency(99), 2):>9}{len(through.errors):>8}")
     lat = baseline["latencies_ms"]
@@ -819,6 +823,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "FILE.svg flame graph, FILE.json speedscope, else collapsed stacks")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 when a goal is missed")
+    parser.add_argument("--plain-http", action="store_true",
+                        help="serve and call the gateway in plain HTTP, as the old node ran "
+                             "(default: HTTPS)")
     parser.add_argument("--spawn-baseline", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.duration is None:
@@ -850,13 +857,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         directory = Path(temporary)
         try:
             setup = make_setup(directory, args.upload_mib, args.output_mib)
-            tls = ssl.create_default_context(cafile=str(setup.cert))
-            tls.set_alpn_protocols(["http/1.1"])
+            setup.plain_http = args.plain_http
+            tls: ssl.SSLContext | None = None
+            if not args.plain_http:
+                tls = ssl.create_default_context(cafile=str(setup.cert))
+                tls.set_alpn_protocols(["http/1.1"])
             gateway = launch_gateway(setup, "jobs")
             processes.append(gateway)
             print(f"runnergw pipeline bench: python {platform.python_version()}, "
                   f"{os.cpu_count()} CPUs, gateway pid {gateway.pid} "
-                  f"(https://{HOST}:{gateway.port}/{CP_MODEL}/); {args.duration:g} s per "
+                  f"({'http' if args.plain_http else 'https'}://{HOST}:{gateway.port}/"
+                  f"{CP_MODEL}/); {args.duration:g} s per "
                   f"case, warm-up {args.warmup:g} s", flush=True)
             print(f"  {check_one_reply(gateway, tls, setup.saas)}", flush=True)
             baseline = run_baseline(directory / "spawn", args.duration, args.warmup)
