@@ -82,11 +82,22 @@ class PipelineSettings:
             models=models,
             origin=section.origin,
         )
+        if settings.enabled:
+            _check_filters(section, settings.filters)
         if settings.enabled and not settings.server_id:
             section.error("serverId", "required: the id agreed with the SaaS (runnergw "
                           "server-id makes one; SERVER_ID in the environment works too)")
         section.finish()
         return settings
+
+
+def _check_filters(section: MapReader, filters: tuple[str, ...]) -> None:
+    """The SaaS token check and the role check are the contract of every model: a settings
+    change must not drop them silently (custom filters may be added around them)."""
+    if "websaas" not in filters:
+        section.error("filters", "must include websaas: without it anyone can run the models")
+    elif "role" not in filters or filters.index("role") < filters.index("websaas"):
+        section.error("filters", "must include role after websaas: it enforces allowed_roles")
 
 
 def _read_model(section: MapReader, base: ModelSettings, finish: bool = False) -> ModelSettings:

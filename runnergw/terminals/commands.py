@@ -158,7 +158,7 @@ class CommandTerminal:
             exchange.notes["command_mismatch"] = True
         try:
             form = json.loads(fields.get("input_form") or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Reject(400, "input_form is not valid JSON") from None
         if not isinstance(form, dict):
             raise Reject(400, "input_form must be a JSON object")
@@ -183,8 +183,12 @@ class CommandTerminal:
             raise Reject(400, "The uploaded file could not be read as media") from None
         for limit in limits:
             measured = info.measure(limit.attribute)
+            if measured is None:
+                # A file whose length or size cannot be read must not slip past the limit.
+                raise Reject(400, f"The uploaded file's {limit.attribute} could not be measured",
+                             reason=f"role limit: {limit.attribute} not measurable")
             # Whole seconds and pixels, as the old node compared them (30.6 s passes 30).
-            if measured and int(measured) > limit.value:
+            if int(measured) > limit.value:
                 unit = "s" if limit.attribute == "duration" else "px"
                 description = (f"Input exceeds the {limit.attribute} limit "
                                f"{_limit_text(limit.value)}{unit}, upgrade your plan")

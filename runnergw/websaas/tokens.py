@@ -204,6 +204,11 @@ class SaasTokenVerifier:
                 ``detail`` is meant for the client.
         """
         server = self._checked(_bearer_token(authorization), _SERVER)
+        if "role" in server.claims:
+            # Both tokens are signed with the same key: without this a user who can read
+            # their own token could present it as the SaaS's and call the node directly.
+            raise _SERVER.error("user_token_as_server",
+                                "a user token cannot stand for the server token")
         if user_token is None or not user_token.strip():
             raise SaasTokenError("user_missing", "User token missing")
         user = self._checked(user_token.strip(), _USER)

@@ -263,3 +263,22 @@ class DotenvTests(SynchronousTestCase):
         with self.assertRaises(ConfigErrors) as caught:
             load_settings(str(path), {}, dotenv_path=None)
         self.assertIn("pipelines.serverId: required", str(caught.exception))
+
+
+class PipelineFilterTests(SynchronousTestCase):
+    """The SaaS token check and the role check cannot be configured away."""
+
+    def test_websaas_and_role_required(self) -> None:
+        """filters without websaas, or with role before it or missing, are refused."""
+        for filters, message in (
+            ("[audit]", "must include websaas"),
+            ("[role, websaas, audit]", "must include role after websaas"),
+            ("[websaas, audit]", "must include role after websaas"),
+        ):
+            directory = Path(self.mktemp())
+            directory.mkdir()
+            path = directory / "settings.yaml"
+            path.write_text(f"pipelines:\n  serverId: x\n  filters: {filters}\n")
+            with self.assertRaises(ConfigErrors) as caught:
+                load_settings(str(path), {}, dotenv_path=None)
+            self.assertIn(f"pipelines.filters: {message}", str(caught.exception))

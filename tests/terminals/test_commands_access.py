@@ -61,6 +61,12 @@ class TokenTests(TestCase):
         await self.refused({**user, "Authorization": f"Bearer {foreign}"}, 4)
         await self.refused({**user, "Authorization": f"Bearer {expired}"}, 5)
 
+    async def test_user_token_cannot_stand_for_the_server_token(self) -> None:
+        """A user's own token in both headers is refused: the node is for the SaaS only."""
+        good = self.pipelines.saas.headers()
+        user = good["X-User-Token"]
+        await self.refused({"Authorization": f"Bearer {user}", "X-User-Token": user}, 1)
+
     async def test_user_token(self) -> None:
         """Missing, foreign-signed and too old user tokens."""
         good = self.pipelines.saas.headers()
@@ -212,6 +218,18 @@ class RoleLimitTests(TestCase):
             role="registered")
         self.assertEqual(answer.status, 200, answer.body)
         await self.pipelines.settled(1)
+
+    async def test_unmeasurable_media_under_a_limit(self) -> None:
+        """A limit that cannot be measured on the file (an audio file has no width) refuses
+        it instead of letting it through."""
+        answer = await self.pipelines.post(
+            "image-thumbnail", {}, {"image": ("x.png", "image/png", sine_wav(self.media, 1))},
+            role="registered")
+        self.assertEqual(answer.status, 400, answer.body)
+        self.assertEqual(answer.json,
+                         {"detail": "The uploaded file's resolution could not be measured"})
+        record = await self.pipelines.settled(1)
+        self.assertNotIn("exit_code", record)
 
     async def test_unreadable_media_under_a_limit(self) -> None:
         """A file ffprobe cannot read is refused with 400 when the plan has a limit."""

@@ -95,6 +95,7 @@ class FormTests(TestCase):
     async def test_input_form_must_be_a_json_object(self) -> None:
         document = {"document": ("a.txt", "text/plain", b"words")}
         for text, detail in (("{top: 3}", "input_form is not valid JSON"),
+                             ("[" * 100000, "input_form is not valid JSON"),
                              ("[1, 2]", "input_form must be a JSON object")):
             body, content_type = multipart_body({"input_form": text}, document)
             await self.refused("text-stats", None, {}, 400, detail, body=body)
