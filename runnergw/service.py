@@ -34,6 +34,7 @@ from runnergw.pipeline.gateway import Gateway
 from runnergw.pipeline.route import Route, Router
 from runnergw.pipelines.routes import build_pipeline_routes, clean_job_directories
 from runnergw.startup import GatewayParts
+from runnergw.terminals.commands import CommandTerminal
 from runnergw.terminals.ollama import OllamaTerminal
 from runnergw.tls import TLSConfigError
 from runnergw.upstream.pool import UpstreamPool
@@ -179,6 +180,9 @@ class GatewayService(MultiService):
             self._previous_hup = None
         super().stopService()
         port, self.port = self.port, None
+        for route in self.factory.gateway.router.routes:
+            if isinstance(route.terminal, CommandTerminal):
+                route.terminal.kill_jobs()
         self.factory.close_connections()
         waits = [pool.close() for pool in self.pools]
         if port is not None:

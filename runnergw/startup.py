@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -167,9 +168,16 @@ def _load_pipeline_keys(settings: Settings, errors: list[ConfigError],
                         origin, errors, load_rsa_private_key)
     try:
         Path(pipelines.jobs_path).mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = os.stat(pipelines.jobs_path)
     except OSError as e:
         errors.append(ConfigError(origin, "pipelines.jobsPath",
                                   f"{pipelines.jobs_path}: cannot create: {e.strerror}"))
+    else:
+        if status.st_uid != os.getuid() or status.st_mode & 0o077:
+            # Uploads and outputs live there: another user must not read or swap them.
+            errors.append(ConfigError(origin, "pipelines.jobsPath",
+                                      f"{pipelines.jobs_path}: must belong to this user and "
+                                      "be private (mode 0700)"))
     verifier = signer = None
     if public is not None:
         verifier = SaasTokenVerifier(

@@ -125,3 +125,36 @@ class PrepareTests(SynchronousTestCase):
         self.assertFalse(ensure_development_keys(local))
         parts = prepare(local)
         parts.audit_log.close()
+
+
+class JobsDirectoryTests(SynchronousTestCase):
+    """The jobs directory holds uploads and outputs: it must be private to the gateway."""
+
+    def test_shared_jobs_directory_refused(self) -> None:
+        """A jobs directory others can read or write is a startup error naming it."""
+        from runnergw.websaas.keys import write_rsa_keypair
+
+        directory = Path(self.mktemp())
+        keys = directory / "keys"
+        write_rsa_keypair(keys / "node_private.pem", keys / "node_public.pem", bits=2048)
+        write_rsa_keypair(keys / "saas_private.pem", keys / "saas_public.pem", bits=2048)
+        jobs = directory / "jobs"
+        jobs.mkdir()
+        os.chmod(jobs, 0o777)
+        models = directory / "models"
+        models.mkdir()
+        path = directory / "settings.yaml"
+        path.write_text(yaml.safe_dump({
+            "server": {"address": "127.0.0.1:0"},
+            "audit": {"path": ""},
+            "pipelines": {"modelsPath": str(models), "jobsPath": str(jobs), "serverId": "x",
+                          "saasPublicKeyPath": str(keys / "saas_public.pem"),
+                          "nodePrivateKeyPath": str(keys / "node_private.pem")},
+        }))
+        settings = load_settings(str(path), {}, dotenv_path=None)
+        with self.assertRaises(ConfigErrors) as caught:
+            prepare(settings)
+        self.assertIn(f"pipelines.jobsPath: {jobs}: must belong to this user and be private",
+                      str(caught.exception))
+        os.chmod(jobs, 0o700)
+        prepare(settings).audit_log.close()

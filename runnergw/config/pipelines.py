@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +16,7 @@ from runnergw.config.reader import MapReader
 __all__ = ["ModelSettings", "PipelineSettings", "DEFAULT_PIPELINE_FILTERS"]
 
 DEFAULT_PIPELINE_FILTERS = ("websaas", "role", "audit")
+_ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @attrs.frozen
@@ -34,7 +37,7 @@ class PipelineSettings:
     enabled: bool = False
     models_path: str = "models-enabled"
     jobs_path: str = attrs.field(
-        factory=lambda: str(Path(tempfile.gettempdir()) / "runnergw-jobs"))
+        factory=lambda: str(Path(tempfile.gettempdir()) / f"runnergw-jobs-{os.getuid()}"))
     saas_public_key_path: str = "keys/saas_public.pem"
     node_private_key_path: str = "keys/node_private.pem"
     server_id: str = attrs.field(default="", repr=False)
@@ -44,6 +47,8 @@ class PipelineSettings:
     filters: tuple[str, ...] = DEFAULT_PIPELINE_FILTERS
     max_request_size: int = 2 << 30
     """Cap on a whole request when an upload field declares no ``maxSize``."""
+    environment: Mapping[str, str] = attrs.field(factory=dict)
+    """Variables added to every job's clean environment (PATH, CUDA_VISIBLE_DEVICES…)."""
     defaults: ModelSettings = attrs.field(factory=ModelSettings)
     models: Mapping[str, ModelSettings] = attrs.field(factory=dict)
     """Per-endpoint overrides of ``defaults``."""
@@ -78,12 +83,16 @@ class PipelineSettings:
             audience=section.string("audience"),
             filters=section.string_list("filters", DEFAULT_PIPELINE_FILTERS),
             max_request_size=section.size("maxRequestSize", defaults.max_request_size),
+            environment=section.string_map("environment"),
             defaults=model_defaults,
             models=models,
             origin=section.origin,
         )
         if settings.enabled:
             _check_filters(section, settings.filters)
+        for name, value in settings.environment.items():
+            if not _ENVIRONMENT_NAME.fullmatch(name) or "\0" in value:
+                section.error("environment", f'"{name}" is not a usable environment variable')
         if settings.enabled and not settings.server_id:
             section.error("serverId", "required: the id agreed with the SaaS (runnergw "
                           "server-id makes one; SERVER_ID in the environment works too)")

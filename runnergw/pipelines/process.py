@@ -136,6 +136,10 @@ class _JobProtocol(ProcessProtocol):
             except ProcessLookupError:
                 pass
 
+    def kill_now(self) -> None:
+        """KILL the whole process group now."""
+        self._signal_group(signal.SIGKILL)
+
     def stop(self) -> None:
         """TERM the whole process group now, KILL it after the grace period."""
         self._signal_group(signal.SIGTERM)
@@ -199,10 +203,16 @@ class Job:
 
     result: Deferred[JobResult]
     ended: Deferred[None]
+    protocol: _JobProtocol = attrs.field(repr=False)
 
     def cancel(self) -> None:
         """Kill the job (TERM, then KILL after the grace period)."""
         self.result.cancel()
+
+    def kill_now(self) -> None:
+        """KILL the job's process group at once (the gateway is stopping: no timer would
+        fire to follow a TERM up)."""
+        self.protocol.kill_now()
 
 
 def start_job(
@@ -225,7 +235,7 @@ def start_job(
     """
     protocol = _JobProtocol(clock, timeout, stdout_limit)
     launcher.spawn(reactor, protocol, command, directory, environment)
-    return Job(protocol.ended, protocol.gone)
+    return Job(protocol.ended, protocol.gone, protocol)
 
 
 def run_job(

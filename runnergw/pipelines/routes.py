@@ -70,8 +70,8 @@ def build_pipeline_routes(
     if not launcher.grouped:
         log.warn("setsid (util-linux) is missing: jobs share the gateway's process group, "
                  "and only a job's own process is killed on timeout")
-    shared = PipelineContext(reactor, launcher, parts.signer,
-                             pipelines.jobs_path, ffprobe, Cooperator())
+    shared = PipelineContext(reactor, launcher, parts.signer, pipelines.jobs_path, ffprobe,
+                             Cooperator(), pipelines.environment)
     routes = []
     for model in models:
         model_settings = pipelines.model(model.endpoint)

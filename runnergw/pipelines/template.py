@@ -104,7 +104,8 @@ def fill_command(command: str, inputs: Mapping[str, object]) -> list[str]:
         The argv, ready for a process spawn without a shell.
 
     Raises:
-        TemplateError: A token holds several placeholders and only some have a value.
+        TemplateError: A token holds several placeholders and only some have a value, or a
+            value that is a whole argument starts with ``-`` (a negative number included).
         ValueError: The command cannot be split (an unbalanced quote).
     """
     argv: list[str] = []
@@ -119,6 +120,9 @@ def fill_command(command: str, inputs: Mapping[str, object]) -> list[str]:
                 argv.append("--" + names[0].replace("_", "-"))
             continue
         filled = _fill_token(token, names, inputs)
+        if filled is not None and _PLACEHOLDER.fullmatch(token) and filled.startswith("-"):
+            # A value that is a whole argument would be read as an option.
+            raise TemplateError(names[0], f"{names[0]} must not start with '-'")
         if filled is not None:
             argv.append(filled)
         elif argv and argv[-1].startswith("-"):

@@ -140,6 +140,38 @@ class _FilePart:
     content_type: str
     filename_given: bool
     size: int = 0
+    head: bytes = b""
+    """The first bytes of the file, to check them against its declared type."""
+
+
+_SIGNATURES: dict[str, tuple[tuple[int, bytes], ...]] = {
+    # type: (offset, bytes) pairs, any of which must match
+    "image/png": ((0, b"\x89PNG\r\n\x1a\n"),),
+    "image/jpeg": ((0, b"\xff\xd8\xff"),),
+    "image/gif": ((0, b"GIF87a"), (0, b"GIF89a")),
+    "image/webp": ((8, b"WEBP"),),
+    "image/bmp": ((0, b"BM"),),
+    "image/tiff": ((0, b"II*\x00"), (0, b"MM\x00*")),
+    "audio/wav": ((8, b"WAVE"),),
+    "audio/x-wav": ((8, b"WAVE"),),
+    "audio/wave": ((8, b"WAVE"),),
+    "audio/mpeg": ((0, b"ID3"), (0, b"\xff\xfb"), (0, b"\xff\xf3"), (0, b"\xff\xf2")),
+    "audio/flac": ((0, b"fLaC"),),
+    "audio/ogg": ((0, b"OggS"),),
+    "video/mp4": ((4, b"ftyp"),),
+    "application/pdf": ((0, b"%PDF-"),),
+}
+"""Magic bytes of common types. A file declared as one of them must start like one: a
+converter that sniffs content (ImageMagick reads an SVG, with its links to local files,
+whatever the name says) must not be handed something else under a harmless label."""
+_SIGNATURE_BYTES = 16
+
+
+def _content_matches(content_type: str, head: bytes) -> bool:
+    signatures = _SIGNATURES.get(content_type.partition(";")[0].strip().lower())
+    if signatures is None:
+        return True
+    return any(head[offset:offset + len(magic)] == magic for offset, magic in signatures)
 
 
 @attrs.define
@@ -288,6 +320,8 @@ class MultipartReceiver:
                 raise UploadError(
                     413, f"upload {_shown(part.field)} is larger than {part.limit} bytes"
                 )
+            if len(part.head) < _SIGNATURE_BYTES:
+                part.head += chunk[: _SIGNATURE_BYTES - len(part.head)]
             part.file.write(chunk)
             part.size += len(chunk)
         elif part is not None:
@@ -303,6 +337,11 @@ class MultipartReceiver:
         part, self._part = self._part, None
         if isinstance(part, _FilePart):
             part.file.close()
+            if not _content_matches(part.content_type, part.head):
+                raise UploadError(
+                    415, f"the content of {_shown(part.field)} is not "
+                         f"{_shown(part.content_type)}"
+                )
             self._uploads[part.field] = ReceivedUpload(
                 field=part.field,
                 path=part.path,

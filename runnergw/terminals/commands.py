@@ -24,7 +24,7 @@ from runnergw.pipeline.interfaces import IClientStream, ITerminal
 from runnergw.pipelines.descriptor import ModelDescriptor
 from runnergw.pipelines.form import FormError, check_form
 from runnergw.pipelines.probe import ProbeError, probe_media
-from runnergw.pipelines.process import JobResult, ProcessLauncher, start_job
+from runnergw.pipelines.process import Job, JobResult, ProcessLauncher, start_job
 from runnergw.pipelines.reply import OutputReply
 from runnergw.pipelines.slots import JobSlots, QueueFull
 from runnergw.pipelines.template import TemplateError, fill_command
@@ -42,7 +42,8 @@ class PipelineContext:
     """What every command terminal shares: reactor, launcher, signer, job root, ffprobe."""
 
     def __init__(self, reactor: Any, launcher: ProcessLauncher, signer: ResponseSigner,
-                 jobs_path: str, ffprobe: str | None, cooperator: Cooperator) -> None:
+                 jobs_path: str, ffprobe: str | None, cooperator: Cooperator,
+                 extra_environment: Mapping[str, str] | None = None) -> None:
         self.reactor = reactor
         self.launcher = launcher
         self.signer = signer
@@ -51,12 +52,15 @@ class PipelineContext:
         self.jobs_path = os.path.abspath(jobs_path)
         self.ffprobe = ffprobe
         self.cooperator = cooperator
+        self.extra_environment = dict(extra_environment or {})
 
-
-def _environment(directory: str) -> dict[str, str]:
-    """A small clean environment: nothing of the gateway's (its keys) reaches a job."""
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": directory, "TMPDIR": directory,
-            "LANG": "C.UTF-8"}
+    def environment(self, directory: str) -> dict[str, str]:
+        """A small clean environment, plus what the operator set (``pipelines.environment``):
+        nothing of the gateway's own (its keys) reaches a job."""
+        environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": directory,
+                       "TMPDIR": directory, "LANG": "C.UTF-8"}
+        environment.update(self.extra_environment)
+        return environment
 
 
 def _limit_text(value: float) -> str:
@@ -76,6 +80,7 @@ class CommandTerminal:
         self.settings = settings
         self.context = context
         self.slots = JobSlots(settings.concurrency, settings.queue_size)
+        self._jobs: set[Job] = set()
         uploads = model.upload_fields
         self.limits = UploadLimits(
             max_file_bytes={f.id: f.max_size if f.max_size is not None else max_upload
@@ -83,6 +88,11 @@ class CommandTerminal:
             accepted_types={f.id: tuple(f.accepted_types) for f in uploads},
             upload_fields=frozenset(f.id for f in uploads),
         )
+
+    def kill_jobs(self) -> None:
+        """Kill every running job at once (the gateway is stopping)."""
+        for job in list(self._jobs):
+            job.kill_now()
 
     async def handle(self, exchange: Exchange, client: IClientStream, send_head: Any) -> None:
         """See ``ITerminal``: the body is only read from here, after every filter passed."""
@@ -95,7 +105,12 @@ class CommandTerminal:
             # Refused before the upload: it would only wait for a slot that is not there.
             raise Reject(503, "The model is busy, try again later",
                          headers=(("Retry-After", _RETRY_AFTER),), reason="queue full")
-        directory = tempfile.mkdtemp(prefix="job-", dir=self.context.jobs_path)
+        try:
+            directory = tempfile.mkdtemp(prefix="job-", dir=self.context.jobs_path)
+        except FileNotFoundError:
+            # Removed under us (a tmp cleaner): make it again, private, and go on.
+            os.makedirs(self.context.jobs_path, mode=0o700, exist_ok=True)
+            directory = tempfile.mkdtemp(prefix="job-", dir=self.context.jobs_path)
         try:
             await self._serve(exchange, client, send_head, directory)
         finally:
@@ -126,8 +141,7 @@ class CommandTerminal:
         try:
             argv = fill_command(self.model.command, inputs)
         except TemplateError as e:
-            raise Reject(400, f"Missing value for {e.field}", reason="incomplete template") \
-                from None
+            raise Reject(400, e.message, reason="template refused") from None
         result = await self._run(exchange, client, argv, directory)
         if result is None:
             return
@@ -178,7 +192,7 @@ class CommandTerminal:
         try:
             info = await probe_media(self.context.reactor, self.context.reactor,
                                      self.context.launcher, self.context.ffprobe, uploads[main],
-                                     directory, _environment(directory))
+                                     directory, self.context.environment(directory))
         except ProbeError:
             raise Reject(400, "The uploaded file could not be read as media") from None
         for limit in limits:
@@ -219,13 +233,15 @@ class CommandTerminal:
                 return None  # left while its upload was measured: nothing to start
             try:
                 job = start_job(self.context.reactor, self.context.reactor,
-                                self.context.launcher, argv, directory, _environment(directory),
-                                self.settings.timeout)
+                                self.context.launcher, argv, directory,
+                                self.context.environment(directory), self.settings.timeout)
             except OSError as e:
                 exchange.outcome = "command_failed"
                 raise Reject(400, f"Command execution failed: cannot start {argv[0]}: "
                                   f"{e.strerror}", reason="command could not start") from None
             client.when_gone(job.cancel)
+            self._jobs.add(job)
+            job.ended.addBoth(lambda _: self._jobs.discard(job))
             try:
                 result = await job.result
             except CancelledError:

@@ -282,3 +282,22 @@ class PipelineFilterTests(SynchronousTestCase):
             with self.assertRaises(ConfigErrors) as caught:
                 load_settings(str(path), {}, dotenv_path=None)
             self.assertIn(f"pipelines.filters: {message}", str(caught.exception))
+
+
+class PipelineEnvironmentTests(SynchronousTestCase):
+    """Variables the operator adds to every job's environment."""
+
+    def test_environment(self) -> None:
+        """Good names load; a name that is not a variable name is refused."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "settings.yaml"
+        path.write_text("pipelines:\n  serverId: x\n  environment:\n"
+                        "    CUDA_VISIBLE_DEVICES: '0'\n    PATH: /opt/venv/bin:/usr/bin\n")
+        settings = load_settings(str(path), {}, dotenv_path=None)
+        self.assertEqual(dict(settings.pipelines.environment),
+                         {"CUDA_VISIBLE_DEVICES": "0", "PATH": "/opt/venv/bin:/usr/bin"})
+        path.write_text("pipelines:\n  serverId: x\n  environment:\n    BAD-NAME: x\n")
+        with self.assertRaises(ConfigErrors) as caught:
+            load_settings(str(path), {}, dotenv_path=None)
+        self.assertIn('pipelines.environment: "BAD-NAME" is not a usable', str(caught.exception))

@@ -78,8 +78,8 @@ class ValueTests(SynchronousTestCase):
 
     def test_numbers_keep_their_text(self) -> None:
         self.assertEqual(
-            fill_command("tool <a> <b> <c> <d>", {"a": 1.0, "b": 0.5, "c": -2, "d": 0}),
-            ["tool", "1.0", "0.5", "-2", "0"],
+            fill_command("tool <a> <b> c=<c> <d>", {"a": 1.0, "b": 0.5, "c": -2, "d": 0}),
+            ["tool", "1.0", "0.5", "c=-2", "0"],
         )
 
     def test_each_placeholder_gets_its_own_value(self) -> None:
@@ -272,3 +272,18 @@ class SampleTests(SynchronousTestCase):
                   "font_color": "#000000", "bg_alpha": 1, "processedVideo": "/v.mp4",
                   "debug": True}
         self.assertEqual(fill_command(command, inputs)[-2:], ["/v.mp4", "--debug"])
+
+
+class WholeTokenOptionTests(SynchronousTestCase):
+    """A value that becomes a whole argument cannot pass for an option."""
+
+    def test_leading_dash_in_a_whole_token_refused(self) -> None:
+        """A negative number or a dash-led value as a whole argument is refused; inside a
+        longer token it is fine (``volume=-5dB``)."""
+        with self.assertRaises(TemplateError) as caught:
+            fill_command("tool --gain <gain> <out>", {"gain": -5, "out": "/j/o"})
+        self.assertEqual(caught.exception.field, "gain")
+        self.assertIn("must not start with '-'", caught.exception.message)
+        self.assertRaises(TemplateError, fill_command, "tool <name>", {"name": "--help"})
+        self.assertEqual(fill_command("tool -af volume=<gain>dB", {"gain": -5}),
+                         ["tool", "-af", "volume=-5dB"])

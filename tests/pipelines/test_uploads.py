@@ -196,7 +196,7 @@ class RoundTripTests(ReceiverTestCase):
     def test_random_pieces(self) -> None:
         """Larger files cut into random-sized pieces."""
         rng = random.Random(SEED)
-        media = rng.randbytes(300_000) + TRICKY + rng.randbytes(70_000)
+        media = b"ID3" + rng.randbytes(300_000) + TRICKY + rng.randbytes(70_000)
         subtitles = (TRICKY + b"line\r\n") * 500
         data = self.sample(media, subtitles)
         receiver = self.receiver()
@@ -228,7 +228,8 @@ class RoundTripTests(ReceiverTestCase):
     def test_wildcard_type_accepted(self) -> None:
         """``audio/*`` accepts any audio subtype, compared lower-cased without parameters."""
         receiver = self.receiver()
-        data = body([file_part("media", "a.wav", "Audio/X-WAV; rate=44100", b"RIFF")])
+        wav = b"RIFF\x00\x00\x00\x00WAVE"
+        data = body([file_part("media", "a.wav", "Audio/X-WAV; rate=44100", wav)])
         self.feed(receiver, data)
         self.assertEqual(self.form(receiver).uploads["media"].content_type, "audio/x-wav")
 
@@ -248,6 +249,7 @@ class MemoryTests(ReceiverTestCase):
         count = 20 * MIB // piece_size
         rng = random.Random(SEED)
         blocks = [rng.randbytes(piece_size) for _ in range(4)]
+        blocks[0] = b"fLaC" + blocks[0][4:]  # the file starts like the FLAC it claims to be
         head = body([text_part("input_form", "{}")], close=False)
         head += f"--{BOUNDARY}\r\n".encode() + file_part("media", "big.flac", "audio/flac", b"")
         tail = f"\r\n--{BOUNDARY}--\r\n".encode()
@@ -305,7 +307,8 @@ class RefusalTests(ReceiverTestCase):
     def test_file_at_limit_accepted(self) -> None:
         """A file of exactly its limit is accepted."""
         receiver = self.receiver(self.limits(max_file_bytes={"media": 1000, "subtitles": 10}))
-        self.feed(receiver, body([file_part("media", "a.mp3", "audio/mpeg", b"m" * 1000)]))
+        media = b"ID3" + b"m" * 997
+        self.feed(receiver, body([file_part("media", "a.mp3", "audio/mpeg", media)]))
         self.assertEqual(self.form(receiver).uploads["media"].size, 1000)
 
     def test_text_field_too_large(self) -> None:
@@ -331,9 +334,9 @@ class RefusalTests(ReceiverTestCase):
         self.assertIn("duplicate", self.refused(receiver, 400).detail)
 
         receiver = self.receiver()
-        media = file_part("media", "a.mp3", "audio/mpeg", b"x")
+        media = file_part("media", "a.mp3", "audio/mpeg", b"ID3x")
         self.feed(receiver, body([media, media]))
-        self.refused(receiver, 400)
+        self.assertIn("duplicate", self.refused(receiver, 400).detail)
 
     def test_unexpected_file_field(self) -> None:
         """A file part for a name that is not an upload field is refused with 400."""
@@ -357,6 +360,29 @@ class RefusalTests(ReceiverTestCase):
         receiver = self.receiver()
         self.feed(receiver, body([file_part("media", "a.mp3", None, b"x")]))
         self.refused(receiver, 415)
+
+    def test_content_not_matching_its_declared_type(self) -> None:
+        """An SVG declared as ``image/png`` is refused with 415 once its part ends."""
+        limits = self.limits(
+            upload_fields=frozenset({"image"}),
+            max_file_bytes={"image": MIB},
+            accepted_types={"image": ("image/png",)},
+        )
+        receiver = self.receiver(limits)
+        svg = (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" '
+               b'height="10"><rect width="10" height="10"/></svg>')
+        self.feed(receiver, body([file_part("image", "x.png", "image/png", svg)]))
+        error = self.refused(receiver, 415)
+        self.assertEqual(error.detail, "the content of image is not image/png")
+
+    def test_content_of_a_type_without_signature_not_checked(self) -> None:
+        """A type outside the table of magic bytes is accepted whatever its bytes."""
+        receiver = self.receiver()
+        data = b"not audio at all\x00\xff"
+        self.feed(receiver, body([file_part("media", "a.bin", "audio/x-test", data)]))
+        upload = self.form(receiver).uploads["media"]
+        self.assertEqual((upload.content_type, upload.size), ("audio/x-test", len(data)))
+        self.assertEqual(file_sha256(upload.path), sha256(data))
 
     def test_part_headers_too_large(self) -> None:
         """Part headers over ``max_header_bytes`` are refused with 400, one line or many."""
@@ -432,7 +458,7 @@ class RefusalTests(ReceiverTestCase):
         """``filename*=`` is not decoded: the upload has no file name and no extension."""
         receiver = self.receiver()
         disposition = "Content-Disposition: form-data; name=\"media\"; filename*=UTF-8''%C3%A9.mp3"
-        self.feed(receiver, body([part([disposition, "Content-Type: audio/mpeg"], b"x")]))
+        self.feed(receiver, body([part([disposition, "Content-Type: audio/mpeg"], b"ID3x")]))
         upload = self.form(receiver).uploads["media"]
         self.assertFalse(upload.filename_given)
         self.assertRegex(os.path.basename(upload.path), r"\Amedia-[0-9a-f]{16}\Z")
@@ -484,7 +510,7 @@ class FileNameTests(ReceiverTestCase):
             directory = os.path.join(self.directory, f"job{len(os.listdir(self.directory))}")
             os.makedirs(directory)
             receiver = MultipartReceiver(CONTENT_TYPE, directory, self.limits())
-            self.feed(receiver, body([file_part("media", filename, "audio/mpeg", b"data")]))
+            self.feed(receiver, body([file_part("media", filename, "audio/mpeg", b"ID3data")]))
             upload = self.successResultOf(receiver.result).uploads["media"]
             self.assertEqual(os.path.dirname(upload.path), directory, filename)
             self.assertRegex(
@@ -511,7 +537,7 @@ class FileNameTests(ReceiverTestCase):
             upload_fields=frozenset({"a/b"}), max_file_bytes={"a/b": 100}, accepted_types={}
         )
         receiver = self.receiver(limits)
-        self.feed(receiver, body([file_part("a/b", "t.mp3", "audio/mpeg", b"x")]))
+        self.feed(receiver, body([file_part("a/b", "t.mp3", "audio/mpeg", b"ID3x")]))
         upload = self.form(receiver).uploads["a/b"]
         self.assertRegex(os.path.basename(upload.path), r"\Aupload-[0-9a-f]{16}\.mp3\Z")
         self.assertEqual(os.path.dirname(upload.path), self.directory)

@@ -305,6 +305,7 @@ class StartupCleanupTests(TestCase):
 
     def test_leftover_job_directories_are_removed(self) -> None:
         jobs = Path(self.mktemp())
+        jobs.mkdir(mode=0o700)  # the service refuses a jobs directory others can read
         (jobs / "job-crashed" / "sub").mkdir(parents=True)
         (jobs / "job-crashed" / "sub" / "input.wav").write_bytes(b"x" * 100)
         (jobs / "job-other").mkdir()

@@ -17,6 +17,10 @@ from tests.terminals.test_commands import FAILED, SERVER_ID, Pipelines, example,
 _OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+_WAVE_GARBAGE = b"RIFF\x00\x00\x00\x00WAVE" + b"not audio at all"
+"""Passes the upload's check of a WAV's first bytes; ffprobe and ffmpeg cannot read it."""
+
+
 def _jwt(claims: dict[str, object], key: rsa.RSAPrivateKey = _OTHER_KEY) -> str:
     return jwt.encode(claims, key, algorithm="RS256")
 
@@ -204,7 +208,7 @@ class RoleLimitTests(TestCase):
     async def test_a_role_without_limits_is_not_measured(self) -> None:
         """pro has no limit on audio-gain: a file ffprobe cannot read still reaches ffmpeg."""
         answer = await self.pipelines.post(
-            "audio-gain", {"gain": 0}, {"media": ("x.wav", "audio/wav", b"not audio at all")},
+            "audio-gain", {"gain": 0}, {"media": ("x.wav", "audio/wav", _WAVE_GARBAGE)},
             role="pro")
         self.assertEqual(answer.status, 400, answer.body)
         self.assertTrue(answer.json["detail"].startswith(FAILED), answer.json)
@@ -213,28 +217,49 @@ class RoleLimitTests(TestCase):
     async def test_media_with_hundreds_of_tracks_is_measured(self) -> None:
         """ffprobe's answer on a 400-track file is long: it is read whole, not cut."""
         media = many_track_audio(self.media, 400, 0.5)
-        answer = await self.pipelines.post(
+        descriptor = example("audio-gain")
+        descriptor["fields"][0]["acceptedFileTypes"] = ["audio/x-matroska"]
+        pipelines = start_pipelines(self, {"audio-gain": descriptor})
+        answer = await pipelines.post(
             "audio-gain", {"gain": 0}, {"media": ("tracks.mka", "audio/x-matroska", media)},
             role="registered")
         self.assertEqual(answer.status, 200, answer.body)
-        await self.pipelines.settled(1)
+        await pipelines.settled(1)
 
     async def test_unmeasurable_media_under_a_limit(self) -> None:
         """A limit that cannot be measured on the file (an audio file has no width) refuses
         it instead of letting it through."""
-        answer = await self.pipelines.post(
-            "image-thumbnail", {}, {"image": ("x.png", "image/png", sine_wav(self.media, 1))},
+        descriptor = example("image-thumbnail")
+        descriptor["fields"][0]["acceptedFileTypes"] = ["application/octet-stream"]
+        pipelines = start_pipelines(self, {"image-thumbnail": descriptor})
+        answer = await pipelines.post(
+            "image-thumbnail", {},
+            {"image": ("x.bin", "application/octet-stream", sine_wav(self.media, 1))},
             role="registered")
         self.assertEqual(answer.status, 400, answer.body)
         self.assertEqual(answer.json,
                          {"detail": "The uploaded file's resolution could not be measured"})
-        record = await self.pipelines.settled(1)
+        record = await pipelines.settled(1)
         self.assertNotIn("exit_code", record)
+
+    async def test_content_must_match_its_declared_type(self) -> None:
+        """An SVG (which ImageMagick would render, links to local files included) declared as
+        a PNG is refused with 415 before anything reads it."""
+        svg = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/'
+               b'xlink" width="10" height="10"><image xlink:href="/etc/hostname"/></svg>')
+        answer = await self.pipelines.post(
+            "image-thumbnail", {}, {"image": ("x.png", "image/png", svg)}, role="pro")
+        self.assertEqual(answer.status, 415, answer.body)
+        self.assertEqual(answer.json, {"detail": "the content of image is not image/png"})
+        declared_svg = await self.pipelines.post(
+            "image-thumbnail", {}, {"image": ("x.svg", "image/svg+xml", svg)}, role="pro")
+        self.assertEqual(declared_svg.status, 415, declared_svg.body)
+        await self.pipelines.settled(2)
 
     async def test_unreadable_media_under_a_limit(self) -> None:
         """A file ffprobe cannot read is refused with 400 when the plan has a limit."""
         answer = await self.pipelines.post(
-            "audio-gain", {"gain": 0}, {"media": ("x.wav", "audio/wav", b"not audio at all")},
+            "audio-gain", {"gain": 0}, {"media": ("x.wav", "audio/wav", _WAVE_GARBAGE)},
             role="registered")
         self.assertEqual(answer.status, 400, answer.body)
         self.assertEqual(answer.json,

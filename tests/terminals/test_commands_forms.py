@@ -75,7 +75,7 @@ class FormTests(TestCase):
                            "top must be a finite number")
 
     async def test_select_value_not_an_option(self) -> None:
-        image = {"image": ("a.png", "image/png", b"\x89PNG")}
+        image = {"image": ("a.png", "image/png", b"\x89PNG\r\n\x1a\n")}
         await self.refused("image-thumbnail", {"size": 100}, image, 400,
                            "size must be one of: 64, 128, 256")
         await self.refused("image-thumbnail", {"size": "64x64 -write /tmp/x"}, image, 400,
