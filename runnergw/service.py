@@ -31,7 +31,7 @@ from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.logs import level_gate
 from runnergw.pipeline.gateway import Gateway
-from runnergw.pipeline.route import Route, Router
+from runnergw.pipeline.route import Route, Router, error_body_detail, error_body_ollama
 from runnergw.pipelines.routes import build_pipeline_routes, clean_job_directories
 from runnergw.startup import GatewayParts
 from runnergw.terminals.commands import CommandTerminal
@@ -107,7 +107,10 @@ def build_router(
         routes.append(route)
     if errors:
         raise ConfigErrors(errors)
-    fallback = Route(name="", prefix=(), filters=(AuditFilter(parts.audit_log),), terminal=None)
+    # A node that only serves pipelines answers unknown paths as the FastAPI node did.
+    only_pipelines = not settings.runners and settings.pipelines.enabled
+    fallback = Route(name="", prefix=(), filters=(AuditFilter(parts.audit_log),), terminal=None,
+                     error_body=error_body_detail if only_pipelines else error_body_ollama)
     return Router(routes, fallback)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -161,6 +162,11 @@ class CommandTerminal:
             raise Reject(e.status, e.detail, reason=f"upload refused: {e.detail}") from None
         except ConnectionError:
             return {}, {}
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise Reject(507, "The node has no room for the upload",
+                         reason=f"upload storage: {e.strerror}") from None
         uploads = {name: upload.path for name, upload in received.uploads.items()}
         return dict(received.fields), uploads
 

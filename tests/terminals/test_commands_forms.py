@@ -228,3 +228,27 @@ class SentCommandTests(TestCase):
                                     command=example("text-stats")["command"])
         self.assertEqual(same.status, 200, same.body)
         self.assertNotIn("command_mismatch", await pipelines.settled(4))
+
+
+class UndeclaredKeyTests(TestCase):
+    """Only declared fields fill a command: an undeclared key cannot switch a flag on."""
+
+    timeout = 30
+
+    async def test_undeclared_key_does_not_keep_a_bare_flag(self) -> None:
+        """``--extra`` stays out of the argv although input_form says ``"extra": true``; a
+        declared field of that name would have kept it."""
+        command = ("python3 -c 'import json, sys; open(sys.argv[-1], \"w\")"
+                   ".write(json.dumps(sys.argv[1:-1]))' --extra <result>")
+        declared = descriptor("flags-declared", command, fields=[
+            {"id": "extra", "type": "checkbox", "label": "extra", "required": False}])
+        pipelines = start_pipelines(self, {"flags": descriptor("flags", command),
+                                           "flags-declared": declared})
+        undeclared = await pipelines.post("flags", {"extra": True})
+        self.assertEqual(undeclared.status, 200, undeclared.body)
+        self.assertEqual(json.loads(decode_data_uri(undeclared.json["outputs"]["result"])[1]), [])
+        kept = await pipelines.post("flags-declared", {"extra": True})
+        self.assertEqual(kept.status, 200, kept.body)
+        self.assertEqual(json.loads(decode_data_uri(kept.json["outputs"]["result"])[1]),
+                         ["--extra"])
+        await pipelines.settled(2)

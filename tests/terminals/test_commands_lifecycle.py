@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines import process
-from tests.terminals.test_commands import decode_data_uri, descriptor, start_pipelines
+from runnergw.pipelines import process, uploads
+from tests.terminals.test_commands import decode_data_uri, descriptor, example, start_pipelines
 from tests.terminals.test_commands_jobs import JobControl, kill_at_cleanup, process_gone
 
 
@@ -52,4 +53,38 @@ class EnvironmentTests(TestCase):
             answer.json["outputs"]["result"])[1].decode().split("|")
         self.assertEqual((home, secret_seen), ("/opt/models", "False"))
         self.assertTrue(os.path.basename(cwd).startswith("job-"), cwd)
+        await pipelines.settled(1)
+
+
+class UnknownPathTests(TestCase):
+    """A node serving only pipelines answers unknown paths in FastAPI's shape."""
+
+    timeout = 20
+
+    async def test_unknown_path_is_a_detail_404(self) -> None:
+        """No runner configured: ``/nothing/`` is 404 ``{"detail": …}``."""
+        pipelines = start_pipelines(self, {"env": descriptor("env", "true <result>")})
+        answer = await pipelines.post("nothing", {})
+        self.assertEqual(answer.status, 404)
+        self.assertEqual(list(answer.json), ["detail"])
+        await pipelines.settled(1)
+
+
+class FullDiskTests(TestCase):
+    """A disk with no room for an upload."""
+
+    timeout = 20
+
+    async def test_full_disk_is_a_507(self) -> None:
+        """ENOSPC while storing the upload answers 507, leaves no job directory behind."""
+
+        def full(path: str, flags: int) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+        self.patch(uploads, "_create", full)
+        pipelines = start_pipelines(self, {"text-stats": example("text-stats")})
+        answer = await pipelines.post(
+            "text-stats", {"top": 1}, {"document": ("a.txt", "text/plain", b"words")})
+        self.assertEqual((answer.status, answer.json),
+                         (507, {"detail": "The node has no room for the upload"}))
         await pipelines.settled(1)
