@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runnergw.config.errors import ConfigErrors
@@ -42,8 +42,15 @@ def _keygen_rsa(args: argparse.Namespace) -> int:
             default_public = default_private.with_name("node_public.pem")
     private_path = Path(args.private) if args.private else default_private
     public_path = Path(args.public) if args.public else default_public
+    return _write_pair(
+        lambda: write_rsa_keypair(private_path, public_path, overwrite=args.force),
+        private_path, public_path)
+
+
+def _write_pair(write: Callable[[], None], private_path: Path, public_path: Path) -> int:
+    """Run ``write`` and say what happened, as every ``keygen`` kind does."""
     try:
-        write_rsa_keypair(private_path, public_path, overwrite=args.force)
+        write()
     except FileExistsError as e:
         print(f"runnergw: {e.filename} exists; use --force to replace it", file=sys.stderr)
         return 1
@@ -70,13 +77,9 @@ def _keygen(args: argparse.Namespace) -> int:
         paseto = _settings(args).paseto
         key_path = Path(paseto.key_path or key_path)
         pub_path = Path(paseto.public_paths[0] if paseto.public_paths else pub_path)
-    try:
-        write_signing_keypair(key_path, pub_path, overwrite=args.force)
-    except FileExistsError as e:
-        print(f"runnergw: {e.filename} exists; use --force to replace it", file=sys.stderr)
-        return 1
-    print(f"wrote {key_path} (private, keep it secret) and {pub_path}")
-    return 0
+    return _write_pair(
+        lambda: write_signing_keypair(key_path, pub_path, overwrite=args.force),
+        key_path, pub_path)
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import attrs
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 
-from runnergw.pipelines.process import ProcessLauncher, run_job
+from runnergw.pipelines.process import ProcessLauncher, start_job
 
 __all__ = ["MediaInfo", "ProbeError", "probe_media"]
 
@@ -60,12 +60,12 @@ async def probe_media(
     Raises:
         ProbeError: ffprobe failed or the file is not media.
     """
-    result = await run_job(
+    result = await start_job(
         reactor, clock, launcher,
         [ffprobe, "-v", "error", "-print_format", "json=compact=1",
          "-show_entries", "format=duration:stream=width", path],
         directory, environment, PROBE_TIMEOUT, PROBE_OUTPUT_LIMIT,
-    )
+    ).result
     if len(result.stdout_tail) >= PROBE_OUTPUT_LIMIT:
         raise ProbeError("ffprobe said too much")
     if result.exit_code != 0:

@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorT
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-__all__ = ["Job", "JobResult", "ProcessLauncher", "run_job", "start_job"]
+__all__ = ["Job", "JobResult", "ProcessLauncher", "start_job"]
 
 STDERR_TAIL = 4096
 """Bytes of stderr kept (the end of it, where errors are), and of stdout unless told."""
@@ -236,26 +236,4 @@ def start_job(
     protocol = _JobProtocol(clock, timeout, stdout_limit)
     launcher.spawn(reactor, protocol, command, directory, environment)
     return Job(protocol.ended, protocol.gone, protocol)
-
-
-def run_job(
-    reactor: IReactorProcess,
-    clock: IReactorTime,
-    launcher: ProcessLauncher,
-    command: Sequence[str],
-    directory: str,
-    environment: Mapping[str, str],
-    timeout: float,
-    stdout_limit: int = STDERR_TAIL,
-) -> Deferred[JobResult]:
-    """Start ``command`` as :func:`start_job` does and fire with its result.
-
-    Cancelling the Deferred (the client left) kills the job's process group; the
-    Deferred then fails with ``CancelledError``.
-
-    Raises:
-        OSError: the program cannot be started.
-    """
-    return start_job(reactor, clock, launcher, command, directory, environment,
-                     timeout, stdout_limit).result
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from runnergw.audit_log import AuditLog
@@ -18,66 +16,14 @@ from runnergw.filters.websaas import WebSaasTokenFilter
 from runnergw.http.headers import Headers
 from runnergw.pipeline.exchange import Exchange, Identity
 from runnergw.pipeline.gateway import Gateway
-from runnergw.pipeline.interfaces import IClientStream, IFilter
+from runnergw.pipeline.interfaces import IFilter
 from runnergw.pipeline.route import Route, Router, error_body_detail
 from runnergw.websaas.tokens import SaasTokenVerifier
+from tests.helpers.client_stream import RecordingClient
 from tests.http.support import StubTerminal
 from tests.websaas import NOW, mint, other_key, saas_key
 
 __all__ = ["WebSaasFilterTests"]
-
-
-@implementer(IClientStream)
-class _Client:
-    """Records what the gateway sends to its client."""
-
-    def __init__(self) -> None:
-        self.head: tuple[int, list[tuple[str, str]], int | None] | None = None
-        self.body = b""
-        self.finished = False
-        self.head_sent = False
-        self.gone = False
-
-    def start_body(self, consumer: Any) -> None:
-        consumer.body_done()
-
-    def pause_body(self) -> None:
-        pass
-
-    def resume_body(self) -> None:
-        pass
-
-    def send_head(self, status: int, headers: Headers, length: int | None) -> None:
-        self.head_sent = True
-        self.head = (status, list(headers), length)
-
-    def write(self, data: bytes) -> None:
-        self.body += data
-
-    def finish(self) -> None:
-        self.finished = True
-
-    def abort(self, reason: str) -> None:
-        raise AssertionError(f"unexpected abort: {reason}")
-
-    def register_producer(self, producer: Any) -> None:
-        pass
-
-    def unregister_producer(self) -> None:
-        pass
-
-    def when_gone(self, callback: Callable[[], object]) -> None:
-        pass
-
-    @property
-    def status(self) -> int | None:
-        """The status sent, if any."""
-        return None if self.head is None else self.head[0]
-
-    def header(self, name: str) -> str | None:
-        """The first response header called ``name``."""
-        assert self.head is not None
-        return Headers(self.head[1]).get(name)
 
 
 def _user_token(**changes: Any) -> str:
@@ -112,15 +58,16 @@ class WebSaasFilterTests(SynchronousTestCase):
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
-    def serve(self, headers: list[tuple[str, str]]) -> tuple[Exchange, _Client]:
+    def serve(self, headers: list[tuple[str, str]]) -> tuple[Exchange, RecordingClient]:
         """Send a bodiless ``POST /process-audio/`` with ``headers``."""
         exchange = Exchange(
             request_id="req-1", method="POST", path="/process-audio/", query="",
             version="HTTP/1.1", headers=Headers([("Host", "node"), *headers]),
             client_address="192.0.2.1", secure=True, started=NOW, content_length=0,
         )
-        client = _Client()
+        client = RecordingClient()
         self.successResultOf(self.gateway.handle(exchange, client))
+        self.assertIsNone(client.aborted, "the gateway dropped the connection")
         return exchange, client
 
     def audit_text(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -23,63 +22,11 @@ from runnergw.pipeline.filter import Filter
 from runnergw.pipeline.gateway import Gateway
 from runnergw.pipeline.interfaces import IClientStream, IFilter, ITerminal
 from runnergw.pipeline.route import Route, Router, error_body_detail
+from tests.helpers.client_stream import RecordingClient
 from tests.http.support import token_verifier
 
 __all__ = ["ChainOrderTests", "EarlyAnswerTests", "FailClosedTests", "FilterInterfaceTests",
            "RefusalTests", "RoutingTests"]
-
-
-@implementer(IClientStream)
-class _Client:
-    """Records what the gateway does to its client."""
-
-    def __init__(self) -> None:
-        self.head: tuple[int, list[tuple[str, str]], int | None] | None = None
-        self.body = b""
-        self.finished = False
-        self.aborted: str | None = None
-        self.head_sent = False
-        self.gone = False
-
-    def start_body(self, consumer: Any) -> None:
-        consumer.body_done()
-
-    def pause_body(self) -> None:
-        pass
-
-    def resume_body(self) -> None:
-        pass
-
-    def send_head(self, status: int, headers: Headers, length: int | None) -> None:
-        self.head_sent = True
-        self.head = (status, list(headers), length)
-
-    def write(self, data: bytes) -> None:
-        self.body += data
-
-    def finish(self) -> None:
-        self.finished = True
-
-    def abort(self, reason: str) -> None:
-        self.aborted = reason
-
-    def register_producer(self, producer: Any) -> None:
-        pass
-
-    def unregister_producer(self) -> None:
-        pass
-
-    def when_gone(self, callback: Callable[[], object]) -> None:
-        pass
-
-    @property
-    def status(self) -> int | None:
-        """The status sent, if any."""
-        return None if self.head is None else self.head[0]
-
-    def json(self) -> Any:
-        """The body as JSON."""
-        return json.loads(self.body)
 
 
 class _Recorder(Filter):
@@ -162,11 +109,13 @@ class _GatewayTestCase(SynchronousTestCase):
                                        for n in range(len(fallback_filters))), None)
         return Gateway(Router([route], fallback))
 
-    def serve(self, gateway: Gateway, exchange: Exchange | None = None,
-              client: _Client | None = None) -> tuple[Exchange, _Client, Deferred[None]]:
+    def serve(
+        self, gateway: Gateway, exchange: Exchange | None = None,
+        client: RecordingClient | None = None,
+    ) -> tuple[Exchange, RecordingClient, Deferred[None]]:
         """Hand an exchange to the gateway."""
         exchange = exchange or _exchange()
-        client = client or _Client()
+        client = client or RecordingClient()
         done = gateway.handle(exchange, client)
         return exchange, client, done
 
@@ -432,7 +381,7 @@ class RoutingTests(_GatewayTestCase):
 
     def test_client_gone_before_head(self) -> None:
         """Nothing is sent to a client that already left."""
-        client = _Client()
+        client = RecordingClient()
         client.gone = True
         _, client, done = self.serve(self.gateway(), client=client)
         self.assertIsNone(client.head)
@@ -454,7 +403,7 @@ class FilterInterfaceTests(SynchronousTestCase):
 
     def test_client_stream_fake(self) -> None:
         """The fake client used here provides ``IClientStream``."""
-        self.assertTrue(verifyObject(IClientStream, _Client()))
+        self.assertTrue(verifyObject(IClientStream, RecordingClient()))
 
     def test_role_filter_needs_identity(self) -> None:
         """The role filter refuses an exchange the token filter did not authenticate."""
