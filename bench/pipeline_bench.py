@@ -745,7 +745,7 @@ def print_report(through: gb.Result, baseline: dict[str, Any], memory: list[Memo
               f"{baseline['children_cpu_pct']:>10.0f}{'-':>8}{'-':>8}   "
               f"{gb._fmt(baseline['own_cpu_us'], 0)} us / "
               f"{gb._fmt(baseline['children_cpu_us'], 0)} us")
-        print("its jobs: CPU of the reaped children (for the gateway: setsid + cp).")
+        print("its jobs: CPU of the reaped children (cp).")
         if cpu.get("others", 0) > 15:
             print(f"warning: other processes used {cpu['others']:.0f} % of a core during the "
                   "gateway case; figures are disturbed (run again on a quiet machine)")
@@ -908,7 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"INFO  gateway CPU per request: {gb._fmt(through.gateway_cpu_us, 0)} us in the "
           f"gateway process (bare reactor: {gb._fmt(baseline['own_cpu_us'], 0)} us per spawn)")
     print(f"INFO  job processes per request: {gb._fmt(jobs_cpu_us(through, args.duration), 0)}"
-          f" us of CPU for setsid + cp (bare cp: "
+          f" us of CPU for cp (bare cp: "
           f"{gb._fmt(baseline['children_cpu_us'], 0)} us)")
     for line in skipped:
         print(f"SKIP  {line}")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import attrs
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 
-from runnergw.pipelines.process import ProcessLauncher, start_job
+from runnergw.pipelines.process import start_job
 
 __all__ = ["MediaInfo", "ProbeError", "probe_media"]
 
@@ -49,7 +49,6 @@ def _parse(output: bytes) -> MediaInfo:
 async def probe_media(
     reactor: IReactorProcess,
     clock: IReactorTime,
-    launcher: ProcessLauncher,
     ffprobe: str,
     path: str,
     directory: str,
@@ -61,7 +60,7 @@ async def probe_media(
         ProbeError: ffprobe failed or the file is not media.
     """
     result = await start_job(
-        reactor, clock, launcher,
+        reactor, clock,
         [ffprobe, "-v", "error", "-print_format", "json=compact=1",
          "-show_entries", "format=duration:stream=width", path],
         directory, environment, PROBE_TIMEOUT, PROBE_OUTPUT_LIMIT,

@@ -8,19 +8,22 @@ that escaped the group (its own session) has its pipes closed on it after a shor
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.internet.process import Process
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-__all__ = ["Job", "JobResult", "ProcessLauncher", "start_job"]
+__all__ = ["Job", "JobResult", "spawn_in_session", "start_job"]
 
 STDERR_TAIL = 4096
 """Bytes of stderr kept (the end of it, where errors are), and of stdout unless told."""
@@ -42,50 +45,94 @@ class JobResult:
     stdout_tail: bytes
 
 
-@attrs.frozen
-class ProcessLauncher:
-    """Starts commands in a new session and a given directory.
+def _file_actions(fdmap: Mapping[int, int]) -> list[tuple[int, ...]]:
+    """``posix_spawn`` file actions that give the child exactly ``fdmap`` (child descriptor →
+    the gateway's) and close every other descriptor the child would inherit.
 
-    With util-linux ``setsid`` the job gets a process group of its own, so a timeout or a
-    client leaving kills its helpers too; without it the job stays in the gateway's process
-    group and only the command itself can be killed (``grouped`` is False; the service warns).
+    Python opens its descriptors close-on-exec, so only a few ever need closing (one passed
+    in by the service manager, say). A gateway descriptor whose number the child is to get
+    is first moved out of the way, so that no copy overwrites a source still to be copied.
+    """
+    open_fds = {int(name) for name in os.listdir("/proc/self/fd")}
+    spare = max(open_fds | set(fdmap) | set(fdmap.values())) + 1
+    moved: dict[int, int] = {}
+    actions: list[tuple[int, ...]] = []
+    for source in sorted(set(fdmap.values())):
+        if source in fdmap:
+            actions.append((os.POSIX_SPAWN_DUP2, source, spare))
+            moved[source] = spare
+            spare += 1
+    for target, source in sorted(fdmap.items()):
+        actions.append((os.POSIX_SPAWN_DUP2, moved.get(source, source), target))
+    actions.extend((os.POSIX_SPAWN_CLOSE, fd) for fd in moved.values())
+    for fd in sorted(open_fds - fdmap.keys()):
+        try:
+            inheritable = os.get_inheritable(fd)
+        except OSError:
+            continue  # the listing's own descriptor, or one another thread closed
+        if inheritable:
+            actions.append((os.POSIX_SPAWN_CLOSE, fd))
+    return actions
 
-    The reactor uses ``posix_spawn`` (far cheaper than forking a large gateway process) only
-    for a child that starts in the gateway's own directory, so the launcher steps into the job
-    directory for the instant of the spawn and back: one program more per job (``setsid``)
-    instead of two (``setsid`` and ``env -C``).
+
+class _SessionProcess(Process):
+    """Twisted's process transport for a child started by ``posix_spawn`` in a new session
+    (so that it leads a process group of its own) and in a given directory.
+
+    ``posix_spawn`` is far cheaper than forking a large gateway, and asking it for the new
+    session saves starting a helper program (``setsid``) for every job. It cannot change
+    directory, so the gateway steps into the job directory for the instant of the spawn.
     """
 
-    setsid: str | None
-
-    @property
-    def grouped(self) -> bool:
-        """True when each job runs in a process group of its own."""
-        return self.setsid is not None
-
-    @classmethod
-    def find(cls) -> ProcessLauncher:
-        """Locate ``setsid`` on PATH."""
-        return cls(setsid=shutil.which("setsid"))
-
-    def spawn(self, reactor: IReactorProcess, protocol: ProcessProtocol,
-              command: Sequence[str], directory: str, environment: Mapping[str, str]) -> None:
-        """Start ``command`` in ``directory`` (absolute) with ``environment``.
-
-        Raises:
-            OSError: the program cannot be started.
-        """
-        if self.setsid is not None:
-            executable, argv = self.setsid, ["setsid", "--", *command]
-        else:
-            executable, argv = command[0], list(command)
-        previous = os.getcwd()
-        os.chdir(directory)
+    def _trySpawnInsteadOfFork(self, path: str, uid: object, gid: object, executable: str,
+                               args: Sequence[str], environment: Mapping[str, str],
+                               kwargs: Mapping[str, Any]) -> bool:
+        # Ignored signals stay ignored across exec: a job must not inherit the gateway's
+        # ignored SIGPIPE, say.
+        ignored = [signum for signum in range(1, signal.NSIG)
+                   if signal.getsignal(signum) == signal.SIG_IGN]
+        actions = _file_actions(kwargs["fdmap"])
+        home = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            reactor.spawnProcess(protocol, executable, argv, env=dict(environment),
-                                 path=directory, childFDs={0: "w", 1: "r", 2: "r"})
+            os.chdir(path)
+            try:
+                self.pid = os.posix_spawn(executable, list(args), environment,
+                                          file_actions=actions, setsigdef=ignored,
+                                          setsid=True)
+            finally:
+                os.fchdir(home)
         finally:
-            os.chdir(previous)
+            os.close(home)
+        self.status = -1
+        self.in_session = True
+        return True
+
+
+def spawn_in_session(reactor: IReactorProcess, protocol: ProcessProtocol,
+                     command: Sequence[str], directory: str,
+                     environment: Mapping[str, str]) -> None:
+    """Start ``command`` (an argv list) in ``directory`` (absolute), in a session and
+    process group of its own, with exactly ``environment`` and stdin, stdout and stderr as
+    pipes to ``protocol``.
+
+    A bare program name is looked up on the job's ``PATH``, not the gateway's.
+
+    Raises:
+        OSError: the program cannot be started.
+    """
+    program = command[0]
+    if "/" not in program:
+        found = shutil.which(program, path=environment.get("PATH", os.defpath))
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        program = found
+    process = _SessionProcess(reactor, program, list(command), dict(environment), directory,
+                              protocol, childFDs={0: "w", 1: "r", 2: "r"})
+    if not getattr(process, "in_session", False):
+        # Twisted forked instead of calling the hook above: the job would share the
+        # gateway's process group, and a timeout could not kill its helpers. Fail closed.
+        process.signalProcess("KILL")
+        raise OSError(errno.ENOSYS, "this Twisted version does not spawn through posix_spawn")
 
 
 class _JobProtocol(ProcessProtocol):
@@ -218,7 +265,6 @@ class Job:
 def start_job(
     reactor: IReactorProcess,
     clock: IReactorTime,
-    launcher: ProcessLauncher,
     command: Sequence[str],
     directory: str,
     environment: Mapping[str, str],
@@ -234,6 +280,6 @@ def start_job(
         OSError: the program cannot be started.
     """
     protocol = _JobProtocol(clock, timeout, stdout_limit)
-    launcher.spawn(reactor, protocol, command, directory, environment)
+    spawn_in_session(reactor, protocol, command, directory, environment)
     return Job(protocol.ended, protocol.gone, protocol)
 

@@ -8,21 +8,17 @@ from typing import Any
 
 import attrs
 from twisted.internet.task import Cooperator
-from twisted.logger import Logger
 
 from runnergw.config.errors import ConfigError, Origin
 from runnergw.config.pipelines import ModelSettings
 from runnergw.config.settings import Settings
 from runnergw.filters.registry import FilterContext, build_filter
-from runnergw.logs import level_gate
 from runnergw.pipeline.route import Route, error_body_detail
 from runnergw.pipelines.descriptor import ModelDescriptor, load_models
-from runnergw.pipelines.process import ProcessLauncher
 from runnergw.terminals.commands import CommandTerminal, PipelineContext
 
 __all__ = ["PipelineRoute", "build_pipeline_routes", "clean_job_directories"]
 
-log = Logger(namespace="runnergw.pipelines", observer=level_gate)
 
 _MULTIPART_SLACK = 1 << 20
 """Room for the text parts and multipart framing beside the uploads."""
@@ -66,11 +62,7 @@ def build_pipeline_routes(
                                       f" (column {problem.column})" if problem.column else "")))
     if parts.signer is None:
         return []
-    launcher = ProcessLauncher.find()
-    if not launcher.grouped:
-        log.warn("setsid (util-linux) is missing: jobs share the gateway's process group, "
-                 "and only a job's own process is killed on timeout")
-    shared = PipelineContext(reactor, launcher, parts.signer, pipelines.jobs_path, ffprobe,
+    shared = PipelineContext(reactor, parts.signer, pipelines.jobs_path, ffprobe,
                              Cooperator(), pipelines.environment)
     routes = []
     for model in models:

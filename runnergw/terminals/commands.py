@@ -25,7 +25,7 @@ from runnergw.pipeline.interfaces import IClientStream, ITerminal
 from runnergw.pipelines.descriptor import ModelDescriptor
 from runnergw.pipelines.form import FormError, check_form
 from runnergw.pipelines.probe import ProbeError, probe_media
-from runnergw.pipelines.process import Job, JobResult, ProcessLauncher, start_job
+from runnergw.pipelines.process import Job, JobResult, start_job
 from runnergw.pipelines.reply import OutputReply
 from runnergw.pipelines.slots import JobSlots, QueueFull
 from runnergw.pipelines.template import TemplateError, fill_command
@@ -40,13 +40,12 @@ _RETRY_AFTER = "10"
 
 
 class PipelineContext:
-    """What every command terminal shares: reactor, launcher, signer, job root, ffprobe."""
+    """What every command terminal shares: reactor, signer, job root, ffprobe."""
 
-    def __init__(self, reactor: Any, launcher: ProcessLauncher, signer: ResponseSigner,
+    def __init__(self, reactor: Any, signer: ResponseSigner,
                  jobs_path: str, ffprobe: str | None, cooperator: Cooperator,
                  extra_environment: Mapping[str, str] | None = None) -> None:
         self.reactor = reactor
-        self.launcher = launcher
         self.signer = signer
         # Jobs run in their own directory, so the paths given to a command must not depend
         # on the gateway's working directory: a relative ``jobsPath`` is made absolute here.
@@ -197,7 +196,7 @@ class CommandTerminal:
             return False
         try:
             info = await probe_media(self.context.reactor, self.context.reactor,
-                                     self.context.launcher, self.context.ffprobe, uploads[main],
+                                     self.context.ffprobe, uploads[main],
                                      directory, self.context.environment(directory))
         except ProbeError:
             raise Reject(400, "The uploaded file could not be read as media") from None
@@ -238,8 +237,7 @@ class CommandTerminal:
             if client.gone:
                 return None  # left while its upload was measured: nothing to start
             try:
-                job = start_job(self.context.reactor, self.context.reactor,
-                                self.context.launcher, argv, directory,
+                job = start_job(self.context.reactor, self.context.reactor, argv, directory,
                                 self.context.environment(directory), self.settings.timeout)
             except OSError as e:
                 exchange.outcome = "command_failed"

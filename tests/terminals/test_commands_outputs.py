@@ -33,10 +33,10 @@ def _capture_argv(testcase: TestCase) -> list[list[str]]:
     seen: list[list[str]] = []
     original = commands.start_job
 
-    def start_job(reactor: Any, clock: Any, launcher: Any, argv: list[str],
+    def start_job(reactor: Any, clock: Any, argv: list[str],
                   *rest: Any) -> Any:
         seen.append(list(argv))
-        return original(reactor, clock, launcher, argv, *rest)
+        return original(reactor, clock, argv, *rest)
 
     testcase.patch(commands, "start_job", start_job)
     return seen
