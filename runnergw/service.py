@@ -32,7 +32,8 @@ from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.logs import level_gate
 from runnergw.pipeline.gateway import Gateway
 from runnergw.pipeline.route import Route, Router, error_body_detail, error_body_ollama
-from runnergw.pipelines.routes import build_pipeline_routes, clean_job_directories
+from runnergw.pipelines.routes import build_pipeline_routes
+from runnergw.pipelines.workdir import clean_job_directories
 from runnergw.startup import GatewayParts
 from runnergw.terminals.commands import CommandTerminal
 from runnergw.terminals.ollama import OllamaTerminal

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -17,7 +16,7 @@ from runnergw.pipeline.route import Route, error_body_detail
 from runnergw.pipelines.descriptor import ModelDescriptor, load_models
 from runnergw.terminals.commands import CommandTerminal, PipelineContext
 
-__all__ = ["PipelineRoute", "build_pipeline_routes", "clean_job_directories"]
+__all__ = ["PipelineRoute", "build_pipeline_routes"]
 
 
 _MULTIPART_SLACK = 1 << 20
@@ -35,15 +34,6 @@ class PipelineRoute:
     def allowed_roles(self) -> tuple[str, ...] | None:
         """The descriptor's ``allowed_roles`` (None: any role)."""
         return self.model.allowed_roles
-
-
-def clean_job_directories(jobs_path: str) -> int:
-    """Remove job directories left by a previous run (a crash, a kill); returns how many."""
-    removed = 0
-    for leftover in Path(jobs_path).glob("job-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-        removed += 1
-    return removed
 
 
 def build_pipeline_routes(

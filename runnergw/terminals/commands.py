@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +28,7 @@ from runnergw.pipelines.reply import OutputReply
 from runnergw.pipelines.slots import JobSlots, QueueFull
 from runnergw.pipelines.template import TemplateError, fill_command
 from runnergw.pipelines.uploads import MultipartReceiver, UploadError, UploadLimits
+from runnergw.pipelines.workdir import make_job_directory, remove_job_directory
 from runnergw.websaas.signing import ResponseSigner
 
 __all__ = ["CommandTerminal", "PipelineContext"]
@@ -105,17 +104,11 @@ class CommandTerminal:
             # Refused before the upload: it would only wait for a slot that is not there.
             raise Reject(503, "The model is busy, try again later",
                          headers=(("Retry-After", _RETRY_AFTER),), reason="queue full")
-        try:
-            directory = tempfile.mkdtemp(prefix="job-", dir=self.context.jobs_path)
-        except FileNotFoundError:
-            # Removed under us (a tmp cleaner): make it again, private, and go on.
-            os.makedirs(self.context.jobs_path, mode=0o700, exist_ok=True)
-            directory = tempfile.mkdtemp(prefix="job-", dir=self.context.jobs_path)
+        directory = make_job_directory(self.context.jobs_path)
         try:
             await self._serve(exchange, client, send_head, directory)
         finally:
-            # Removing a large upload waits on the disk: a worker thread.
-            await deferToThread(shutil.rmtree, directory, True)
+            await remove_job_directory(self.context.reactor, directory)
 
     async def _serve(self, exchange: Exchange, client: IClientStream, send_head: Any,
                      directory: str) -> None:

@@ -1,0 +1,67 @@
+"""Job directories: one private directory per request under ``jobsPath``, removed afterwards
+on every path, and leftovers of an earlier run removed at start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.threads import deferToThreadPool
+
+__all__ = ["clean_job_directories", "make_job_directory", "remove_job_directory"]
+
+SMALL_FILES = 16
+SMALL_BYTES = 1 << 20
+"""A directory of at most this many files and bytes is removed on the reactor thread: that
+takes a few syscalls, less than handing it to a worker thread. Anything larger (an upload of
+a gigabyte can take the disk milliseconds to free) is removed by a worker thread."""
+
+
+def make_job_directory(jobs_path: str) -> str:
+    """A new private directory under ``jobs_path`` (made again, private, if a tmp cleaner
+    removed it)."""
+    try:
+        return tempfile.mkdtemp(prefix="job-", dir=jobs_path)
+    except FileNotFoundError:
+        os.makedirs(jobs_path, mode=0o700, exist_ok=True)
+        return tempfile.mkdtemp(prefix="job-", dir=jobs_path)
+
+
+def _remove_if_small(directory: str) -> bool:
+    """Remove ``directory`` if it holds only a few small files; False if it was left."""
+    names = []
+    size = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                return False
+            size += entry.stat(follow_symlinks=False).st_size
+            names.append(entry.path)
+            if size > SMALL_BYTES or len(names) > SMALL_FILES:
+                return False
+    for name in names:
+        os.unlink(name)
+    os.rmdir(directory)
+    return True
+
+
+async def remove_job_directory(reactor: Any, directory: str) -> None:
+    """Remove ``directory`` and everything in it; never fails."""
+    try:
+        if _remove_if_small(directory):
+            return
+    except OSError:
+        pass  # something changed under us: the thread's rmtree copes with whatever is left
+    await deferToThreadPool(reactor, reactor.getThreadPool(), shutil.rmtree, directory, True)
+
+
+def clean_job_directories(jobs_path: str) -> int:
+    """Remove job directories left by a previous run (a crash, a kill); returns how many."""
+    removed = 0
+    for leftover in Path(jobs_path).glob("job-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed += 1
+    return removed
