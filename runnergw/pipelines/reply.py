@@ -3,7 +3,8 @@
 ``{"outputs": {"<id>": "data:<mime>;base64,<…>" | null, …}, "token": "<JWT>"}``: each output
 file is read, base64-encoded and hashed in blocks as the client takes them, so a 500 MB video
 never sits in memory; the signed token, which carries every output's SHA-256, comes last
-(the terminal writes it).
+(the terminal writes it). Small outputs are read at once instead, and the reply goes out
+whole, with a Content-Length.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from zope.interface import implementer
 
 from runnergw.pipeline.interfaces import IClientStream
 
-__all__ = ["OutputReply", "mime_type_for"]
+__all__ = ["OutputReply", "mime_type_for", "read_small_reply"]
 
 _BLOCK = 3 * 16384
 """Raw bytes per piece (a multiple of 3, so pieces of base64 join without padding)."""
@@ -37,8 +38,8 @@ def mime_type_for(output_format: str) -> str:
     return guessed or "application/octet-stream"
 
 
-def _open_output(path: str) -> BinaryIO | None:
-    """The output file, or None when it is missing, empty or not a regular file.
+def _open_output(path: str) -> tuple[BinaryIO, int] | None:
+    """The output file and its size, or None when it is missing, empty or not a regular file.
 
     A symbolic link is not followed (it could point at any file the gateway may read), and a
     FIFO is opened without blocking and refused (reading it would stall the whole gateway).
@@ -51,7 +52,64 @@ def _open_output(path: str) -> BinaryIO | None:
     if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
         os.close(fd)
         return None
-    return os.fdopen(fd, "rb")
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+class _Outputs:
+    """The outputs of one job, opened: sizes known before a byte is read."""
+
+    def __init__(self, outputs: Mapping[str, tuple[str, str]]) -> None:
+        """``outputs`` maps output id to (file path, format)."""
+        self.opened = {output_id: (_open_output(path), output_format)
+                       for output_id, (path, output_format) in outputs.items()}
+        self.size = sum(entry[1] for entry, _ in self.opened.values() if entry is not None)
+        self.hashes: dict[str, str | None] = {}
+        self.missing: list[str] = []
+
+    def close(self) -> None:
+        for entry, _ in self.opened.values():
+            if entry is not None:
+                entry[0].close()
+
+    def encode(self) -> Iterator[bytes]:
+        """``{"outputs": {…}`` in pieces; each output's bytes in blocks of at most ``_BLOCK``.
+
+        An output is read up to the size it had when opened: a helper that escaped the job
+        and still appends to it cannot make the reply endless.
+        """
+        yield b'{"outputs": {'
+        for index, (output_id, (entry, output_format)) in enumerate(self.opened.items()):
+            key = json.dumps(output_id).encode()
+            yield (b", " if index else b"") + key + b": "
+            if entry is None:
+                self.hashes[output_id] = None
+                self.missing.append(output_id)
+                yield b"null"
+                continue
+            stream, left = entry
+            digest = hashlib.sha256()
+            yield f'"data:{mime_type_for(output_format)};base64,'.encode()
+            while left > 0 and (block := stream.read(min(_BLOCK, left))):
+                left -= len(block)
+                digest.update(block)
+                yield base64.b64encode(block)
+            yield b'"'
+            self.hashes[output_id] = "sha256:" + digest.hexdigest()
+        yield b"}"
+
+
+def read_small_reply(outputs: Mapping[str, tuple[str, str]], limit: int
+                     ) -> tuple[bytes, dict[str, str | None], list[str]] | None:
+    """``{"outputs": {…}``, the outputs' hashes and the missing ones, at once, when the
+    outputs hold at most ``limit`` bytes in all (reading them takes less than arranging to
+    stream them); None when they are larger."""
+    opened = _Outputs(outputs)
+    try:
+        if opened.size > limit:
+            return None
+        return b"".join(opened.encode()), opened.hashes, opened.missing
+    finally:
+        opened.close()
 
 
 @implementer(IPushProducer)
@@ -67,34 +125,20 @@ class OutputReply:
     ) -> None:
         """``outputs`` maps output id to (file path, format)."""
         self.client = client
-        self.outputs = outputs
-        self.hashes: dict[str, str | None] = {}
-        self.missing: list[str] = []
+        self._outputs = _Outputs(outputs)
+        self.hashes = self._outputs.hashes
+        self.missing = self._outputs.missing
         self._task = cooperator.cooperate(self._pieces())
         self.done: Deferred[Any] = self._task.whenDone()
 
     def _pieces(self) -> Iterator[None]:
         write = self.client.write
-        write(b'{"outputs": {')
-        for index, (output_id, (path, output_format)) in enumerate(self.outputs.items()):
-            key = json.dumps(output_id).encode()
-            write((b", " if index else b"") + key + b": ")
-            stream = _open_output(path)
-            if stream is None:
-                self.hashes[output_id] = None
-                self.missing.append(output_id)
-                write(b"null")
-                continue
-            digest = hashlib.sha256()
-            with stream:
-                write(f'"data:{mime_type_for(output_format)};base64,'.encode())
-                while block := stream.read(_BLOCK):
-                    digest.update(block)
-                    write(base64.b64encode(block))
-                    yield None
-            write(b'"')
-            self.hashes[output_id] = "sha256:" + digest.hexdigest()
-        write(b"}")
+        try:
+            for piece in self._outputs.encode():
+                write(piece)
+                yield None
+        finally:
+            self._outputs.close()
 
     def pauseProducing(self) -> None:
         with contextlib.suppress(TaskFinished):
@@ -109,3 +153,4 @@ class OutputReply:
         more than once and after the reply is complete."""
         with contextlib.suppress(TaskFinished):
             self._task.stop()
+        self._outputs.close()

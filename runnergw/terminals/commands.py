@@ -24,7 +24,7 @@ from runnergw.pipelines.descriptor import ModelDescriptor
 from runnergw.pipelines.form import FormError, check_form
 from runnergw.pipelines.probe import ProbeError, probe_media
 from runnergw.pipelines.process import Job, JobResult, start_job
-from runnergw.pipelines.reply import OutputReply
+from runnergw.pipelines.reply import OutputReply, read_small_reply
 from runnergw.pipelines.slots import JobSlots, QueueFull
 from runnergw.pipelines.template import TemplateError, fill_command
 from runnergw.pipelines.uploads import MultipartReceiver, UploadError, UploadLimits
@@ -36,6 +36,8 @@ __all__ = ["CommandTerminal", "PipelineContext"]
 _STDERR_DETAIL = 2000
 """Characters of a failed command's stderr returned in the error detail."""
 _RETRY_AFTER = "10"
+_SMALL_REPLY = 256 * 1024
+"""Outputs up to this many bytes in all are answered at once rather than streamed."""
 
 
 class PipelineContext:
@@ -263,6 +265,26 @@ class CommandTerminal:
 
     async def _reply(self, exchange: Exchange, client: IClientStream, send_head: Any,
                      outputs: Mapping[str, tuple[str, str]]) -> None:
+        """Answer with the outputs and the signed token. The token is signed in a worker
+        thread: RSA takes a few hundred microseconds and releases the GIL."""
+        try:
+            small = read_small_reply(outputs, _SMALL_REPLY)
+        except OSError:
+            self.log.failure("Reading the outputs of request {request_id} failed",
+                             request_id=exchange.request_id)
+            exchange.outcome = "error"
+            raise Reject(500, "The outputs could not be read",
+                         reason="output unreadable") from None
+        if small is not None:
+            body, hashes, missing = small
+            if missing:
+                exchange.notes["missing_outputs"] = missing
+            token = await deferToThread(self._sign, exchange, hashes)
+            body += b', "token": ' + json.dumps(token).encode() + b"}"
+            send_head(200, Headers([("Content-Type", "application/json")]), len(body))
+            client.write(body)
+            client.finish()
+            return
         send_head(200, Headers([("Content-Type", "application/json")]), None)
         reply = OutputReply(client, outputs, self.context.cooperator)
         client.register_producer(reply)
@@ -288,7 +310,6 @@ class CommandTerminal:
         finally:
             if reply.missing:
                 exchange.notes["missing_outputs"] = reply.missing
-        # RSA signing takes a few hundred microseconds and releases the GIL: a worker thread.
         token = await deferToThread(self._sign, exchange, reply.hashes)
         client.write(b', "token": ' + json.dumps(token).encode() + b"}")
         client.finish()

@@ -72,6 +72,8 @@ class Answer:
     status: int
     headers: Any
     body: bytes
+    length: int | None = None
+    """The announced Content-Length; None for a streamed (chunked) reply."""
 
     @property
     def json(self) -> Any:
@@ -117,7 +119,8 @@ class Pipelines:
         response, data = await fetch(
             self.agent, "POST", f"{self.gateway.url}/{endpoint}/", sent,
             BytesProducer(made if body is None else body, chunked=chunked))
-        return Answer(response.code, response.headers, data)
+        length = response.length if isinstance(response.length, int) else None
+        return Answer(response.code, response.headers, data, length)
 
     def raw_request(self, endpoint: str, form: Mapping[str, Any] | None = None,
                     files: Mapping[str, tuple[str, str, bytes]] | None = None) -> bytes:

@@ -65,6 +65,8 @@ class OutputTests(TestCase):
                      {"id": "absent", "type": "image", "format": "png"}])})
         answer = await pipelines.post("partial")
         self.assertEqual(answer.status, 200, answer.body)
+        # Small outputs: the reply goes out whole, its length announced.
+        self.assertEqual(answer.length, len(answer.body))
         outputs = answer.json["outputs"]
         self.assertEqual(outputs, {"present": "data:text/plain;base64,aGVyZQ==",
                                    "empty": None, "absent": None})
@@ -98,7 +100,7 @@ class OutputTests(TestCase):
         pipelines = start_pipelines(self, {"big": _big_descriptor()})
         answer = await pipelines.post("big")
         self.assertEqual(answer.status, 200, answer.body[:200])
-        self.assertIsNone(answer.header("Content-Length"))
+        self.assertIsNone(answer.length)
         mime, data = decode_data_uri(answer.json["outputs"]["blob"])
         self.assertEqual(mime, "application/octet-stream")
         self.assertEqual(len(data), _BIG)
@@ -109,6 +111,28 @@ class OutputTests(TestCase):
         self.assertEqual(claims["outputs"], {"blob": "sha256:" + expected})
         record = await pipelines.settled(1)
         self.assertGreater(record["bytes_out"], _BIG * 4 // 3)
+
+    async def test_streamed_reply_marks_missing_outputs(self) -> None:
+        """Outputs too large to answer at once are streamed; a missing one is still null,
+        hashed as None and audited."""
+        size = 300 * 1024
+        pipelines = start_pipelines(self, {"half": descriptor(
+            "half",
+            f"python3 -c 'import sys; open(sys.argv[1], \"wb\").write(bytes({size}))' "
+            "<blob> <absent>",
+            outputs=[{"id": "blob", "type": "file", "format": "bin"},
+                     {"id": "absent", "type": "text", "format": "txt"}])})
+        answer = await pipelines.post("half")
+        self.assertEqual(answer.status, 200, answer.body[:200])
+        self.assertIsNone(answer.length)
+        self.assertEqual(decode_data_uri(answer.json["outputs"]["blob"])[1], bytes(size))
+        self.assertIsNone(answer.json["outputs"]["absent"])
+        claims = jwt.decode(answer.json["token"], pipelines.saas.node_public_key(),
+                            algorithms=["RS256"])
+        self.assertEqual(claims["outputs"], {
+            "blob": "sha256:" + hashlib.sha256(bytes(size)).hexdigest(), "absent": None})
+        record = await pipelines.settled(1)
+        self.assertEqual(record["missing_outputs"], ["absent"])
 
     async def test_client_leaving_during_the_reply(self) -> None:
         """The reply stops, the directory goes, the audit says the client left."""
