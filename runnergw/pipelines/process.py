@@ -149,6 +149,7 @@ class _JobProtocol(ProcessProtocol):
         self.stdout_limit = stdout_limit
         self.ended: Deferred[JobResult] = Deferred(self._cancel)
         self.gone: Deferred[None] = Deferred()
+        self.exited: Deferred[None] = Deferred()
         self._pid: int | None = None
         self._exited = False
         self._pipe_timer: IDelayedCall | None = None
@@ -219,6 +220,7 @@ class _JobProtocol(ProcessProtocol):
             self._timer.cancel()  # the command ended in time; only its pipes are left
         self._timer = None
         self._pipe_timer = self.clock.callLater(PIPE_GRACE, self._close_pipes)
+        self.exited.callback(None)
 
     def _close_pipes(self) -> None:
         self._pipe_timer = None
@@ -251,11 +253,15 @@ class Job:
     Attributes:
         result: Fires with the job's result. Cancelling it (the client left) kills the job's
             process group and fails it with ``CancelledError`` at once.
+        exited: Fires once the command has exited and been reaped, and the rest of its
+            process group has been sent SIGKILL; what it wrote to its pipes may still be
+            arriving (a busy gateway notices the pipes' end an event-loop turn or more later).
         ended: Fires once the process has ended and its pipes are closed, however it ended
             (after a cancellation, that can be up to ``KILL_GRACE`` seconds later).
     """
 
     result: Deferred[JobResult]
+    exited: Deferred[None]
     ended: Deferred[None]
     protocol: _JobProtocol = attrs.field(repr=False)
 
@@ -288,5 +294,5 @@ def start_job(
     """
     protocol = _JobProtocol(clock, timeout, stdout_limit)
     spawn_in_group(reactor, protocol, command, directory, environment)
-    return Job(protocol.ended, protocol.gone, protocol)
+    return Job(protocol.ended, protocol.exited, protocol.gone, protocol)
 

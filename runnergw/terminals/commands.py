@@ -228,6 +228,14 @@ class CommandTerminal:
             await waiting
         except CancelledError:
             return None  # the client left while queued: the job never starts
+        released = False
+
+        def release_slot(_: object = None) -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.slots.release()
+
         try:
             if client.gone:
                 return None  # left while its upload was measured: nothing to start
@@ -238,6 +246,10 @@ class CommandTerminal:
                 exchange.outcome = "command_failed"
                 raise Reject(400, f"Command execution failed: cannot start {argv[0]}: "
                                   f"{e.strerror}", reason="command could not start") from None
+            # The slot (one GPU: one job) is the job's until its command has exited, which
+            # for a killed job may take the kill grace period. Its output pipes may be read
+            # to their end later: the next job need not wait for that.
+            job.exited.addCallback(release_slot)
             client.when_gone(job.cancel)
             self._jobs.add(job)
             job.ended.addBoth(lambda _: self._jobs.discard(job))
@@ -245,12 +257,10 @@ class CommandTerminal:
                 result = await job.result
             except CancelledError:
                 exchange.notes["job_killed"] = True
-                # The slot (one GPU: one job) and the directory stay the job's until its
-                # processes are gone, which may take the kill grace period.
-                await job.ended
+                await job.ended  # the directory stays the job's until its processes are gone
                 return None
         finally:
-            self.slots.release()
+            release_slot()
         exchange.notes["exit_code"] = result.exit_code
         if result.timed_out:
             exchange.outcome = "timeout"
