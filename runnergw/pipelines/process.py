@@ -9,6 +9,7 @@ that escaped the group (its own session) has its pipes closed on it after a shor
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 import signal
@@ -115,12 +116,18 @@ class _GroupProcess(Process):
         return True
 
 
+@functools.cache
+def _null_input() -> int:
+    """A descriptor of /dev/null open for reading, opened once for the gateway's life."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
 def spawn_in_group(reactor: IReactorProcess, protocol: ProcessProtocol,
                    command: Sequence[str], directory: str,
                    environment: Mapping[str, str]) -> None:
     """Start ``command`` (an argv list) in ``directory`` (absolute), as the leader of a
     process group of its own, with exactly ``environment`` and stdin, stdout and stderr as
-    pipes to ``protocol``.
+    pipes to ``protocol`` (stdout and stderr; stdin is /dev/null).
 
     A bare program name is looked up on the job's ``PATH``, not the gateway's.
 
@@ -133,8 +140,10 @@ def spawn_in_group(reactor: IReactorProcess, protocol: ProcessProtocol,
         if found is None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
         program = found
+    # stdin is /dev/null: a job reads nothing from the gateway, and a pipe would cost a
+    # descriptor pair and an event-loop registration per job.
     process = _GroupProcess(reactor, program, list(command), dict(environment), directory,
-                            protocol, childFDs={0: "w", 1: "r", 2: "r"})
+                            protocol, childFDs={0: _null_input(), 1: "r", 2: "r"})
     if not getattr(process, "in_own_group", False):
         # Twisted forked instead of calling the hook above: the job would share the
         # gateway's process group, and a timeout could not kill its helpers. Fail closed.
@@ -164,7 +173,6 @@ class _JobProtocol(ProcessProtocol):
         # Kept: the transport forgets the pid once the command has been reaped, and the
         # group (same number) may still hold its helpers then.
         self._pid = self.transport.pid
-        self.transport.closeStdin()
         self._timer = self.clock.callLater(self.timeout, self._deadline)
 
     def outReceived(self, data: bytes) -> None:

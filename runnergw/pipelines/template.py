@@ -20,6 +20,7 @@ fills each with its own value. That is the one deliberate difference.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Mapping
@@ -46,6 +47,12 @@ class TemplateError(Exception):
         return self.message
 
 
+@functools.lru_cache(maxsize=1024)
+def _split(command: str) -> tuple[str, ...]:
+    """The tokens of a command template (split once: a descriptor's command never changes)."""
+    return tuple(shlex.split(command))
+
+
 def command_placeholders(command: str) -> list[str]:
     """List the placeholder names of a command template.
 
@@ -59,7 +66,7 @@ def command_placeholders(command: str) -> list[str]:
         ValueError: The command cannot be split (an unbalanced quote).
     """
     names: dict[str, None] = {}
-    for token in shlex.split(command):
+    for token in _split(command):
         for name in _PLACEHOLDER.findall(token):
             names.setdefault(name)
     return list(names)
@@ -109,7 +116,7 @@ def fill_command(command: str, inputs: Mapping[str, object]) -> list[str]:
         ValueError: The command cannot be split (an unbalanced quote).
     """
     argv: list[str] = []
-    for token in shlex.split(command):
+    for token in _split(command):
         names = _PLACEHOLDER.findall(token)
         if not names:
             if not token.startswith("--") or _keeps_bare_flag(token, inputs):

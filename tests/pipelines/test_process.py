@@ -70,6 +70,11 @@ class SpawnTests(TestCase):
         self.assertEqual(len(seen["fds"]), 4, seen["fds"])
         self.assertEqual(seen["fds"][:3], [0, 1, 2])
 
+    async def test_job_reads_an_empty_stdin(self) -> None:
+        job = start_job(reactor, reactor, ["cat"], str(self.directory), self.environment, 30.0)
+        result = await job.result
+        self.assertEqual((result.exit_code, result.stdout_tail), (0, b""))
+
     async def test_an_ignored_signal_of_the_gateway_is_default_in_the_job(self) -> None:
         # Python ignores SIGPIPE; a job that inherited that would not stop on a closed pipe.
         self.assertEqual(signal.getsignal(signal.SIGPIPE), signal.SIG_IGN)
