@@ -16,10 +16,12 @@ HOP_BY_HOP = frozenset({
 class Headers:
     """Header fields in arrival order; names compare case-insensitively."""
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_keys")
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
         self._fields: list[tuple[str, str]] = list(fields)
+        self._keys: list[str] = [name.lower() for name, _ in self._fields]
+        """The lower-case name of each field, lowered once rather than at every lookup."""
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._fields)
@@ -32,38 +34,41 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``."""
-        name = name.lower()
-        for key, value in self._fields:
-            if key.lower() == name:
-                return value
-        return default
+        try:
+            return self._fields[self._keys.index(name.lower())][1]
+        except ValueError:
+            return default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
         name = name.lower()
-        return [value for key, value in self._fields if key.lower() == name]
+        return [field[1] for key, field in zip(self._keys, self._fields, strict=True)
+                if key == name]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        return isinstance(name, str) and name.lower() in self._keys
 
     def add(self, name: str, value: str) -> None:
         """Append a field."""
         self._fields.append((name, value))
+        self._keys.append(name.lower())
 
     def set(self, name: str, value: str) -> None:
         """Replace every ``name`` field with one."""
         self.remove(name)
-        self._fields.append((name, value))
+        self.add(name, value)
 
     def remove(self, name: str) -> None:
         """Drop every ``name`` field."""
-        name = name.lower()
-        self._fields = [(k, v) for k, v in self._fields if k.lower() != name]
+        self.remove_all((name,))
 
     def remove_all(self, names: Iterable[str]) -> None:
         """Drop every field whose lower-case name is in ``names``."""
         drop = {n.lower() for n in names}
-        self._fields = [(k, v) for k, v in self._fields if k.lower() not in drop]
+        kept = [(key, field) for key, field in zip(self._keys, self._fields, strict=True)
+                if key not in drop]
+        self._keys = [key for key, _ in kept]
+        self._fields = [field for _, field in kept]
 
     def connection_tokens(self) -> set[str]:
         """Lower-case field names listed in ``Connection`` (they are hop-by-hop too)."""
@@ -72,14 +77,22 @@ class Headers:
             tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
         return tokens
 
+    def without(self, drop: frozenset[str] | set[str]) -> Headers:
+        """A copy without the fields whose lower-case name is in ``drop``."""
+        copy = Headers()
+        for key, field in zip(self._keys, self._fields, strict=True):
+            if key not in drop:
+                copy._keys.append(key)
+                copy._fields.append(field)
+        return copy
+
     def without_hop_by_hop(self) -> Headers:
         """A copy without hop-by-hop fields and those named in ``Connection``."""
-        drop = HOP_BY_HOP | self.connection_tokens()
-        return Headers((k, v) for k, v in self._fields if k.lower() not in drop)
+        return self.without(HOP_BY_HOP | self.connection_tokens())
 
     def copy(self) -> Headers:
         """A shallow copy."""
-        return Headers(self._fields)
+        return self.without(frozenset())
 
     def encode(self) -> bytes:
         """The fields as ``Name: value\\r\\n`` lines."""
@@ -100,5 +113,4 @@ _NEVER_FORWARDED = frozenset({
 
 def forwardable_request_headers(headers: Headers) -> Headers:
     """The client's request headers that may be sent to a runner."""
-    drop = HOP_BY_HOP | _NEVER_FORWARDED | headers.connection_tokens()
-    return Headers((k, v) for k, v in headers if k.lower() not in drop)
+    return headers.without(HOP_BY_HOP | _NEVER_FORWARDED | headers.connection_tokens())
