@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any
 
@@ -33,7 +34,7 @@ from runnergw.logs import level_gate
 from runnergw.pipeline.gateway import Gateway
 from runnergw.pipeline.route import Route, Router, error_body_detail, error_body_ollama
 from runnergw.pipelines.routes import build_pipeline_routes
-from runnergw.pipelines.workdir import clean_job_directories
+from runnergw.pipelines.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
 from runnergw.startup import GatewayParts
 from runnergw.terminals.commands import CommandTerminal
 from runnergw.terminals.ollama import OllamaTerminal
@@ -141,10 +142,14 @@ class GatewayService(MultiService):
         )
         self.port: IListeningPort | None = None
         self._previous_hup: Any = None
+        self._jobs_lock: int | None = None
+        """Held while the gateway runs: one gateway per jobs directory."""
 
     def privilegedStartService(self) -> None:
-        """Bind the listener now (before privileges drop); a bind failure is fatal."""
+        """Take the jobs directory, then bind the listener now (before privileges drop); a
+        failure of either is fatal."""
         super().privilegedStartService()
+        self._lock_jobs_path()
         address = self.settings.server.address
         host = address.host or "::"
         endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
@@ -159,11 +164,24 @@ class GatewayService(MultiService):
             raise SystemExit(f"runnergw: cannot listen on {address}: {reason}")
         self.port = outcome[0]
 
+    def _lock_jobs_path(self) -> None:
+        pipelines = self.settings.pipelines
+        if not pipelines.enabled or self._jobs_lock is not None:
+            return
+        try:
+            self._jobs_lock = lock_jobs_path(pipelines.jobs_path)
+        except (JobsPathBusy, OSError) as e:
+            reason = str(e) if isinstance(e, JobsPathBusy) else \
+                f"{pipelines.jobs_path}: cannot lock: {e.strerror}"
+            raise SystemExit(f"runnergw: {pipelines.origin.describe()}: "
+                             f"pipelines.jobsPath: {reason}") from e
+
     def startService(self) -> None:
         if self.port is None:
             self.privilegedStartService()
-        if self.settings.pipelines.enabled:
-            removed = clean_job_directories(self.settings.pipelines.jobs_path)
+        pipelines = self.settings.pipelines
+        if pipelines.enabled:
+            removed = clean_job_directories(pipelines.jobs_path)
             if removed:
                 self.log.info("Removed {count} job directories left by an earlier run",
                               count=removed)
@@ -192,6 +210,9 @@ class GatewayService(MultiService):
         if port is not None:
             waits.append(port.stopListening())
         self.parts.audit_log.close()
+        if self._jobs_lock is not None:
+            os.close(self._jobs_lock)
+            self._jobs_lock = None
         return gatherResults([d for d in waits if d is not None])
 
     def _on_sighup(self, signum: int, frame: Any) -> None:

@@ -3,6 +3,7 @@ on every path, and leftovers of an earlier run removed at start."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -11,7 +12,47 @@ from typing import Any
 
 from twisted.internet.threads import deferToThreadPool
 
-__all__ = ["clean_job_directories", "make_job_directory", "remove_job_directory"]
+__all__ = [
+    "JobsPathBusy",
+    "clean_job_directories",
+    "lock_jobs_path",
+    "make_job_directory",
+    "remove_job_directory",
+]
+
+LOCK_NAME = ".runnergw.lock"
+
+
+class JobsPathBusy(Exception):
+    """Another gateway holds the jobs directory; the message names it."""
+
+
+def lock_jobs_path(jobs_path: str) -> int:
+    """Take the jobs directory for this gateway alone; returns the lock's descriptor, which
+    holds the lock until it is closed (or the process ends).
+
+    A second gateway given the same directory would remove the first one's live job
+    directories as leftovers when it starts.
+
+    Raises:
+        JobsPathBusy: another process holds the lock.
+        OSError: the lock file cannot be made.
+    """
+    fd = os.open(os.path.join(jobs_path, LOCK_NAME),
+                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise JobsPathBusy(f"{jobs_path} is in use by another runnergw (pid {holder}); "
+                           "give each gateway a jobs directory of its own") from None
+    except OSError:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 SMALL_FILES = 16
 SMALL_BYTES = 1 << 20

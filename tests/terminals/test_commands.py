@@ -19,6 +19,7 @@ import attrs
 import jwt
 from twisted.trial.unittest import TestCase
 
+from runnergw.pipelines.workdir import LOCK_NAME
 from runnergw.terminals.commands import CommandTerminal
 from tests.helpers.gateway import RunningGateway, start_gateway
 from tests.helpers.media import media_info, png_pixel, png_size, sine_wav, solid_png, striped_png
@@ -140,8 +141,8 @@ class Pipelines:
         raise AssertionError(f"no route {endpoint}")
 
     def job_directories(self) -> list[str]:
-        """What the jobs directory holds."""
-        return sorted(os.listdir(self.jobs_path))
+        """What the jobs directory holds, besides the gateway's lock file."""
+        return sorted(name for name in os.listdir(self.jobs_path) if name != LOCK_NAME)
 
     async def records(self, count: int) -> list[dict[str, Any]]:
         """The audit lines, once ``count`` have been written."""
@@ -304,7 +305,8 @@ class ExampleModelTests(TestCase):
 
 
 class StartupCleanupTests(TestCase):
-    """Job directories left by an earlier run go when the service starts."""
+    """Job directories left by an earlier run go when the service starts; a jobs directory
+    serves one gateway at a time."""
 
     def test_leftover_job_directories_are_removed(self) -> None:
         jobs = Path(self.mktemp())
@@ -314,4 +316,22 @@ class StartupCleanupTests(TestCase):
         (jobs / "job-other").mkdir()
         pipelines = start_pipelines(self, {"text-stats": example("text-stats")}, jobs_path=jobs)
         self.assertEqual(pipelines.job_directories(), [])
+
+    async def test_a_second_gateway_on_the_same_jobs_directory_is_refused(self) -> None:
+        """It would take the first one's live job directories for leftovers."""
+        jobs = Path(self.mktemp()).absolute()
+        jobs.mkdir(mode=0o700)
+        first = start_pipelines(self, {"text-stats": example("text-stats")}, jobs_path=jobs)
+        live = jobs / "job-live"
+        live.mkdir()
+        with self.assertRaises(SystemExit) as raised:
+            start_pipelines(self, {"text-stats": example("text-stats")}, jobs_path=jobs)
+        message = str(raised.exception)
+        self.assertIn("pipelines.jobsPath", message)
+        self.assertIn(f"in use by another runnergw (pid {os.getpid()})", message)
+        self.assertTrue(live.exists())
+        # Once the first one has stopped, the directory can be taken again.
+        await first.gateway.service.stopService()
+        start_pipelines(self, {"text-stats": example("text-stats")}, jobs_path=jobs)
+        self.assertFalse(live.exists())
 
