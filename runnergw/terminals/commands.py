@@ -106,7 +106,10 @@ class CommandTerminal:
             # Refused before the upload: it would only wait for a slot that is not there.
             raise Reject(503, "The model is busy, try again later",
                          headers=(("Retry-After", _RETRY_AFTER),), reason="queue full")
-        directory = make_job_directory(self.context.jobs_path)
+        try:
+            directory = make_job_directory(self.context.jobs_path)
+        except OSError as e:
+            raise self._storage_refusal(exchange, e, "job directory") from None
         try:
             await self._serve(exchange, client, send_head, directory)
         finally:
@@ -157,12 +160,25 @@ class CommandTerminal:
         except ConnectionError:
             return {}, {}
         except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise Reject(507, "The node has no room for the upload",
-                         reason=f"upload storage: {e.strerror}") from None
+            raise self._storage_refusal(exchange, e, "upload storage") from None
         uploads = {name: upload.path for name, upload in received.uploads.items()}
         return dict(received.fields), uploads
+
+    def _storage_refusal(self, exchange: Exchange, error: OSError, what: str) -> Reject:
+        """The answer when the jobs directory fails: no room is 507, too many open files a
+        503 to retry, anything else (a read-only or failing disk) a 500 the operator must
+        look at, logged with the reason."""
+        reason = f"{what}: {error.strerror}"
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return Reject(507, "The node has no room for the upload", reason=reason)
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            return Reject(503, "The node is busy, try again later",
+                          headers=(("Retry-After", _RETRY_AFTER),), reason=reason)
+        self.log.error("Request {request_id}: {what} failed in {jobs_path}: {reason}",
+                       request_id=exchange.request_id, what=what,
+                       jobs_path=self.context.jobs_path, reason=error.strerror)
+        exchange.outcome = "error"
+        return Reject(500, "The node could not store the upload", reason=reason)
 
     def _check_form(self, exchange: Exchange, fields: Mapping[str, str],
                     uploads: Mapping[str, str]) -> dict[str, object]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from runnergw.pipelines import process, uploads
+from runnergw.terminals import commands
 from tests.terminals.test_commands import decode_data_uri, descriptor, example, start_pipelines
 from tests.terminals.test_commands_jobs import JobControl, kill_at_cleanup, process_gone
 
@@ -55,7 +58,6 @@ class EnvironmentTests(TestCase):
         self.assertTrue(os.path.basename(cwd).startswith("job-"), cwd)
         await pipelines.settled(1)
 
-
 class UnknownPathTests(TestCase):
     """A node serving only pipelines answers unknown paths in FastAPI's shape."""
 
@@ -70,8 +72,8 @@ class UnknownPathTests(TestCase):
         await pipelines.settled(1)
 
 
-class FullDiskTests(TestCase):
-    """A disk with no room for an upload."""
+class StorageTests(TestCase):
+    """A jobs directory that cannot take an upload."""
 
     timeout = 20
 
@@ -88,3 +90,45 @@ class FullDiskTests(TestCase):
         self.assertEqual((answer.status, answer.json),
                          (507, {"detail": "The node has no room for the upload"}))
         await pipelines.settled(1)
+
+    async def test_other_storage_failures_are_named(self) -> None:
+        """Too many open files is worth a retry (503); a read-only or failing disk is a 500
+        that says the upload could not be stored, and the log says why."""
+        cases = [(errno.EMFILE, 503, "The node is busy, try again later"),
+                 (errno.EROFS, 500, "The node could not store the upload"),
+                 (errno.EIO, 500, "The node could not store the upload")]
+        failing = [errno.EMFILE]
+
+        def broken(path: str, flags: int) -> int:
+            raise OSError(failing[0], os.strerror(failing[0]), path)
+
+        self.patch(uploads, "_create", broken)
+        logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        pipelines = start_pipelines(self, {"text-stats": example("text-stats")})
+        for number, (code, status, detail) in enumerate(cases, 1):
+            failing[0] = code
+            answer = await pipelines.post(
+                "text-stats", {"top": 1}, {"document": ("a.txt", "text/plain", b"words")})
+            self.assertEqual((answer.status, answer.json), (status, {"detail": detail}))
+            record = await pipelines.settled(number)
+            self.assertEqual(record["reason"], f"upload storage: {os.strerror(code)}")
+        errors = [e for e in logged if e.get("log_level") == LogLevel.error]
+        self.assertEqual([e["reason"] for e in errors],
+                         [os.strerror(errno.EROFS), os.strerror(errno.EIO)])
+
+    async def test_a_job_directory_that_cannot_be_made(self) -> None:
+        """The jobs directory turned unwritable: a 500 naming the storage, no traceback."""
+
+        def unwritable(jobs_path: str) -> str:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), jobs_path)
+
+        self.patch(commands, "make_job_directory", unwritable)
+        pipelines = start_pipelines(self, {"text-stats": example("text-stats")})
+        answer = await pipelines.post(
+            "text-stats", {"top": 1}, {"document": ("a.txt", "text/plain", b"words")})
+        self.assertEqual((answer.status, answer.json),
+                         (500, {"detail": "The node could not store the upload"}))
+        record = await pipelines.settled(1)
+        self.assertEqual(record["reason"], f"job directory: {os.strerror(errno.EACCES)}")
