@@ -1,4 +1,8 @@
-"""Per-model concurrency: a few jobs run (one GPU: one job), a bounded FIFO queue waits."""
+"""Per-model concurrency: a few jobs run (one GPU: one job), a bounded FIFO queue waits.
+
+Requests are admitted before their upload is read, and the line bounds everything a model
+has in hand at once: uploads being received, files being measured, jobs waiting and running.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +24,23 @@ class JobSlots:
         self.concurrency = concurrency
         self.max_waiting = max_waiting
         self.running = 0
+        self.admitted = 0
+        """Requests in hand, from admission to their end (running and waiting included)."""
         self._waiting: deque[Deferred[None]] = deque()
 
-    @property
-    def full(self) -> bool:
-        """True when a request arriving now would be refused."""
-        return self.running >= self.concurrency and len(self._waiting) >= self.max_waiting
+    def admit(self) -> None:
+        """Take a request in (before its upload); ``leave`` when it is over.
+
+        Raises:
+            QueueFull: ``concurrency + max_waiting`` requests are in hand already.
+        """
+        if self.admitted >= self.concurrency + self.max_waiting:
+            raise QueueFull()
+        self.admitted += 1
+
+    def leave(self) -> None:
+        """An admitted request is over."""
+        self.admitted -= 1
 
     @property
     def waiting(self) -> int:

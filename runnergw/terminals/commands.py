@@ -102,18 +102,23 @@ class CommandTerminal:
         if exchange.method != "POST":
             raise Reject(405, "Method Not Allowed", headers=(("Allow", "POST"),))
         exchange.upstream = self.model.endpoint
-        if self.slots.full:
+        try:
             # Refused before the upload: it would only wait for a slot that is not there.
+            self.slots.admit()
+        except QueueFull:
             raise Reject(503, "The model is busy, try again later",
-                         headers=(("Retry-After", _RETRY_AFTER),), reason="queue full")
+                         headers=(("Retry-After", _RETRY_AFTER),), reason="queue full") from None
         try:
-            directory = make_job_directory(self.context.jobs_path)
-        except OSError as e:
-            raise self._storage_refusal(exchange, e, "job directory") from None
-        try:
-            await self._serve(exchange, client, send_head, directory)
+            try:
+                directory = make_job_directory(self.context.jobs_path)
+            except OSError as e:
+                raise self._storage_refusal(exchange, e, "job directory") from None
+            try:
+                await self._serve(exchange, client, send_head, directory)
+            finally:
+                await remove_job_directory(self.context.reactor, directory)
         finally:
-            await remove_job_directory(self.context.reactor, directory)
+            self.slots.leave()
 
     async def _serve(self, exchange: Exchange, client: IClientStream, send_head: Any,
                      directory: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
@@ -63,3 +65,41 @@ class QueueTests(TestCase):
         self.assertEqual((await later).status, 200)
         await self.pipelines.settled(3)
         self.assertEqual(self.control.started_tags(), {"a", "d"})
+
+    async def test_a_request_still_uploading_holds_its_place(self) -> None:
+        """Requests are counted from before their upload: while the second one is still
+        sending, a third is refused, so uploads and measurements are bounded too."""
+        first_answer = Deferred.fromCoroutine(self.pipelines.post("wait", {"tag": "a"}))
+        first = await self.control.next()
+        admitted = when_admitted(self, self.terminal, 2)
+        whole = self.pipelines.raw_request("wait", {"tag": "b"})
+        client = await raw_connect(self, self.pipelines.gateway)
+        client.send(whole[:-20])
+        await admitted
+        third = await self.pipelines.post("wait", {"tag": "c"})
+        self.assertEqual(third.status, 503, third.body)
+        self.assertEqual(self.terminal.slots.waiting, 0)  # the second is not in line yet
+        client.send(whole[-20:])
+        first.go()
+        self.assertEqual((await first_answer).status, 200)
+        second = await self.control.next()
+        self.assertEqual(second.tag, "b")
+        second.go()
+        await client.wait_for(b'"token"')
+        await self.pipelines.settled(3)
+        self.assertEqual(self.control.started_tags(), {"a", "b"})
+
+
+def when_admitted(testcase: TestCase, terminal: Any, count: int) -> Deferred[None]:
+    """Fires once ``count`` requests are in the terminal's hands."""
+    slots = terminal.slots
+    original = slots.admit
+    reached: Deferred[None] = Deferred()
+
+    def admit() -> None:
+        original()
+        if slots.admitted >= count and not reached.called:
+            reached.callback(None)
+
+    testcase.patch(slots, "admit", admit)
+    return reached
