@@ -144,11 +144,18 @@ def _server_id(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
+    from runnergw.pipelines.routes import load_descriptors
     from runnergw.service import build_router
     from runnergw.startup import prepare
 
     settings = _settings(args)
-    parts = prepare(settings)
+    try:
+        parts = prepare(settings)
+    except ConfigErrors as e:
+        # The model descriptors are checked too, so that every problem shows at once.
+        problems = list(e.errors)
+        load_descriptors(settings, problems)
+        raise ConfigErrors(problems) from None
     try:
         build_router(settings, parts, reactor, [])
     finally:

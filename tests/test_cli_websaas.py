@@ -16,7 +16,7 @@ from runnergw.cli import main
 from runnergw.websaas import keys
 from runnergw.websaas.keys import load_rsa_private_key, load_rsa_public_key
 
-__all__ = ["KeygenRsaTests", "ServerIdTests"]
+__all__ = ["CheckTests", "KeygenRsaTests", "ServerIdTests"]
 
 
 def _run(*argv: str) -> tuple[int, str, str]:
@@ -117,3 +117,31 @@ class ServerIdTests(SynchronousTestCase):
         self.assertTrue(server_id.startswith("base64:"))
         self.assertEqual(len(base64.b64decode(server_id[7:], validate=True)), 24)
         self.assertNotEqual(out, _run("server-id")[1])
+
+
+class CheckTests(SynchronousTestCase):
+    """``runnergw check`` on a WebSaaS node."""
+
+    def test_descriptors_are_checked_beside_missing_keys(self) -> None:
+        """Every problem at once: the missing key files and a broken model descriptor, the
+        descriptor's located as file:line:column."""
+        directory = Path(self.mktemp()).resolve()
+        models = directory / "models-enabled"
+        models.mkdir(parents=True)
+        (models / "broken.json").write_text(
+            '{\n  "actions": {"submit": {"endpoint": "/x/"}},\n'
+            '  /* a comment */\n  "command": "true"\n}\n')
+        config = directory / "settings.yaml"
+        config.write_text(
+            "server:\n  address: 127.0.0.1:8443\n"
+            "pipelines:\n  enabled: true\n"
+            f"  modelsPath: {models}\n"
+            f"  jobsPath: {directory / 'jobs'}\n"
+            f"  saasPublicKeyPath: {directory / 'saas_public.pem'}\n"
+            f"  nodePrivateKeyPath: {directory / 'node_private.pem'}\n"
+            "  serverId: 'base64:bm9kZQ=='\n")
+        status, _, err = _run("check", "--config", str(config))
+        self.assertEqual(status, 1)
+        self.assertIn("pipelines.saasPublicKeyPath", err)
+        self.assertIn("pipelines.nodePrivateKeyPath", err)
+        self.assertIn(f"{models / 'broken.json'}:3:3: invalid JSON", err)

@@ -17,10 +17,16 @@ class Origin:
     """A file path, or ``environment variable NAME``."""
     line: int | None = None
     """1-based line in ``source``, when it is a file."""
+    column: int | None = None
+    """1-based column on ``line``, when known (a JSON model descriptor's value at fault)."""
 
     def describe(self) -> str:
-        """Render as ``file:line`` or just the source."""
-        return f"{self.source}:{self.line}" if self.line is not None else self.source
+        """Render as ``file:line:column``, ``file:line`` or just the source."""
+        if self.line is None:
+            return self.source
+        if self.column is None:
+            return f"{self.source}:{self.line}"
+        return f"{self.source}:{self.line}:{self.column}"
 
 
 class ConfigError(Exception):

@@ -16,7 +16,7 @@ from runnergw.pipeline.route import Route, error_body_detail
 from runnergw.pipelines.descriptor import ModelDescriptor, load_models
 from runnergw.terminals.commands import CommandTerminal, PipelineContext
 
-__all__ = ["PipelineRoute", "build_pipeline_routes"]
+__all__ = ["PipelineRoute", "build_pipeline_routes", "load_descriptors"]
 
 
 _MULTIPART_SLACK = 1 << 20
@@ -36,6 +36,18 @@ class PipelineRoute:
         return self.model.allowed_roles
 
 
+def load_descriptors(settings: Settings, errors: list[ConfigError]) -> list[ModelDescriptor]:
+    """The model descriptors of the enabled pipelines; problems are appended to ``errors``."""
+    if not settings.pipelines.enabled:
+        return []
+    models, problems = load_models(settings.pipelines.models_path,
+                                   ffprobe_available=shutil.which("ffprobe") is not None)
+    for problem in problems:
+        errors.append(ConfigError(Origin(problem.path, problem.line, problem.column), "",
+                                  problem.message))
+    return models
+
+
 def build_pipeline_routes(
     settings: Settings, context: FilterContext, parts: Any, reactor: Any,
     errors: list[ConfigError],
@@ -45,11 +57,7 @@ def build_pipeline_routes(
     if not pipelines.enabled:
         return []
     ffprobe = shutil.which("ffprobe")
-    models, problems = load_models(pipelines.models_path, ffprobe_available=ffprobe is not None)
-    for problem in problems:
-        errors.append(ConfigError(Origin(problem.path, problem.line), "",
-                                  f"{problem.message}" + (
-                                      f" (column {problem.column})" if problem.column else "")))
+    models = load_descriptors(settings, errors)
     if parts.signer is None:
         return []
     shared = PipelineContext(reactor, parts.signer, pipelines.jobs_path, ffprobe,
