@@ -907,7 +907,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rate = baseline["count"] / baseline["seconds"]
                 print(f"  round {number}: bare reactor {baseline['count']} spawns of cp, "
                       f"{rate:.1f}/s; gateway {through.count} requests, {through.rate:.1f} "
-                      f"req/s = {through.rate / rate:.3f}"
+                      f"req/s = {through.rate / rate if rate else 0.0:.3f}"
                       + (f"; {len(through.errors)} errors: {through.errors[0]}"
                          if through.errors else ""), flush=True)
             through, baseline = median_round(rounds)

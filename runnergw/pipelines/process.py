@@ -76,10 +76,23 @@ def _file_actions(fdmap: Mapping[int, int]) -> list[tuple[int, ...]]:
     return actions
 
 
-_RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
-"""Signals Python ignores, and an ignored signal stays ignored across exec: a job must get
-them back at their defaults (as ``subprocess`` does), or ``cp`` would not stop on a closed
-pipe."""
+@functools.cache
+def _restored_signals() -> tuple[int, ...]:
+    """The signals the gateway ignores: an ignored signal stays ignored across exec, and a job
+    must get them back at their defaults (``cp`` must stop on a closed pipe).
+
+    Python ignores SIGPIPE and SIGXFSZ; whatever started the gateway may have had it ignore
+    more (SIGINT and SIGQUIT for a shell's background job). Read once: the gateway never
+    makes a signal ignored later.
+    """
+    ignored = {signal.SIGPIPE, signal.SIGXFSZ}
+    for signum in range(1, signal.NSIG):
+        try:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                ignored.add(signum)
+        except ValueError:
+            pass
+    return tuple(sorted(ignored))
 
 
 class _GroupProcess(Process):
@@ -100,13 +113,14 @@ class _GroupProcess(Process):
                                args: Sequence[str], environment: Mapping[str, str],
                                kwargs: Mapping[str, Any]) -> bool:
         actions = _file_actions(kwargs["fdmap"])
-        home = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # O_PATH: the gateway's own directory need not be readable to come back to it.
+        home = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.chdir(path)
             try:
                 self.pid = os.posix_spawn(executable, list(args), environment,
                                           file_actions=actions, setpgroup=0,
-                                          setsigdef=_RESTORED_SIGNALS)
+                                          setsigdef=_restored_signals())
             finally:
                 os.fchdir(home)
         finally:
@@ -228,7 +242,16 @@ class _JobProtocol(ProcessProtocol):
             self._timer.cancel()  # the command ended in time; only its pipes are left
         self._timer = None
         self._pipe_timer = self.clock.callLater(PIPE_GRACE, self._close_pipes)
-        self.exited.callback(None)
+        if not self._group_alive():
+            self.exited.callback(None)
+        # Else helpers are still dying (one may hold the GPU): ``exited`` waits for the end.
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self._pid, 0)  # type: ignore[arg-type]
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     def _close_pipes(self) -> None:
         self._pipe_timer = None
@@ -240,6 +263,8 @@ class _JobProtocol(ProcessProtocol):
                 timer.cancel()
         self._exited = True
         self._signal_group(signal.SIGKILL)
+        if not self.exited.called:
+            self.exited.callback(None)
         self.gone.callback(None)
         if self._cancelled:
             return
@@ -261,9 +286,10 @@ class Job:
     Attributes:
         result: Fires with the job's result. Cancelling it (the client left) kills the job's
             process group and fails it with ``CancelledError`` at once.
-        exited: Fires once the command has exited and been reaped, and the rest of its
-            process group has been sent SIGKILL; what it wrote to its pipes may still be
-            arriving (a busy gateway notices the pipes' end an event-loop turn or more later).
+        exited: Fires once the command has exited and been reaped and nothing of its
+            process group is left (it is sent SIGKILL then; when something of it is still
+            dying, this waits for ``ended``). What it wrote to its pipes may still be
+            arriving: a busy gateway notices the pipes' end an event-loop turn or more later.
         ended: Fires once the process has ended and its pipes are closed, however it ended
             (after a cancellation, that can be up to ``KILL_GRACE`` seconds later).
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import mimetypes
@@ -26,7 +27,11 @@ from zope.interface import implementer
 
 from runnergw.pipeline.interfaces import IClientStream
 
-__all__ = ["OutputReply", "mime_type_for", "read_small_reply"]
+__all__ = ["OutputReply", "Outputs", "mime_type_for"]
+
+_NOT_AN_OUTPUT = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO})
+"""Why an output path cannot be opened that lies with the job: nothing there, a symbolic
+link, a socket."""
 
 _BLOCK = 3 * 16384
 """Raw bytes per piece (a multiple of 3, so pieces of base64 join without padding)."""
@@ -43,11 +48,17 @@ def _open_output(path: str) -> tuple[BinaryIO, int] | None:
 
     A symbolic link is not followed (it could point at any file the gateway may read), and a
     FIFO is opened without blocking and refused (reading it would stall the whole gateway).
+
+    Raises:
+        OSError: the node cannot open it (too many open files, a failing disk): that is not
+            the job's doing, and must not be signed as an output the job did not make.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
+    except OSError as e:
+        if e.errno in _NOT_AN_OUTPUT:
+            return None
+        raise
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
         os.close(fd)
@@ -55,13 +66,23 @@ def _open_output(path: str) -> tuple[BinaryIO, int] | None:
     return os.fdopen(fd, "rb"), info.st_size
 
 
-class _Outputs:
+class Outputs:
     """The outputs of one job, opened: sizes known before a byte is read."""
 
     def __init__(self, outputs: Mapping[str, tuple[str, str]]) -> None:
-        """``outputs`` maps output id to (file path, format)."""
-        self.opened = {output_id: (_open_output(path), output_format)
-                       for output_id, (path, output_format) in outputs.items()}
+        """``outputs`` maps output id to (file path, format).
+
+        Raises:
+            OSError: an output cannot be opened for a reason of the node's (see
+                ``_open_output``); those already open are closed.
+        """
+        self.opened: dict[str, tuple[tuple[BinaryIO, int] | None, str]] = {}
+        try:
+            for output_id, (path, output_format) in outputs.items():
+                self.opened[output_id] = (_open_output(path), output_format)
+        except OSError:
+            self.close()
+            raise
         self.size = sum(entry[1] for entry, _ in self.opened.values() if entry is not None)
         self.hashes: dict[str, str | None] = {}
         self.missing: list[str] = []
@@ -98,18 +119,14 @@ class _Outputs:
         yield b"}"
 
 
-def read_small_reply(outputs: Mapping[str, tuple[str, str]], limit: int
-                     ) -> tuple[bytes, dict[str, str | None], list[str]] | None:
-    """``{"outputs": {…}``, the outputs' hashes and the missing ones, at once, when the
-    outputs hold at most ``limit`` bytes in all (reading them takes less than arranging to
-    stream them); None when they are larger."""
-    opened = _Outputs(outputs)
-    try:
-        if opened.size > limit:
-            return None
-        return b"".join(opened.encode()), opened.hashes, opened.missing
-    finally:
-        opened.close()
+    def read_all(self) -> bytes:
+        """``{"outputs": {…}`` at once (for small outputs: reading them takes less than
+        arranging to stream them); ``hashes`` and ``missing`` are then filled. Closes the
+        outputs."""
+        try:
+            return b"".join(self.encode())
+        finally:
+            self.close()
 
 
 @implementer(IPushProducer)
@@ -117,15 +134,11 @@ class OutputReply:
     """Streams ``{"outputs": {…}`` to the client; ``done`` fires once it is written, and
     ``hashes`` then holds every output's SHA-256 for the token that closes the reply."""
 
-    def __init__(
-        self,
-        client: IClientStream,
-        outputs: Mapping[str, tuple[str, str]],
-        cooperator: Cooperator,
-    ) -> None:
-        """``outputs`` maps output id to (file path, format)."""
+    def __init__(self, client: IClientStream, outputs: Outputs,
+                 cooperator: Cooperator) -> None:
+        """The reply closes ``outputs`` once it is over."""
         self.client = client
-        self._outputs = _Outputs(outputs)
+        self._outputs = outputs
         self.hashes = self._outputs.hashes
         self.missing = self._outputs.missing
         self._task = cooperator.cooperate(self._pieces())

@@ -2,6 +2,7 @@
 
 Requests are admitted before their upload is read, and the line bounds everything a model
 has in hand at once: uploads being received, files being measured, jobs waiting and running.
+A request leaves the line once its job is over; sending the reply does not hold it.
 """
 
 from __future__ import annotations
@@ -10,26 +11,40 @@ from collections import deque
 
 from twisted.internet.defer import Deferred, succeed
 
-__all__ = ["JobSlots", "QueueFull"]
+__all__ = ["Admission", "JobSlots", "QueueFull"]
 
 
 class QueueFull(Exception):
-    """Every slot is busy and the waiting line is full."""
+    """``concurrency + max_waiting`` requests are in hand already."""
+
+
+class Admission:
+    """One admitted request's place in line."""
+
+    def __init__(self, slots: JobSlots) -> None:
+        self._slots = slots
+        self._left = False
+
+    def leave(self) -> None:
+        """Give the place up; safe to call more than once."""
+        if not self._left:
+            self._left = True
+            self._slots.admitted -= 1
 
 
 class JobSlots:
-    """``concurrency`` jobs at once; up to ``max_waiting`` more wait in arrival order."""
+    """``concurrency`` jobs at once, the other admitted requests wait in arrival order."""
 
     def __init__(self, concurrency: int, max_waiting: int) -> None:
         self.concurrency = concurrency
         self.max_waiting = max_waiting
         self.running = 0
         self.admitted = 0
-        """Requests in hand, from admission to their end (running and waiting included)."""
+        """Requests in hand, from admission until their job is over."""
         self._waiting: deque[Deferred[None]] = deque()
 
-    def admit(self) -> None:
-        """Take a request in (before its upload); ``leave`` when it is over.
+    def admit(self) -> Admission:
+        """Take a request in (before its upload).
 
         Raises:
             QueueFull: ``concurrency + max_waiting`` requests are in hand already.
@@ -37,34 +52,27 @@ class JobSlots:
         if self.admitted >= self.concurrency + self.max_waiting:
             raise QueueFull()
         self.admitted += 1
-
-    def leave(self) -> None:
-        """An admitted request is over."""
-        self.admitted -= 1
+        return Admission(self)
 
     @property
     def waiting(self) -> int:
-        """Requests in line."""
+        """Requests in line for a slot."""
         return len(self._waiting)
 
     def acquire(self) -> Deferred[None]:
-        """A Deferred that fires when the job may start.
+        """A Deferred that fires when an admitted request's job may start.
 
         Cancelling it (the client left) takes the request out of the line: it never starts.
-
-        Raises:
-            QueueFull: no slot and no room in the line.
+        Admission keeps the line within ``max_waiting``.
         """
         if self.running < self.concurrency and not self._waiting:
             self.running += 1
             return succeed(None)
-        if len(self._waiting) >= self.max_waiting:
-            raise QueueFull()
-        waiter: Deferred[None] = Deferred(self._leave)
+        waiter: Deferred[None] = Deferred(self._leave_line)
         self._waiting.append(waiter)
         return waiter
 
-    def _leave(self, waiter: Deferred[None]) -> None:
+    def _leave_line(self, waiter: Deferred[None]) -> None:
         try:
             self._waiting.remove(waiter)
         except ValueError:

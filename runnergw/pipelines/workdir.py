@@ -20,7 +20,6 @@ __all__ = [
     "remove_job_directory",
 ]
 
-LOCK_NAME = ".runnergw.lock"
 
 
 class JobsPathBusy(Exception):
@@ -32,26 +31,24 @@ def lock_jobs_path(jobs_path: str) -> int:
     holds the lock until it is closed (or the process ends).
 
     A second gateway given the same directory would remove the first one's live job
-    directories as leftovers when it starts.
+    directories as leftovers when it starts. The lock is on the directory itself, so no tmp
+    cleaner can remove a lock file from under it (and systemd-tmpfiles leaves a locked
+    directory alone).
 
     Raises:
         JobsPathBusy: another process holds the lock.
-        OSError: the lock file cannot be made.
+        OSError: the directory cannot be opened.
     """
-    fd = os.open(os.path.join(jobs_path, LOCK_NAME),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fd = os.open(jobs_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
-        raise JobsPathBusy(f"{jobs_path} is in use by another runnergw (pid {holder}); "
-                           "give each gateway a jobs directory of its own") from None
+        raise JobsPathBusy(f"{jobs_path} is in use by another runnergw; give each gateway a "
+                           "jobs directory of its own") from None
     except OSError:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 SMALL_FILES = 16

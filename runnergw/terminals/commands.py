@@ -24,8 +24,8 @@ from runnergw.pipelines.descriptor import ModelDescriptor
 from runnergw.pipelines.form import FormError, check_form
 from runnergw.pipelines.probe import ProbeError, probe_media
 from runnergw.pipelines.process import Job, JobResult, start_job
-from runnergw.pipelines.reply import OutputReply, read_small_reply
-from runnergw.pipelines.slots import JobSlots, QueueFull
+from runnergw.pipelines.reply import OutputReply, Outputs
+from runnergw.pipelines.slots import Admission, JobSlots, QueueFull
 from runnergw.pipelines.template import TemplateError, fill_command
 from runnergw.pipelines.uploads import MultipartReceiver, UploadError, UploadLimits
 from runnergw.pipelines.workdir import make_job_directory, remove_job_directory
@@ -36,6 +36,11 @@ __all__ = ["CommandTerminal", "PipelineContext"]
 _STDERR_DETAIL = 2000
 """Characters of a failed command's stderr returned in the error detail."""
 _RETRY_AFTER = "10"
+_PROGRAM_ERRORS = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR,
+                             errno.ELOOP, errno.ENAMETOOLONG, errno.EPERM})
+"""Why a program cannot start that lies with the program (or the descriptor naming it)."""
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
+"""Resources of the node running out for a while: worth a retry."""
 _SMALL_REPLY = 256 * 1024
 """Outputs up to this many bytes in all are answered at once rather than streamed."""
 
@@ -82,6 +87,7 @@ class CommandTerminal:
         self.context = context
         self.slots = JobSlots(settings.concurrency, settings.queue_size)
         self._jobs: set[Job] = set()
+        self._stopping = False
         uploads = model.upload_fields
         self.limits = UploadLimits(
             max_file_bytes={f.id: f.max_size if f.max_size is not None else max_upload
@@ -91,7 +97,8 @@ class CommandTerminal:
         )
 
     def kill_jobs(self) -> None:
-        """Kill every running job at once (the gateway is stopping)."""
+        """Kill every running job at once; none starts any more (the gateway is stopping)."""
+        self._stopping = True
         for job in list(self._jobs):
             job.kill_now()
 
@@ -104,7 +111,7 @@ class CommandTerminal:
         exchange.upstream = self.model.endpoint
         try:
             # Refused before the upload: it would only wait for a slot that is not there.
-            self.slots.admit()
+            admission = self.slots.admit()
         except QueueFull:
             raise Reject(503, "The model is busy, try again later",
                          headers=(("Retry-After", _RETRY_AFTER),), reason="queue full") from None
@@ -114,14 +121,14 @@ class CommandTerminal:
             except OSError as e:
                 raise self._storage_refusal(exchange, e, "job directory") from None
             try:
-                await self._serve(exchange, client, send_head, directory)
+                await self._serve(exchange, client, send_head, directory, admission)
             finally:
                 await remove_job_directory(self.context.reactor, directory)
         finally:
-            self.slots.leave()
+            admission.leave()
 
     async def _serve(self, exchange: Exchange, client: IClientStream, send_head: Any,
-                     directory: str) -> None:
+                     directory: str, admission: Admission) -> None:
         form_fields, uploads = await self._receive(exchange, client, directory)
         if client.gone:
             # The body consumer hears of the disconnect before the exchange is marked, and
@@ -145,7 +152,11 @@ class CommandTerminal:
             argv = fill_command(self.model.command, inputs)
         except TemplateError as e:
             raise Reject(400, e.message, reason="template refused") from None
-        result = await self._run(exchange, client, argv, directory)
+        try:
+            result = await self._run(exchange, client, argv, directory)
+        finally:
+            # The job is over: a client slow to read its reply does not hold the model.
+            admission.leave()
         if result is None:
             return
         await self._reply(exchange, client, send_head, outputs)
@@ -169,6 +180,35 @@ class CommandTerminal:
         uploads = {name: upload.path for name, upload in received.uploads.items()}
         return dict(received.fields), uploads
 
+    def _start_refusal(self, exchange: Exchange, error: OSError, program: str) -> Reject:
+        """The answer when a job cannot start: the program's own fault (missing, not
+        executable) is the old node's 400; the node's resources running out is a 503 to
+        retry; anything else a 500 the operator must look at."""
+        if error.errno in _PROGRAM_ERRORS:
+            exchange.outcome = "command_failed"
+            return Reject(400, f"Command execution failed: cannot start {program}: "
+                               f"{error.strerror}", reason="command could not start")
+        reason = f"job start: {error.strerror}"
+        if error.errno in _EXHAUSTED:
+            return Reject(503, "The node is busy, try again later",
+                          headers=(("Retry-After", _RETRY_AFTER),), reason=reason)
+        self.log.error("Request {request_id}: {program} could not be started: {reason}",
+                       request_id=exchange.request_id, program=program,
+                       reason=error.strerror)
+        exchange.outcome = "error"
+        return Reject(500, "The job could not be started", reason=reason)
+
+    def _output_refusal(self, exchange: Exchange, error: OSError) -> Reject:
+        """The answer when the node cannot read a job's outputs."""
+        reason = f"outputs: {error.strerror}"
+        if error.errno in _EXHAUSTED:
+            return Reject(503, "The node is busy, try again later",
+                          headers=(("Retry-After", _RETRY_AFTER),), reason=reason)
+        self.log.error("Request {request_id}: the outputs could not be read: {reason}",
+                       request_id=exchange.request_id, reason=error.strerror)
+        exchange.outcome = "error"
+        return Reject(500, "The outputs could not be read", reason=reason)
+
     def _storage_refusal(self, exchange: Exchange, error: OSError, what: str) -> Reject:
         """The answer when the jobs directory fails: no room is 507, too many open files a
         503 to retry, anything else (a read-only or failing disk) a 500 the operator must
@@ -176,7 +216,7 @@ class CommandTerminal:
         reason = f"{what}: {error.strerror}"
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             return Reject(507, "The node has no room for the upload", reason=reason)
-        if error.errno in (errno.EMFILE, errno.ENFILE):
+        if error.errno in _EXHAUSTED:
             return Reject(503, "The node is busy, try again later",
                           headers=(("Retry-After", _RETRY_AFTER),), reason=reason)
         self.log.error("Request {request_id}: {what} failed in {jobs_path}: {reason}",
@@ -239,11 +279,7 @@ class CommandTerminal:
 
     async def _run(self, exchange: Exchange, client: IClientStream, argv: list[str],
                    directory: str) -> JobResult | None:
-        try:
-            waiting = self.slots.acquire()
-        except QueueFull:
-            raise Reject(503, "The model is busy, try again later",
-                         headers=(("Retry-After", _RETRY_AFTER),), reason="queue full") from None
+        waiting = self.slots.acquire()
         client.when_gone(waiting.cancel)
         try:
             await waiting
@@ -260,16 +296,18 @@ class CommandTerminal:
         try:
             if client.gone:
                 return None  # left while its upload was measured: nothing to start
+            if self._stopping:
+                raise Reject(503, "The node is stopping, try again later",
+                             headers=(("Retry-After", _RETRY_AFTER),), reason="stopping")
             try:
                 job = start_job(self.context.reactor, self.context.reactor, argv, directory,
                                 self.context.environment(directory), self.settings.timeout)
             except OSError as e:
-                exchange.outcome = "command_failed"
-                raise Reject(400, f"Command execution failed: cannot start {argv[0]}: "
-                                  f"{e.strerror}", reason="command could not start") from None
-            # The slot (one GPU: one job) is the job's until its command has exited, which
-            # for a killed job may take the kill grace period. Its output pipes may be read
-            # to their end later: the next job need not wait for that.
+                raise self._start_refusal(exchange, e, argv[0]) from None
+            # The slot (one GPU: one job) is the job's until its command has exited and
+            # nothing of its process group is left, which for a killed job may take the
+            # kill grace period. Its output pipes may be read to their end later: the next
+            # job need not wait for that.
             job.exited.addCallback(release_slot)
             client.when_gone(job.cancel)
             self._jobs.add(job)
@@ -299,25 +337,24 @@ class CommandTerminal:
         """Answer with the outputs and the signed token. The token is signed in a worker
         thread: RSA takes a few hundred microseconds and releases the GIL."""
         try:
-            small = read_small_reply(outputs, _SMALL_REPLY)
-        except OSError:
-            self.log.failure("Reading the outputs of request {request_id} failed",
-                             request_id=exchange.request_id)
-            exchange.outcome = "error"
-            raise Reject(500, "The outputs could not be read",
-                         reason="output unreadable") from None
-        if small is not None:
-            body, hashes, missing = small
-            if missing:
-                exchange.notes["missing_outputs"] = missing
-            token = await deferToThread(self._sign, exchange, hashes)
+            opened = Outputs(outputs)
+        except OSError as e:
+            raise self._output_refusal(exchange, e) from None
+        if opened.size <= _SMALL_REPLY:
+            try:
+                body = opened.read_all()
+            except OSError as e:
+                raise self._output_refusal(exchange, e) from None
+            if opened.missing:
+                exchange.notes["missing_outputs"] = opened.missing
+            token = await deferToThread(self._sign, exchange, opened.hashes)
             body += b', "token": ' + json.dumps(token).encode() + b"}"
             send_head(200, Headers([("Content-Type", "application/json")]), len(body))
             client.write(body)
             client.finish()
             return
         send_head(200, Headers([("Content-Type", "application/json")]), None)
-        reply = OutputReply(client, outputs, self.context.cooperator)
+        reply = OutputReply(client, opened, self.context.cooperator)
         client.register_producer(reply)
         # A client that leaves (or is dropped for not reading) ends the reply even while the
         # reply is paused and no longer registered with the connection.

@@ -19,7 +19,6 @@ import attrs
 import jwt
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines.workdir import LOCK_NAME
 from runnergw.terminals.commands import CommandTerminal
 from tests.helpers.gateway import RunningGateway, start_gateway
 from tests.helpers.media import media_info, png_pixel, png_size, sine_wav, solid_png, striped_png
@@ -141,8 +140,8 @@ class Pipelines:
         raise AssertionError(f"no route {endpoint}")
 
     def job_directories(self) -> list[str]:
-        """What the jobs directory holds, besides the gateway's lock file."""
-        return sorted(name for name in os.listdir(self.jobs_path) if name != LOCK_NAME)
+        """What the jobs directory holds."""
+        return sorted(os.listdir(self.jobs_path))
 
     async def records(self, count: int) -> list[dict[str, Any]]:
         """The audit lines, once ``count`` have been written."""
@@ -328,7 +327,7 @@ class StartupCleanupTests(TestCase):
             start_pipelines(self, {"text-stats": example("text-stats")}, jobs_path=jobs)
         message = str(raised.exception)
         self.assertIn("pipelines.jobsPath", message)
-        self.assertIn(f"in use by another runnergw (pid {os.getpid()})", message)
+        self.assertIn(f"{jobs} is in use by another runnergw", message)
         self.assertTrue(live.exists())
         # Once the first one has stopped, the directory can be taken again.
         await first.gateway.service.stopService()

@@ -96,10 +96,11 @@ def when_admitted(testcase: TestCase, terminal: Any, count: int) -> Deferred[Non
     original = slots.admit
     reached: Deferred[None] = Deferred()
 
-    def admit() -> None:
-        original()
+    def admit() -> Any:
+        admission = original()
         if slots.admitted >= count and not reached.called:
             reached.callback(None)
+        return admission
 
     testcase.patch(slots, "admit", admit)
     return reached
