@@ -20,6 +20,7 @@ import json, os
 print(json.dumps({
     "pid": os.getpid(), "pgrp": os.getpgrp(), "cwd": os.getcwd(),
     "env": dict(os.environ), "fds": sorted(int(n) for n in os.listdir("/proc/self/fd")),
+    "stdin": os.readlink("/proc/self/fd/0"),
 }))
 """
 
@@ -71,6 +72,7 @@ class SpawnTests(TestCase):
         self.assertEqual(seen["fds"][:3], [0, 1, 2])
 
     async def test_job_reads_an_empty_stdin(self) -> None:
+        self.assertEqual((await self.report())["stdin"], os.devnull)
         job = start_job(reactor, reactor, ["cat"], str(self.directory), self.environment, 30.0)
         result = await job.result
         self.assertEqual((result.exit_code, result.stdout_tail), (0, b""))

@@ -293,6 +293,22 @@ class KillTests(TestCase):
         await self.pipelines.settled(1)
         self.assertTrue(_alive(job.info["child"]), "outside the group: not the gateway's to kill")
 
+    async def test_next_job_starts_once_the_command_has_exited(self) -> None:
+        """The slot is free as soon as the command is gone and nothing of its group is left:
+        a helper that left the group and holds the pipes does not hold the next job."""
+        self.patch(process, "PIPE_GRACE", 600.0)
+        first_answer = Deferred.fromCoroutine(self.pipelines.post("hold", {"mode": "escape"}))
+        first = await self.started()
+        second_answer = Deferred.fromCoroutine(self.pipelines.post("hold", {"tag": "second"}))
+        second = await self.started()
+        self.assertEqual(second.tag, "second")
+        self.assertFalse(first_answer.called, "the first reply waits for its pipes")
+        second.go()
+        self.assertEqual((await second_answer).status, 200)
+        os.kill(first.info["child"], signal.SIGKILL)  # the pipes close: the first reply ends
+        self.assertEqual((await first_answer).status, 200)
+        await self.pipelines.settled(2)
+
     async def test_client_leaving_kills_the_job(self) -> None:
         client = await raw_connect(self, self.pipelines.gateway)
         client.send(self.pipelines.raw_request("hold", {"mode": "child"}))

@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines import process, uploads
+from runnergw.pipelines import process, reply, uploads
 from runnergw.terminals import commands
 from tests.terminals.test_commands import decode_data_uri, descriptor, example, start_pipelines
 from tests.terminals.test_commands_jobs import JobControl, kill_at_cleanup, process_gone
@@ -132,3 +132,37 @@ class StorageTests(TestCase):
                          (500, {"detail": "The node could not store the upload"}))
         record = await pipelines.settled(1)
         self.assertEqual(record["reason"], f"job directory: {os.strerror(errno.EACCES)}")
+
+
+class NodeFailureTests(TestCase):
+    """Failures of the node's own, not of the job: never the job's 400, never a signed null."""
+
+    timeout = 20
+
+    async def run_with(self, module: Any, name: str, code: int) -> tuple[int, Any, Any]:
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            raise OSError(code, os.strerror(code))
+
+        self.patch(module, name, failing)
+        pipelines = start_pipelines(self, {"text-stats": example("text-stats")})
+        answer = await pipelines.post(
+            "text-stats", {"top": 1}, {"document": ("a.txt", "text/plain", b"words")})
+        record = await pipelines.settled(1)
+        return answer.status, answer.json, record
+
+    async def test_job_start_out_of_descriptors_is_a_503(self) -> None:
+        status, body, record = await self.run_with(commands, "start_job", errno.EMFILE)
+        self.assertEqual((status, body), (503, {"detail": "The node is busy, try again later"}))
+        self.assertEqual(record["reason"], f"job start: {os.strerror(errno.EMFILE)}")
+
+    async def test_job_start_failing_otherwise_is_a_500(self) -> None:
+        status, body, record = await self.run_with(commands, "start_job", errno.EIO)
+        self.assertEqual((status, body), (500, {"detail": "The job could not be started"}))
+        self.assertEqual(record["outcome"], "error")
+
+    async def test_outputs_the_node_cannot_open_are_not_signed_as_missing(self) -> None:
+        status, body, record = await self.run_with(reply, "_open_output", errno.EIO)
+        self.assertEqual((status, body), (500, {"detail": "The outputs could not be read"}))
+        self.assertEqual(record["reason"], f"outputs: {os.strerror(errno.EIO)}")
+        status, body, _ = await self.run_with(reply, "_open_output", errno.EMFILE)
+        self.assertEqual(status, 503)

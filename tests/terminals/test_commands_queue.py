@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from tests.terminals.support import raw_connect
-from tests.terminals.test_commands import decode_data_uri, start_pipelines
+from tests.terminals.test_commands import decode_data_uri, descriptor, start_pipelines
 from tests.terminals.test_commands_jobs import JobControl, when_queued
 
 
@@ -88,6 +88,31 @@ class QueueTests(TestCase):
         await client.wait_for(b'"token"')
         await self.pipelines.settled(3)
         self.assertEqual(self.control.started_tags(), {"a", "b"})
+
+
+class SlowReaderTests(TestCase):
+    """A client slow to read its reply does not hold the model once its job is over."""
+
+    timeout = 30
+
+    async def test_next_request_runs_while_a_reply_is_still_being_read(self) -> None:
+        size = 20 * 1024 * 1024
+        pipelines = start_pipelines(self, {"big": descriptor(
+            "big", f"python3 -c 'import sys; open(sys.argv[1], \"wb\").write(bytes({size}))' "
+                   "<blob>",
+            outputs=[{"id": "blob", "type": "file", "format": "bin"}])},
+            models={"big": {"concurrency": 1, "queueSize": 0}})
+        slow = await raw_connect(self, pipelines.gateway)
+        slow.send(pipelines.raw_request("big"))
+        await slow.wait_for(b"HTTP/1.1 200")
+        slow.transport.pauseProducing()  # megabytes of reply stay unread
+        answer = await pipelines.post("big")
+        self.assertEqual(answer.status, 200, answer.body[:200])
+        self.assertEqual(pipelines.terminal("big").slots.admitted, 0)
+        await slow.close()
+        records = await pipelines.records(2)
+        self.assertEqual(sorted(r["outcome"] for r in records), ["client_gone", "ok"])
+        self.assertEqual(pipelines.job_directories(), [])
 
 
 def when_admitted(testcase: TestCase, terminal: Any, count: int) -> Deferred[None]:
