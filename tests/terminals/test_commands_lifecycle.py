@@ -13,7 +13,12 @@ from twisted.trial.unittest import TestCase
 from runnergw.pipelines import process, reply, uploads
 from runnergw.terminals import commands
 from tests.terminals.test_commands import decode_data_uri, descriptor, example, start_pipelines
-from tests.terminals.test_commands_jobs import JobControl, kill_at_cleanup, process_gone
+from tests.terminals.test_commands_jobs import (
+    JobControl,
+    kill_at_cleanup,
+    process_gone,
+    when_queued,
+)
 
 
 class ShutdownTests(TestCase):
@@ -35,6 +40,28 @@ class ShutdownTests(TestCase):
         await pipelines.gateway.service.stopService()
         await process_gone(job.pid)
         await answering
+
+    async def test_a_queued_job_never_starts_once_stopping(self) -> None:
+        """The killed job frees its slot while the gateway stops: the one in line must not
+        take it (no timer would be left to kill it)."""
+        control = JobControl(self)
+        pipelines = start_pipelines(self, {"hold": control.descriptor("hold")},
+                                    models={"hold": {"timeout": "10s", "queueSize": 1}})
+        running = Deferred.fromCoroutine(pipelines.post("hold", {"tag": "running"}))
+        running.addErrback(lambda _: None)
+        job = await control.next()
+        kill_at_cleanup(self, job.pid)
+        queued = when_queued(self, pipelines.terminal("hold"))
+        waiting = Deferred.fromCoroutine(pipelines.post("hold", {"tag": "waiting"}))
+        await queued
+        # What stopping the service does first, before the connections close.
+        pipelines.terminal("hold").kill_jobs()
+        await process_gone(job.pid)
+        answer = await waiting
+        self.assertEqual((answer.status, answer.json),
+                         (503, {"detail": "The node is stopping, try again later"}))
+        await running
+        self.assertEqual(control.started_tags(), {"running"})
 
 
 class EnvironmentTests(TestCase):
