@@ -170,10 +170,11 @@ class Setup:
         return path
 
 
-def make_setup(directory: Path, upload_mib: int, output_mib: int) -> Setup:
+def make_setup(directory: Path, upload_mib: int, output_mib: int, files: Path) -> Setup:
+    """``files``: where the jobs directory goes (the baseline's files go there too)."""
     cert, key = directory / "gateway.pem", directory / "gateway.key"
     gb.write_self_signed(cert, key)
-    models, jobs = directory / "models-enabled", directory / "jobs"
+    models, jobs = directory / "models-enabled", files / "jobs"
     write_models(models, upload_mib, output_mib)
     jobs.mkdir(mode=0o700)
     return Setup(directory, Saas(directory), cert, key, models, jobs)
@@ -824,6 +825,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None,
                         help="baseline and gateway measured in turn this many times; the goal "
                              "is judged on the median round (default 3, --quick 1)")
+    parser.add_argument("--files-dir", metavar="DIR",
+                        help="put the gateway's jobs directory and the baseline's files under "
+                             "DIR, to compare file systems (default: the bench's temporary "
+                             "directory)")
     parser.add_argument("--clients", type=int, default=16,
                         help="concurrent keep-alive clients of the throughput case (default 16)")
     parser.add_argument("--upload-mib", type=int, default=None,
@@ -874,8 +879,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds: list[tuple[gb.Result, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="runnergw-pipeline-bench-") as temporary:
         directory = Path(temporary)
+        files = Path(tempfile.mkdtemp(prefix="runnergw-pipeline-bench-",
+                                      dir=args.files_dir)) if args.files_dir else directory
         try:
-            setup = make_setup(directory, args.upload_mib, args.output_mib)
+            setup = make_setup(directory, args.upload_mib, args.output_mib, files)
             setup.plain_http = args.plain_http
             tls: ssl.SSLContext | None = None
             if not args.plain_http:
@@ -895,7 +902,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The two alternate, so that a slow drift of a shared machine's load weighs on
             # both alike; the goal is judged on the median round.
             for number in range(1, args.rounds + 1):
-                baseline = run_baseline(directory / "spawn", args.duration, args.warmup)
+                baseline = run_baseline(files / "spawn", args.duration, args.warmup)
                 meter = CpuMeter({"gateway": gateway.pid, "client": os.getpid()}, gateway.pid)
                 if args.profile and number == 1:
                     profiler = gb.start_profiler(gateway.pid, args.profile, directory)
@@ -925,6 +932,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gb.stop_profiler(profiler, directory)
             for process in processes:
                 gb.stop_process(process.process)
+            if files != directory:
+                shutil.rmtree(files, ignore_errors=True)
     if len(rounds) > 1:
         print(f"\nThe tables show the median of {len(rounds)} rounds (by ratio).")
     print_report(through, baseline, memory, args)
