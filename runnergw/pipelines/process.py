@@ -140,8 +140,8 @@ def spawn_in_group(reactor: IReactorProcess, protocol: ProcessProtocol,
                    command: Sequence[str], directory: str,
                    environment: Mapping[str, str]) -> None:
     """Start ``command`` (an argv list) in ``directory`` (absolute), as the leader of a
-    process group of its own, with exactly ``environment`` and stdin, stdout and stderr as
-    pipes to ``protocol`` (stdout and stderr; stdin is /dev/null).
+    process group of its own, with exactly ``environment``, stdin from /dev/null, and stdout
+    and stderr as pipes to ``protocol``.
 
     A bare program name is looked up on the job's ``PATH``, not the gateway's.
 
