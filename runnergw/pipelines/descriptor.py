@@ -15,8 +15,6 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from json.decoder import JSONArray, JSONObject
-from json.scanner import py_make_scanner
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +22,14 @@ from urllib.parse import urlsplit
 import attrs
 
 from runnergw.pipelines.form import FormError, check_value
+from runnergw.pipelines.located_json import (
+    DuplicateKey,
+    LocatedArray,
+    LocatedObject,
+    LocatingDecoder,
+    Node,
+    join_path,
+)
 from runnergw.pipelines.template import command_placeholders
 
 __all__ = [
@@ -181,108 +187,6 @@ class ModelDescriptor:
         return tuple(command_placeholders(self.command))
 
 
-class _Object(dict[str, Any]):
-    """A JSON object that remembers where the value of each member starts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.offsets: dict[str, int] = {}
-
-
-class _Array(list[Any]):
-    """A JSON array that remembers where each element starts."""
-
-    def __init__(self, values: list[Any], offsets: list[int]) -> None:
-        super().__init__(values)
-        self.offsets = offsets
-
-
-class _DuplicateKey(Exception):
-    """A JSON object names the same member twice."""
-
-    def __init__(self, key: str, offset: int) -> None:
-        super().__init__(key, offset)
-        self.key = key
-        self.offset = offset
-
-
-def _located_object(
-    s_and_end: tuple[str, int],
-    strict: bool,
-    scan_once: Any,
-    object_hook: Any,
-    object_pairs_hook: Any,
-    memo: dict[str, str] | None = None,
-) -> tuple[_Object, int]:
-    """Parse a JSON object like :func:`json.decoder.JSONObject`, recording value offsets."""
-    starts: list[int] = []
-
-    def scan(text: str, index: int) -> Any:
-        starts.append(index)
-        return scan_once(text, index)
-
-    def build(pairs: list[tuple[str, Any]]) -> _Object:
-        result = _Object()
-        for (key, value), start in zip(pairs, starts, strict=True):
-            if key in result:
-                raise _DuplicateKey(key, start)
-            result[key] = value
-            result.offsets[key] = start
-        return result
-
-    return JSONObject(s_and_end, strict, scan, None, build, memo)
-
-
-def _located_array(s_and_end: tuple[str, int], scan_once: Any) -> tuple[_Array, int]:
-    """Parse a JSON array like :func:`json.decoder.JSONArray`, recording element offsets."""
-    starts: list[int] = []
-
-    def scan(text: str, index: int) -> Any:
-        starts.append(index)
-        return scan_once(text, index)
-
-    values, end = JSONArray(s_and_end, scan)
-    return _Array(values, starts[: len(values)]), end
-
-
-class _LocatingDecoder(json.JSONDecoder):
-    """A strict JSON decoder whose objects and arrays know where their values start."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parse_object = _located_object
-        self.parse_array = _located_array
-        self.scan_once = py_make_scanner(self)
-
-
-def _join(where: str, key: str) -> str:
-    """Name a member of a located value: ``fields[2]`` and ``min`` give ``fields[2].min``."""
-    return f"{where}.{key}" if where else key
-
-
-@attrs.frozen
-class _Node:
-    """A decoded JSON value with its offset in the text and its name in the document."""
-
-    value: Any
-    offset: int | None
-    where: str
-
-    def member(self, key: str) -> _Node | None:
-        """Return a member of this object, or None when absent or null."""
-        if not isinstance(self.value, _Object) or self.value.get(key) is None:
-            return None
-        return _Node(self.value[key], self.value.offsets[key], _join(self.where, key))
-
-    def elements(self) -> list[_Node]:
-        """Return the elements of this array."""
-        pairs = zip(self.value, self.value.offsets, strict=True)
-        return [
-            _Node(value, offset, f"{self.where}[{index}]")
-            for index, (value, offset) in enumerate(pairs)
-        ]
-
-
 class _Reader:
     """Reads the values of one descriptor, collecting problems with their locations."""
 
@@ -303,17 +207,17 @@ class _Reader:
         line, column = self.locate(offset)
         return DescriptorError(self.path, message, line=line, column=column)
 
-    def report(self, node: _Node, message: str) -> None:
+    def report(self, node: Node, message: str) -> None:
         """Record a problem with a value."""
         self.problems.append(self.error(f"{node.where}: {message}", node.offset))
 
-    def report_missing(self, parent: _Node, key: str) -> None:
+    def report_missing(self, parent: Node, key: str) -> None:
         """Record a missing required member, located at the object that lacks it."""
         self.problems.append(
-            self.error(f"missing required key {_join(parent.where, key)}", parent.offset)
+            self.error(f"missing required key {join_path(parent.where, key)}", parent.offset)
         )
 
-    def typed(self, parent: _Node, key: str, kind: type, noun: str) -> _Node | None:
+    def typed(self, parent: Node, key: str, kind: type, noun: str) -> Node | None:
         """Return a member when it has the expected JSON type, reporting it otherwise."""
         node = parent.member(key)
         if node is None:
@@ -323,7 +227,7 @@ class _Reader:
             return None
         return node
 
-    def string(self, parent: _Node, key: str, *, required: bool = False) -> str | None:
+    def string(self, parent: Node, key: str, *, required: bool = False) -> str | None:
         """Read a string member; a required one must be present and not empty."""
         node = parent.member(key)
         if node is None:
@@ -335,7 +239,7 @@ class _Reader:
             return None
         return node.value
 
-    def identifier(self, parent: _Node, key: str) -> str | None:
+    def identifier(self, parent: Node, key: str) -> str | None:
         """Read a required id: letters, digits, ``_`` and ``-``."""
         value = self.string(parent, key, required=True)
         if value is not None and not _IDENTIFIER.fullmatch(value):
@@ -345,7 +249,7 @@ class _Reader:
             return None
         return value
 
-    def boolean(self, parent: _Node, key: str, default: bool) -> bool:
+    def boolean(self, parent: Node, key: str, default: bool) -> bool:
         """Read a boolean member, also written ``"true"`` or ``"false"``."""
         node = parent.member(key)
         if node is None:
@@ -357,7 +261,7 @@ class _Reader:
         self.report(node, "must be true or false")
         return default
 
-    def number(self, parent: _Node, key: str) -> float | None:
+    def number(self, parent: Node, key: str) -> float | None:
         """Read a finite number member, also written as a numeric string."""
         node = parent.member(key)
         if node is None:
@@ -378,14 +282,15 @@ class _Reader:
         return result
 
 
-def _options(reader: _Reader, parent: _Node) -> tuple[Any, ...] | None:
+def _options(reader: _Reader, parent: Node) -> tuple[Any, ...] | None:
     """Read ``options``: objects with a ``value``, or the values themselves."""
-    node = reader.typed(parent, "options", _Array, "a list")
+    node = reader.typed(parent, "options", LocatedArray, "a list")
     if node is None:
         return None
     values: list[Any] = []
     for element in node.elements():
-        value_node = element.member("value") if isinstance(element.value, _Object) else element
+        is_object = isinstance(element.value, LocatedObject)
+        value_node = element.member("value") if is_object else element
         if value_node is None:
             reader.report(element, "an option needs a value")
         elif isinstance(value_node.value, (str, int, float)):
@@ -395,7 +300,7 @@ def _options(reader: _Reader, parent: _Node) -> tuple[Any, ...] | None:
     return tuple(values)
 
 
-def _max_size(reader: _Reader, parent: _Node) -> int | None:
+def _max_size(reader: _Reader, parent: Node) -> int | None:
     """Read ``maxSize`` (MB, possibly fractional) as bytes."""
     megabytes = reader.number(parent, "maxSize")
     if megabytes is None:
@@ -409,20 +314,20 @@ def _max_size(reader: _Reader, parent: _Node) -> int | None:
     return size
 
 
-def _accepted_types(reader: _Reader, parent: _Node) -> tuple[str, ...]:
+def _accepted_types(reader: _Reader, parent: Node) -> tuple[str, ...]:
     """Read ``acceptedFileTypes``: a list of media types, or a single one."""
     node = parent.member("acceptedFileTypes")
     if node is None:
         return ()
     if isinstance(node.value, str):
         return (node.value,)
-    if not isinstance(node.value, _Array) or not all(isinstance(v, str) for v in node.value):
+    if not isinstance(node.value, LocatedArray) or not all(isinstance(v, str) for v in node.value):
         reader.report(node, "must be a list of media types")
         return ()
     return tuple(node.value)
 
 
-def _check_defaults(reader: _Reader, node: _Node, field: FieldSpec) -> None:
+def _check_defaults(reader: _Reader, node: Node, field: FieldSpec) -> None:
     """Check a field's default and options the way form values are checked."""
     if field.kind == "upload":
         return
@@ -430,9 +335,10 @@ def _check_defaults(reader: _Reader, node: _Node, field: FieldSpec) -> None:
         options = node.member("options")
         if options is None:
             reader.report(node, "a select field needs options")
-        elif isinstance(options.value, _Array):
+        elif isinstance(options.value, LocatedArray):
             for element in options.elements():
-                value = element.member("value") if isinstance(element.value, _Object) else element
+                is_object = isinstance(element.value, LocatedObject)
+                value = element.member("value") if is_object else element
                 if value is not None and isinstance(value.value, (str, int, float)):
                     _check_value(reader, value, field, value.value)
     default = node.member("default")
@@ -440,7 +346,7 @@ def _check_defaults(reader: _Reader, node: _Node, field: FieldSpec) -> None:
         _check_value(reader, default, field, default.value)
 
 
-def _check_value(reader: _Reader, node: _Node, field: FieldSpec, value: Any) -> None:
+def _check_value(reader: _Reader, node: Node, field: FieldSpec, value: Any) -> None:
     """Report a value the form checks would refuse."""
     try:
         check_value(field, value)
@@ -448,9 +354,9 @@ def _check_value(reader: _Reader, node: _Node, field: FieldSpec, value: Any) -> 
         reader.report(node, f"not a valid value: {e.message}")
 
 
-def _read_field(reader: _Reader, node: _Node) -> FieldSpec | None:
+def _read_field(reader: _Reader, node: Node) -> FieldSpec | None:
     """Read one entry of ``fields[]``; None when it cannot be used."""
-    if not isinstance(node.value, _Object):
+    if not isinstance(node.value, LocatedObject):
         reader.report(node, "must be an object")
         return None
     field_id = reader.identifier(node, "id")
@@ -479,9 +385,9 @@ def _read_field(reader: _Reader, node: _Node) -> FieldSpec | None:
     return field
 
 
-def _read_output(reader: _Reader, node: _Node) -> OutputSpec | None:
+def _read_output(reader: _Reader, node: Node) -> OutputSpec | None:
     """Read one entry of ``output[]``; None when it cannot be used."""
-    if not isinstance(node.value, _Object):
+    if not isinstance(node.value, LocatedObject):
         reader.report(node, "must be an object")
         return None
     output_id = reader.identifier(node, "id")
@@ -497,18 +403,18 @@ def _read_output(reader: _Reader, node: _Node) -> OutputSpec | None:
     return OutputSpec(id=output_id, type=output_type, format=output_format)
 
 
-def _read_list(reader: _Reader, root: _Node, key: str) -> list[_Node]:
+def _read_list(reader: _Reader, root: Node, key: str) -> list[Node]:
     """Read a required list member of the root."""
     if root.member(key) is None:
         reader.report_missing(root, key)
         return []
-    node = reader.typed(root, key, _Array, "a list")
+    node = reader.typed(root, key, LocatedArray, "a list")
     return [] if node is None else node.elements()
 
 
-def _read_limit(reader: _Reader, node: _Node) -> RoleLimit | None:
+def _read_limit(reader: _Reader, node: Node) -> RoleLimit | None:
     """Read one role limit: ``{type: "media", attribute, value}``."""
-    if not isinstance(node.value, _Object):
+    if not isinstance(node.value, LocatedObject):
         reader.report(node, "must be an object")
         return None
     limit_type = reader.string(node, "type")
@@ -535,32 +441,32 @@ def _read_limit(reader: _Reader, node: _Node) -> RoleLimit | None:
     return RoleLimit(attribute=attribute, value=value)
 
 
-def _read_role_limits(reader: _Reader, root: _Node) -> dict[str, tuple[RoleLimit, ...]]:
+def _read_role_limits(reader: _Reader, root: Node) -> dict[str, tuple[RoleLimit, ...]]:
     """Read ``role_limits``: role name to a list of limits."""
-    node = reader.typed(root, "role_limits", _Object, "an object of role names to lists")
+    node = reader.typed(root, "role_limits", LocatedObject, "an object of role names to lists")
     if node is None:
         return {}
     limits: dict[str, tuple[RoleLimit, ...]] = {}
     for role in node.value:
-        role_node = reader.typed(node, role, _Array, "a list of limits")
+        role_node = reader.typed(node, role, LocatedArray, "a list of limits")
         if role_node is not None:
             read = (_read_limit(reader, element) for element in role_node.elements())
             limits[role] = tuple(limit for limit in read if limit is not None)
     return limits
 
 
-def _read_roles(reader: _Reader, root: _Node) -> tuple[str, ...] | None:
+def _read_roles(reader: _Reader, root: Node) -> tuple[str, ...] | None:
     """Read ``allowed_roles``; None when the key is absent."""
     node = root.member("allowed_roles")
     if node is None:
         return None
-    if not isinstance(node.value, _Array) or not all(isinstance(v, str) for v in node.value):
+    if not isinstance(node.value, LocatedArray) or not all(isinstance(v, str) for v in node.value):
         reader.report(node, "must be a list of role names")
         return ()
     return tuple(node.value)
 
 
-def _read_endpoint(reader: _Reader, root: _Node) -> tuple[str | None, int | None]:
+def _read_endpoint(reader: _Reader, root: Node) -> tuple[str | None, int | None]:
     """Read the route name from ``actions.submit.endpoint``, with its offset."""
     parent = root
     for key, missing in (("actions", "actions.submit.endpoint"), ("submit", "submit.endpoint")):
@@ -568,7 +474,7 @@ def _read_endpoint(reader: _Reader, root: _Node) -> tuple[str | None, int | None
         if node is None:
             reader.report_missing(parent, missing)
             return None, None
-        if not isinstance(node.value, _Object):
+        if not isinstance(node.value, LocatedObject):
             reader.report(node, "must be an object")
             return None, None
         parent = node
@@ -592,7 +498,7 @@ def _read_endpoint(reader: _Reader, root: _Node) -> tuple[str | None, int | None
     return name, node.offset
 
 
-def _read_command(reader: _Reader, root: _Node) -> str | None:
+def _read_command(reader: _Reader, root: Node) -> str | None:
     """Read ``command`` and check that it splits and that its program is fixed."""
     command = reader.string(root, "command", required=True)
     node = root.member("command")
@@ -614,8 +520,8 @@ def _read_command(reader: _Reader, root: _Node) -> str | None:
 
 def _check_ids(
     reader: _Reader,
-    field_nodes: list[tuple[_Node, FieldSpec]],
-    output_nodes: list[tuple[_Node, OutputSpec]],
+    field_nodes: list[tuple[Node, FieldSpec]],
+    output_nodes: list[tuple[Node, OutputSpec]],
 ) -> None:
     """Refuse repeated field ids, repeated output ids and outputs named like fields."""
     seen: dict[str, str] = {}
@@ -628,7 +534,7 @@ def _check_ids(
 
 
 def _check_references(
-    reader: _Reader, root: _Node, descriptor: ModelDescriptor, *, ffprobe_available: bool
+    reader: _Reader, root: Node, descriptor: ModelDescriptor, *, ffprobe_available: bool
 ) -> None:
     """Check what refers to fields and outputs: placeholders, main input and role limits."""
     known = {field.id for field in descriptor.fields} | {out.id for out in descriptor.outputs}
@@ -661,12 +567,12 @@ class _Reading:
     """The line and column of ``actions.submit.endpoint``, for problems across files."""
 
 
-def _decode(reader: _Reader) -> _Node | None:
+def _decode(reader: _Reader) -> Node | None:
     """Decode the text as a JSON object, recording a problem when it is not one."""
     text = reader.text
     try:
-        value = _LocatingDecoder().decode(text)
-    except _DuplicateKey as e:
+        value = LocatingDecoder().decode(text)
+    except DuplicateKey as e:
         reader.problems.append(reader.error(f'invalid JSON: duplicate key "{e.key}"', e.offset))
         return None
     except json.JSONDecodeError as e:
@@ -679,10 +585,10 @@ def _decode(reader: _Reader) -> _Node | None:
     except RecursionError:
         reader.problems.append(DescriptorError(reader.path, "invalid JSON: nested too deeply"))
         return None
-    if not isinstance(value, _Object):
+    if not isinstance(value, LocatedObject):
         reader.problems.append(DescriptorError(reader.path, "must be a JSON object"))
         return None
-    return _Node(value, None, "")
+    return Node(value, None, "")
 
 
 def _read_text(path: str, text: str, *, ffprobe_available: bool) -> _Reading:
