@@ -182,40 +182,30 @@ class CommandTerminal:
 
     def _start_refusal(self, exchange: Exchange, error: OSError, program: str) -> Reject:
         """The answer when a job cannot start: the program's own fault (missing, not
-        executable) is the old node's 400; the node's resources running out is a 503 to
-        retry; anything else a 500 the operator must look at."""
+        executable) is the old node's 400, anything else the node's."""
         if error.errno in _PROGRAM_ERRORS:
             exchange.outcome = "command_failed"
             return Reject(400, f"Command execution failed: cannot start {program}: "
                                f"{error.strerror}", reason="command could not start")
-        reason = f"job start: {error.strerror}"
-        if error.errno in _EXHAUSTED:
-            return Reject(503, "The node is busy, try again later",
-                          headers=(("Retry-After", _RETRY_AFTER),), reason=reason)
-        self.log.error("Request {request_id}: {program} could not be started: {reason}",
-                       request_id=exchange.request_id, program=program,
-                       reason=error.strerror)
-        exchange.outcome = "error"
-        return Reject(500, "The job could not be started", reason=reason)
+        return self._node_failure(exchange, error, "job start", "The job could not be started")
 
     def _output_refusal(self, exchange: Exchange, error: OSError) -> Reject:
         """The answer when the node cannot read a job's outputs."""
-        reason = f"outputs: {error.strerror}"
-        if error.errno in _EXHAUSTED:
-            return Reject(503, "The node is busy, try again later",
-                          headers=(("Retry-After", _RETRY_AFTER),), reason=reason)
-        self.log.error("Request {request_id}: the outputs could not be read: {reason}",
-                       request_id=exchange.request_id, reason=error.strerror)
-        exchange.outcome = "error"
-        return Reject(500, "The outputs could not be read", reason=reason)
+        return self._node_failure(exchange, error, "outputs", "The outputs could not be read")
 
     def _storage_refusal(self, exchange: Exchange, error: OSError, what: str) -> Reject:
-        """The answer when the jobs directory fails: no room is 507, too many open files a
-        503 to retry, anything else (a read-only or failing disk) a 500 the operator must
-        look at, logged with the reason."""
-        reason = f"{what}: {error.strerror}"
+        """The answer when the jobs directory cannot take a job: no room is 507."""
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return Reject(507, "The node has no room for the upload", reason=reason)
+            return Reject(507, "The node has no room for the upload",
+                          reason=f"{what}: {error.strerror}")
+        return self._node_failure(exchange, error, what, "The node could not store the upload")
+
+    def _node_failure(self, exchange: Exchange, error: OSError, what: str,
+                      message: str) -> Reject:
+        """A failure of the node's own, not of the request: its resources running out for a
+        while (too many open files) is a 503 to retry; anything else (a read-only or failing
+        disk) a 500 the operator must look at, logged with the reason."""
+        reason = f"{what}: {error.strerror}"
         if error.errno in _EXHAUSTED:
             return Reject(503, "The node is busy, try again later",
                           headers=(("Retry-After", _RETRY_AFTER),), reason=reason)
@@ -223,7 +213,7 @@ class CommandTerminal:
                        request_id=exchange.request_id, what=what,
                        jobs_path=self.context.jobs_path, reason=error.strerror)
         exchange.outcome = "error"
-        return Reject(500, "The node could not store the upload", reason=reason)
+        return Reject(500, message, reason=reason)
 
     def _check_form(self, exchange: Exchange, fields: Mapping[str, str],
                     uploads: Mapping[str, str]) -> dict[str, object]:
