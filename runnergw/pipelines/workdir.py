@@ -21,7 +21,6 @@ __all__ = [
 ]
 
 
-
 class JobsPathBusy(Exception):
     """Another gateway holds the jobs directory; the message names it."""
 
@@ -50,6 +49,7 @@ def lock_jobs_path(jobs_path: str) -> int:
         os.close(fd)
         raise
     return fd
+
 
 SMALL_FILES = 16
 SMALL_BYTES = 1 << 20
