@@ -106,17 +106,8 @@ class StorageTests(TestCase):
 
     async def test_full_disk_is_a_507(self) -> None:
         """ENOSPC while storing the upload answers 507, leaves no job directory behind."""
-
-        def full(path: str, flags: int) -> int:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-
-        self.patch(uploads, "_create", full)
-        pipelines = start_pipelines(self, {"text-stats": example("text-stats")})
-        answer = await pipelines.post(
-            "text-stats", {"top": 1}, {"document": ("a.txt", "text/plain", b"words")})
-        self.assertEqual((answer.status, answer.json),
-                         (507, {"detail": "The node has no room for the upload"}))
-        await pipelines.settled(1)
+        status, body, _ = await post_failing(self, uploads, "_create", errno.ENOSPC)
+        self.assertEqual((status, body), (507, {"detail": "The node has no room for the upload"}))
 
     async def test_other_storage_failures_are_named(self) -> None:
         """Too many open files is worth a retry (503); a read-only or failing disk is a 500
@@ -147,17 +138,9 @@ class StorageTests(TestCase):
 
     async def test_a_job_directory_that_cannot_be_made(self) -> None:
         """The jobs directory turned unwritable: a 500 naming the storage, no traceback."""
-
-        def unwritable(jobs_path: str) -> str:
-            raise OSError(errno.EACCES, os.strerror(errno.EACCES), jobs_path)
-
-        self.patch(commands, "make_job_directory", unwritable)
-        pipelines = start_pipelines(self, {"text-stats": example("text-stats")})
-        answer = await pipelines.post(
-            "text-stats", {"top": 1}, {"document": ("a.txt", "text/plain", b"words")})
-        self.assertEqual((answer.status, answer.json),
-                         (500, {"detail": "The node could not store the upload"}))
-        record = await pipelines.settled(1)
+        status, body, record = await post_failing(self, commands, "make_job_directory",
+                                                  errno.EACCES)
+        self.assertEqual((status, body), (500, {"detail": "The node could not store the upload"}))
         self.assertEqual(record["reason"], f"job directory: {os.strerror(errno.EACCES)}")
 
 
@@ -166,30 +149,35 @@ class NodeFailureTests(TestCase):
 
     timeout = 20
 
-    async def run_with(self, module: Any, name: str, code: int) -> tuple[int, Any, Any]:
-        def failing(*args: Any, **kwargs: Any) -> Any:
-            raise OSError(code, os.strerror(code))
-
-        self.patch(module, name, failing)
-        pipelines = start_pipelines(self, {"text-stats": example("text-stats")})
-        answer = await pipelines.post(
-            "text-stats", {"top": 1}, {"document": ("a.txt", "text/plain", b"words")})
-        record = await pipelines.settled(1)
-        return answer.status, answer.json, record
-
     async def test_job_start_out_of_descriptors_is_a_503(self) -> None:
-        status, body, record = await self.run_with(commands, "start_job", errno.EMFILE)
+        status, body, record = await post_failing(self, commands, "start_job", errno.EMFILE)
         self.assertEqual((status, body), (503, {"detail": "The node is busy, try again later"}))
         self.assertEqual(record["reason"], f"job start: {os.strerror(errno.EMFILE)}")
 
     async def test_job_start_failing_otherwise_is_a_500(self) -> None:
-        status, body, record = await self.run_with(commands, "start_job", errno.EIO)
+        status, body, record = await post_failing(self, commands, "start_job", errno.EIO)
         self.assertEqual((status, body), (500, {"detail": "The job could not be started"}))
         self.assertEqual(record["outcome"], "error")
 
     async def test_outputs_the_node_cannot_open_are_not_signed_as_missing(self) -> None:
-        status, body, record = await self.run_with(reply, "_open_output", errno.EIO)
+        status, body, record = await post_failing(self, reply, "_open_output", errno.EIO)
         self.assertEqual((status, body), (500, {"detail": "The outputs could not be read"}))
         self.assertEqual(record["reason"], f"outputs: {os.strerror(errno.EIO)}")
-        status, body, _ = await self.run_with(reply, "_open_output", errno.EMFILE)
+        status, body, _ = await post_failing(self, reply, "_open_output", errno.EMFILE)
         self.assertEqual(status, 503)
+
+
+async def post_failing(testcase: TestCase, module: Any, name: str,
+                       code: int) -> tuple[int, Any, dict[str, Any]]:
+    """Make ``module.name`` fail with ``code``, post one text-stats request: its status, its
+    body and its audit line (once no job directory is left)."""
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(code, os.strerror(code))
+
+    testcase.patch(module, name, failing)
+    pipelines = start_pipelines(testcase, {"text-stats": example("text-stats")})
+    answer = await pipelines.post(
+        "text-stats", {"top": 1}, {"document": ("a.txt", "text/plain", b"words")})
+    record = await pipelines.settled(1)
+    return answer.status, answer.json, record
