@@ -251,21 +251,43 @@ class PipelineTarget(gb.Target):
 
 
 class CpuMeter(gb.CpuMeter):
-    """``gateway_bench.CpuMeter`` plus ``jobs``: the CPU of the gateway's reaped children."""
+    """``gateway_bench.CpuMeter`` plus the gateway's job launcher (``launcher``) and the jobs
+    it reaped (``jobs``)."""
 
     def __init__(self, pids: dict[str, int], gateway_pid: int) -> None:
         super().__init__(pids)
         self.gateway_pid = gateway_pid
+        self.launcher_pid: int | None = None
 
     def snapshot(self) -> dict[str, float] | None:
         values = super().snapshot()
         if values is None:
             return None
         try:
-            values["jobs"] = children_cpu(self.gateway_pid, self.tick)
+            if self.launcher_pid is None:
+                self.launcher_pid = launcher_of(self.gateway_pid)
+            values["launcher"] = self._process(self.launcher_pid)
+            values["jobs"] = children_cpu(self.launcher_pid, self.tick)
         except (OSError, ValueError, IndexError):
             return None
         return values
+
+
+def launcher_of(gateway_pid: int) -> int:
+    """The pid of the gateway's job launcher (a child running ``launcherd.py``)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as stream:
+                parent = int(stream.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{name}/cmdline", "rb") as stream:
+                command = stream.read()
+        except OSError:
+            continue
+        if parent == gateway_pid and b"launcherd" in command:
+            return int(name)
+    raise OSError(f"the gateway {gateway_pid} runs no job launcher")
 
 
 def children_cpu(pid: int, tick: float) -> float:
@@ -737,16 +759,19 @@ def print_report(through: gb.Result, baseline: dict[str, Any], memory: list[Memo
         jobs_us = jobs_cpu_us(through, args.duration)
         print()
         print("CPU, % of one core during the measured window")
-        print(f"{'what':<28}{'process':>9}{'its jobs':>10}{'client':>8}{'others':>8}"
-              f"   per job: process / its jobs")
-        print(f"{'gateway':<28}{cpu.get('gateway', 0):>9.0f}{cpu.get('jobs', 0):>10.0f}"
-              f"{cpu.get('client', 0):>8.0f}{cpu.get('others', 0):>8.0f}   "
-              f"{gb._fmt(through.gateway_cpu_us, 0)} us / {gb._fmt(jobs_us, 0)} us")
-        print(f"{'bare reactor spawn':<28}{baseline['own_cpu_pct']:>9.0f}"
+        launcher_us = launcher_cpu_us(through, args.duration)
+        print(f"{'what':<28}{'process':>9}{'launcher':>10}{'its jobs':>10}{'client':>8}"
+              f"{'others':>8}   per job: process / launcher / its jobs")
+        print(f"{'gateway':<28}{cpu.get('gateway', 0):>9.0f}{cpu.get('launcher', 0):>10.0f}"
+              f"{cpu.get('jobs', 0):>10.0f}{cpu.get('client', 0):>8.0f}"
+              f"{cpu.get('others', 0):>8.0f}   {gb._fmt(through.gateway_cpu_us, 0)} us / "
+              f"{gb._fmt(launcher_us, 0)} us / {gb._fmt(jobs_us, 0)} us")
+        print(f"{'bare reactor spawn':<28}{baseline['own_cpu_pct']:>9.0f}{'-':>10}"
               f"{baseline['children_cpu_pct']:>10.0f}{'-':>8}{'-':>8}   "
-              f"{gb._fmt(baseline['own_cpu_us'], 0)} us / "
+              f"{gb._fmt(baseline['own_cpu_us'], 0)} us / - / "
               f"{gb._fmt(baseline['children_cpu_us'], 0)} us")
-        print("its jobs: CPU of the reaped children (cp).")
+        print("launcher: the gateway's job launcher process; its jobs: CPU of the children it "
+              "reaped (cp).")
         if cpu.get("others", 0) > 15:
             print(f"warning: other processes used {cpu['others']:.0f} % of a core during the "
                   "gateway case; figures are disturbed (run again on a quiet machine)")
@@ -779,12 +804,18 @@ def median_round(rounds: list[tuple[gb.Result, dict[str, Any]]]
     return ordered[(len(ordered) - 1) // 2]
 
 
-def jobs_cpu_us(through: gb.Result, duration: float) -> float:
-    """CPU time of the gateway's jobs per measured request, from the CPU shares."""
-    share = through.cpu.get("jobs")
+def jobs_cpu_us(through: gb.Result, duration: float, what: str = "jobs") -> float:
+    """CPU time of the gateway's jobs (or of ``what``) per measured request, from the CPU
+    shares."""
+    share = through.cpu.get(what)
     if share is None or not through.count:
         return float("nan")
     return share / 100.0 * duration * 1e6 / through.count
+
+
+def launcher_cpu_us(through: gb.Result, duration: float) -> float:
+    """CPU time of the gateway's job launcher per measured request."""
+    return jobs_cpu_us(through, duration, "launcher")
 
 
 def goals(through: gb.Result, baseline: dict[str, Any], memory: list[MemoryResult]
@@ -943,6 +974,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"INFO  gateway CPU per request: {gb._fmt(through.gateway_cpu_us, 0)} us in the "
           f"gateway process (bare reactor: {gb._fmt(baseline['own_cpu_us'], 0)} us per spawn)")
+    print(f"INFO  job launcher per request: "
+          f"{gb._fmt(launcher_cpu_us(through, args.duration), 0)} us")
     print(f"INFO  job processes per request: {gb._fmt(jobs_cpu_us(through, args.duration), 0)}"
           f" us of CPU for cp (bare cp: "
           f"{gb._fmt(baseline['children_cpu_us'], 0)} us)")

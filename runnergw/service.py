@@ -202,11 +202,15 @@ class GatewayService(MultiService):
             self._previous_hup = None
         super().stopService()
         port, self.port = self.port, None
+        launchers = {}
         for route in self.factory.gateway.router.routes:
             if isinstance(route.terminal, CommandTerminal):
                 route.terminal.kill_jobs()
+                launcher = route.terminal.context.launcher
+                launchers[id(launcher)] = launcher
         self.factory.close_connections()
         waits = [pool.close() for pool in self.pools]
+        waits.extend(launcher.stop() for launcher in launchers.values())
         if port is not None:
             waits.append(port.stopListening())
         self.parts.audit_log.close()

@@ -49,6 +49,8 @@ class PipelineSettings:
     """Cap on a whole request when an upload field declares no ``maxSize``."""
     environment: Mapping[str, str] = attrs.field(factory=dict)
     """Variables added to every job's clean environment (PATH, CUDA_VISIBLE_DEVICES…)."""
+    job_niceness: int = 10
+    """Jobs run this much nicer than the gateway: a busy CPU serves the gateway first."""
     defaults: ModelSettings = attrs.field(factory=ModelSettings)
     models: Mapping[str, ModelSettings] = attrs.field(factory=dict)
     """Per-endpoint overrides of ``defaults``."""
@@ -84,6 +86,7 @@ class PipelineSettings:
             filters=section.string_list("filters", DEFAULT_PIPELINE_FILTERS),
             max_request_size=section.size("maxRequestSize", defaults.max_request_size),
             environment=section.string_map("environment"),
+            job_niceness=section.integer("jobNiceness", defaults.job_niceness, 0, 19),
             defaults=model_defaults,
             models=models,
             origin=section.origin,

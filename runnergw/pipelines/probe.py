@@ -6,8 +6,9 @@ import json
 from collections.abc import Mapping
 
 import attrs
-from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 
+from runnergw.pipelines.launcher import JobLauncher
 from runnergw.pipelines.process import start_job
 
 __all__ = ["MediaInfo", "ProbeError", "probe_media"]
@@ -47,7 +48,7 @@ def _parse(output: bytes) -> MediaInfo:
 
 
 async def probe_media(
-    reactor: IReactorProcess,
+    launcher: JobLauncher,
     clock: IReactorTime,
     ffprobe: str,
     path: str,
@@ -59,12 +60,13 @@ async def probe_media(
     Raises:
         ProbeError: ffprobe failed or the file is not media.
     """
-    result = await start_job(
-        reactor, clock,
+    job = await start_job(
+        launcher, clock,
         [ffprobe, "-v", "error", "-print_format", "json=compact=1",
          "-show_entries", "format=duration:stream=width", path],
         directory, environment, PROBE_TIMEOUT, PROBE_OUTPUT_LIMIT,
-    ).result
+    )
+    result = await job.result
     if len(result.stdout_tail) >= PROBE_OUTPUT_LIMIT:
         raise ProbeError("ffprobe said too much")
     if result.exit_code != 0:

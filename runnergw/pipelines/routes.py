@@ -61,7 +61,7 @@ def build_pipeline_routes(
     if parts.signer is None:
         return []
     shared = PipelineContext(reactor, parts.signer, pipelines.jobs_path, ffprobe,
-                             Cooperator(), pipelines.environment)
+                             Cooperator(), pipelines.environment, pipelines.job_niceness)
     routes = []
     for model in models:
         model_settings = pipelines.model(model.endpoint)

@@ -22,6 +22,7 @@ from runnergw.pipeline.exchange import Exchange, Reject
 from runnergw.pipeline.interfaces import IClientStream, ITerminal
 from runnergw.pipelines.descriptor import ModelDescriptor
 from runnergw.pipelines.form import FormError, check_form
+from runnergw.pipelines.launcher import JobLauncher, LauncherLost
 from runnergw.pipelines.probe import ProbeError, probe_media
 from runnergw.pipelines.process import Job, JobResult, start_job
 from runnergw.pipelines.reply import OutputReply, Outputs
@@ -50,7 +51,8 @@ class PipelineContext:
 
     def __init__(self, reactor: Any, signer: ResponseSigner,
                  jobs_path: str, ffprobe: str | None, cooperator: Cooperator,
-                 extra_environment: Mapping[str, str] | None = None) -> None:
+                 extra_environment: Mapping[str, str] | None = None,
+                 job_niceness: int = 0) -> None:
         self.reactor = reactor
         self.signer = signer
         # Jobs run in their own directory, so the paths given to a command must not depend
@@ -59,6 +61,7 @@ class PipelineContext:
         self.ffprobe = ffprobe
         self.cooperator = cooperator
         self.extra_environment = dict(extra_environment or {})
+        self.launcher = JobLauncher(reactor, job_niceness)
 
     def environment(self, directory: str) -> dict[str, str]:
         """A small clean environment, plus what the operator set (``pipelines.environment``):
@@ -241,7 +244,7 @@ class CommandTerminal:
         if not limits or main is None or main not in uploads or self.context.ffprobe is None:
             return False
         try:
-            info = await probe_media(self.context.reactor, self.context.reactor,
+            info = await probe_media(self.context.launcher, self.context.reactor,
                                      self.context.ffprobe, uploads[main],
                                      directory, self.context.environment(directory))
         except ProbeError:
@@ -290,8 +293,9 @@ class CommandTerminal:
                 raise Reject(503, "The node is stopping, try again later",
                              headers=(("Retry-After", _RETRY_AFTER),), reason="stopping")
             try:
-                job = start_job(self.context.reactor, self.context.reactor, argv, directory,
-                                self.context.environment(directory), self.settings.timeout)
+                job = await start_job(self.context.launcher, self.context.reactor, argv,
+                                      directory, self.context.environment(directory),
+                                      self.settings.timeout)
             except OSError as e:
                 raise self._start_refusal(exchange, e, argv[0]) from None
             # The slot (one GPU: one job) is the job's until its command has exited and
@@ -308,6 +312,9 @@ class CommandTerminal:
                 exchange.notes["job_killed"] = True
                 await job.ended  # the directory stays the job's until its processes are gone
                 return None
+            except LauncherLost as e:
+                await job.ended
+                raise self._node_failure(exchange, e, "job", "The job was lost") from None
         finally:
             release_slot()
         exchange.notes["exit_code"] = result.exit_code

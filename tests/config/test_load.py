@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.config.errors import ConfigErrors
 from runnergw.config.load import config_path_from, load_settings
+from runnergw.config.settings import Settings
 from tests.helpers.reference import reference_file
 
 _GOOD = """\
@@ -301,3 +302,23 @@ class PipelineEnvironmentTests(SynchronousTestCase):
         with self.assertRaises(ConfigErrors) as caught:
             load_settings(str(path), {}, dotenv_path=None)
         self.assertIn('pipelines.environment: "BAD-NAME" is not a usable', str(caught.exception))
+
+
+class JobNicenessTests(SynchronousTestCase):
+    """How much nicer than the gateway jobs run: 10 unless set, 0 to 19."""
+
+    def load(self, extra: str) -> Settings:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "settings.yaml"
+        path.write_text(f"pipelines:\n  serverId: base64:x\n{extra}")
+        return load_settings(str(path), {}, dotenv_path=None)
+
+    def test_default_and_set(self) -> None:
+        self.assertEqual(self.load("").pipelines.job_niceness, 10)
+        self.assertEqual(self.load("  jobNiceness: 0\n").pipelines.job_niceness, 0)
+
+    def test_out_of_range_names_the_setting(self) -> None:
+        with self.assertRaises(ConfigErrors) as caught:
+            self.load("  jobNiceness: 20\n")
+        self.assertIn("pipelines.jobNiceness", str(caught.exception))

@@ -13,7 +13,8 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines.process import _file_actions, start_job
+from runnergw.pipelines.launcher import JobLauncher
+from runnergw.pipelines.process import start_job
 
 _REPORT = """\
 import json, os
@@ -32,12 +33,15 @@ class SpawnTests(TestCase):
         self.script = self.directory / "report.py"
         self.script.write_text(_REPORT)
         self.environment = {"PATH": "/usr/bin:/bin", "ONLY": "this"}
+        self.launcher = JobLauncher(reactor)
+        self.addCleanup(self.launcher.stop)
 
     async def report(self, **overrides: Any) -> dict[str, Any]:
-        job = start_job(reactor, reactor, [sys.executable, "-I", str(self.script)],
-                        overrides.get("directory", str(self.directory)),
-                        overrides.get("environment", self.environment), 30.0,
-                        stdout_limit=1 << 16)
+        job = await start_job(self.launcher, reactor,
+                              [sys.executable, "-I", str(self.script)],
+                              overrides.get("directory", str(self.directory)),
+                              overrides.get("environment", self.environment), 30.0,
+                              stdout_limit=1 << 16)
         result = await job.result
         self.assertEqual(result.exit_code, 0, result.stderr_tail)
         return json.loads(result.stdout_tail)
@@ -73,15 +77,17 @@ class SpawnTests(TestCase):
 
     async def test_job_reads_an_empty_stdin(self) -> None:
         self.assertEqual((await self.report())["stdin"], os.devnull)
-        job = start_job(reactor, reactor, ["cat"], str(self.directory), self.environment, 30.0)
+        job = await start_job(self.launcher, reactor, ["cat"], str(self.directory),
+                              self.environment, 30.0)
         result = await job.result
         self.assertEqual((result.exit_code, result.stdout_tail), (0, b""))
 
     async def test_an_ignored_signal_of_the_gateway_is_default_in_the_job(self) -> None:
         # Python ignores SIGPIPE; a job that inherited that would not stop on a closed pipe.
         self.assertEqual(signal.getsignal(signal.SIGPIPE), signal.SIG_IGN)
-        job = start_job(reactor, reactor, ["cat", "/proc/self/status"], str(self.directory),
-                        self.environment, 30.0, stdout_limit=1 << 16)
+        job = await start_job(self.launcher, reactor, ["cat", "/proc/self/status"],
+                              str(self.directory), self.environment, 30.0,
+                              stdout_limit=1 << 16)
         result = await job.result
         ignored = next(line for line in result.stdout_tail.decode().splitlines()
                        if line.startswith("SigIgn:"))
@@ -94,43 +100,12 @@ class SpawnTests(TestCase):
         program = tools / "runnergw-test-tool"
         program.write_text("#!/bin/sh\necho from-job-path\n")
         program.chmod(0o755)
-        job = start_job(reactor, reactor, ["runnergw-test-tool"], str(self.directory),
-                        {"PATH": f"{tools}:/usr/bin:/bin"}, 30.0)
+        job = await start_job(self.launcher, reactor, ["runnergw-test-tool"],
+                              str(self.directory), {"PATH": f"{tools}:/usr/bin:/bin"}, 30.0)
         result = await job.result
         self.assertEqual(result.stdout_tail, b"from-job-path\n")
 
-    def test_a_program_missing_from_the_jobs_path_cannot_start(self) -> None:
+    async def test_a_program_missing_from_the_jobs_path_cannot_start(self) -> None:
         with self.assertRaises(FileNotFoundError):
-            start_job(reactor, reactor, ["python3"], str(self.directory), {"PATH": "/nowhere"},
-                      30.0)
-
-
-def _apply(actions: list[tuple[int, ...]], table: dict[int, str]) -> dict[int, str]:
-    """What the child's descriptor table becomes after ``actions``."""
-    table = dict(table)
-    for action in actions:
-        if action[0] == os.POSIX_SPAWN_DUP2:
-            table[action[2]] = table[action[1]]
-        elif action[0] == os.POSIX_SPAWN_CLOSE:
-            table.pop(action[1], None)
-    return table
-
-
-class FileActionTests(TestCase):
-    def test_sources_that_are_also_targets_are_not_overwritten_before_use(self) -> None:
-        # Swapped and same-numbered descriptors (a gateway started with stdio closed).
-        fdmap = {0: 1, 1: 0, 2: 2}
-        self.patch(os, "listdir", lambda _: ["0", "1", "2"])
-        self.patch(os, "get_inheritable", lambda fd: False)
-        table = _apply(_file_actions(fdmap), {0: "a", 1: "b", 2: "c"})
-        self.assertEqual({fd: table[fd] for fd in (0, 1, 2)}, {0: "b", 1: "a", 2: "c"})
-        self.assertEqual(set(table), {0, 1, 2})
-
-    def test_inheritable_descriptors_are_closed(self) -> None:
-        self.patch(os, "listdir", lambda _: ["0", "1", "2", "5", "7", "9", "10"])
-        self.patch(os, "get_inheritable", lambda fd: fd in (0, 1, 2, 5))
-        table = _apply(_file_actions({0: 7, 1: 9, 2: 10}),
-                       {0: "in", 1: "out", 2: "err", 5: "leak", 7: "p0", 9: "p1", 10: "p2"})
-        # 7, 9 and 10 are close-on-exec: they go at exec, 5 must be closed explicitly.
-        self.assertNotIn(5, table)
-        self.assertEqual({fd: table[fd] for fd in (0, 1, 2)}, {0: "p0", 1: "p1", 2: "p2"})
+            await start_job(self.launcher, reactor, ["python3"], str(self.directory),
+                            {"PATH": "/nowhere"}, 30.0)

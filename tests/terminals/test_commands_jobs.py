@@ -309,6 +309,24 @@ class KillTests(TestCase):
         self.assertEqual((await first_answer).status, 200)
         await self.pipelines.settled(2)
 
+    async def test_a_job_whose_launcher_died_is_killed_and_answered_500(self) -> None:
+        """The node's failure, not the program's: 500, logged; the next job starts a new
+        launcher."""
+        answer = Deferred.fromCoroutine(self.pipelines.post("hold", {"mode": "child"}))
+        job = await self.started()
+        launcher = self.pipelines.terminal("hold").context.launcher
+        assert launcher._process is not None
+        os.kill(launcher._process.transport.pid, signal.SIGKILL)
+        await process_gone(job.pid)
+        await process_gone(job.info["child"])
+        lost = await answer
+        self.assertEqual((lost.status, lost.json), (500, {"detail": "The job was lost"}))
+        record = await self.pipelines.settled(1)
+        self.assertEqual(record["outcome"], "error")
+        again = Deferred.fromCoroutine(self.pipelines.post("hold", {"tag": "again"}))
+        (await self.started()).go()
+        self.assertEqual((await again).status, 200)
+
     async def test_client_leaving_kills_the_job(self) -> None:
         client = await raw_connect(self, self.pipelines.gateway)
         client.send(self.pipelines.raw_request("hold", {"mode": "child"}))

@@ -1,0 +1,336 @@
+"""The gateway's side of the job launcher (``launcherd.py``, a process of its own).
+
+Starting a program costs its parent a wait until the child has called exec; under load that
+is a quarter of a busy gateway's time, during which every connection stands still. The
+launcher takes that wait, and the reaping, off the event loop: the gateway sends it the
+command with the job's output pipes over a ``SOCK_SEQPACKET`` socket and reads the pipes
+itself; the launcher answers with the pid, and later with the exit status.
+
+Signals go straight from the gateway to the job's process group (same user). If the launcher
+dies, the process groups of the jobs it ran are killed and those jobs fail with
+``LauncherLost``; the next job starts a new launcher.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twisted.internet import abstract
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
+from twisted.internet.process import ProcessReader
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from runnergw.pipelines import launcherd
+
+__all__ = ["JobLauncher", "LauncherLost"]
+
+_RECEIVE_SIZE = 4096
+"""The launcher's messages are a few dozen bytes."""
+
+
+class LauncherLost(OSError):
+    """The launcher process ended while the job ran or was being started: the job was
+    killed, or never started."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EIO, "the job launcher stopped")
+
+
+def _reason(status: int) -> BaseException:
+    """How a wait status ended a process, as Twisted's process transport says it."""
+    if os.WIFEXITED(status):
+        code = os.WEXITSTATUS(status)
+        return ProcessDone(status) if code == 0 else ProcessTerminated(code, None, status)
+    return ProcessTerminated(None, os.WTERMSIG(status), status)
+
+
+class _LaunchedProcess:
+    """A job's transport: its pid, and the gateway's ends of its stdout and stderr pipes.
+
+    It gives a ``ProcessProtocol`` what Twisted's own process transport gives it:
+    ``childDataReceived`` for each pipe, ``processExited`` once the launcher has reaped the
+    command, ``processEnded`` once both that and the end of the pipes have happened.
+    """
+
+    def __init__(self, reactor: Any, protocol: ProcessProtocol, pid: int,
+                 stdout: int, stderr: int) -> None:
+        self.pid = pid
+        self.protocol = protocol
+        self.pipes = {1: ProcessReader(reactor, self, 1, stdout),
+                      2: ProcessReader(reactor, self, 2, stderr)}
+        self._end: BaseException | None = None
+        self._ended = False
+        protocol.makeConnection(self)
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        self.protocol.childDataReceived(fd, data)
+
+    def childConnectionLost(self, fd: int, reason: Failure) -> None:
+        os.close(self.pipes.pop(fd).fileno())
+        self.protocol.childConnectionLost(fd)
+        self._maybe_ended()
+
+    def exited(self, end: BaseException) -> None:
+        """The command has exited and been reaped (or was lost with the launcher)."""
+        if self._end is not None:
+            return
+        self._end = end
+        self.protocol.processExited(Failure(end))
+        self._maybe_ended()
+
+    def _maybe_ended(self) -> None:
+        if self._end is not None and not self.pipes and not self._ended:
+            self._ended = True
+            self.protocol.processEnded(Failure(self._end))
+
+    def loseConnection(self) -> None:
+        """Stop reading the job's output and close the gateway's ends of its pipes."""
+        for reader in list(self.pipes.values()):
+            reader.loseConnection()
+
+
+class _Launch:
+    """A job asked for and not yet started."""
+
+    def __init__(self, protocol: ProcessProtocol, stdout: int, stderr: int) -> None:
+        self.protocol = protocol
+        self.stdout = stdout
+        self.stderr = stderr
+        self.started: Deferred[None] = Deferred()
+
+    def close(self) -> None:
+        os.close(self.stdout)
+        os.close(self.stderr)
+
+
+class _ControlSocket(abstract.FileDescriptor):
+    """The gateway's end of the socket to the launcher: requests go out with the pipes they
+    name (kept open until sent), answers come in as datagrams."""
+
+    def __init__(self, reactor: Any, sock: socket.socket, launcher: JobLauncher) -> None:
+        super().__init__(reactor)
+        self.socket = sock
+        self.launcher = launcher
+        self._outgoing: deque[tuple[int, bytes, tuple[int, int]]] = deque()
+        self.connected = True
+        self.startReading()
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def send(self, number: int, data: bytes, pipes: tuple[int, int]) -> None:
+        self._outgoing.append((number, data, pipes))
+        if len(self._outgoing) == 1:
+            why = self.doWrite()
+            if why is not None:
+                self.close(Failure(why))
+
+    def doWrite(self) -> Any:
+        while self._outgoing:
+            number, data, pipes = self._outgoing[0]
+            try:
+                self.socket.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                              array.array("i", pipes))])
+            except BlockingIOError:
+                self.startWriting()
+                return None
+            except OSError as e:
+                if e.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
+                    return e  # the launcher is gone: connectionLost follows
+                self.launcher._refused(number, OSError(
+                    errno.E2BIG, "command and environment too large to start"))
+            self._outgoing.popleft()
+            os.close(pipes[0])  # sent: the launcher holds them now
+            os.close(pipes[1])
+        self.stopWriting()
+        return None
+
+    def doRead(self) -> Any:
+        while self.connected:
+            try:
+                data = self.socket.recv(_RECEIVE_SIZE)
+            except BlockingIOError:
+                return None
+            except OSError as e:
+                return e
+            if not data:
+                return CONNECTION_LOST
+            self.launcher._answer(json.loads(data))
+        return None
+
+    def writeSomeData(self, data: bytes) -> int:
+        return len(data)  # nothing goes through the stream buffer of FileDescriptor
+
+    def close(self, reason: Failure | None = None) -> None:
+        """Close the socket now: the launcher reads its end and stops."""
+        if self.connected:
+            self.connectionLost(reason or Failure(CONNECTION_DONE))
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        for _, _, pipes in self._outgoing:
+            os.close(pipes[0])
+            os.close(pipes[1])
+        self._outgoing.clear()
+        self.socket.close()
+        self.launcher._lost(self)
+
+
+class _LauncherProtocol(ProcessProtocol):
+    """The launcher process itself: what it writes is logged, its end is noticed."""
+
+    def __init__(self, launcher: JobLauncher) -> None:
+        self.launcher = launcher
+        self.ended: Deferred[None] = Deferred()
+
+    def errReceived(self, data: bytes) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
+            self.launcher.log.warn("Job launcher: {line}", line=line)
+
+    outReceived = errReceived
+
+    def processEnded(self, reason: Failure) -> None:
+        self.launcher._ended(self, reason)
+        self.ended.callback(None)
+
+
+class JobLauncher:
+    """Starts jobs through the launcher process, which it starts on first use.
+
+    The launcher runs ``niceness`` nicer than the gateway, and so do the jobs it starts: on
+    a busy CPU the gateway's event loop (every stream of every client) goes first.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, niceness: int = 0) -> None:
+        """Jobs run ``niceness`` (0-19) nicer than the gateway."""
+        self.reactor = reactor
+        self.niceness = niceness
+        self._control: _ControlSocket | None = None
+        self._process: _LauncherProtocol | None = None
+        self._launches: dict[int, _Launch] = {}
+        self._running: dict[int, _LaunchedProcess] = {}
+        self._numbers = itertools.count()
+        self._stopping = False
+
+    def launch(self, protocol: ProcessProtocol, command: Sequence[str], directory: str,
+               environment: Mapping[str, str]) -> Deferred[None]:
+        """Start ``command`` (an argv list) in ``directory`` (absolute) as the leader of a
+        new process group, with exactly ``environment``, stdin from /dev/null and stdout and
+        stderr to ``protocol``, which is connected before this fires.
+
+        Fails with ``OSError`` when the program cannot be started.
+        """
+        if self._stopping:
+            raise LauncherLost()
+        control = self._control or self._start()
+        stdout_read, stdout_write = os.pipe()
+        try:
+            stderr_read, stderr_write = os.pipe()
+        except OSError:
+            os.close(stdout_read)
+            os.close(stdout_write)
+            raise
+        number = next(self._numbers)
+        launch = _Launch(protocol, stdout_read, stderr_read)
+        self._launches[number] = launch
+        request = json.dumps({"id": number, "argv": list(command), "cwd": directory,
+                              "env": dict(environment)}, separators=(",", ":")).encode()
+        control.send(number, request, (stdout_write, stderr_write))
+        return launch.started
+
+    def _start(self) -> _ControlSocket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                protocol = _LauncherProtocol(self)
+                program = [sys.executable, "-I", "-S", launcherd.__file__,
+                           str(self.niceness)]
+                self.reactor.spawnProcess(
+                    protocol, sys.executable, program, env={},
+                    childFDs={0: null, 1: "r", 2: "r", launcherd.CONTROL_FD: theirs.fileno()})
+            finally:
+                os.close(null)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._process = protocol
+        self._control = _ControlSocket(self.reactor, ours, self)
+        return self._control
+
+    def _answer(self, message: dict[str, Any]) -> None:
+        if "id" in message:
+            launch = self._launches.pop(message["id"], None)
+            if launch is None:
+                return
+            if "pid" not in message:
+                launch.close()
+                launch.started.errback(OSError(message["errno"], message["error"]))
+                return
+            pid = message["pid"]
+            self._running[pid] = _LaunchedProcess(self.reactor, launch.protocol, pid,
+                                                  launch.stdout, launch.stderr)
+            launch.started.callback(None)
+        else:
+            process = self._running.pop(message["pid"], None)
+            if process is not None:
+                process.exited(_reason(message["status"]))
+
+    def _refused(self, number: int, error: OSError) -> None:
+        launch = self._launches.pop(number, None)
+        if launch is not None:
+            launch.close()
+            launch.started.errback(error)
+
+    def _lost(self, control: _ControlSocket) -> None:
+        """The socket to the launcher closed: the launcher is gone, or going."""
+        if control is not self._control:
+            return
+        self._control = None
+        if not self._stopping:
+            self.log.error("The job launcher stopped; {running} running jobs are killed",
+                           running=len(self._running))
+        launches, self._launches = self._launches, {}
+        for launch in launches.values():
+            launch.close()
+            launch.started.errback(LauncherLost())
+        running, self._running = self._running, {}
+        for pid, process in running.items():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            process.exited(LauncherLost())
+
+    def _ended(self, protocol: _LauncherProtocol, reason: Failure) -> None:
+        if protocol is self._process:
+            self._process = None
+
+    def stop(self) -> Deferred[None]:
+        """Stop the launcher (it kills what still runs): fires once it has exited."""
+        self._stopping = True
+        process, control = self._process, self._control
+        if control is not None:
+            control.close()
+        if process is None:
+            return succeed(None)
+        return process.ended

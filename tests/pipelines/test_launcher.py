@@ -1,0 +1,128 @@
+"""The job launcher process: it starts jobs nicer than the gateway, keeps each job's output
+apart, refuses what it cannot send, and when it dies or stops, no job is left running."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.trial.unittest import TestCase
+
+from runnergw.pipelines.launcher import JobLauncher, LauncherLost
+from runnergw.pipelines.process import Job, start_job
+from tests.terminals.test_commands_jobs import process_gone
+
+_WAIT = """\
+import os, sys, time
+open("pid", "w").write(str(os.getpid()))
+print("started", flush=True)
+time.sleep(60)
+"""
+
+
+class LauncherTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.directory = Path(self.mktemp()).absolute()
+        self.directory.mkdir(parents=True)
+        (self.directory / "wait.py").write_text(_WAIT)
+        self.environment = {"PATH": "/usr/bin:/bin"}
+        self.launcher = JobLauncher(reactor, niceness=5)
+        self.addCleanup(self.launcher.stop)
+
+    def launcher_pid(self) -> int:
+        process = self.launcher._process
+        assert process is not None and process.transport is not None
+        return process.transport.pid
+
+    async def waiting_job(self) -> tuple[Job, int]:
+        """A job that has started and waits: its pid."""
+        job = await start_job(self.launcher, reactor, [sys.executable, "-I", "wait.py"],
+                              str(self.directory), self.environment, 30.0)
+        # Its pipes are read from the next turn of the event loop on: a hook set now sees
+        # its first line, which it prints once its pid is written.
+        said: Deferred[None] = Deferred()
+        received = job.protocol.outReceived
+
+        def out_received(data: bytes) -> None:
+            received(data)
+            if not said.called:
+                said.callback(None)
+
+        job.protocol.outReceived = out_received  # type: ignore[method-assign]
+        await said
+        return job, int((self.directory / "pid").read_text())
+
+    async def test_jobs_run_nicer_than_the_gateway(self) -> None:
+        job = await start_job(self.launcher, reactor,
+                              ["python3", "-c", "import os; print(os.nice(0))"],
+                              str(self.directory), self.environment, 30.0)
+        result = await job.result
+        self.assertEqual(int(result.stdout_tail), os.nice(0) + 5)
+
+    async def test_each_of_many_jobs_at_once_gets_its_own_output(self) -> None:
+        jobs = await gatherResults([
+            start_job(self.launcher, reactor, ["printf", f"job {n}"], str(self.directory),
+                      self.environment, 30.0)
+            for n in range(40)])
+        results = await gatherResults([job.result for job in jobs])
+        self.assertEqual([r.stdout_tail for r in results],
+                         [f"job {n}".encode() for n in range(40)])
+
+    async def test_a_command_too_large_to_send_is_refused_and_nothing_leaks(self) -> None:
+        await (await start_job(self.launcher, reactor, ["true"], str(self.directory),
+                               self.environment, 30.0)).result
+        before = len(os.listdir("/proc/self/fd"))
+        with self.assertRaises(OSError) as raised:
+            await start_job(self.launcher, reactor, ["printf", "x" * (1 << 20)],
+                            str(self.directory), self.environment, 30.0)
+        self.assertEqual(raised.exception.errno, errno.E2BIG)
+        self.assertEqual(len(os.listdir("/proc/self/fd")), before)
+        result = await (await start_job(self.launcher, reactor, ["printf", "still here"],
+                                        str(self.directory), self.environment, 30.0)).result
+        self.assertEqual(result.stdout_tail, b"still here")
+
+    async def test_the_launcher_holds_nothing_of_the_gateway(self) -> None:
+        secret = self.directory / "gateway-only"
+        secret.write_text("key")
+        kept = os.open(secret, os.O_RDONLY)
+        self.addCleanup(os.close, kept)
+        os.set_inheritable(kept, True)
+        await (await start_job(self.launcher, reactor, ["true"], str(self.directory),
+                               self.environment, 30.0)).result
+        pid = self.launcher_pid()
+        targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        self.assertNotIn(str(secret), targets)
+        with open(f"/proc/{pid}/environ", "rb") as stream:
+            self.assertEqual(stream.read().split(b"\0")[:-1], [])
+
+    async def test_a_dead_launcher_fails_and_kills_its_jobs_and_the_next_starts_anew(
+            self) -> None:
+        job, pid = await self.waiting_job()
+        old = self.launcher_pid()
+        os.kill(old, signal.SIGKILL)
+        with self.assertRaises(LauncherLost):
+            await job.result
+        await process_gone(pid)
+        result = await (await start_job(self.launcher, reactor, ["printf", "again"],
+                                        str(self.directory), self.environment, 30.0)).result
+        self.assertEqual(result.stdout_tail, b"again")
+        self.assertNotEqual(self.launcher_pid(), old)
+
+    async def test_stopping_the_launcher_kills_what_runs(self) -> None:
+        job, pid = await self.waiting_job()
+        launcher_pid = self.launcher_pid()
+        await self.launcher.stop()
+        with self.assertRaises(LauncherLost):
+            await job.result
+        await process_gone(pid)
+        await process_gone(launcher_pid)
+        with self.assertRaises(LauncherLost):
+            await start_job(self.launcher, reactor, ["true"], str(self.directory),
+                            self.environment, 30.0)
