@@ -206,8 +206,9 @@ class GatewayService(MultiService):
         for route in self.factory.gateway.router.routes:
             if isinstance(route.terminal, CommandTerminal):
                 route.terminal.kill_jobs()
-                launcher = route.terminal.context.launcher
-                launchers[id(launcher)] = launcher
+                context = route.terminal.context
+                launchers[id(context.launcher)] = context.launcher
+                context.signing.stop()
         self.factory.close_connections()
         waits = [pool.close() for pool in self.pools]
         waits.extend(launcher.stop() for launcher in launchers.values())

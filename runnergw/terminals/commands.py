@@ -9,9 +9,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Cooperator, TaskStopped
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -31,6 +30,7 @@ from runnergw.pipelines.template import TemplateError, fill_command
 from runnergw.pipelines.uploads import MultipartReceiver, UploadError, UploadLimits
 from runnergw.pipelines.workdir import make_job_directory, remove_job_directory
 from runnergw.websaas.signing import ResponseSigner
+from runnergw.websaas.signing_thread import SigningThread
 
 __all__ = ["CommandTerminal", "PipelineContext"]
 
@@ -62,6 +62,7 @@ class PipelineContext:
         self.cooperator = cooperator
         self.extra_environment = dict(extra_environment or {})
         self.launcher = JobLauncher(reactor, job_niceness)
+        self.signing = SigningThread(reactor, signer)
 
     def environment(self, directory: str) -> dict[str, str]:
         """A small clean environment, plus what the operator set (``pipelines.environment``):
@@ -262,10 +263,11 @@ class CommandTerminal:
                                f"{_limit_text(limit.value)}{unit}, upgrade your plan")
                 exchange.outcome = "denied"
                 exchange.reason = f"role limit: {limit.attribute} {measured:g} > {limit.value:g}"
+                token = await self._sign(exchange, {})
                 self._send_json(client, send_head, 403, {
                     "outputs": {"allowed": False, "restricted_at": {
                         "title": "Exceeds the plan limit", "description": description}},
-                    "token": self._sign(exchange, {}),
+                    "token": token,
                 })
                 return True
         return False
@@ -331,8 +333,8 @@ class CommandTerminal:
 
     async def _reply(self, exchange: Exchange, client: IClientStream, send_head: Any,
                      outputs: Mapping[str, tuple[str, str]]) -> None:
-        """Answer with the outputs and the signed token. The token is signed in a worker
-        thread: RSA takes a few hundred microseconds and releases the GIL."""
+        """Answer with the outputs and the signed token (signed in a thread of its own: RSA
+        takes a few hundred microseconds and releases the GIL)."""
         try:
             opened = Outputs(outputs)
         except OSError as e:
@@ -344,7 +346,7 @@ class CommandTerminal:
                 raise self._output_refusal(exchange, e) from None
             if opened.missing:
                 exchange.notes["missing_outputs"] = opened.missing
-            token = await deferToThread(self._sign, exchange, opened.hashes)
+            token = await self._sign(exchange, opened.hashes)
             body += b', "token": ' + json.dumps(token).encode() + b"}"
             send_head(200, Headers([("Content-Type", "application/json")]), len(body))
             client.write(body)
@@ -375,13 +377,13 @@ class CommandTerminal:
         finally:
             if reply.missing:
                 exchange.notes["missing_outputs"] = reply.missing
-        token = await deferToThread(self._sign, exchange, reply.hashes)
+        token = await self._sign(exchange, reply.hashes)
         client.write(b', "token": ' + json.dumps(token).encode() + b"}")
         client.finish()
 
-    def _sign(self, exchange: Exchange, hashes: Mapping[str, str | None]) -> str:
+    def _sign(self, exchange: Exchange, hashes: Mapping[str, str | None]) -> Deferred[str]:
         identity = exchange.identity
-        return self.context.signer.sign(
+        return self.context.signing.sign(
             subject=identity.subject if identity is not None else None,
             endpoint=self.model.endpoint, output_hashes=hashes)
 
