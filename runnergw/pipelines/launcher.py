@@ -67,11 +67,12 @@ class _LaunchedProcess:
     """
 
     def __init__(self, reactor: Any, protocol: ProcessProtocol, pid: int,
-                 stdout: int, stderr: int) -> None:
+                 pipes: Mapping[int, int]) -> None:
+        """``pipes``: the job's descriptor (1, 2) → the gateway's read end of its pipe."""
         self.pid = pid
         self.protocol = protocol
-        self.pipes = {1: ProcessReader(reactor, self, 1, stdout),
-                      2: ProcessReader(reactor, self, 2, stderr)}
+        self.pipes = {fd: ProcessReader(reactor, self, fd, read_end)
+                      for fd, read_end in pipes.items()}
         self._end: BaseException | None = None
         self._ended = False
         protocol.makeConnection(self)
@@ -106,15 +107,15 @@ class _LaunchedProcess:
 class _Launch:
     """A job asked for and not yet started."""
 
-    def __init__(self, protocol: ProcessProtocol, stdout: int, stderr: int) -> None:
+    def __init__(self, protocol: ProcessProtocol) -> None:
         self.protocol = protocol
-        self.stdout = stdout
-        self.stderr = stderr
+        self.pipes: dict[int, int] = {}
+        """The job's descriptor (1, 2) → the gateway's read end of its pipe."""
         self.started: Deferred[None] = Deferred()
 
     def close(self) -> None:
-        os.close(self.stdout)
-        os.close(self.stderr)
+        for fd in self.pipes.values():
+            os.close(fd)
 
 
 class _ControlSocket(abstract.FileDescriptor):
@@ -125,14 +126,14 @@ class _ControlSocket(abstract.FileDescriptor):
         super().__init__(reactor)
         self.socket = sock
         self.launcher = launcher
-        self._outgoing: deque[tuple[int, bytes, tuple[int, int]]] = deque()
+        self._outgoing: deque[tuple[int, bytes, tuple[int, ...]]] = deque()
         self.connected = True
         self.startReading()
 
     def fileno(self) -> int:
         return self.socket.fileno()
 
-    def send(self, number: int, data: bytes, pipes: tuple[int, int]) -> None:
+    def send(self, number: int, data: bytes, pipes: tuple[int, ...]) -> None:
         self._outgoing.append((number, data, pipes))
         if len(self._outgoing) == 1:
             why = self.doWrite()
@@ -154,8 +155,8 @@ class _ControlSocket(abstract.FileDescriptor):
                 self.launcher._refused(number, OSError(
                     errno.E2BIG, "command and environment too large to start"))
             self._outgoing.popleft()
-            os.close(pipes[0])  # sent: the launcher holds them now
-            os.close(pipes[1])
+            for fd in pipes:
+                os.close(fd)  # sent: the launcher holds them now
         self.stopWriting()
         return None
 
@@ -183,8 +184,8 @@ class _ControlSocket(abstract.FileDescriptor):
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         for _, _, pipes in self._outgoing:
-            os.close(pipes[0])
-            os.close(pipes[1])
+            for fd in pipes:
+                os.close(fd)
         self._outgoing.clear()
         self.socket.close()
         self.launcher._lost(self)
@@ -229,29 +230,33 @@ class JobLauncher:
         self._stopping = False
 
     def launch(self, protocol: ProcessProtocol, command: Sequence[str], directory: str,
-               environment: Mapping[str, str]) -> Deferred[None]:
+               environment: Mapping[str, str], stdout: bool = True) -> Deferred[None]:
         """Start ``command`` (an argv list) in ``directory`` (absolute) as the leader of a
-        new process group, with exactly ``environment``, stdin from /dev/null and stdout and
-        stderr to ``protocol``, which is connected before this fires.
+        new process group, with exactly ``environment``, stdin from /dev/null and stderr,
+        and stdout unless not wanted (it goes to /dev/null then), to ``protocol``, which is
+        connected before this fires.
 
         Fails with ``OSError`` when the program cannot be started.
         """
         if self._stopping:
             raise LauncherLost()
         control = self._control or self._start()
-        stdout_read, stdout_write = os.pipe()
+        launch = _Launch(protocol)
+        write_ends: list[int] = []
         try:
-            stderr_read, stderr_write = os.pipe()
+            for fd in (1, 2) if stdout else (2,):
+                launch.pipes[fd], write_end = os.pipe()
+                write_ends.append(write_end)
         except OSError:
-            os.close(stdout_read)
-            os.close(stdout_write)
+            launch.close()
+            for write_end in write_ends:
+                os.close(write_end)
             raise
         number = next(self._numbers)
-        launch = _Launch(protocol, stdout_read, stderr_read)
         self._launches[number] = launch
         request = json.dumps({"id": number, "argv": list(command), "cwd": directory,
                               "env": dict(environment)}, separators=(",", ":")).encode()
-        control.send(number, request, (stdout_write, stderr_write))
+        control.send(number, request, tuple(write_ends))
         return launch.started
 
     def _start(self) -> _ControlSocket:
@@ -288,7 +293,7 @@ class JobLauncher:
                 return
             pid = message["pid"]
             self._running[pid] = _LaunchedProcess(self.reactor, launch.protocol, pid,
-                                                  launch.stdout, launch.stderr)
+                                                  launch.pipes)
             launch.started.callback(None)
         else:
             process = self._running.pop(message["pid"], None)

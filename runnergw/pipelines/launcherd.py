@@ -4,7 +4,8 @@ The gateway runs this file (standard library only, ``python -I -S launcherd.py N
 with one end of a ``SOCK_SEQPACKET`` socket pair as descriptor 3. One message is one JSON object:
 
 * gateway → launcher: ``{"id": n, "argv": [...], "cwd": "/abs", "env": {...}}`` with the
-  write ends of the job's stdout and stderr pipes attached (``SCM_RIGHTS``);
+  write ends of the job's stdout and stderr pipes attached (``SCM_RIGHTS``), or of its stderr
+  pipe alone (stdout goes to /dev/null then);
 * launcher → gateway: ``{"id": n, "pid": p}`` once the job runs, or
   ``{"id": n, "errno": e, "error": "text"}`` when it cannot start; later
   ``{"pid": p, "status": s}`` (the raw wait status) when the job has exited and been reaped.
@@ -52,7 +53,7 @@ def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
     return fds
 
 
-def _start(request: dict[str, object], pipes: list[int], null_input: int) -> int:
+def _start(request: dict[str, object], stdio: tuple[int, int, int]) -> int:
     argv = [str(arg) for arg in request["argv"]]  # type: ignore[attr-defined]
     environment = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
     os.chdir(str(request["cwd"]))
@@ -65,16 +66,17 @@ def _start(request: dict[str, object], pipes: list[int], null_input: int) -> int
             program = found
         return os.posix_spawn(
             program, argv, environment,
-            file_actions=[(os.POSIX_SPAWN_DUP2, null_input, 0),
-                          (os.POSIX_SPAWN_DUP2, pipes[0], 1),
-                          (os.POSIX_SPAWN_DUP2, pipes[1], 2)],
+            file_actions=[(os.POSIX_SPAWN_DUP2, fd, target)
+                          for target, fd in enumerate(stdio)],
             setpgroup=0, setsigdef=_DEFAULT_SIGNALS)
     finally:
         os.chdir("/")
 
 
-def _handle(control: socket.socket, data: bytes, pipes: list[int], null_input: int,
+def _handle(control: socket.socket, data: bytes, pipes: list[int], null: tuple[int, int],
             running: set[int]) -> None:
+    """Start the job ``data`` asks for; ``null`` is /dev/null open for reading and for
+    writing."""
     try:
         request = json.loads(data)
         number = request["id"]
@@ -82,9 +84,13 @@ def _handle(control: socket.socket, data: bytes, pipes: list[int], null_input: i
         print("runnergw launcher: unreadable request ignored", file=sys.stderr, flush=True)
         return
     try:
-        if len(pipes) != 2:
-            raise OSError(errno.EINVAL, "a job needs its stdout and stderr pipes")
-        pid = _start(request, pipes, null_input)
+        if len(pipes) == 2:
+            stdio = (null[0], pipes[0], pipes[1])
+        elif len(pipes) == 1:
+            stdio = (null[0], null[1], pipes[0])
+        else:
+            raise OSError(errno.EINVAL, "a job needs its stderr pipe")
+        pid = _start(request, stdio)
     except OSError as e:
         _send(control, {"id": number, "errno": e.errno or errno.EIO,
                         "error": e.strerror or str(e)})
@@ -132,7 +138,8 @@ def serve(control: socket.socket, niceness: int = 0) -> None:
     os.set_blocking(wake_read, False)
     signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    null_input = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    null = (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC),
+            os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC))
     os.chdir("/")
     running: set[int] = set()
     poller = select.poll()
@@ -167,7 +174,7 @@ def serve(control: socket.socket, niceness: int = 0) -> None:
                         print("runnergw launcher: truncated request ignored", file=sys.stderr,
                               flush=True)
                     else:
-                        _handle(control, data, pipes, null_input, running)
+                        _handle(control, data, pipes, null, running)
                 finally:
                     for fd in pipes:
                         os.close(fd)

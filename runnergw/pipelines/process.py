@@ -206,11 +206,12 @@ def start_job(
     /dev/null. A bare program name is looked up on the job's ``PATH``.
 
     The result keeps the last ``STDERR_TAIL`` bytes of stderr and the last ``stdout_limit``
-    bytes of stdout.
+    bytes of stdout; with a limit of 0, stdout goes to /dev/null.
 
     Fails with ``OSError`` when the program cannot be started.
     """
     protocol = _JobProtocol(clock, timeout, stdout_limit)
-    started = launcher.launch(protocol, command, directory, environment)
+    started = launcher.launch(protocol, command, directory, environment,
+                              stdout=stdout_limit > 0)
     return started.addCallback(
         lambda _: Job(protocol.ended, protocol.exited, protocol.gone, protocol))

@@ -295,9 +295,11 @@ class CommandTerminal:
                 raise Reject(503, "The node is stopping, try again later",
                              headers=(("Retry-After", _RETRY_AFTER),), reason="stopping")
             try:
+                # What a command prints is not its answer (its outputs are): stdout goes to
+                # /dev/null, and only the end of stderr is kept, for the error detail.
                 job = await start_job(self.context.launcher, self.context.reactor, argv,
                                       directory, self.context.environment(directory),
-                                      self.settings.timeout)
+                                      self.settings.timeout, stdout_limit=0)
             except OSError as e:
                 raise self._start_refusal(exchange, e, argv[0]) from None
             # The slot (one GPU: one job) is the job's until its command has exited and

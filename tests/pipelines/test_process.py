@@ -109,3 +109,12 @@ class SpawnTests(TestCase):
         with self.assertRaises(FileNotFoundError):
             await start_job(self.launcher, reactor, ["python3"], str(self.directory),
                             {"PATH": "/nowhere"}, 30.0)
+
+    async def test_without_a_stdout_limit_stdout_goes_to_dev_null(self) -> None:
+        job = await start_job(self.launcher, reactor,
+                              ["python3", "-c", "import os, sys; print('unseen'); "
+                               "sys.stderr.write(os.readlink('/proc/self/fd/1'))"],
+                              str(self.directory), self.environment, 30.0, stdout_limit=0)
+        result = await job.result
+        self.assertEqual((result.exit_code, result.stderr_tail, result.stdout_tail),
+                         (0, b"/dev/null", b""))

@@ -33,10 +33,10 @@ def _capture_argv(testcase: TestCase) -> list[list[str]]:
     seen: list[list[str]] = []
     original = commands.start_job
 
-    def start_job(reactor: Any, clock: Any, argv: list[str],
-                  *rest: Any) -> Any:
+    def start_job(launcher: Any, clock: Any, argv: list[str],
+                  *rest: Any, **options: Any) -> Any:
         seen.append(list(argv))
-        return original(reactor, clock, argv, *rest)
+        return original(launcher, clock, argv, *rest, **options)
 
     testcase.patch(commands, "start_job", start_job)
     return seen
