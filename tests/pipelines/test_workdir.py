@@ -3,6 +3,7 @@ per jobs directory."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from runnergw.pipelines import workdir
 from runnergw.pipelines.workdir import (
     SMALL_BYTES,
     SMALL_FILES,
@@ -33,6 +35,17 @@ class JobDirectoryTests(TestCase):
         again = Path(make_job_directory(str(self.jobs)))
         self.assertEqual(again.parent, self.jobs)
         self.assertEqual(stat.S_IMODE(self.jobs.stat().st_mode), 0o700)
+
+    def test_a_name_taken_by_someone_else_is_skipped(self) -> None:
+        self.patch(workdir, "_JOB_NAMES", itertools.count())
+        outside = Path(self.mktemp()).absolute()
+        outside.mkdir()
+        taken = self.jobs / f"job-{workdir._RUN}-0"
+        taken.symlink_to(outside)
+        directory = Path(make_job_directory(str(self.jobs)))
+        self.assertEqual(directory.name, f"job-{workdir._RUN}-1")
+        self.assertTrue(taken.is_symlink())
+        self.assertEqual(os.listdir(outside), [])
 
     async def assert_removed(self, fill: str) -> None:
         directory = Path(make_job_directory(str(self.jobs)))
