@@ -146,6 +146,7 @@ class Setup:
     models: Path
     jobs: Path
     plain_http: bool = False
+    job_niceness: int | None = None
 
     def settings(self, name: str, port: int) -> Path:
         """A settings file for a gateway on ``port`` serving the bench models."""
@@ -165,6 +166,8 @@ class Setup:
                                       "queueSize": QUEUE_SIZE}},
             },
         }
+        if self.job_niceness is not None:
+            document["pipelines"]["jobNiceness"] = self.job_niceness
         path = self.directory / f"settings-{name}.yaml"
         path.write_text(json.dumps(document, indent=2) + "\n")
         return path
@@ -860,6 +863,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="put the gateway's jobs directory and the baseline's files under "
                              "DIR, to compare file systems (default: the bench's temporary "
                              "directory)")
+    parser.add_argument("--job-niceness", type=int, default=None, metavar="N",
+                        help="the gateway's pipelines.jobNiceness (default: the gateway's, 10)")
     parser.add_argument("--clients", type=int, default=16,
                         help="concurrent keep-alive clients of the throughput case (default 16)")
     parser.add_argument("--upload-mib", type=int, default=None,
@@ -915,6 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             setup = make_setup(directory, args.upload_mib, args.output_mib, files)
             setup.plain_http = args.plain_http
+            setup.job_niceness = args.job_niceness
             tls: ssl.SSLContext | None = None
             if not args.plain_http:
                 tls = ssl.create_default_context(cafile=str(setup.cert))
