@@ -27,7 +27,8 @@ from typing import Any
 
 from twisted.internet import abstract
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.internet.process import ProcessReader
 from twisted.internet.protocol import ProcessProtocol
@@ -40,6 +41,12 @@ __all__ = ["JobLauncher", "LauncherLost"]
 
 _RECEIVE_SIZE = 4096
 """The launcher's messages are a few dozen bytes."""
+LAUNCH_TIMEOUT = 30.0
+"""Seconds the launcher has to start a job (it takes a millisecond or so)."""
+RESTART_DELAY = 1.0
+"""After the launcher died, the next is started no sooner than this many seconds later."""
+STOP_GRACE = 10.0
+"""Seconds the launcher has to exit once told to stop, before it is killed."""
 
 
 class LauncherLost(OSError):
@@ -75,6 +82,9 @@ class _LaunchedProcess:
                       for fd, read_end in pipes.items()}
         self._end: BaseException | None = None
         self._ended = False
+        self.group_alive = True
+        """Whether something of the job's process group outlived its command (known once
+        it has exited)."""
         protocol.makeConnection(self)
 
     def childDataReceived(self, fd: int, data: bytes) -> None:
@@ -107,8 +117,9 @@ class _LaunchedProcess:
 class _Launch:
     """A job asked for and not yet started."""
 
-    def __init__(self, protocol: ProcessProtocol) -> None:
+    def __init__(self, protocol: ProcessProtocol, asked_at: float) -> None:
         self.protocol = protocol
+        self.asked_at = asked_at
         self.pipes: dict[int, int] = {}
         """The job's descriptor (1, 2) → the gateway's read end of its pipe."""
         self.started: Deferred[None] = Deferred()
@@ -150,10 +161,13 @@ class _ControlSocket(abstract.FileDescriptor):
                 self.startWriting()
                 return None
             except OSError as e:
-                if e.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
+                if e.errno == errno.EMSGSIZE:
+                    refusal = OSError(errno.E2BIG, "command and environment too large to start")
+                elif e.errno == errno.ENOBUFS:
+                    refusal = OSError(errno.ENOBUFS, "no memory to hand the job over")
+                else:
                     return e  # the launcher is gone: connectionLost follows
-                self.launcher._refused(number, OSError(
-                    errno.E2BIG, "command and environment too large to start"))
+                self.launcher._refused(number, refusal)
             self._outgoing.popleft()
             for fd in pipes:
                 os.close(fd)  # sent: the launcher holds them now
@@ -228,6 +242,8 @@ class JobLauncher:
         self._running: dict[int, _LaunchedProcess] = {}
         self._numbers = itertools.count()
         self._stopping = False
+        self._lost_at: float | None = None
+        self._watchdog: IDelayedCall | None = None
 
     def launch(self, protocol: ProcessProtocol, command: Sequence[str], directory: str,
                environment: Mapping[str, str], stdout: bool = True) -> Deferred[None]:
@@ -236,12 +252,20 @@ class JobLauncher:
         and stdout unless not wanted (it goes to /dev/null then), to ``protocol``, which is
         connected before this fires.
 
-        Fails with ``OSError`` when the program cannot be started.
+        Fails with ``OSError`` when the program cannot be started: ``E2BIG`` for a command
+        and environment too large to hand over, ``EAGAIN`` for a moment after the launcher
+        died (it is restarted at most once a second), ``ETIMEDOUT`` when the launcher does
+        not answer within ``LAUNCH_TIMEOUT`` seconds.
         """
         if self._stopping:
             raise LauncherLost()
+        number = next(self._numbers)
+        request = json.dumps({"id": number, "argv": list(command), "cwd": directory,
+                              "env": dict(environment)}, separators=(",", ":")).encode()
+        if len(request) > launcherd.MAX_MESSAGE:
+            raise OSError(errno.E2BIG, "command and environment too large to start")
         control = self._control or self._start()
-        launch = _Launch(protocol)
+        launch = _Launch(protocol, self.reactor.seconds())
         write_ends: list[int] = []
         try:
             for fd in (1, 2) if stdout else (2,):
@@ -252,14 +276,15 @@ class JobLauncher:
             for write_end in write_ends:
                 os.close(write_end)
             raise
-        number = next(self._numbers)
         self._launches[number] = launch
-        request = json.dumps({"id": number, "argv": list(command), "cwd": directory,
-                              "env": dict(environment)}, separators=(",", ":")).encode()
+        if self._watchdog is None:
+            self._watchdog = self.reactor.callLater(LAUNCH_TIMEOUT / 4, self._watch)
         control.send(number, request, tuple(write_ends))
         return launch.started
 
     def _start(self) -> _ControlSocket:
+        if self._lost_at is not None and self.reactor.seconds() - self._lost_at < RESTART_DELAY:
+            raise OSError(errno.EAGAIN, "the job launcher is restarting")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -286,6 +311,10 @@ class JobLauncher:
         if "id" in message:
             launch = self._launches.pop(message["id"], None)
             if launch is None:
+                if "pid" in message:
+                    # Started after its launch timed out: nobody waits for it. Not reaped
+                    # yet (its exit report would follow), so its group is its own still.
+                    self._kill_group(message["pid"])
                 return
             if "pid" not in message:
                 launch.close()
@@ -298,7 +327,15 @@ class JobLauncher:
         else:
             process = self._running.pop(message["pid"], None)
             if process is not None:
+                process.group_alive = bool(message.get("group"))
                 process.exited(_reason(message["status"]))
+
+    @staticmethod
+    def _kill_group(pid: int) -> None:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
     def _refused(self, number: int, error: OSError) -> None:
         launch = self._launches.pop(number, None)
@@ -306,12 +343,26 @@ class JobLauncher:
             launch.close()
             launch.started.errback(error)
 
+    def _watch(self) -> None:
+        """Fail the launches the launcher has not answered in time."""
+        self._watchdog = None
+        now = self.reactor.seconds()
+        for number, launch in list(self._launches.items()):
+            if now - launch.asked_at >= LAUNCH_TIMEOUT:
+                self.log.error("The job launcher did not start a job within {timeout} s",
+                               timeout=LAUNCH_TIMEOUT)
+                self._refused(number, OSError(errno.ETIMEDOUT,
+                                              "the job launcher did not answer"))
+        if self._launches:
+            self._watchdog = self.reactor.callLater(LAUNCH_TIMEOUT / 4, self._watch)
+
     def _lost(self, control: _ControlSocket) -> None:
         """The socket to the launcher closed: the launcher is gone, or going."""
         if control is not self._control:
             return
         self._control = None
         if not self._stopping:
+            self._lost_at = self.reactor.seconds()
             self.log.error("The job launcher stopped; {running} running jobs are killed",
                            running=len(self._running))
         launches, self._launches = self._launches, {}
@@ -320,22 +371,42 @@ class JobLauncher:
             launch.started.errback(LauncherLost())
         running, self._running = self._running, {}
         for pid, process in running.items():
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            # Orphans now: killed at once, before anyone could reap them and free their pid.
+            self._kill_group(pid)
+            process.group_alive = True
             process.exited(LauncherLost())
 
     def _ended(self, protocol: _LauncherProtocol, reason: Failure) -> None:
         if protocol is self._process:
             self._process = None
+        if not self._stopping:
+            self.log.error("The job launcher exited: {reason}", reason=reason.value)
 
     def stop(self) -> Deferred[None]:
-        """Stop the launcher (it kills what still runs): fires once it has exited."""
+        """Stop the launcher (it kills what still runs): fires once it has exited, which
+        it is made to do after ``STOP_GRACE`` seconds."""
         self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         process, control = self._process, self._control
         if control is not None:
             control.close()
         if process is None:
             return succeed(None)
-        return process.ended
+        deadline = self.reactor.callLater(STOP_GRACE, _kill_process, process)
+
+        def stopped(result: None) -> None:
+            if deadline.active():
+                deadline.cancel()
+            return result
+
+        return process.ended.addBoth(stopped)
+
+
+def _kill_process(protocol: _LauncherProtocol) -> None:
+    if protocol.transport is not None:
+        try:
+            protocol.transport.signalProcess("KILL")
+        except ProcessExitedAlready:
+            pass

@@ -8,7 +8,13 @@ with one end of a ``SOCK_SEQPACKET`` socket pair as descriptor 3. One message is
   pipe alone (stdout goes to /dev/null then);
 * launcher → gateway: ``{"id": n, "pid": p}`` once the job runs, or
   ``{"id": n, "errno": e, "error": "text"}`` when it cannot start; later
-  ``{"pid": p, "status": s}`` (the raw wait status) when the job has exited and been reaped.
+  ``{"pid": p, "status": s, "group": alive}`` once the job's command has exited: the raw wait
+  status, and whether something of its process group is still alive (dying).
+
+When a job's command exits, the launcher kills its process group (helpers it left behind)
+before it reaps the command, while the group's number cannot have been reused; the gateway
+never signals a job after its exit report. A request the launcher cannot read whole is
+answered with an error as far as its id can be read.
 
 A job is the leader of a new process group (not a session: with autogroup scheduling a new
 session is a new scheduling group, and starting it could stall for milliseconds on a busy
@@ -26,6 +32,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -102,15 +109,46 @@ def _handle(control: socket.socket, data: bytes, pipes: list[int], null: tuple[i
 
 
 def _reap(control: socket.socket, running: set[int]) -> None:
+    """Report every job whose command has exited, killing what it left in its group first."""
     while running:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            # Not reaped yet: while the command is a zombie, its pid (the group's number)
+            # cannot name another process, so the group can be killed safely.
+            exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if pid == 0:
+        if exited is None or exited.si_pid == 0:
             return
+        pid = exited.si_pid
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _, status = os.waitpid(pid, 0)
         running.discard(pid)
-        _send(control, {"pid": pid, "status": status})
+        try:
+            os.killpg(pid, 0)
+            alive = True  # a helper still dying holds the group
+        except OSError:
+            alive = False
+        _send(control, {"pid": pid, "status": status, "group": alive})
+
+
+_ID = re.compile(rb'\{"id":(\d+),')
+
+
+def _refuse_cut(control: socket.socket, data: bytes, flags: int) -> None:
+    """Answer a request that did not arrive whole: its descriptors did not fit (this process
+    is out of descriptors), or the request itself (the gateway sends none that large)."""
+    found = _ID.match(data)
+    if found is None:
+        print("runnergw launcher: unreadable request ignored", file=sys.stderr, flush=True)
+        return
+    if flags & socket.MSG_TRUNC:
+        code, text = errno.E2BIG, "request too large"
+    else:
+        code, text = errno.EMFILE, "the job launcher is out of descriptors"
+    _send(control, {"id": int(found.group(1)), "errno": code, "error": text})
 
 
 def _kill_all(running: set[int]) -> None:
@@ -130,9 +168,12 @@ def serve(control: socket.socket, niceness: int = 0) -> None:
     """
     if niceness:
         os.nice(niceness)
-    # Ctrl-C in the terminal of ``twistd -n`` reaches this process too: the gateway decides
-    # when its jobs end, and closes the socket to end this one.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Signals meant for the gateway reach this process too (Ctrl-C in the terminal of
+    # ``twistd -n``, a HUP to reload, the TERM a service manager sends every process of the
+    # service): the gateway decides when its jobs end, and closes the socket to end this
+    # one. Jobs get every signal back at its default.
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_IGN)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     os.set_blocking(wake_read, False)
@@ -170,9 +211,7 @@ def serve(control: socket.socket, niceness: int = 0) -> None:
                 pipes = _received_fds(ancillary)
                 try:
                     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-                        # The gateway never sends more than fits: this is not its request.
-                        print("runnergw launcher: truncated request ignored", file=sys.stderr,
-                              flush=True)
+                        _refuse_cut(control, data, flags)
                     else:
                         _handle(control, data, pipes, null, running)
                 finally:

@@ -2,9 +2,11 @@
 environment, a deadline that kills the whole process group, and a bounded tail of stderr.
 Jobs are started by the job launcher (``launcher``), never by the gateway's event loop.
 
-When the command exits, whatever it left running in its process group is killed, so helpers
-that still hold its output pipes cannot hold the job (and the model's slot) open; a helper
-that escaped the group (its own session) has its pipes closed on it after a short grace.
+When the command exits, the launcher kills whatever it left running in its process group, so
+helpers that still hold its output pipes cannot hold the job (and the model's slot) open; a
+helper that escaped the group (its own session) has its pipes closed on it after a short
+grace. The gateway signals a job's group only until its exit is reported: from then on the
+number may name another process.
 """
 
 from __future__ import annotations
@@ -80,13 +82,11 @@ class _JobProtocol(ProcessProtocol):
 
     def _signal_group(self, signum: int) -> None:
         pid = self._pid
-        if pid is None:
-            return
+        if pid is None or self._exited:
+            return  # reaped: the launcher killed its group, the number may be reused
         try:
             os.killpg(pid, signum)
         except (ProcessLookupError, PermissionError):
-            if self._exited:
-                return  # reaped: the number may already name another process
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
@@ -113,24 +113,17 @@ class _JobProtocol(ProcessProtocol):
         self.stop()
 
     def processExited(self, reason: Failure) -> None:
-        # Children left in the group (a script's helpers) go with it; they may hold the
-        # output pipes, which would keep the job from ending.
-        self._exited = True  # reaped: from now on only the group may be signalled
-        self._signal_group(signal.SIGKILL)
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()  # the command ended in time; only its pipes are left
-        self._timer = None
+        # The launcher killed what the command left in its group (a script's helpers, which
+        # may hold the output pipes) before it reaped the command.
+        self._exited = True
+        for timer in (self._timer, self._kill_timer):
+            if timer is not None and timer.active():
+                timer.cancel()  # the command has ended; only its pipes are left
+        self._timer = self._kill_timer = None
         self._pipe_timer = self.clock.callLater(PIPE_GRACE, self._close_pipes)
-        if not self._group_alive():
+        if not self.transport.group_alive:
             self.exited.callback(None)
         # Else helpers are still dying (one may hold the GPU): ``exited`` waits for the end.
-
-    def _group_alive(self) -> bool:
-        try:
-            os.killpg(self._pid, 0)  # type: ignore[arg-type]
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
 
     def _close_pipes(self) -> None:
         self._pipe_timer = None
@@ -141,7 +134,6 @@ class _JobProtocol(ProcessProtocol):
             if timer is not None and timer.active():
                 timer.cancel()
         self._exited = True
-        self._signal_group(signal.SIGKILL)
         if not self.exited.called:
             self.exited.callback(None)
         self.gone.callback(None)

@@ -250,6 +250,9 @@ class CommandTerminal:
                                      directory, self.context.environment(directory))
         except ProbeError:
             raise Reject(400, "The uploaded file could not be read as media") from None
+        except OSError as e:  # ffprobe could not be started, or its launcher died
+            raise self._node_failure(exchange, e, "ffprobe",
+                                     "The upload could not be measured") from None
         for limit in limits:
             measured = info.measure(limit.attribute)
             if measured is None:

@@ -13,6 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
+from runnergw.pipelines import launcher
 from runnergw.pipelines.launcher import JobLauncher, LauncherLost
 from runnergw.pipelines.process import Job, start_job
 from tests.terminals.test_commands_jobs import process_gone
@@ -64,7 +65,7 @@ class LauncherTests(TestCase):
                               ["python3", "-c", "import os; print(os.nice(0))"],
                               str(self.directory), self.environment, 30.0)
         result = await job.result
-        self.assertEqual(int(result.stdout_tail), os.nice(0) + 5)
+        self.assertEqual(int(result.stdout_tail), min(19, os.nice(0) + 5))
 
     async def test_each_of_many_jobs_at_once_gets_its_own_output(self) -> None:
         jobs = await gatherResults([
@@ -110,6 +111,11 @@ class LauncherTests(TestCase):
         with self.assertRaises(LauncherLost):
             await job.result
         await process_gone(pid)
+        # Restarted at most once a second: a launcher that keeps dying is no fork storm.
+        with self.assertRaises(BlockingIOError):
+            await start_job(self.launcher, reactor, ["true"], str(self.directory),
+                            self.environment, 30.0)
+        self.patch(launcher, "RESTART_DELAY", 0.0)
         result = await (await start_job(self.launcher, reactor, ["printf", "again"],
                                         str(self.directory), self.environment, 30.0)).result
         self.assertEqual(result.stdout_tail, b"again")
@@ -126,3 +132,56 @@ class LauncherTests(TestCase):
         with self.assertRaises(LauncherLost):
             await start_job(self.launcher, reactor, ["true"], str(self.directory),
                             self.environment, 30.0)
+
+    async def test_signals_meant_for_the_gateway_do_not_stop_the_launcher(self) -> None:
+        await (await start_job(self.launcher, reactor, ["true"], str(self.directory),
+                               self.environment, 30.0)).result
+        pid = self.launcher_pid()
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+            os.kill(pid, signum)
+        result = await (await start_job(self.launcher, reactor, ["printf", "alive"],
+                                        str(self.directory), self.environment, 30.0)).result
+        self.assertEqual(result.stdout_tail, b"alive")
+        self.assertEqual(self.launcher_pid(), pid)
+
+    async def test_launches_pending_when_the_launcher_dies_fail_and_leak_nothing(
+            self) -> None:
+        await (await start_job(self.launcher, reactor, ["true"], str(self.directory),
+                               self.environment, 30.0)).result
+        # The launcher's socket and its stdout and stderr pipes.
+        before = len(os.listdir("/proc/self/fd")) - 3
+        pid = self.launcher_pid()
+        assert self.launcher._process is not None
+        ended = self.launcher._process.ended
+        os.kill(pid, signal.SIGSTOP)
+        pending = [start_job(self.launcher, reactor, ["true"], str(self.directory),
+                             self.environment, 30.0) for _ in range(3)]
+        os.kill(pid, signal.SIGKILL)
+        for launch in pending:
+            with self.assertRaises(LauncherLost):
+                await launch
+        await ended
+        self.assertEqual(len(os.listdir("/proc/self/fd")), before)
+
+    async def test_a_launch_not_answered_in_time_fails(self) -> None:
+        self.patch(launcher, "LAUNCH_TIMEOUT", 0.2)
+        await (await start_job(self.launcher, reactor, ["true"], str(self.directory),
+                               self.environment, 30.0)).result
+        pid = self.launcher_pid()
+        os.kill(pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, pid, signal.SIGCONT)
+        with self.assertRaises(TimeoutError):
+            await start_job(self.launcher, reactor, ["true"], str(self.directory),
+                            self.environment, 30.0)
+
+    async def test_a_launcher_that_does_not_stop_is_killed(self) -> None:
+        self.patch(launcher, "STOP_GRACE", 0.2)
+        job, pid = await self.waiting_job()
+        launcher_pid = self.launcher_pid()
+        os.kill(launcher_pid, signal.SIGSTOP)
+        await self.launcher.stop()
+        await process_gone(launcher_pid)
+        with self.assertRaises(LauncherLost):
+            await job.result
+        # The jobs of a launcher that was killed are killed by the gateway.
+        await process_gone(pid)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.trial.unittest import TestCase
 
+from runnergw.pipelines import probe
 from tests.helpers.media import many_track_audio, sine_wav, solid_png
 from tests.terminals.support import fetch, parse_response, raw_connect
 from tests.terminals.test_commands import FAILED, SERVER_ID, Pipelines, example, start_pipelines
@@ -254,6 +257,20 @@ class RoleLimitTests(TestCase):
         declared_svg = await self.pipelines.post(
             "image-thumbnail", {}, {"image": ("x.svg", "image/svg+xml", svg)}, role="pro")
         self.assertEqual(declared_svg.status, 415, declared_svg.body)
+        await self.pipelines.settled(2)
+
+    async def test_ffprobe_that_cannot_start_is_the_nodes_failure(self) -> None:
+        """Not the client's 400: a logged 500, or 503 when the node is out of descriptors."""
+        for code, status in ((errno.EIO, 500), (errno.EMFILE, 503)):
+            def failing(*args: object, code: int = code, **kwargs: object) -> object:
+                raise OSError(code, os.strerror(code))
+
+            self.patch(probe, "start_job", failing)
+            answer = await self.pipelines.post(
+                "audio-gain", {"gain": 0},
+                {"media": ("x.wav", "audio/wav", sine_wav(self.media, 1))}, role="registered")
+            self.assertEqual(answer.status, status, answer.body)
+        self.assertEqual(answer.headers.getRawHeaders("retry-after"), ["10"])
         await self.pipelines.settled(2)
 
     async def test_unreadable_media_under_a_limit(self) -> None:

@@ -22,7 +22,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines import process
+from runnergw.pipelines import launcher, process
 from tests.terminals.support import raw_connect
 from tests.terminals.test_commands import (
     FAILED,
@@ -314,15 +314,20 @@ class KillTests(TestCase):
         launcher."""
         answer = Deferred.fromCoroutine(self.pipelines.post("hold", {"mode": "child"}))
         job = await self.started()
-        launcher = self.pipelines.terminal("hold").context.launcher
-        assert launcher._process is not None
-        os.kill(launcher._process.transport.pid, signal.SIGKILL)
+        job_launcher = self.pipelines.terminal("hold").context.launcher
+        assert job_launcher._process is not None
+        os.kill(job_launcher._process.transport.pid, signal.SIGKILL)
         await process_gone(job.pid)
         await process_gone(job.info["child"])
         lost = await answer
         self.assertEqual((lost.status, lost.json), (500, {"detail": "The job was lost"}))
         record = await self.pipelines.settled(1)
         self.assertEqual(record["outcome"], "error")
+        # The next launcher starts a second after the last one died, at the soonest.
+        busy = await self.pipelines.post("hold", {"tag": "too-soon"})
+        self.assertEqual(busy.status, 503)
+        self.assertEqual(busy.headers.getRawHeaders("retry-after"), ["10"])
+        self.patch(launcher, "RESTART_DELAY", 0.0)
         again = Deferred.fromCoroutine(self.pipelines.post("hold", {"tag": "again"}))
         (await self.started()).go()
         self.assertEqual((await again).status, 200)

@@ -39,3 +39,11 @@ class SigningThreadTests(TestCase):
             await self.signing.sign(subject=None, endpoint="e", output_hashes={"out": "md5:x"})
         token = await self.signing.sign(subject=None, endpoint="e", output_hashes={})
         self.assertEqual(token.count("."), 2)
+
+    async def test_stop_ends_the_thread(self) -> None:
+        await self.signing.sign(subject=None, endpoint="e", output_hashes={})
+        thread = self.signing._thread
+        assert thread is not None
+        self.signing.stop()
+        thread.join(10)
+        self.assertFalse(thread.is_alive())
