@@ -101,7 +101,7 @@ def _handle(control: socket.socket, data: bytes, pipes: list[int], null: tuple[i
     except OSError as e:
         _send(control, {"id": number, "errno": e.errno or errno.EIO,
                         "error": e.strerror or str(e)})
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
+    except (LookupError, TypeError, AttributeError, ValueError) as e:
         _send(control, {"id": number, "errno": errno.EINVAL, "error": f"bad request: {e}"})
     else:
         running.add(pid)

@@ -40,7 +40,7 @@ _RETRY_AFTER = "10"
 _PROGRAM_ERRORS = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR,
                              errno.ELOOP, errno.ENAMETOOLONG, errno.EPERM})
 """Why a program cannot start that lies with the program (or the descriptor naming it)."""
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOBUFS})
 """Resources of the node running out for a while: worth a retry."""
 _SMALL_REPLY = 256 * 1024
 """Outputs up to this many bytes in all are answered at once rather than streamed."""

@@ -185,3 +185,14 @@ class LauncherTests(TestCase):
             await job.result
         # The jobs of a launcher that was killed are killed by the gateway.
         await process_gone(pid)
+
+    async def test_a_request_the_launcher_cannot_use_is_refused_and_it_lives_on(
+            self) -> None:
+        for argv in ([], ["printf", "nul\0inside"]):
+            with self.assertRaises(OSError) as raised:
+                await start_job(self.launcher, reactor, argv, str(self.directory),
+                                self.environment, 30.0)
+            self.assertEqual(raised.exception.errno, errno.EINVAL, argv)
+        result = await (await start_job(self.launcher, reactor, ["printf", "fine"],
+                                        str(self.directory), self.environment, 30.0)).result
+        self.assertEqual(result.stdout_tail, b"fine")
