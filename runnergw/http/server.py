@@ -304,7 +304,11 @@ class GatewayHTTPProtocol(Protocol):
         )
         stream = ClientStream(self, head, exchange)
         self._current = stream
-        if head.has_body:
+        if head.has_body and (head.content_length is None
+                              or len(self._buffer) < head.content_length):
+            # No more of the body is read before the exchange asks for it (its filters may
+            # refuse it). A body already here whole costs nothing to keep: reading on then
+            # only buffers a pipelined request, within the pipeline limit.
             self.set_paused("body-wait", True)
         self.gateway.handle(exchange, stream).addBoth(self._exchange_over, stream)
 

@@ -224,6 +224,20 @@ class BackpressureTests(ServerTestCase):
         self.assertEqual(transport.producerState, "producing")
         self.assertEqual(consumer.data, b"12345")
 
+    def test_no_pause_for_a_body_already_here_whole(self) -> None:
+        """A body that came with its head is not waited for: the client is read on (and a
+        disconnect noticed) while the runner decides; the body is still handed over whole,
+        and a pipelined request behind it waits its turn."""
+        protocol, transport = self.request(_post(b"Content-Length: 10") + b"0123456789"
+                                           + b"GET /next HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(len(self.gateway.calls), 1)
+        call = self.gateway.calls[0]
+        consumer = call.read_body()
+        self.assertEqual((consumer.data, consumer.done), (b"0123456789", True))
+        call.respond()
+        self.assertEqual(len(self.gateway.calls), 2)
+
     def test_no_pause_without_body(self) -> None:
         """A request without a body never pauses the client."""
         _, transport = self.request(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
