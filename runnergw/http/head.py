@@ -14,6 +14,9 @@ __all__ = ["HeadLimits", "RequestHead", "parse_request_head"]
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
 _FIELD_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([^\x00-\x08\x0a-\x1f\x7f]*)\r\n")
+"""One well-formed header field line: a token, a colon, a value without control characters
+(linear: the value's surrounding blanks are stripped afterwards, not by the pattern)."""
 _VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
 
 
@@ -63,6 +66,25 @@ def _parse_request_line(line: bytes, limits: HeadLimits) -> tuple[str, str, str]
     if not _TARGET.fullmatch(target):
         raise BadRequest(400, "the request target must be an absolute path")
     return method.decode("ascii"), target.decode("ascii"), _VERSIONS[version]
+
+
+def _well_formed_fields(block: bytes, start: int, limits: HeadLimits) -> Headers | None:
+    """The header fields of ``block`` from ``start`` on, when every line is well formed and
+    within the limits; None otherwise (the line-by-line parse then says what is wrong).
+
+    The common case, checked with one pattern match per line."""
+    fields = []
+    match = _FIELD_LINE.match
+    end = len(block)
+    position = start
+    while position < end:
+        line = match(block, position)
+        if (line is None or line.end() - position - 2 > limits.max_line
+                or len(fields) == limits.max_fields):
+            return None
+        fields.append((line[1].decode("ascii"), line[2].strip(b" \t").decode("latin-1")))
+        position = line.end()
+    return Headers(fields)
 
 
 def _parse_fields(lines: list[bytes], limits: HeadLimits) -> Headers:
@@ -117,11 +139,21 @@ def parse_request_head(block: bytes, limits: HeadLimits) -> RequestHead:
     """
     if len(block) > limits.max_bytes:
         raise BadRequest(431, "request header block too large")
-    lines = block.split(b"\r\n")
-    if any(b"\n" in line or b"\r" in line for line in lines):
-        raise BadRequest(400, "bare CR or LF in the request head")
-    method, target, version = _parse_request_line(lines[0], limits)
-    headers = _parse_fields(lines[1:], limits)
+    cut = block.find(b"\r\n")
+    request_line = block if cut < 0 else block[:cut]
+    headers = None
+    if b"\n" not in request_line and b"\r" not in request_line:
+        headers = (Headers() if cut < 0 else
+                   _well_formed_fields(block + b"\r\n", cut + 2, limits))
+    if headers is None:
+        # Something is wrong, or the limits are reached: line by line, to say what.
+        lines = block.split(b"\r\n")
+        if any(b"\n" in line or b"\r" in line for line in lines):
+            raise BadRequest(400, "bare CR or LF in the request head")
+        method, target, version = _parse_request_line(lines[0], limits)
+        headers = _parse_fields(lines[1:], limits)
+    else:
+        method, target, version = _parse_request_line(request_line, limits)
     hosts = headers.get_all("host")
     if version == "HTTP/1.1" and len(hosts) != 1:
         raise BadRequest(400, "exactly one Host header is required")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
+from runnergw.http import head
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
+
+_WELL_FORMED = head._well_formed_fields
 
 __all__ = ["FieldTests", "FramingTests", "HostTests", "LimitTests", "RequestLineTests"]
 
@@ -292,3 +298,46 @@ class LimitTests(_HeadTestCase):
         self.assertRefused(414, "GET /" + "a" * 60 + " HTTP/1.1", "Host: gw", limits=limits)
         self.assertRefused(431, "GET / HTTP/1.1", "Host: gw", "A: 1", "B: 2", limits=limits)
         self.assertRefused(431, "GET / HTTP/1.1", "Host: gw", "A: " + "a" * 70, limits=limits)
+
+
+class WellFormedFieldsTests(SynchronousTestCase):
+    """The one-pattern parse of well-formed heads gives what the line-by-line parse gives,
+    and every malformed head still gets the line-by-line parse's answer."""
+
+    @staticmethod
+    def answer(block: bytes, limits: HeadLimits) -> Any:
+        """What the parse makes of ``block``, in a comparable form."""
+        try:
+            parsed = parse_request_head(block, limits)
+        except BadRequest as e:
+            return (e.status, str(e))
+        return (parsed.method, parsed.target, parsed.path, parsed.query, parsed.version,
+                list(parsed.headers), parsed.content_length, parsed.keep_alive,
+                parsed.expect_continue)
+
+    def both(self, block: bytes, limits: HeadLimits) -> Any:
+        fast = self.answer(block, limits)
+        self.patch(head, "_well_formed_fields", lambda *args: None)
+        try:
+            return fast, self.answer(block, limits)
+        finally:
+            self.patch(head, "_well_formed_fields", _WELL_FORMED)
+
+    def test_same_answers_on_random_heads(self) -> None:
+        pieces = [b"Host: gw", b"X-A:  spaced value \t", b"x-b:", b"Bad Name: v", b"C:\tv",
+                  b"D: a\x01b", b"E: caf\xe9", b"F : v", b"G:v\rx", b"H:v\nx", b"I: \x7f",
+                  b"Content-Length: 5", b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip",
+                  b"J: " + b"v" * 60,
+                  b"no colon", b":empty-name", b"K: v\x00"]
+        lines = [b"GET / HTTP/1.1", b"POST /x?y HTTP/1.0", b"GET  / HTTP/1.1", b"GET /\r HTTP/1.1"]
+        chooser = random.Random(20261123)
+        limits = HeadLimits(max_line=40, max_fields=5)
+        outcomes: set[object] = set()
+        for _ in range(3000):
+            fields = [chooser.choice(pieces) for _ in range(chooser.randrange(0, 7))]
+            block = b"\r\n".join([chooser.choice(lines), *fields])
+            fast, slow = self.both(block, limits)
+            self.assertEqual(fast, slow, block)
+            outcomes.add("parsed" if len(fast) > 2 else fast[0])
+        # The heads drawn cover success and each kind of refusal.
+        self.assertEqual(outcomes, {"parsed", 400, 431, 501})
