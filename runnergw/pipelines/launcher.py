@@ -39,8 +39,8 @@ from runnergw.pipelines import launcherd
 
 __all__ = ["JobLauncher", "LauncherLost"]
 
-_RECEIVE_SIZE = 4096
-"""The launcher's messages are a few dozen bytes."""
+_RECEIVE_SIZE = 1 << 16
+"""The launcher's messages are a few dozen bytes, or a few KiB with a stderr tail."""
 LAUNCH_TIMEOUT = 30.0
 """Seconds the launcher has to start a job (it takes a millisecond or so)."""
 RESTART_DELAY = 1.0
@@ -66,26 +66,39 @@ def _reason(status: int) -> BaseException:
 
 
 class _LaunchedProcess:
-    """A job's transport: its pid, and the gateway's ends of its stdout and stderr pipes.
+    """A job's transport: its pid, and the gateway's ends of its stdout and stderr pipes, or
+    none when the launcher reads its stderr.
 
     It gives a ``ProcessProtocol`` what Twisted's own process transport gives it:
-    ``childDataReceived`` for each pipe, ``processExited`` once the launcher has reaped the
-    command, ``processEnded`` once both that and the end of the pipes have happened.
+    ``childDataReceived`` for each pipe (for a stderr read by the launcher, its tail at its
+    end), ``processExited`` once the launcher has reaped the command, ``processEnded`` once
+    both that and the end of the output have happened.
     """
 
     def __init__(self, reactor: Any, protocol: ProcessProtocol, pid: int,
-                 pipes: Mapping[int, int]) -> None:
-        """``pipes``: the job's descriptor (1, 2) → the gateway's read end of its pipe."""
+                 pipes: Mapping[int, int], collected: bool) -> None:
+        """``pipes``: the job's descriptor (1, 2) → the gateway's read end of its pipe;
+        ``collected``: the launcher reads the job's stderr and sends its tail."""
         self.pid = pid
         self.protocol = protocol
         self.pipes = {fd: ProcessReader(reactor, self, fd, read_end)
                       for fd, read_end in pipes.items()}
+        self.awaiting_output = collected
         self._end: BaseException | None = None
         self._ended = False
         self.group_alive = True
         """Whether something of the job's process group outlived its command (known once
         it has exited)."""
         protocol.makeConnection(self)
+
+    def output_ended(self, stderr: bytes) -> None:
+        """The launcher read the job's stderr to its end (or gave up on it): its tail."""
+        if not self.awaiting_output:
+            return
+        self.awaiting_output = False
+        if stderr:
+            self.protocol.childDataReceived(2, stderr)
+        self._maybe_ended()
 
     def childDataReceived(self, fd: int, data: bytes) -> None:
         self.protocol.childDataReceived(fd, data)
@@ -104,12 +117,14 @@ class _LaunchedProcess:
         self._maybe_ended()
 
     def _maybe_ended(self) -> None:
-        if self._end is not None and not self.pipes and not self._ended:
+        if (self._end is not None and not self.pipes and not self.awaiting_output
+                and not self._ended):
             self._ended = True
             self.protocol.processEnded(Failure(self._end))
 
     def loseConnection(self) -> None:
-        """Stop reading the job's output and close the gateway's ends of its pipes."""
+        """Stop reading the job's output and close the gateway's ends of its pipes (a
+        stderr read by the launcher is closed by it, after the grace it was given)."""
         for reader in list(self.pipes.values()):
             reader.loseConnection()
 
@@ -117,9 +132,10 @@ class _LaunchedProcess:
 class _Launch:
     """A job asked for and not yet started."""
 
-    def __init__(self, protocol: ProcessProtocol, asked_at: float) -> None:
+    def __init__(self, protocol: ProcessProtocol, asked_at: float, collected: bool) -> None:
         self.protocol = protocol
         self.asked_at = asked_at
+        self.collected = collected
         self.pipes: dict[int, int] = {}
         """The job's descriptor (1, 2) → the gateway's read end of its pipe."""
         self.started: Deferred[None] = Deferred()
@@ -155,8 +171,11 @@ class _ControlSocket(abstract.FileDescriptor):
         while self._outgoing:
             number, data, pipes = self._outgoing[0]
             try:
-                self.socket.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                              array.array("i", pipes))])
+                if pipes:
+                    self.socket.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                  array.array("i", pipes))])
+                else:
+                    self.socket.send(data)
             except BlockingIOError:
                 self.startWriting()
                 return None
@@ -240,17 +259,24 @@ class JobLauncher:
         self._process: _LauncherProtocol | None = None
         self._launches: dict[int, _Launch] = {}
         self._running: dict[int, _LaunchedProcess] = {}
+        self._ending: dict[int, _LaunchedProcess] = {}
+        """Jobs that have exited, whose stderr the launcher has not finished reading."""
         self._numbers = itertools.count()
         self._stopping = False
         self._lost_at: float | None = None
         self._watchdog: IDelayedCall | None = None
 
     def launch(self, protocol: ProcessProtocol, command: Sequence[str], directory: str,
-               environment: Mapping[str, str], stdout: bool = True) -> Deferred[None]:
+               environment: Mapping[str, str], stdout: bool = True,
+               stderr_tail: tuple[int, float] | None = None) -> Deferred[None]:
         """Start ``command`` (an argv list) in ``directory`` (absolute) as the leader of a
         new process group, with exactly ``environment``, stdin from /dev/null and stderr,
         and stdout unless not wanted (it goes to /dev/null then), to ``protocol``, which is
         connected before this fires.
+
+        With ``stderr_tail`` (bytes, grace seconds), stdout goes to /dev/null and the
+        launcher reads stderr: ``protocol`` gets its last bytes at once when it ends, or
+        when the grace has passed after the command's exit.
 
         Fails with ``OSError`` when the program cannot be started: ``E2BIG`` for a command
         and environment too large to hand over, ``EAGAIN`` for a moment after the launcher
@@ -260,15 +286,18 @@ class JobLauncher:
         if self._stopping:
             raise LauncherLost()
         number = next(self._numbers)
-        request = json.dumps({"id": number, "argv": list(command), "cwd": directory,
-                              "env": dict(environment)}, separators=(",", ":")).encode()
-        if len(request) > launcherd.MAX_MESSAGE:
+        request: dict[str, Any] = {"id": number, "argv": list(command), "cwd": directory,
+                                   "env": dict(environment)}
+        if stderr_tail is not None:
+            request["collect"] = {"stderr": stderr_tail[0], "grace": stderr_tail[1]}
+        data = json.dumps(request, separators=(",", ":")).encode()
+        if len(data) > launcherd.MAX_MESSAGE:
             raise OSError(errno.E2BIG, "command and environment too large to start")
         control = self._control or self._start()
-        launch = _Launch(protocol, self.reactor.seconds())
+        launch = _Launch(protocol, self.reactor.seconds(), stderr_tail is not None)
         write_ends: list[int] = []
         try:
-            for fd in (1, 2) if stdout else (2,):
+            for fd in () if stderr_tail is not None else (1, 2) if stdout else (2,):
                 launch.pipes[fd], write_end = os.pipe()
                 write_ends.append(write_end)
         except OSError:
@@ -279,7 +308,7 @@ class JobLauncher:
         self._launches[number] = launch
         if self._watchdog is None:
             self._watchdog = self.reactor.callLater(LAUNCH_TIMEOUT / 4, self._watch)
-        control.send(number, request, tuple(write_ends))
+        control.send(number, data, tuple(write_ends))
         return launch.started
 
     def _start(self) -> _ControlSocket:
@@ -322,13 +351,25 @@ class JobLauncher:
                 return
             pid = message["pid"]
             self._running[pid] = _LaunchedProcess(self.reactor, launch.protocol, pid,
-                                                  launch.pipes)
+                                                  launch.pipes, launch.collected)
             launch.started.callback(None)
+            return
+        pid = message["pid"]
+        if "status" in message:
+            process = self._running.pop(pid, None)
+            if process is None:
+                return
+            process.group_alive = bool(message["group"])
+            process.exited(_reason(message["status"]))
         else:
-            process = self._running.pop(message["pid"], None)
-            if process is not None:
-                process.group_alive = bool(message.get("group"))
-                process.exited(_reason(message["status"]))
+            process = self._ending.pop(pid, None)
+        if process is None:
+            return
+        if "stderr" in message:
+            self._ending.pop(pid, None)
+            process.output_ended(message["stderr"].encode("latin-1"))
+        elif process.awaiting_output:
+            self._ending[pid] = process  # its stderr's end is reported later
 
     @staticmethod
     def _kill_group(pid: int) -> None:
@@ -375,6 +416,10 @@ class JobLauncher:
             self._kill_group(pid)
             process.group_alive = True
             process.exited(LauncherLost())
+            process.output_ended(b"")
+        ending, self._ending = self._ending, {}
+        for process in ending.values():
+            process.output_ended(b"")
 
     def _ended(self, protocol: _LauncherProtocol, reason: Failure) -> None:
         if protocol is self._process:

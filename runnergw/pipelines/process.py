@@ -120,7 +120,8 @@ class _JobProtocol(ProcessProtocol):
             if timer is not None and timer.active():
                 timer.cancel()  # the command has ended; only its pipes are left
         self._timer = self._kill_timer = None
-        self._pipe_timer = self.clock.callLater(PIPE_GRACE, self._close_pipes)
+        if self.transport.pipes:  # else the launcher reads stderr and gives it the grace
+            self._pipe_timer = self.clock.callLater(PIPE_GRACE, self._close_pipes)
         if not self.transport.group_alive:
             self.exited.callback(None)
         # Else helpers are still dying (one may hold the GPU): ``exited`` waits for the end.
@@ -198,12 +199,14 @@ def start_job(
     /dev/null. A bare program name is looked up on the job's ``PATH``.
 
     The result keeps the last ``STDERR_TAIL`` bytes of stderr and the last ``stdout_limit``
-    bytes of stdout; with a limit of 0, stdout goes to /dev/null.
+    bytes of stdout; with a limit of 0, stdout goes to /dev/null and the launcher reads
+    stderr (the gateway then has no pipe of the job's to read).
 
     Fails with ``OSError`` when the program cannot be started.
     """
     protocol = _JobProtocol(clock, timeout, stdout_limit)
-    started = launcher.launch(protocol, command, directory, environment,
-                              stdout=stdout_limit > 0)
+    started = launcher.launch(
+        protocol, command, directory, environment, stdout=stdout_limit > 0,
+        stderr_tail=(STDERR_TAIL, PIPE_GRACE) if stdout_limit == 0 else None)
     return started.addCallback(
         lambda _: Job(protocol.ended, protocol.exited, protocol.gone, protocol))

@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines import launcher
+from runnergw.pipelines import launcher, process
 from runnergw.pipelines.launcher import JobLauncher, LauncherLost
 from runnergw.pipelines.process import Job, start_job
 from tests.terminals.test_commands_jobs import process_gone
@@ -196,3 +196,38 @@ class LauncherTests(TestCase):
         result = await (await start_job(self.launcher, reactor, ["printf", "fine"],
                                         str(self.directory), self.environment, 30.0)).result
         self.assertEqual(result.stdout_tail, b"fine")
+
+    async def escaped_helper_job(self) -> tuple[Job, int]:
+        """A job (its stderr read by the launcher) that says something and exits, leaving a
+        helper in a session of its own that holds its stderr: the helper's pid."""
+        script = ("import subprocess, sys\n"
+                  "helper = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
+                  "open('helper', 'w').write(str(helper.pid))\n"
+                  "sys.stderr.write('said before exiting')\n")
+        job = await start_job(self.launcher, reactor, [sys.executable, "-I", "-c", script],
+                              str(self.directory), self.environment, 30.0, stdout_limit=0)
+        await job.exited
+        helper = int((self.directory / "helper").read_text())
+        self.addCleanup(_kill, helper)
+        return job, helper
+
+    async def test_stderr_held_by_an_escaped_helper_ends_after_the_grace(self) -> None:
+        self.patch(process, "PIPE_GRACE", 0.2)
+        job, helper = await self.escaped_helper_job()
+        result = await job.result
+        self.assertEqual((result.exit_code, result.stderr_tail), (0, b"said before exiting"))
+
+    async def test_stderr_awaited_when_the_launcher_dies_does_not_hold_the_job(self) -> None:
+        self.patch(process, "PIPE_GRACE", 600.0)
+        job, helper = await self.escaped_helper_job()
+        self.assertFalse(job.ended.called)
+        os.kill(self.launcher_pid(), signal.SIGKILL)
+        await job.ended
+        self.flushLoggedErrors()
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
