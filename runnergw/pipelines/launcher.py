@@ -154,6 +154,8 @@ class _ControlSocket(abstract.FileDescriptor):
         self.socket = sock
         self.launcher = launcher
         self._outgoing: deque[tuple[int, bytes, tuple[int, ...]]] = deque()
+        self._buffer = bytearray(_RECEIVE_SIZE)
+        """Received into, not allocated for every message (and every empty read)."""
         self.connected = True
         self.startReading()
 
@@ -194,16 +196,17 @@ class _ControlSocket(abstract.FileDescriptor):
         return None
 
     def doRead(self) -> Any:
+        buffer = self._buffer
         while self.connected:
             try:
-                data = self.socket.recv(_RECEIVE_SIZE)
+                size = self.socket.recv_into(buffer)
             except BlockingIOError:
                 return None
             except OSError as e:
                 return e
-            if not data:
+            if not size:
                 return CONNECTION_LOST
-            self.launcher._answer(json.loads(data))
+            self.launcher._answer(json.loads(buffer[:size]))
         return None
 
     def writeSomeData(self, data: bytes) -> int:
