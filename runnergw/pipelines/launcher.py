@@ -2,9 +2,10 @@
 
 Starting a program costs its parent a wait until the child has called exec; under load that
 is a quarter of a busy gateway's time, during which every connection stands still. The
-launcher takes that wait, and the reaping, off the event loop: the gateway sends it the
-command with the job's output pipes over a ``SOCK_SEQPACKET`` socket and reads the pipes
-itself; the launcher answers with the pid, and later with the exit status.
+launcher takes that wait, the reaping and the reading of a command's stderr off the event
+loop: the gateway sends it the command over a ``SOCK_SEQPACKET`` socket (with the job's
+pipes when the gateway reads them itself, as for ffprobe's output); the launcher answers with
+the pid, and later with the exit status and the end of stderr.
 
 Signals go straight from the gateway to the job's process group (same user). If the launcher
 dies, the process groups of the jobs it ran are killed and those jobs fail with
@@ -13,7 +14,6 @@ dies, the process groups of the jobs it ran are killed and those jobs fail with
 
 from __future__ import annotations
 
-import array
 import errno
 import itertools
 import json
@@ -21,26 +21,26 @@ import os
 import signal
 import socket
 import sys
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from twisted.internet import abstract
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
-from twisted.internet.process import ProcessReader
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from runnergw.pipelines import launcherd
+from runnergw.pipelines.launched import (
+    ControlSocket,
+    LaunchedProcess,
+    PendingLaunch,
+    exit_reason,
+)
 
 __all__ = ["JobLauncher", "LauncherLost"]
 
-_RECEIVE_SIZE = 1 << 16
-"""The launcher's messages are a few dozen bytes, or a few KiB with a stderr tail."""
 LAUNCH_TIMEOUT = 30.0
 """Seconds the launcher has to start a job (it takes a millisecond or so)."""
 RESTART_DELAY = 1.0
@@ -55,176 +55,6 @@ class LauncherLost(OSError):
 
     def __init__(self) -> None:
         super().__init__(errno.EIO, "the job launcher stopped")
-
-
-def _reason(status: int) -> BaseException:
-    """How a wait status ended a process, as Twisted's process transport says it."""
-    if os.WIFEXITED(status):
-        code = os.WEXITSTATUS(status)
-        return ProcessDone(status) if code == 0 else ProcessTerminated(code, None, status)
-    return ProcessTerminated(None, os.WTERMSIG(status), status)
-
-
-class _LaunchedProcess:
-    """A job's transport: its pid, and the gateway's ends of its stdout and stderr pipes, or
-    none when the launcher reads its stderr.
-
-    It gives a ``ProcessProtocol`` what Twisted's own process transport gives it:
-    ``childDataReceived`` for each pipe (for a stderr read by the launcher, its tail at its
-    end), ``processExited`` once the launcher has reaped the command, ``processEnded`` once
-    both that and the end of the output have happened.
-    """
-
-    def __init__(self, reactor: Any, protocol: ProcessProtocol, pid: int,
-                 pipes: Mapping[int, int], collected: bool) -> None:
-        """``pipes``: the job's descriptor (1, 2) → the gateway's read end of its pipe;
-        ``collected``: the launcher reads the job's stderr and sends its tail."""
-        self.pid = pid
-        self.protocol = protocol
-        self.pipes = {fd: ProcessReader(reactor, self, fd, read_end)
-                      for fd, read_end in pipes.items()}
-        self.awaiting_output = collected
-        self._end: BaseException | None = None
-        self._ended = False
-        self.group_alive = True
-        """Whether something of the job's process group outlived its command (known once
-        it has exited)."""
-        protocol.makeConnection(self)
-
-    def output_ended(self, stderr: bytes) -> None:
-        """The launcher read the job's stderr to its end (or gave up on it): its tail."""
-        if not self.awaiting_output:
-            return
-        self.awaiting_output = False
-        if stderr:
-            self.protocol.childDataReceived(2, stderr)
-        self._maybe_ended()
-
-    def childDataReceived(self, fd: int, data: bytes) -> None:
-        self.protocol.childDataReceived(fd, data)
-
-    def childConnectionLost(self, fd: int, reason: Failure) -> None:
-        os.close(self.pipes.pop(fd).fileno())
-        self.protocol.childConnectionLost(fd)
-        self._maybe_ended()
-
-    def exited(self, end: BaseException) -> None:
-        """The command has exited and been reaped (or was lost with the launcher)."""
-        if self._end is not None:
-            return
-        self._end = end
-        self.protocol.processExited(Failure(end))
-        self._maybe_ended()
-
-    def _maybe_ended(self) -> None:
-        if (self._end is not None and not self.pipes and not self.awaiting_output
-                and not self._ended):
-            self._ended = True
-            self.protocol.processEnded(Failure(self._end))
-
-    def loseConnection(self) -> None:
-        """Stop reading the job's output and close the gateway's ends of its pipes (a
-        stderr read by the launcher is closed by it, after the grace it was given)."""
-        for reader in list(self.pipes.values()):
-            reader.loseConnection()
-
-
-class _Launch:
-    """A job asked for and not yet started."""
-
-    def __init__(self, protocol: ProcessProtocol, asked_at: float, collected: bool) -> None:
-        self.protocol = protocol
-        self.asked_at = asked_at
-        self.collected = collected
-        self.pipes: dict[int, int] = {}
-        """The job's descriptor (1, 2) → the gateway's read end of its pipe."""
-        self.started: Deferred[None] = Deferred()
-
-    def close(self) -> None:
-        for fd in self.pipes.values():
-            os.close(fd)
-
-
-class _ControlSocket(abstract.FileDescriptor):
-    """The gateway's end of the socket to the launcher: requests go out with the pipes they
-    name (kept open until sent), answers come in as datagrams."""
-
-    def __init__(self, reactor: Any, sock: socket.socket, launcher: JobLauncher) -> None:
-        super().__init__(reactor)
-        self.socket = sock
-        self.launcher = launcher
-        self._outgoing: deque[tuple[int, bytes, tuple[int, ...]]] = deque()
-        self._buffer = bytearray(_RECEIVE_SIZE)
-        """Received into, not allocated for every message (and every empty read)."""
-        self.connected = True
-        self.startReading()
-
-    def fileno(self) -> int:
-        return self.socket.fileno()
-
-    def send(self, number: int, data: bytes, pipes: tuple[int, ...]) -> None:
-        self._outgoing.append((number, data, pipes))
-        if len(self._outgoing) == 1:
-            why = self.doWrite()
-            if why is not None:
-                self.close(Failure(why))
-
-    def doWrite(self) -> Any:
-        while self._outgoing:
-            number, data, pipes = self._outgoing[0]
-            try:
-                if pipes:
-                    self.socket.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                  array.array("i", pipes))])
-                else:
-                    self.socket.send(data)
-            except BlockingIOError:
-                self.startWriting()
-                return None
-            except OSError as e:
-                if e.errno == errno.EMSGSIZE:
-                    refusal = OSError(errno.E2BIG, "command and environment too large to start")
-                elif e.errno == errno.ENOBUFS:
-                    refusal = OSError(errno.ENOBUFS, "no memory to hand the job over")
-                else:
-                    return e  # the launcher is gone: connectionLost follows
-                self.launcher._refused(number, refusal)
-            self._outgoing.popleft()
-            for fd in pipes:
-                os.close(fd)  # sent: the launcher holds them now
-        self.stopWriting()
-        return None
-
-    def doRead(self) -> Any:
-        buffer = self._buffer
-        while self.connected:
-            try:
-                size = self.socket.recv_into(buffer)
-            except BlockingIOError:
-                return None
-            except OSError as e:
-                return e
-            if not size:
-                return CONNECTION_LOST
-            self.launcher._answer(json.loads(buffer[:size]))
-        return None
-
-    def writeSomeData(self, data: bytes) -> int:
-        return len(data)  # nothing goes through the stream buffer of FileDescriptor
-
-    def close(self, reason: Failure | None = None) -> None:
-        """Close the socket now: the launcher reads its end and stops."""
-        if self.connected:
-            self.connectionLost(reason or Failure(CONNECTION_DONE))
-
-    def connectionLost(self, reason: Failure) -> None:
-        super().connectionLost(reason)
-        for _, _, pipes in self._outgoing:
-            for fd in pipes:
-                os.close(fd)
-        self._outgoing.clear()
-        self.socket.close()
-        self.launcher._lost(self)
 
 
 class _LauncherProtocol(ProcessProtocol):
@@ -258,11 +88,11 @@ class JobLauncher:
         """Jobs run ``niceness`` (0-19) nicer than the gateway."""
         self.reactor = reactor
         self.niceness = niceness
-        self._control: _ControlSocket | None = None
+        self._control: ControlSocket | None = None
         self._process: _LauncherProtocol | None = None
-        self._launches: dict[int, _Launch] = {}
-        self._running: dict[int, _LaunchedProcess] = {}
-        self._ending: dict[int, _LaunchedProcess] = {}
+        self._launches: dict[int, PendingLaunch] = {}
+        self._running: dict[int, LaunchedProcess] = {}
+        self._ending: dict[int, LaunchedProcess] = {}
         """Jobs that have exited, whose stderr the launcher has not finished reading."""
         self._numbers = itertools.count()
         self._stopping = False
@@ -297,7 +127,7 @@ class JobLauncher:
         if len(data) > launcherd.MAX_MESSAGE:
             raise OSError(errno.E2BIG, "command and environment too large to start")
         control = self._control or self._start()
-        launch = _Launch(protocol, self.reactor.seconds(), stderr_tail is not None)
+        launch = PendingLaunch(protocol, self.reactor.seconds(), stderr_tail is not None)
         write_ends: list[int] = []
         try:
             for fd in () if stderr_tail is not None else (1, 2) if stdout else (2,):
@@ -314,7 +144,7 @@ class JobLauncher:
         control.send(number, data, tuple(write_ends))
         return launch.started
 
-    def _start(self) -> _ControlSocket:
+    def _start(self) -> ControlSocket:
         if self._lost_at is not None and self.reactor.seconds() - self._lost_at < RESTART_DELAY:
             raise OSError(errno.EAGAIN, "the job launcher is restarting")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -336,7 +166,8 @@ class JobLauncher:
             theirs.close()
         ours.setblocking(False)
         self._process = protocol
-        self._control = _ControlSocket(self.reactor, ours, self)
+        self._control = ControlSocket(self.reactor, ours, self._answer, self._refused,
+                                      self._lost)
         return self._control
 
     def _answer(self, message: dict[str, Any]) -> None:
@@ -353,7 +184,7 @@ class JobLauncher:
                 launch.started.errback(OSError(message["errno"], message["error"]))
                 return
             pid = message["pid"]
-            self._running[pid] = _LaunchedProcess(self.reactor, launch.protocol, pid,
+            self._running[pid] = LaunchedProcess(self.reactor, launch.protocol, pid,
                                                   launch.pipes, launch.collected)
             launch.started.callback(None)
             return
@@ -363,7 +194,7 @@ class JobLauncher:
             if process is None:
                 return
             process.group_alive = bool(message["group"])
-            process.exited(_reason(message["status"]))
+            process.exited(exit_reason(message["status"]))
         else:
             process = self._ending.pop(pid, None)
         if process is None:
@@ -400,7 +231,7 @@ class JobLauncher:
         if self._launches:
             self._watchdog = self.reactor.callLater(LAUNCH_TIMEOUT / 4, self._watch)
 
-    def _lost(self, control: _ControlSocket) -> None:
+    def _lost(self, control: ControlSocket) -> None:
         """The socket to the launcher closed: the launcher is gone, or going."""
         if control is not self._control:
             return
