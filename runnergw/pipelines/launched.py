@@ -25,10 +25,13 @@ from twisted.internet.process import ProcessReader
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-__all__ = ["ControlSocket", "LaunchedProcess", "PendingLaunch", "exit_reason"]
+__all__ = ["MAX_STDERR_TAIL", "ControlSocket", "LaunchedProcess", "PendingLaunch", "exit_reason"]
 
 _RECEIVE_SIZE = 1 << 16
 """The launcher's messages are a few dozen bytes, or a few KiB with a stderr tail."""
+MAX_STDERR_TAIL = _RECEIVE_SIZE // 8
+"""The largest stderr tail the launcher may be asked for: as latin-1 in JSON, each byte takes
+up to six (a \\u escape), and the message must fit the receive buffer."""
 
 
 def exit_reason(status: int) -> BaseException:
@@ -54,6 +57,8 @@ class LaunchedProcess:
         """``pipes``: the job's descriptor (1, 2) → the gateway's read end of its pipe;
         ``collected``: the launcher reads the job's stderr and sends its tail."""
         self.pid = pid
+        self.number = -1
+        """The number of the request that started the job (the launcher's name for it)."""
         self.protocol = protocol
         self.pipes = {fd: ProcessReader(reactor, self, fd, read_end)
                       for fd, read_end in pipes.items()}

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from runnergw.pipelines import launcherd
 from runnergw.pipelines.launched import (
+    MAX_STDERR_TAIL,
     ControlSocket,
     LaunchedProcess,
     PendingLaunch,
@@ -93,7 +94,8 @@ class JobLauncher:
         self._launches: dict[int, PendingLaunch] = {}
         self._running: dict[int, LaunchedProcess] = {}
         self._ending: dict[int, LaunchedProcess] = {}
-        """Jobs that have exited, whose stderr the launcher has not finished reading."""
+        """Jobs that have exited, whose stderr the launcher has not finished reading, by the
+        number of the request that started them."""
         self._numbers = itertools.count()
         self._stopping = False
         self._lost_at: float | None = None
@@ -122,6 +124,8 @@ class JobLauncher:
         request: dict[str, Any] = {"id": number, "argv": list(command), "cwd": directory,
                                    "env": dict(environment)}
         if stderr_tail is not None:
+            if not 0 <= stderr_tail[0] <= MAX_STDERR_TAIL:
+                raise ValueError(f"a stderr tail of at most {MAX_STDERR_TAIL} bytes")
             request["collect"] = {"stderr": stderr_tail[0], "grace": stderr_tail[1]}
         data = json.dumps(request, separators=(",", ":")).encode()
         if len(data) > launcherd.MAX_MESSAGE:
@@ -184,26 +188,27 @@ class JobLauncher:
                 launch.started.errback(OSError(message["errno"], message["error"]))
                 return
             pid = message["pid"]
-            self._running[pid] = LaunchedProcess(self.reactor, launch.protocol, pid,
-                                                  launch.pipes, launch.collected)
+            process = LaunchedProcess(self.reactor, launch.protocol, pid, launch.pipes,
+                                      launch.collected)
+            process.number = message["id"]
+            self._running[pid] = process
             launch.started.callback(None)
             return
-        pid = message["pid"]
-        if "status" in message:
-            process = self._running.pop(pid, None)
-            if process is None:
-                return
-            process.group_alive = bool(message["group"])
-            process.exited(exit_reason(message["status"]))
-        else:
-            process = self._ending.pop(pid, None)
+        if "job" in message:  # the end of a stderr, after the exit report
+            ending = self._ending.pop(message["job"], None)
+            if ending is not None:
+                ending.output_ended(message["stderr"].encode("latin-1"))
+            return
+        process = self._running.pop(message["pid"], None)
         if process is None:
             return
+        process.group_alive = bool(message["group"])
+        process.exited(exit_reason(message["status"]))
         if "stderr" in message:
-            self._ending.pop(pid, None)
             process.output_ended(message["stderr"].encode("latin-1"))
         elif process.awaiting_output:
-            self._ending[pid] = process  # its stderr's end is reported later
+            # Reported later, by the request's number: the pid is free for another job.
+            self._ending[process.number] = process
 
     @staticmethod
     def _kill_group(pid: int) -> None:

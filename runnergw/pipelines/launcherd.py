@@ -12,9 +12,10 @@ with one end of a ``SOCK_SEQPACKET`` socket pair as descriptor 3. One message is
   ``{"pid": p, "status": s, "group": alive}`` once the job's command has exited: the raw wait
   status, and whether something of its process group is still alive (dying). For a job whose
   stderr is read here, ``"stderr": "<the last bytes, as latin-1>"`` comes with that report
-  when the pipe has ended by then, else in ``{"pid": p, "stderr": ...}`` once it ends, or
-  once ``grace`` seconds have passed after the exit (a helper that left the group may hold
-  the pipe: it is closed on it).
+  when the pipe has ended by then, else in ``{"job": n, "stderr": ...}`` (``n`` the request's
+  id: the pid may name another job by then) once it ends, or once ``grace`` seconds have
+  passed after the exit (a helper that left the group may hold the pipe: it is closed on
+  it).
 
 When a job's command exits, the launcher kills its process group (helpers it left behind)
 before it reaps the command, while the group's number cannot have been reused; the gateway
@@ -82,10 +83,16 @@ def _start(request: dict[str, object], stdio: tuple[int, int, int]) -> int:
         os.chdir("/")
 
 
+_READS_PER_TURN = 16
+"""Reads of 64 KiB from one stderr pipe before the launcher serves anything else."""
+
+
 class _Stderr:
     """The read end of a job's stderr pipe, and the end of what came through it."""
 
-    def __init__(self, fd: int, limit: int, grace: float) -> None:
+    def __init__(self, number: int, fd: int, limit: int, grace: float) -> None:
+        self.number = number
+        """The id of the request that started the job."""
         self.fd = fd
         self.limit = limit
         self.grace = grace
@@ -95,8 +102,11 @@ class _Stderr:
         """Once the command has exited: when the pipe is closed on whoever still holds it."""
 
     def drain(self) -> None:
-        """Read what is there; on end of file, close."""
-        while self.open:
+        """Read what is there, a bounded amount at a time (what is left keeps the pipe
+        readable); on end of file, close."""
+        for _ in range(_READS_PER_TURN):
+            if not self.open:
+                return
             try:
                 data = os.read(self.fd, 65536)
             except BlockingIOError:
@@ -130,11 +140,11 @@ class Launcher:
         self.running: dict[int, _Stderr | None] = {}
         """Jobs not yet reaped, with their stderr when it is read here."""
         self.ending: dict[int, _Stderr] = {}
-        """Reaped jobs whose stderr (read here) has not ended yet."""
+        """Reaped jobs whose stderr (read here) has not ended yet, by request id."""
         self.poller = select.poll()
         self.wake: int | None = None
-        self.by_fd: dict[int, int] = {}
-        """Descriptor of a stderr read here → its job's pid."""
+        self.by_fd: dict[int, _Stderr] = {}
+        """The stderr pipes read here, by descriptor."""
 
     def send(self, message: dict[str, object]) -> None:
         self.control.send(json.dumps(message, separators=(",", ":")).encode())
@@ -201,9 +211,12 @@ class Launcher:
         try:
             collect = request.get("collect")
             if collect is not None and not pipes:
+                limit, grace = int(collect["stderr"]), float(collect["grace"])
+                if not 0 <= grace < 1e6 or limit < 0:
+                    raise ValueError("collect: a stderr size and a grace in seconds")
                 read_end, write_end = os.pipe()
                 os.set_blocking(read_end, False)
-                stderr = _Stderr(read_end, int(collect["stderr"]), float(collect["grace"]))
+                stderr = _Stderr(int(number), read_end, limit, grace)
                 stdio = (self.null[0], self.null[1], write_end)
             elif collect is None and len(pipes) == 2:
                 stdio = (self.null[0], pipes[0], pipes[1])
@@ -219,7 +232,7 @@ class Launcher:
         else:
             self.running[pid] = stderr
             if stderr is not None:
-                self.by_fd[stderr.fd] = pid
+                self.by_fd[stderr.fd] = stderr
                 self.poller.register(stderr.fd, select.POLLIN)
             self.send({"id": number, "pid": pid})
         finally:
@@ -232,14 +245,12 @@ class Launcher:
         self.send({"id": number, "errno": code, "error": text})
 
     def _stderr_readable(self, fd: int) -> None:
-        pid = self.by_fd[fd]
-        stderr = self.running.get(pid) or self.ending[pid]
+        stderr = self.by_fd[fd]
         stderr.drain()
         if not stderr.open:
             self._forget(stderr)
-            if pid in self.ending:
-                del self.ending[pid]
-                self.send({"pid": pid, "stderr": stderr.text()})
+            if self.ending.pop(stderr.number, None) is not None:  # its command has exited
+                self.send({"job": stderr.number, "stderr": stderr.text()})
 
     def _forget(self, stderr: _Stderr) -> None:
         self.by_fd.pop(stderr.fd, None)
@@ -277,7 +288,7 @@ class Launcher:
                 stderr.drain()  # the command is gone: its end of the pipe mostly is too
                 if stderr.open:
                     stderr.deadline = time.monotonic() + stderr.grace
-                    self.ending[pid] = stderr
+                    self.ending[stderr.number] = stderr
                 else:
                     self._forget(stderr)
                     report["stderr"] = stderr.text()
@@ -294,13 +305,13 @@ class Launcher:
         if not self.ending:
             return
         now = time.monotonic()
-        for pid, stderr in list(self.ending.items()):
+        for number, stderr in list(self.ending.items()):
             if stderr.deadline is not None and stderr.deadline <= now:
                 stderr.drain()
                 self._forget(stderr)
                 stderr.close()
-                del self.ending[pid]
-                self.send({"pid": pid, "stderr": stderr.text()})
+                del self.ending[number]
+                self.send({"job": number, "stderr": stderr.text()})
 
     def _refuse_cut(self, data: bytes, flags: int) -> None:
         """Answer a request that did not arrive whole: its descriptors did not fit (this

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
 from runnergw.pipelines import launcher, process
+from runnergw.pipelines.launched import PendingLaunch
 from runnergw.pipelines.launcher import JobLauncher, LauncherLost
 from runnergw.pipelines.process import Job, start_job
 from tests.terminals.test_commands_jobs import process_gone
@@ -231,3 +233,36 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+class _Recorder(ProcessProtocol):
+    def __init__(self) -> None:
+        self.stderr = b""
+        self.ended: Deferred[None] = Deferred()
+
+    def errReceived(self, data: bytes) -> None:
+        self.stderr += data
+
+    def processEnded(self, reason: object) -> None:
+        self.ended.callback(None)
+
+
+class AnswerRoutingTests(TestCase):
+    """The launcher's answers reach the right job, also when a pid has been reused."""
+
+    def test_a_late_stderr_goes_to_its_job_not_to_the_pid_that_took_its_number(self) -> None:
+        job_launcher = JobLauncher(reactor)
+        first, second = _Recorder(), _Recorder()
+        for number, protocol in ((1, first), (2, second)):
+            job_launcher._launches[number] = PendingLaunch(protocol, 0.0, True)
+        job_launcher._answer({"id": 1, "pid": 4242})
+        # The first command exits; a helper that left its group still holds its stderr.
+        job_launcher._answer({"pid": 4242, "status": 0, "group": False})
+        self.assertFalse(first.ended.called)
+        # The number is free: the next job gets it, and ends with its stderr at once.
+        job_launcher._answer({"id": 2, "pid": 4242})
+        job_launcher._answer({"pid": 4242, "status": 256, "group": False, "stderr": "second"})
+        self.assertEqual((second.stderr, second.ended.called), (b"second", True))
+        self.assertFalse(first.ended.called)
+        job_launcher._answer({"job": 1, "stderr": "first \xe9"})
+        self.assertEqual((first.stderr, first.ended.called), (b"first \xe9", True))
