@@ -206,9 +206,8 @@ class GatewayService(MultiService):
         for route in self.factory.gateway.router.routes:
             if isinstance(route.terminal, CommandTerminal):
                 route.terminal.kill_jobs()
-                context = route.terminal.context
-                launchers[id(context.launcher)] = context.launcher
-                context.signing.stop()
+                launcher = route.terminal.context.launcher
+                launchers[id(launcher)] = launcher
         self.factory.close_connections()
         waits = [pool.close() for pool in self.pools]
         waits.extend(launcher.stop() for launcher in launchers.values())
