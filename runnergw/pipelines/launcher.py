@@ -102,12 +102,12 @@ class JobLauncher:
         self._watchdog: IDelayedCall | None = None
 
     def launch(self, protocol: ProcessProtocol, command: Sequence[str], directory: str,
-               environment: Mapping[str, str], stdout: bool = True,
+               environment: Mapping[str, str],
                stderr_tail: tuple[int, float] | None = None) -> Deferred[None]:
         """Start ``command`` (an argv list) in ``directory`` (absolute) as the leader of a
-        new process group, with exactly ``environment``, stdin from /dev/null and stderr,
-        and stdout unless not wanted (it goes to /dev/null then), to ``protocol``, which is
-        connected before this fires.
+        new process group, with exactly ``environment``, stdin from /dev/null and stdout and
+        stderr to ``protocol`` through pipes the gateway reads, which is connected before
+        this fires.
 
         With ``stderr_tail`` (bytes, grace seconds), stdout goes to /dev/null and the
         launcher reads stderr: ``protocol`` gets its last bytes at once when it ends, or
@@ -134,7 +134,7 @@ class JobLauncher:
         launch = PendingLaunch(protocol, self.reactor.seconds(), stderr_tail is not None)
         write_ends: list[int] = []
         try:
-            for fd in () if stderr_tail is not None else (1, 2) if stdout else (2,):
+            for fd in () if stderr_tail is not None else (1, 2):
                 launch.pipes[fd], write_end = os.pipe()
                 write_ends.append(write_end)
         except OSError:

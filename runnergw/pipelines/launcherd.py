@@ -4,9 +4,9 @@ The gateway runs this file (standard library only, ``python -I -S launcherd.py N
 with one end of a ``SOCK_SEQPACKET`` socket pair as descriptor 3. One message is one JSON object:
 
 * gateway → launcher: ``{"id": n, "argv": [...], "cwd": "/abs", "env": {...}}`` and either
-  the write ends of the job's stdout and stderr pipes attached (``SCM_RIGHTS``), or of its
-  stderr pipe alone (stdout goes to /dev/null then), or, with ``"collect": {"stderr": bytes,
-  "grace": seconds}`` and nothing attached, stdout to /dev/null and stderr read here;
+  the write ends of the job's stdout and stderr pipes attached (``SCM_RIGHTS``), or, with
+  ``"collect": {"stderr": bytes, "grace": seconds}`` and nothing attached, stdout to
+  /dev/null and stderr read here;
 * launcher → gateway: ``{"id": n, "pid": p}`` once the job runs, or
   ``{"id": n, "errno": e, "error": "text"}`` when it cannot start; later
   ``{"pid": p, "status": s, "group": alive}`` once the job's command has exited: the raw wait
@@ -220,10 +220,9 @@ class Launcher:
                 stdio = (self.null[0], self.null[1], write_end)
             elif collect is None and len(pipes) == 2:
                 stdio = (self.null[0], pipes[0], pipes[1])
-            elif collect is None and len(pipes) == 1:
-                stdio = (self.null[0], self.null[1], pipes[0])
             else:
-                raise OSError(errno.EINVAL, "a job needs its stderr pipe")
+                raise OSError(errno.EINVAL, "a job needs its stdout and stderr pipes, or "
+                                            "its stderr read here")
             pid = _start(request, stdio)
         except OSError as e:
             self._failed(number, e.errno or errno.EIO, e.strerror or str(e), stderr)

@@ -206,7 +206,7 @@ def start_job(
     """
     protocol = _JobProtocol(clock, timeout, stdout_limit)
     started = launcher.launch(
-        protocol, command, directory, environment, stdout=stdout_limit > 0,
+        protocol, command, directory, environment,
         stderr_tail=(STDERR_TAIL, PIPE_GRACE) if stdout_limit == 0 else None)
     return started.addCallback(
         lambda _: Job(protocol.ended, protocol.exited, protocol.gone, protocol))
