@@ -31,8 +31,8 @@ from runnergw.filters.registry import FilterContext, build_filter
 from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.logs import level_gate
-from runnergw.pipeline.gateway import Gateway
-from runnergw.pipeline.route import Route, Router, error_body_detail, error_body_ollama
+from runnergw.chain.runner import ChainRunner
+from runnergw.chain.route import Route, Router, error_body_detail, error_body_ollama
 from runnergw.pipelines.routes import build_pipeline_routes
 from runnergw.pipelines.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
 from runnergw.startup import GatewayParts
@@ -132,7 +132,7 @@ class GatewayService(MultiService):
         server = settings.server
         self.pools: list[UpstreamPool] = []
         self.factory = GatewayHTTPFactory(
-            Gateway(build_router(settings, parts, reactor, self.pools)),
+            ChainRunner(build_router(settings, parts, reactor, self.pools)),
             reactor,
             limits=HeadLimits(server.max_header_line, server.max_header_fields,
                               server.max_header_bytes),

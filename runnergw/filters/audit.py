@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from runnergw.audit_log import AuditLog
-from runnergw.pipeline.exchange import Exchange
-from runnergw.pipeline.filter import Filter
+from runnergw.chain.exchange import Exchange
+from runnergw.chain.filter import Filter
 
 __all__ = ["AuditFilter"]
 

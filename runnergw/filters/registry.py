@@ -17,7 +17,7 @@ from runnergw.filters.rewrite import RewriteFilter
 from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
 from runnergw.filters.websaas import WebSaasTokenFilter
-from runnergw.pipeline.interfaces import IFilter
+from runnergw.chain.interfaces import IFilter
 from runnergw.tokens.verifier import TokenVerifier
 from runnergw.websaas.tokens import SaasTokenVerifier
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from runnergw.config.runners import RewriteSettings
-from runnergw.pipeline.exchange import Exchange
-from runnergw.pipeline.filter import Filter
+from runnergw.chain.exchange import Exchange
+from runnergw.chain.filter import Filter
 
 __all__ = ["RewriteFilter"]
 

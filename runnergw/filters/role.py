@@ -6,8 +6,8 @@ from collections.abc import Collection
 
 import attrs
 
-from runnergw.pipeline.exchange import Exchange, Reject
-from runnergw.pipeline.filter import Filter
+from runnergw.chain.exchange import Exchange, Reject
+from runnergw.chain.filter import Filter
 
 __all__ = ["RoleFilter", "DEFAULT_ROLE"]
 

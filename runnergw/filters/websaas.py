@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from runnergw.pipeline.exchange import Exchange, Identity, Reject
-from runnergw.pipeline.filter import Filter
+from runnergw.chain.exchange import Exchange, Identity, Reject
+from runnergw.chain.filter import Filter
 from runnergw.websaas.tokens import SaasTokenError, SaasTokenVerifier
 
 __all__ = ["WebSaasTokenFilter"]

@@ -26,7 +26,7 @@ from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
 from runnergw.http.status import reason_phrase
 from runnergw.http.stream import ClientStream, DiscardBody
 from runnergw.logs import level_gate
-from runnergw.pipeline.exchange import Exchange
+from runnergw.chain.exchange import Exchange
 
 __all__ = ["ConnectionTimeouts", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
 

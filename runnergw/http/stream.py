@@ -13,8 +13,8 @@ from runnergw.http.errors import BadRequest
 from runnergw.http.head import RequestHead
 from runnergw.http.headers import Headers
 from runnergw.http.status import reason_phrase
-from runnergw.pipeline.exchange import Exchange
-from runnergw.pipeline.interfaces import IClientStream
+from runnergw.chain.exchange import Exchange
+from runnergw.chain.interfaces import IClientStream
 
 if TYPE_CHECKING:
     from runnergw.http.server import GatewayHTTPProtocol

@@ -12,7 +12,7 @@ from runnergw.config.errors import ConfigError, Origin
 from runnergw.config.pipelines import ModelSettings
 from runnergw.config.settings import Settings
 from runnergw.filters.registry import FilterContext, build_filter
-from runnergw.pipeline.route import Route, error_body_detail
+from runnergw.chain.route import Route, error_body_detail
 from runnergw.pipelines.descriptor import ModelDescriptor, load_models
 from runnergw.terminals.commands import CommandTerminal, PipelineContext
 

@@ -17,8 +17,8 @@ from zope.interface import implementer
 from runnergw.config.pipelines import ModelSettings
 from runnergw.http.headers import Headers
 from runnergw.logs import level_gate
-from runnergw.pipeline.exchange import Exchange, Reject
-from runnergw.pipeline.interfaces import IClientStream, ITerminal
+from runnergw.chain.exchange import Exchange, Reject
+from runnergw.chain.interfaces import IClientStream, ITerminal
 from runnergw.pipelines.descriptor import ModelDescriptor
 from runnergw.pipelines.form import FormError, check_form
 from runnergw.pipelines.launcher import JobLauncher, LauncherLost

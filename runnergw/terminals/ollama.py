@@ -13,8 +13,8 @@ from zope.interface import implementer
 
 from runnergw.config.runners import RunnerSettings
 from runnergw.logs import level_gate
-from runnergw.pipeline.exchange import Exchange, Reject
-from runnergw.pipeline.interfaces import IClientStream, ITerminal
+from runnergw.chain.exchange import Exchange, Reject
+from runnergw.chain.interfaces import IClientStream, ITerminal
 from runnergw.upstream.connection import UpstreamConnection
 from runnergw.upstream.pool import UpstreamPool
 from runnergw.upstream.response import ResponseHead, UpstreamProtocolError

@@ -14,10 +14,10 @@ from runnergw.audit_log import AuditLog
 from runnergw.filters.audit import AuditFilter
 from runnergw.filters.websaas import WebSaasTokenFilter
 from runnergw.http.headers import Headers
-from runnergw.pipeline.exchange import Exchange, Identity
-from runnergw.pipeline.gateway import Gateway
-from runnergw.pipeline.interfaces import IFilter
-from runnergw.pipeline.route import Route, Router, error_body_detail
+from runnergw.chain.exchange import Exchange, Identity
+from runnergw.chain.runner import ChainRunner
+from runnergw.chain.interfaces import IFilter
+from runnergw.chain.route import Route, Router, error_body_detail
 from runnergw.websaas.tokens import SaasTokenVerifier
 from tests.helpers.client_stream import RecordingClient
 from tests.http.support import StubTerminal
@@ -53,7 +53,7 @@ class WebSaasFilterTests(SynchronousTestCase):
         self.terminal = StubTerminal(echo=True)
         route = Route("websaas", ("process-audio",), (AuditFilter(audit_log), self.filter),
                       self.terminal, error_body=error_body_detail)
-        self.gateway = Gateway(Router([route], Route("", (), (), None)))
+        self.gateway = ChainRunner(Router([route], Route("", (), (), None)))
         self.events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)

@@ -9,7 +9,7 @@ from typing import Any
 from zope.interface import implementer
 
 from runnergw.http.headers import Headers
-from runnergw.pipeline.interfaces import IClientStream
+from runnergw.chain.interfaces import IClientStream
 
 __all__ = ["RecordingClient"]
 

@@ -20,10 +20,10 @@ from runnergw.filters.token import TokenFilter
 from runnergw.http.head import HeadLimits
 from runnergw.http.headers import Headers
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory, GatewayHTTPProtocol
-from runnergw.pipeline.exchange import Exchange
-from runnergw.pipeline.gateway import Gateway
-from runnergw.pipeline.interfaces import IClientStream, IFilter, ITerminal
-from runnergw.pipeline.route import Route, Router, error_body_ollama
+from runnergw.chain.exchange import Exchange
+from runnergw.chain.runner import ChainRunner
+from runnergw.chain.interfaces import IClientStream, IFilter, ITerminal
+from runnergw.chain.route import Route, Router, error_body_ollama
 from runnergw.tokens.keys import generate_signing_keypair, load_public_keys, load_signing_key
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.verifier import TokenVerifier
@@ -225,7 +225,7 @@ class Call:
 
 
 class StubGateway:
-    """Stands in for ``Gateway``: records each exchange; echoes it when ``echo`` is set."""
+    """Stands in for ``ChainRunner``: records each exchange; echoes it when ``echo`` is set."""
 
     def __init__(self, echo: bool = False) -> None:
         self.calls: list[Call] = []
@@ -296,12 +296,12 @@ def build_gateway(
     max_body_size: int = 1 << 30,
     filters: Sequence[IFilter] | None = None,
     error_body: Callable[[int, str], bytes] = error_body_ollama,
-) -> Gateway:
-    """A real ``Gateway``: one route for every path, guarded by a real ``TokenFilter``."""
+) -> ChainRunner:
+    """A real ``ChainRunner``: one route for every path, guarded by a real ``TokenFilter``."""
     chain = tuple(filters) if filters is not None else (TokenFilter(token_verifier()),)
     route = Route("ollama", (), chain, terminal, max_body_size=max_body_size,
                   error_body=error_body)
-    return Gateway(Router([route], Route("", (), (), None)))
+    return ChainRunner(Router([route], Route("", (), (), None)))
 
 
 # Test case base

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from runnergw.pipeline.route import error_body_detail
+from runnergw.chain.route import error_body_detail
 from tests.http.support import (
     RecordingConsumer,
     ServerTestCase,

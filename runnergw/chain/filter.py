@@ -6,8 +6,8 @@ from typing import Any
 
 from zope.interface import implementer
 
-from runnergw.pipeline.exchange import Exchange
-from runnergw.pipeline.interfaces import IFilter
+from runnergw.chain.exchange import Exchange
+from runnergw.chain.interfaces import IFilter
 
 __all__ = ["Filter"]
 

@@ -17,11 +17,11 @@ from runnergw.filters.rewrite import RewriteFilter
 from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
 from runnergw.http.headers import Headers
-from runnergw.pipeline.exchange import Exchange, Identity, Reject, Reply
-from runnergw.pipeline.filter import Filter
-from runnergw.pipeline.gateway import Gateway
-from runnergw.pipeline.interfaces import IClientStream, IFilter, ITerminal
-from runnergw.pipeline.route import Route, Router, error_body_detail
+from runnergw.chain.exchange import Exchange, Identity, Reject, Reply
+from runnergw.chain.filter import Filter
+from runnergw.chain.runner import ChainRunner
+from runnergw.chain.interfaces import IClientStream, IFilter, ITerminal
+from runnergw.chain.route import Route, Router, error_body_detail
 from tests.helpers.client_stream import RecordingClient
 from tests.http.support import token_verifier
 
@@ -95,7 +95,7 @@ class _GatewayTestCase(SynchronousTestCase):
 
     def gateway(self, *behaviours: Callable[[Exchange], Any] | None,
                 max_body_size: int = 1 << 30, error_body: Any = None,
-                fallback_filters: tuple[Any, ...] = ()) -> Gateway:
+                fallback_filters: tuple[Any, ...] = ()) -> ChainRunner:
         """Filters a, b, c with the given ``request`` behaviours (None: do nothing)."""
         names = "abc"
         filters = tuple(_Recorder(names[n], self.journal,
@@ -107,10 +107,10 @@ class _GatewayTestCase(SynchronousTestCase):
         route = Route("api", ("api",), filters, self.terminal, **options)
         fallback = Route("", (), tuple(_Recorder(f"fallback{n}", self.journal)
                                        for n in range(len(fallback_filters))), None)
-        return Gateway(Router([route], fallback))
+        return ChainRunner(Router([route], fallback))
 
     def serve(
-        self, gateway: Gateway, exchange: Exchange | None = None,
+        self, gateway: ChainRunner, exchange: Exchange | None = None,
         client: RecordingClient | None = None,
     ) -> tuple[Exchange, RecordingClient, Deferred[None]]:
         """Hand an exchange to the gateway."""

@@ -9,7 +9,7 @@ import attrs
 from runnergw.http.headers import Headers
 
 if TYPE_CHECKING:
-    from runnergw.pipeline.route import Route
+    from runnergw.chain.route import Route
 
 __all__ = ["Exchange", "Identity", "Reply", "Reject"]
 

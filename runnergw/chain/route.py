@@ -8,8 +8,8 @@ from urllib.parse import unquote
 
 import attrs
 
-from runnergw.pipeline.exchange import Reject
-from runnergw.pipeline.interfaces import IFilter, ITerminal
+from runnergw.chain.exchange import Reject
+from runnergw.chain.interfaces import IFilter, ITerminal
 
 __all__ = ["Route", "Router", "error_body_ollama", "error_body_detail"]
 

@@ -10,14 +10,14 @@ from twisted.logger import Logger
 
 from runnergw.http.headers import Headers, forwardable_request_headers
 from runnergw.logs import level_gate
-from runnergw.pipeline.exchange import Exchange, Reject, Reply
-from runnergw.pipeline.interfaces import IClientStream
-from runnergw.pipeline.route import Route, Router
+from runnergw.chain.exchange import Exchange, Reject, Reply
+from runnergw.chain.interfaces import IClientStream
+from runnergw.chain.route import Route, Router
 
-__all__ = ["Gateway"]
+__all__ = ["ChainRunner"]
 
 
-class Gateway:
+class ChainRunner:
     """Hands each exchange to its route's chain, then to the route's terminal.
 
     Fails closed: a filter that raises anything but ``Reject`` ends the exchange with a 500

@@ -6,8 +6,8 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.pipeline.exchange import Reject
-from runnergw.pipeline.route import Route, Router, error_body_detail, error_body_ollama
+from runnergw.chain.exchange import Reject
+from runnergw.chain.route import Route, Router, error_body_detail, error_body_ollama
 
 __all__ = ["ErrorBodyTests", "MatchTests", "RefusedPathTests"]
 
