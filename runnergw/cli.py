@@ -144,9 +144,9 @@ def _server_id(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
-    from runnergw.pipelines.routes import load_descriptors
-    from runnergw.service import build_router
+    from runnergw.routes import build_router
     from runnergw.startup import prepare
+    from runnergw.terminals.command_routes import load_descriptors
 
     settings = _settings(args)
     try:
@@ -157,7 +157,7 @@ def _check(args: argparse.Namespace) -> int:
         load_descriptors(settings, problems)
         raise ConfigErrors(problems) from None
     try:
-        build_router(settings, parts, reactor, [])
+        build_router(settings, parts, reactor)
     finally:
         parts.audit_log.close()
     print(f"{' + '.join(settings.files)}: OK ({len(settings.runners)} runners)")

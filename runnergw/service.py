@@ -7,113 +7,24 @@ import signal
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import gatherResults
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP4ServerEndpoint,
-    TCP6ClientEndpoint,
-    TCP6ServerEndpoint,
-    wrapClientTLS,
-)
-from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
-from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from runnergw.config.errors import ConfigError, ConfigErrors
-from runnergw.config.runners import RunnerSettings
+from runnergw.chain.runner import ChainRunner
 from runnergw.config.settings import Settings
-from runnergw.filters.audit import AuditFilter
-from runnergw.filters.registry import FilterContext, build_filter
 from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.logs import level_gate
-from runnergw.chain.runner import ChainRunner
-from runnergw.chain.route import Route, Router, error_body_detail, error_body_ollama
-from runnergw.pipelines.routes import build_pipeline_routes
 from runnergw.pipelines.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
+from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
-from runnergw.terminals.commands import CommandTerminal
-from runnergw.terminals.ollama import OllamaTerminal
 from runnergw.tls import TLSConfigError
-from runnergw.upstream.pool import UpstreamPool
 
-__all__ = ["GatewayService", "build_router"]
-
-
-def _runner_endpoint(reactor: Any, runner: RunnerSettings) -> IStreamClientEndpoint:
-    """How to reach a runner: TCP (IPv4, IPv6 or a name), wrapped in TLS for ``https``."""
-    endpoint: IStreamClientEndpoint
-    if isIPAddress(runner.host):
-        endpoint = TCP4ClientEndpoint(reactor, runner.host, runner.port,
-                                      timeout=runner.connect_timeout)
-    elif isIPv6Address(runner.host):
-        endpoint = TCP6ClientEndpoint(reactor, runner.host, runner.port,
-                                      timeout=runner.connect_timeout)
-    else:
-        endpoint = HostnameEndpoint(reactor, runner.host, runner.port,
-                                    timeout=runner.connect_timeout)
-    if runner.scheme == "https":
-        trust = None
-        if runner.ca_path:
-            with open(runner.ca_path, "rb") as stream:
-                trust = Certificate.loadPEM(stream.read())
-        endpoint = wrapClientTLS(optionsForClientTLS(runner.host, trustRoot=trust), endpoint)
-    return endpoint
-
-
-def build_router(
-    settings: Settings, parts: GatewayParts, reactor: Any, pools: list[UpstreamPool]
-) -> Router:
-    """Build every route's chain and terminal from settings; runner pools are added to ``pools``.
-
-    Raises:
-        ConfigErrors: unknown filters, unreadable CA bundles.
-    """
-    context = FilterContext(settings=settings, clock=reactor, audit_log=parts.audit_log,
-                            verifier=parts.verifier, saas_verifier=parts.saas_verifier)
-    errors: list[ConfigError] = []
-    routes = []
-    for runner in settings.runners:
-        filters = []
-        for index, name in enumerate(runner.filters):
-            try:
-                filters.append(build_filter(name, context, runner))
-            except ValueError as e:
-                errors.append(ConfigError(runner.origins["filters"],
-                                          f"{runner.yaml_path}.filters[{index}]", str(e)))
-        try:
-            endpoint = _runner_endpoint(reactor, runner)
-        except OSError as e:
-            errors.append(ConfigError(runner.origins["caPath"], f"{runner.yaml_path}.caPath",
-                                      f"{runner.ca_path}: {e.strerror}"))
-            continue
-        pool = UpstreamPool(endpoint, reactor, max_idle=runner.max_connections)
-        pools.append(pool)
-        routes.append(Route(
-            name=runner.name,
-            prefix=runner.prefix_segments,
-            filters=tuple(filters),
-            terminal=OllamaTerminal(runner, pool, reactor),
-            max_body_size=runner.max_body_size,
-        ))
-    pipeline_routes = build_pipeline_routes(settings, context, parts, reactor, errors)
-    taken = {route.prefix for route in routes}
-    for route in pipeline_routes:
-        if route.prefix in taken:
-            errors.append(ConfigError(settings.pipelines.origin, "pipelines",
-                                      f'endpoint "{route.name}" is also a runner prefix'))
-        routes.append(route)
-    if errors:
-        raise ConfigErrors(errors)
-    # A node that only serves pipelines answers unknown paths as the FastAPI node did.
-    only_pipelines = not settings.runners and settings.pipelines.enabled
-    fallback = Route(name="", prefix=(), filters=(AuditFilter(parts.audit_log),), terminal=None,
-                     error_body=error_body_detail if only_pipelines else error_body_ollama)
-    return Router(routes, fallback)
+__all__ = ["GatewayService"]
 
 
 class GatewayService(MultiService):
@@ -130,9 +41,9 @@ class GatewayService(MultiService):
         self.parts = parts
         self.reactor = reactor
         server = settings.server
-        self.pools: list[UpstreamPool] = []
+        self.router = build_router(settings, parts, reactor)
         self.factory = GatewayHTTPFactory(
-            ChainRunner(build_router(settings, parts, reactor, self.pools)),
+            ChainRunner(self.router),
             reactor,
             limits=HeadLimits(server.max_header_line, server.max_header_fields,
                               server.max_header_bytes),
@@ -202,15 +113,9 @@ class GatewayService(MultiService):
             self._previous_hup = None
         super().stopService()
         port, self.port = self.port, None
-        launchers = {}
-        for route in self.factory.gateway.router.routes:
-            if isinstance(route.terminal, CommandTerminal):
-                route.terminal.kill_jobs()
-                launcher = route.terminal.context.launcher
-                launchers[id(launcher)] = launcher
+        waits = [route.terminal.stop() for route in self.router.routes
+                 if route.terminal is not None]
         self.factory.close_connections()
-        waits = [pool.close() for pool in self.pools]
-        waits.extend(launcher.stop() for launcher in launchers.values())
         if port is not None:
             waits.append(port.stopListening())
         self.parts.audit_log.close()

@@ -201,10 +201,6 @@ def prepare(settings: Settings, clock: Callable[[], float] = time.time) -> Gatew
         errors.append(ConfigError(Origin(settings.config_path), "server.address", refusal))
     verifier = _load_verifier(settings, errors, clock)
     saas_verifier, signer = _load_pipeline_keys(settings, errors, clock)
-    uses_tokens = any("token" in runner.filters for runner in settings.runners)
-    if verifier is None and uses_tokens and not errors:
-        errors.append(ConfigError(_origin(settings, "publicPath"), "paseto",
-                                  "the token filter needs paseto.publicPath or paseto.secretKey"))
     tls = None
     if server.tls_enabled:
         try:

@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 
 import yaml
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.config.errors import ConfigErrors
 from runnergw.config.load import load_settings
 from runnergw.config.settings import Settings
+from runnergw.routes import build_router
 from runnergw.startup import ensure_development_keys, prepare
 from runnergw.tokens.keys import generate_local_key_hex, write_signing_keypair
 from tests.helpers.certs import make_ca
@@ -32,7 +34,8 @@ class PrepareTests(SynchronousTestCase):
         }
         path = self.directory / "settings.yaml"
         path.write_text(yaml.safe_dump(document))
-        return load_settings(str(path), {})
+        self.last = load_settings(str(path), {})
+        return self.last
 
     def keypair(self) -> tuple[str, str]:
         key, pub = self.directory / "paseto.key", self.directory / "paseto.pub"
@@ -63,9 +66,16 @@ class PrepareTests(SynchronousTestCase):
         self.assertNotIn("your-secret-key", problems[0])
 
     def test_no_verification_key(self) -> None:
-        """The token filter without any key is a startup error, not an open gateway."""
-        problems = self.problems(self.settings({}))
-        self.assertIn("needs paseto.publicPath or paseto.secretKey", problems[0])
+        """The token filter without any key is a startup error naming the filter, not an
+        open gateway."""
+        parts = prepare(self.settings({}))
+        self.addCleanup(parts.audit_log.close)
+        with self.assertRaises(ConfigErrors) as caught:
+            build_router(self.last, parts,
+                         MemoryReactorClock())
+        [problem] = [str(error) for error in caught.exception.errors]
+        self.assertIn("runners[0].filters[0]: the token filter needs paseto.publicPath or "
+                      "paseto.secretKey", problem)
 
     def test_every_problem_listed(self) -> None:
         """Missing key file, bad TLS files and plain HTTP on a public address, all at once."""

@@ -11,7 +11,7 @@ from runnergw.http.headers import Headers
 if TYPE_CHECKING:
     from runnergw.chain.route import Route
 
-__all__ = ["Exchange", "Identity", "Reply", "Reject"]
+__all__ = ["EndStream", "Exchange", "Identity", "Reply", "Reject"]
 
 
 @attrs.frozen
@@ -52,6 +52,17 @@ class Reject(Exception):
         self.headers = headers
         self.reason = reason or message
         """What the audit trail records (may be more precise than the client message)."""
+
+
+class EndStream(Exception):
+    """Raised by a response hook to end the answer here: ``final`` (a well-formed last NDJSON
+    line, SSE event or bytes, without its terminator) is sent, the response is finished and
+    the terminal is told to stop (the runner's request is closed, so the GPU stops)."""
+
+    def __init__(self, final: bytes = b"", *, reason: str = "ended by a filter") -> None:
+        super().__init__(reason)
+        self.final = final
+        self.reason = reason
 
 
 @attrs.define(eq=False)
@@ -95,8 +106,51 @@ class Exchange:
     model: str | None = None
     notes: dict[str, Any] = attrs.field(factory=dict)
     """Extra audit fields set by filters."""
+    request_body: bytes | None = None
+    """The whole request body, once collected for a filter that asked (``collect_body``);
+    a ``request_body`` hook may replace it, and the terminal then sends the new one."""
+    uploads: dict[str, str] = attrs.field(factory=dict)
+    """On command routes, the upload fields stored by the terminal: field id → file path."""
+    form: dict[str, str] = attrs.field(factory=dict)
+    """On command routes, the text fields of the multipart form."""
+    response_framing: str = ""
+    """How an observed answer is cut for its observers: ``ndjson`` (a line each), ``sse``
+    (an event each), ``json`` (the whole body), ``bytes`` (each chunk as it comes)."""
+    body_limit: int | None = attrs.field(default=None, repr=False)
+    """Set through ``collect_body``: the smallest body limit any filter asked for."""
+    response_observers: list[Any] = attrs.field(factory=list, repr=False)
+    """Filters that asked to observe the answer (``observe_response``)."""
+    response_body_limit: int = attrs.field(default=1 << 20, repr=False)
+    """Largest whole JSON answer collected for ``response_body`` hooks (and the longest line
+    or event handed to ``response_line`` hooks)."""
 
     @property
     def has_body(self) -> bool:
         """True when the client sends a body."""
         return self.content_length is None or self.content_length > 0
+
+    def collect_body(self, max_size: int) -> None:
+        """Ask, from a ``request_headers`` hook, for the whole request body before the terminal.
+
+        The gateway then reads up to ``max_size`` bytes (a larger body is refused with 413 in
+        the route's error shape), sets ``request_body`` and runs the ``request_body`` hooks,
+        which may replace it. When several filters ask, the smallest limit holds. Requests no
+        filter asks about stream to the terminal untouched.
+        """
+        if max_size < 0:
+            raise ValueError("max_size must not be negative")
+        self.body_limit = max_size if self.body_limit is None else min(self.body_limit, max_size)
+
+    def observe_response(self, observer: Any, max_size: int | None = None) -> None:
+        """Ask, from any hook before the answer's head is sent, to watch the answer.
+
+        ``observer``'s ``response_line`` runs per NDJSON line or SSE event of a streamed
+        answer, ``response_body`` on a whole JSON answer of at most ``max_size`` bytes
+        (default 1 MiB; a larger one is a 502, never passed unchecked), ``response_chunk`` per
+        chunk of anything else. Answers nobody observes are relayed untouched.
+        """
+        if max_size is not None:
+            self.response_body_limit = min(self.response_body_limit, max_size) \
+                if self.response_observers else max_size
+        if observer not in self.response_observers:
+            self.response_observers.append(observer)

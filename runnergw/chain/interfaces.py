@@ -8,27 +8,55 @@ __all__ = ["IClientStream", "IFilter", "ITerminal"]
 
 
 class IFilter(Interface):
-    """A step of a route's chain. Request hooks run in order; response hooks in reverse.
+    """A step of a route's chain: a class with ``name`` and the hooks it needs, no others.
 
-    A request hook may return an awaitable; it may refuse the request by raising
-    ``Reject`` or answer it by setting ``exchange.response``, and the remaining request hooks
-    and the terminal are then skipped. ``done`` always runs, for every filter of the chain.
+    The chain finds a filter's hooks once, when the route is built, and refuses a class with a
+    public method that is no hook (a typo such as ``requst`` would otherwise never be called):
+    ``runnergw.chain.hooks.check_filter``. Request hooks run in chain order; response hooks and
+    ``done`` in reverse. Every hook may return an awaitable.
+
+    ``request_headers(exchange)``
+        The request head is in; no body byte has been read (token and role checks). Call
+        ``exchange.collect_body(max_size)`` to have the whole body before the terminal, and
+        ``exchange.observe_response(self)`` to see the answer as it is relayed.
+    ``request_body(exchange)``
+        The whole body is in, before the terminal acts on it: ``exchange.request_body``
+        (collected because a filter asked; a hook may replace it, and the terminal sends the
+        new one with its length) or, on command routes, ``exchange.uploads`` and
+        ``exchange.form`` (stored by the terminal).
+    ``response_headers(exchange)``
+        The response head is about to be sent: ``exchange.status`` and
+        ``exchange.response_headers`` may be changed; raising ``Reject`` answers with that
+        error instead.
+    ``response_line(exchange, line)``
+        One NDJSON line or SSE event of an observed streamed answer, without its end. Return
+        None to relay it, bytes to relay instead (empty: drop it); raise ``EndStream`` to end
+        the answer with a last well-formed line (the runner's request is closed).
+    ``response_chunk(exchange, chunk)``
+        One chunk of an observed answer that is neither NDJSON, SSE nor JSON; as above.
+    ``response_body(exchange, body)``
+        The whole body of an observed JSON answer (bounded); as above. The head waits for it
+        and carries the new length.
+    ``done(exchange)``
+        The exchange is over: answered, refused, failed or abandoned. Always runs.
+
+    A request hook refuses by raising ``Reject`` or answers by setting ``exchange.response``:
+    the remaining request hooks and the terminal are then skipped, and the answer still goes
+    through the response hooks. Any other exception ends the exchange with a 500 (the chain
+    fails closed).
+
+    A filter class may declare ``Options``, an attrs class: its fields are the filter's
+    settings (``perMinute`` in YAML for a field ``per_minute``), checked at load. It is built
+    by its class method ``from_settings(options, context)`` when it has one, else by
+    ``cls(options)`` (``cls()`` without ``Options``). ``after_any``, a tuple of filter names,
+    says that one of them must come earlier in the chain.
     """
 
     name = Attribute("Short name used in settings and logs.")
 
-    def request(exchange):  # type: ignore[no-untyped-def]
-        """Called once the request head is in, before any body byte is read."""
-
-    def response_headers(exchange):  # type: ignore[no-untyped-def]
-        """Called (synchronously) just before the response head goes to the client."""
-
-    def done(exchange):  # type: ignore[no-untyped-def]
-        """Called when the exchange is over: answered, refused, failed or abandoned."""
-
 
 class IClientStream(Interface):
-    """The client side of an exchange, as the gateway and terminals see it."""
+    """The client side of an exchange, as the chain and terminals see it."""
 
     def start_body(consumer):  # type: ignore[no-untyped-def]
         """Start reading the request body into ``consumer`` (sends ``100 Continue`` if asked).
@@ -61,18 +89,23 @@ class IClientStream(Interface):
         """Undo ``register_producer``."""
 
     def when_gone(callback):  # type: ignore[no-untyped-def]
-        """Call ``callback()`` at once if the client disconnects before the response ends."""
+        """Call ``callback()`` at once if the client disconnects before the response ends
+        (or, for a terminal, once the chain ended the answer itself)."""
 
     head_sent = Attribute("True once the response head was sent.")
-    gone = Attribute("True once the client connection is closed.")
+    gone = Attribute("True once the client connection is closed: stop producing.")
 
 
 class ITerminal(Interface):
     """Where a route's exchange ends: it produces the response."""
 
-    def handle(exchange, client, send_head):  # type: ignore[no-untyped-def]
-        """Serve the exchange; return a Deferred that fires when the response is over.
+    def handle(exchange, client):  # type: ignore[no-untyped-def]
+        """Serve the exchange; return an awaitable that completes when the response is over.
 
-        ``send_head(status, headers, length)`` runs the chain's ``response_headers`` hooks
-        and sends the head to ``client``.
+        ``client`` is the chain's view of the client: its head runs the response hooks and
+        its body passes the observing filters. A terminal that has the whole body before acting
+        on it (the command terminal stores the uploads) awaits ``client.body_complete()``.
         """
+
+    def stop():  # type: ignore[no-untyped-def]
+        """The gateway stops: end what is under way and free resources; returns a Deferred."""

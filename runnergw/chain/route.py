@@ -9,6 +9,7 @@ from urllib.parse import unquote
 import attrs
 
 from runnergw.chain.exchange import Reject
+from runnergw.chain.hooks import ChainHooks
 from runnergw.chain.interfaces import IFilter, ITerminal
 
 __all__ = ["Route", "Router", "error_body_ollama", "error_body_detail"]
@@ -36,6 +37,10 @@ class Route:
     """None for the fallback route that only answers 404."""
     error_body: Callable[[int, str], bytes] = error_body_ollama
     max_body_size: int = 1 << 30
+    hooks: ChainHooks = attrs.field(
+        init=False, eq=False, repr=False,
+        default=attrs.Factory(lambda route: ChainHooks.of(route.filters), takes_self=True))
+    """The filters by hook, found once (a filter class with a misspelt hook is refused)."""
 
 
 def _split_path(path: str) -> tuple[list[str], list[str]]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
-from runnergw.http.headers import Headers, forwardable_request_headers
-from runnergw.logs import level_gate
+from runnergw.chain.body import BodyCollector, BodyTooLarge
+from runnergw.chain.client import FilteredClient
 from runnergw.chain.exchange import Exchange, Reject, Reply
+from runnergw.chain.hookcalls import call_each
 from runnergw.chain.interfaces import IClientStream
 from runnergw.chain.route import Route, Router
+from runnergw.http.headers import forwardable_request_headers
+from runnergw.logs import level_gate
 
 __all__ = ["ChainRunner"]
 
@@ -35,12 +37,13 @@ class ChainRunner:
 
     async def _serve(self, exchange: Exchange, client: IClientStream) -> None:
         route = self.router.fallback
+        filtered = FilteredClient(route, exchange, client)
         try:
             route, exchange.upstream_path = self.router.match(exchange.path)
-            exchange.route = route
-            await self._run(route, exchange, client)
+            exchange.route = filtered.route = route
+            await self._run(route, exchange, filtered)
         except Reject as rejection:
-            self._refuse(route, exchange, client, rejection)
+            self._refuse(route, exchange, filtered, rejection)
         except Exception:
             self.log.failure(
                 "Request {request_id} failed inside the gateway",
@@ -48,58 +51,62 @@ class ChainRunner:
             )
             exchange.outcome = "error"
             exchange.reason = "internal error"
-            if client.head_sent:
-                client.abort("internal error")
+            if filtered.head_sent:
+                filtered.abort("internal error")
             else:
                 # No hooks this time: a failing response hook must not fail the error reply.
-                self._reply(route, exchange, client, Reply(
+                filtered.reply(Reply(
                     500, route.error_body(500, f"internal error (request {exchange.request_id})")
                 ), hooks=False)
         finally:
-            self._done(route, exchange)
+            await self._done(route, exchange)
 
-    async def _run(self, route: Route, exchange: Exchange, client: IClientStream) -> None:
+    async def _run(self, route: Route, exchange: Exchange, client: FilteredClient) -> None:
         exchange.upstream_headers = forwardable_request_headers(exchange.headers)
-        for step in route.filters:
-            result: Any = step.request(exchange)
-            if inspect.isawaitable(result):
-                await result
-            if exchange.response is not None:
-                self._reply(route, exchange, client, exchange.response)
-                return
+        pending = call_each(route.hooks.request_headers, "request_headers", exchange,
+                            until_answered=True)
+        if pending is not None:
+            await pending
+        if exchange.response is not None:
+            client.reply(exchange.response)
+            return
         if route.terminal is None:
             raise Reject(404, "no runner serves this path")
         # Checked from Content-Length before any body byte is read (chunked bodies are
         # counted as they arrive); after the token check, so strangers do not learn the limit.
         if exchange.content_length is not None and exchange.content_length > route.max_body_size:
             raise Reject(413, f"request body larger than {route.max_body_size} bytes")
+        if exchange.body_limit is not None:
+            if not await self._collect(exchange, client, min(exchange.body_limit,
+                                                             route.max_body_size)):
+                return
+            if not await client.body_complete():
+                return
+        if exchange.response_observers:
+            # Observers read the answer as it comes: the runner must not compress it.
+            exchange.upstream_headers.remove("accept-encoding")
+        await route.terminal.handle(exchange, client)
 
-        def send_head(status: int, headers: Headers, length: int | None) -> None:
-            self._send_head(route, exchange, client, status, headers, length)
-
-        await route.terminal.handle(exchange, client, send_head)
-
-    def _send_head(
-        self,
-        route: Route,
-        exchange: Exchange,
-        client: IClientStream,
-        status: int,
-        headers: Headers,
-        length: int | None,
-        hooks: bool = True,
-    ) -> None:
-        if client.gone:
-            return
-        exchange.status = status
-        exchange.response_headers = headers
-        if hooks:
-            for step in reversed(route.filters):
-                step.response_headers(exchange)
-        client.send_head(status, exchange.response_headers, length)
+    async def _collect(self, exchange: Exchange, client: FilteredClient, limit: int) -> bool:
+        """Read the whole body for the filters; False when the client left meanwhile."""
+        if exchange.content_length is not None and exchange.content_length > limit:
+            raise Reject(413, f"request body larger than {limit} bytes")
+        collector = BodyCollector(limit)
+        if exchange.has_body:
+            client.start_body(collector)
+        else:
+            collector.body_done()
+        try:
+            body = await collector.result
+        except BodyTooLarge:
+            raise Reject(413, f"request body larger than {limit} bytes") from None
+        except ConnectionError:
+            return False
+        exchange.request_body = body
+        return True
 
     def _refuse(
-        self, route: Route, exchange: Exchange, client: IClientStream, rejection: Reject
+        self, route: Route, exchange: Exchange, client: FilteredClient, rejection: Reject
     ) -> None:
         if exchange.outcome == "ok":
             exchange.outcome = "denied" if rejection.status in (401, 403) else "refused"
@@ -108,28 +115,14 @@ class ChainRunner:
             client.abort(rejection.reason)
             return
         body = route.error_body(rejection.status, rejection.message)
-        self._reply(route, exchange, client, Reply(rejection.status, body,
-                                                  headers=rejection.headers))
+        client.reply(Reply(rejection.status, body, headers=rejection.headers))
 
-    def _reply(
-        self,
-        route: Route,
-        exchange: Exchange,
-        client: IClientStream,
-        reply: Reply,
-        hooks: bool = True,
-    ) -> None:
-        headers = Headers(reply.headers)
-        headers.set("Content-Type", reply.content_type)
-        self._send_head(route, exchange, client, reply.status, headers, len(reply.body), hooks)
-        if exchange.method != "HEAD":
-            client.write(reply.body)
-        client.finish()
-
-    def _done(self, route: Route, exchange: Exchange) -> None:
-        for step in reversed(route.filters):
+    async def _done(self, route: Route, exchange: Exchange) -> None:
+        for step in route.hooks.done:
             try:
-                step.done(exchange)
+                result = step.done(exchange)
+                if inspect.isawaitable(result):
+                    await result
             except Exception:
                 self.log.failure(
                     "Filter {filter} failed at the end of request {request_id}",

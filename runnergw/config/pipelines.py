@@ -11,11 +11,12 @@ from pathlib import Path
 import attrs
 
 from runnergw.config.errors import Origin
+from runnergw.config.filters import FilterSpec, read_filter_specs
 from runnergw.config.reader import MapReader
 
 __all__ = ["ModelSettings", "PipelineSettings", "DEFAULT_PIPELINE_FILTERS"]
 
-DEFAULT_PIPELINE_FILTERS = ("websaas", "role", "audit")
+DEFAULT_PIPELINE_FILTERS = ("websaas", "role", "mediaLimits", "audit")
 _ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -44,7 +45,7 @@ class PipelineSettings:
     max_user_token_age: float = 3600.0
     issuer: str = ""
     audience: str = ""
-    filters: tuple[str, ...] = DEFAULT_PIPELINE_FILTERS
+    filters: tuple[FilterSpec, ...] = tuple(FilterSpec(name) for name in DEFAULT_PIPELINE_FILTERS)
     max_request_size: int = 2 << 30
     """Cap on a whole request when an upload field declares no ``maxSize``."""
     environment: Mapping[str, str] = attrs.field(factory=dict)
@@ -83,7 +84,7 @@ class PipelineSettings:
             max_user_token_age=section.duration("maxUserTokenAge", defaults.max_user_token_age),
             issuer=section.string("issuer"),
             audience=section.string("audience"),
-            filters=section.string_list("filters", DEFAULT_PIPELINE_FILTERS),
+            filters=read_filter_specs(section, "filters", DEFAULT_PIPELINE_FILTERS),
             max_request_size=section.size("maxRequestSize", defaults.max_request_size),
             environment=section.string_map("environment"),
             job_niceness=section.integer("jobNiceness", defaults.job_niceness, 0, 19),
@@ -91,8 +92,6 @@ class PipelineSettings:
             models=models,
             origin=section.origin,
         )
-        if settings.enabled:
-            _check_filters(section, settings.filters)
         for name, value in settings.environment.items():
             if not _ENVIRONMENT_NAME.fullmatch(name) or "\0" in value:
                 section.error("environment", f'"{name}" is not a usable environment variable')
@@ -101,15 +100,6 @@ class PipelineSettings:
                           "server-id makes one; SERVER_ID in the environment works too)")
         section.finish()
         return settings
-
-
-def _check_filters(section: MapReader, filters: tuple[str, ...]) -> None:
-    """The SaaS token check and the role check are the contract of every model: a settings
-    change must not drop them silently (custom filters may be added around them)."""
-    if "websaas" not in filters:
-        section.error("filters", "must include websaas: without it anyone can run the models")
-    elif "role" not in filters or filters.index("role") < filters.index("websaas"):
-        section.error("filters", "must include role after websaas: it enforces allowed_roles")
 
 
 def _read_model(section: MapReader, base: ModelSettings, finish: bool = False) -> ModelSettings:

@@ -17,6 +17,7 @@ from runnergw.config.yamlfile import MarkedList, MarkedMap
 
 __all__ = [
     "ErrorSink",
+    "describe",
     "MapReader",
     "ListenAddress",
     "parse_go_duration",
@@ -115,7 +116,8 @@ class ErrorSink:
         self.errors.append(ConfigError(origin, path, message))
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """How a value found in the settings is named in an error message."""
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, (MarkedMap, dict)):
@@ -152,12 +154,13 @@ class MapReader:
         """True when the key is present (even if null)."""
         return key in self._data
 
-    def _raw(self, key: str) -> Any:
+    def raw(self, key: str) -> Any:
+        """The value as written (None when absent); the key counts as read."""
         self._seen.add(key)
         return self._data.get(key)
 
     def _read(self, key: str, default: T, convert: Callable[[Any], T]) -> T:
-        value = self._raw(key)
+        value = self.raw(key)
         if value is None:
             return default
         try:
@@ -171,7 +174,7 @@ class MapReader:
 
         def convert(value: Any) -> str:
             if not isinstance(value, str):
-                raise TypeError(f"expected a string, got {_describe(value)}")
+                raise TypeError(f"expected a string, got {describe(value)}")
             return value
 
         return self._read(key, default, convert)
@@ -182,7 +185,7 @@ class MapReader:
         def convert(value: Any) -> str:
             if not isinstance(value, str) or value.lower() not in choices:
                 allowed = ", ".join(choices)
-                raise ValueError(f"expected one of {allowed}; got {_describe(value)}")
+                raise ValueError(f"expected one of {allowed}; got {describe(value)}")
             return value.lower()
 
         return self._read(key, default, convert)
@@ -194,7 +197,7 @@ class MapReader:
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return value.lower() == "true"
             if not isinstance(value, bool):
-                raise TypeError(f"expected true or false, got {_describe(value)}")
+                raise TypeError(f"expected true or false, got {describe(value)}")
             return value
 
         return self._read(key, default, convert)
@@ -206,11 +209,23 @@ class MapReader:
             if isinstance(value, str) and value.strip().isdigit():
                 value = int(value)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"expected a whole number, got {_describe(value)}")
+                raise TypeError(f"expected a whole number, got {describe(value)}")
             if value < minimum or (maximum is not None and value > maximum):
                 upper = "" if maximum is None else f" and at most {maximum}"
                 raise ValueError(f"expected at least {minimum}{upper}, got {value}")
             return value
+
+        return self._read(key, default, convert)
+
+    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        """A number (whole or not) of at least ``minimum``."""
+
+        def convert(value: Any) -> float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"expected a number, got {describe(value)}")
+            if value < minimum:
+                raise ValueError(f"expected at least {minimum:g}, got {value:g}")
+            return float(value)
 
         return self._read(key, default, convert)
 
@@ -219,13 +234,13 @@ class MapReader:
 
         def convert(value: Any) -> float:
             if isinstance(value, bool):
-                raise TypeError(f"expected a duration such as 5s, got {_describe(value)}")
+                raise TypeError(f"expected a duration such as 5s, got {describe(value)}")
             if isinstance(value, (int, float)):
                 if value < 0:
                     raise ValueError("expected a positive duration")
                 return float(value)
             if not isinstance(value, str):
-                raise TypeError(f"expected a duration such as 5s, got {_describe(value)}")
+                raise TypeError(f"expected a duration such as 5s, got {describe(value)}")
             return parse_go_duration(value)
 
         return self._read(key, default, convert)
@@ -235,11 +250,11 @@ class MapReader:
 
         def convert(value: Any) -> int:
             if isinstance(value, bool):
-                raise TypeError(f"expected a size such as 64MiB, got {_describe(value)}")
+                raise TypeError(f"expected a size such as 64MiB, got {describe(value)}")
             if isinstance(value, int) and value >= 0:
                 return value
             if not isinstance(value, str):
-                raise TypeError(f"expected a size such as 64MiB, got {_describe(value)}")
+                raise TypeError(f"expected a size such as 64MiB, got {describe(value)}")
             return parse_size(value)
 
         return self._read(key, default, convert)
@@ -249,20 +264,20 @@ class MapReader:
 
         def convert(value: Any) -> ListenAddress:
             if not isinstance(value, str):
-                raise TypeError(f'expected "host:port", got {_describe(value)}')
+                raise TypeError(f'expected "host:port", got {describe(value)}')
             return parse_listen_address(value)
 
         return self._read(key, default, convert)
 
     def string_list(self, key: str, default: Sequence[str] = ()) -> tuple[str, ...]:
         """A list of strings; a single string is taken as a one-item list."""
-        value = self._raw(key)
+        value = self.raw(key)
         if value is None:
             return tuple(default)
         if isinstance(value, str):
             return (value,)
         if not isinstance(value, list):
-            self.error(key, f"expected a list of strings, got {_describe(value)}")
+            self.error(key, f"expected a list of strings, got {describe(value)}")
             return tuple(default)
         result = []
         for index, item in enumerate(value):
@@ -270,7 +285,7 @@ class MapReader:
                 origins = getattr(value, "item_origins", None)
                 origin = origins[index] if origins else self.origin_of(key)
                 self.sink.add(origin, f"{self.child_path(key)}[{index}]",
-                              f"expected a string, got {_describe(item)}")
+                              f"expected a string, got {describe(item)}")
                 continue
             result.append(item)
         return tuple(result)
@@ -282,25 +297,25 @@ class MapReader:
 
     def section(self, key: str) -> MapReader:
         """The mapping under ``key`` (empty when absent)."""
-        value = self._raw(key)
+        value = self.raw(key)
         if value is not None and not isinstance(value, MarkedMap):
-            self.error(key, f"expected a mapping, got {_describe(value)}")
+            self.error(key, f"expected a mapping, got {describe(value)}")
             value = None
         return MapReader(value, self.child_path(key), self.origin_of(key), self.sink)
 
     def sections(self, key: str) -> Iterator[MapReader]:
         """Each mapping in the list under ``key``."""
-        value = self._raw(key)
+        value = self.raw(key)
         if value is None:
             return
         if not isinstance(value, list):
-            self.error(key, f"expected a list, got {_describe(value)}")
+            self.error(key, f"expected a list, got {describe(value)}")
             return
         origins = getattr(value, "item_origins", None) or [self.origin_of(key)] * len(value)
         for index, item in enumerate(value):
             path = f"{self.child_path(key)}[{index}]"
             if not isinstance(item, MarkedMap):
-                self.sink.add(origins[index], path, f"expected a mapping, got {_describe(item)}")
+                self.sink.add(origins[index], path, f"expected a mapping, got {describe(item)}")
                 continue
             yield MapReader(item, path, origins[index], self.sink)
 

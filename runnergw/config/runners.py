@@ -9,6 +9,7 @@ from urllib.parse import unquote
 import attrs
 
 from runnergw.config.errors import Origin
+from runnergw.config.filters import FilterSpec, read_filter_specs
 from runnergw.config.reader import MapReader, parse_listen_address
 
 __all__ = ["RewriteSettings", "RunnerSettings", "DEFAULT_FILTERS", "read_runners"]
@@ -75,7 +76,7 @@ class RunnerSettings:
     host: str
     port: int
     scheme: str = "http"
-    filters: tuple[str, ...] = DEFAULT_FILTERS
+    filters: tuple[FilterSpec, ...] = tuple(FilterSpec(name) for name in DEFAULT_FILTERS)
     max_body_size: int = 1 << 30
     connect_timeout: float = 10.0
     first_byte_timeout: float = 300.0
@@ -137,7 +138,7 @@ def _read_runner(section: MapReader, index: int) -> RunnerSettings:
         host=host,
         port=port,
         scheme=section.choice("scheme", "http", ("http", "https")),
-        filters=section.string_list("filters", DEFAULT_FILTERS),
+        filters=read_filter_specs(section, "filters", DEFAULT_FILTERS),
         max_body_size=section.size("maxBodySize", defaults.max_body_size),
         connect_timeout=section.duration("connectTimeout", defaults.connect_timeout),
         first_byte_timeout=section.duration("firstByteTimeout", defaults.first_byte_timeout),

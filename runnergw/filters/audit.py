@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from zope.interface import implementer
 
 from runnergw.audit_log import AuditLog
 from runnergw.chain.exchange import Exchange
-from runnergw.chain.filter import Filter
+from runnergw.chain.interfaces import IFilter
+
+if TYPE_CHECKING:
+    from runnergw.filters.registry import FilterContext
 
 __all__ = ["AuditFilter"]
 
@@ -16,13 +21,19 @@ def _milliseconds(start: float, end: float | None) -> float | None:
     return None if end is None else round((end - start) * 1000.0, 3)
 
 
-class AuditFilter(Filter):
+@implementer(IFilter)
+class AuditFilter:
     """Records who asked what of which runner, and how it went. Never a token or a prompt."""
 
     name = "audit"
 
     def __init__(self, audit_log: AuditLog) -> None:
         self.audit_log = audit_log
+
+    @classmethod
+    def from_settings(cls, options: None, context: FilterContext) -> AuditFilter:
+        """Writes to the gateway's audit trail (``audit.path``)."""
+        return cls(context.audit_log)
 
     def done(self, exchange: Exchange) -> None:
         """Write the exchange's audit line."""

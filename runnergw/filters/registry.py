@@ -1,8 +1,8 @@
-"""Filter names in settings → filter objects; a dotted path names a filter from another package."""
+"""Filter names in settings → filter objects; a dotted path names a filter class elsewhere."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -10,75 +10,117 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.reflect import namedAny
 
 from runnergw.audit_log import AuditLog
-from runnergw.config.runners import RewriteSettings
+from runnergw.chain.hooks import FILTER_HOOKS, check_filter
+from runnergw.config.errors import ConfigError
+from runnergw.config.filters import FilterSpec
+from runnergw.config.options import read_options
+from runnergw.config.reader import ErrorSink, MapReader
 from runnergw.config.settings import Settings
 from runnergw.filters.audit import AuditFilter
+from runnergw.filters.media_limits import MediaLimitsFilter
 from runnergw.filters.rewrite import RewriteFilter
 from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
 from runnergw.filters.websaas import WebSaasTokenFilter
-from runnergw.chain.interfaces import IFilter
 from runnergw.tokens.verifier import TokenVerifier
+from runnergw.websaas.signing import ResponseSigner
 from runnergw.websaas.tokens import SaasTokenVerifier
 
-__all__ = ["FilterContext", "BUILTIN_FILTERS", "build_filter"]
+__all__ = ["BUILTIN_FILTERS", "FilterContext", "build_chain", "filter_class"]
 
 
 @attrs.frozen
 class FilterContext:
-    """What a filter factory may use: the settings and the shared gateway parts."""
+    """What a filter's ``from_settings`` may use: the settings, the gateway's shared parts,
+    and the settings of the route being built."""
 
     settings: Settings
     clock: IReactorTime
     audit_log: AuditLog
-    verifier: TokenVerifier | None
+    verifier: TokenVerifier | None = None
     saas_verifier: SaasTokenVerifier | None = None
+    signer: ResponseSigner | None = None
+    jobs: Any = None
+    """The command routes' shared job parts (launcher, ffprobe, environment), if any."""
+    route: Any = None
+    """The route's settings: ``RunnerSettings``, or a pipeline route with its descriptor."""
 
 
-FilterFactory = Callable[[FilterContext, Any], Any]
-"""``factory(context, route_settings)``: ``RunnerSettings`` or ``PipelineRoute``."""
-
-
-def _token(context: FilterContext, route: Any) -> TokenFilter:
-    if context.verifier is None:
-        raise ValueError("the token filter needs paseto.publicPath or paseto.secretKey")
-    return TokenFilter(context.verifier)
-
-
-def _websaas(context: FilterContext, route: Any) -> WebSaasTokenFilter:
-    if context.saas_verifier is None:
-        raise ValueError("the websaas filter needs pipelines.saasPublicKeyPath")
-    return WebSaasTokenFilter(context.saas_verifier)
-
-
-BUILTIN_FILTERS: Mapping[str, FilterFactory] = {
-    "token": _token,
-    "websaas": _websaas,
-    "role": lambda context, route: RoleFilter(getattr(route, "allowed_roles", None)),
-    "rewrite": lambda context, route: RewriteFilter(getattr(route, "rewrite", RewriteSettings())),
-    "audit": lambda context, route: AuditFilter(context.audit_log),
+BUILTIN_FILTERS: Mapping[str, type] = {
+    "token": TokenFilter,
+    "websaas": WebSaasTokenFilter,
+    "role": RoleFilter,
+    "rewrite": RewriteFilter,
+    "mediaLimits": MediaLimitsFilter,
+    "audit": AuditFilter,
 }
 
 
-def build_filter(name: str, context: FilterContext, runner: Any) -> IFilter:
-    """Build the filter ``name`` for ``runner``.
-
-    A name with a dot is imported (``mypackage.filters.Quota``) and called as
-    ``factory(context, runner)``; it must return an object providing ``IFilter``.
+def filter_class(name: str) -> type:
+    """The class a settings name stands for: built in, or imported by its dotted path.
 
     Raises:
-        ValueError: unknown name, import failure, or not a filter (the message says which).
+        ValueError: unknown name, import failure, not a class, or a class defining a public
+            method that is no hook (the message says which).
     """
-    factory = BUILTIN_FILTERS.get(name)
-    if factory is None:
+    cls = BUILTIN_FILTERS.get(name)
+    if cls is None:
         if "." not in name:
             known = ", ".join(BUILTIN_FILTERS)
-            raise ValueError(f'unknown filter "{name}" (built in: {known}; or a dotted path)')
+            raise ValueError(f'unknown filter "{name}" (built in: {known}; or a dotted path '
+                             "to a filter class)")
         try:
-            factory = namedAny(name)
+            cls = namedAny(name)
         except (AttributeError, ImportError, ValueError) as e:
             raise ValueError(f'cannot import filter "{name}": {e}') from e
-    result = factory(context, runner)
-    if not IFilter.providedBy(result):
-        raise ValueError(f'"{name}" did not produce an object providing IFilter')
-    return result
+        if not isinstance(cls, type):
+            raise ValueError(f'"{name}" is not a class (a filter is a class with hooks)')
+    check_filter(cls)
+    if not any(callable(getattr(cls, hook, None)) for hook in FILTER_HOOKS):
+        raise ValueError(f'"{name}" defines none of the hooks {", ".join(FILTER_HOOKS)}')
+    return cls
+
+
+def _build_one(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> Any:
+    cls = filter_class(spec.name)
+    options_class = getattr(cls, "Options", None)
+    section = MapReader(spec.options, f"{spec.path}.{spec.name}", spec.origin, sink)
+    options = None
+    if options_class is not None:
+        before = len(sink.errors)
+        options = read_options(options_class, section)
+        if options is None or len(sink.errors) > before:
+            return None
+    elif spec.options:
+        sink.add(spec.origin, f"{spec.path}.{spec.name}",
+                 f'the {spec.name} filter takes no options')
+        return None
+    build = getattr(cls, "from_settings", None)
+    if build is not None:
+        return build(options, context)
+    return cls(options) if options_class is not None else cls()
+
+
+def build_chain(specs: Sequence[FilterSpec], context: FilterContext) -> tuple[tuple[Any, ...],
+                                                                               list[ConfigError]]:
+    """Build a route's filters, in order, with every problem found (located)."""
+    sink = ErrorSink()
+    filters: list[Any] = []
+    names: list[str] = []
+    for spec in specs:
+        # A filter that failed to build still counts as placed, so that its problem is
+        # reported once, not again as a missing dependency of the next one.
+        names.append(spec.name)
+        try:
+            built = _build_one(spec, context, sink)
+        except ValueError as e:
+            sink.add(spec.origin, spec.path, str(e))
+            continue
+        if built is None:
+            continue
+        after_any = getattr(built, "after_any", ())
+        if after_any and not set(after_any) & set(names[:-1]):
+            sink.add(spec.origin, spec.path,
+                     f"{spec.name} must come after one of {', '.join(after_any)}")
+        filters.append(built)
+    return tuple(filters), sink.errors

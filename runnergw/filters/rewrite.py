@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
-from runnergw.config.runners import RewriteSettings
+from typing import TYPE_CHECKING
+
+from zope.interface import implementer
+
 from runnergw.chain.exchange import Exchange
-from runnergw.chain.filter import Filter
+from runnergw.chain.interfaces import IFilter
+from runnergw.config.runners import RewriteSettings
+
+if TYPE_CHECKING:
+    from runnergw.filters.registry import FilterContext
 
 __all__ = ["RewriteFilter"]
 
 
-class RewriteFilter(Filter):
-    """Applies a route's ``rewrite`` settings (removals first, then the values set)."""
+@implementer(IFilter)
+class RewriteFilter:
+    """Applies a route's ``rewrite`` settings (removals first, then the values set).
+
+    Its options are given under the filter (``- rewrite: {setHeaders: …}``) or, as before
+    options existed, in the runner's own ``rewrite`` section.
+    """
 
     name = "rewrite"
+    Options = RewriteSettings
 
     def __init__(self, settings: RewriteSettings) -> None:
         self.settings = settings
 
-    def request(self, exchange: Exchange) -> None:
+    @classmethod
+    def from_settings(cls, options: RewriteSettings, context: FilterContext) -> RewriteFilter:
+        """Options given under the filter, else the runner's ``rewrite`` section."""
+        if options == RewriteSettings():
+            options = getattr(context.route, "rewrite", options)
+        return cls(options)
+
+    def request_headers(self, exchange: Exchange) -> None:
         """Edit the headers sent to the runner."""
         headers = exchange.upstream_headers
         headers.remove_all(self.settings.remove_headers)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import attrs
+from zope.interface import implementer
 
 from runnergw.chain.exchange import Exchange, Reject
-from runnergw.chain.filter import Filter
+from runnergw.chain.interfaces import IFilter
+
+if TYPE_CHECKING:
+    from runnergw.filters.registry import FilterContext
 
 __all__ = ["RoleFilter", "DEFAULT_ROLE"]
 
@@ -15,7 +20,8 @@ DEFAULT_ROLE = "user"
 """The role of a token without a ``role`` claim (runner-gateway's tokens carry none)."""
 
 
-class RoleFilter(Filter):
+@implementer(IFilter)
+class RoleFilter:
     """Gives every authenticated exchange a role; refuses unauthenticated ones and, when the
     route lists allowed roles (a model's ``allowed_roles``), every other role with 403.
 
@@ -24,10 +30,18 @@ class RoleFilter(Filter):
 
     name = "role"
 
+    after_any = ("token", "websaas")
+    """The chain must verify the caller first: one of these comes earlier."""
+
     def __init__(self, allowed_roles: Collection[str] | None = None) -> None:
         self.allowed_roles = None if allowed_roles is None else frozenset(allowed_roles)
 
-    def request(self, exchange: Exchange) -> None:
+    @classmethod
+    def from_settings(cls, options: None, context: FilterContext) -> RoleFilter:
+        """The route's allowed roles (a model descriptor's ``allowed_roles``), if any."""
+        return cls(getattr(context.route, "allowed_roles", None))
+
+    def request_headers(self, exchange: Exchange) -> None:
         """Settle the role, defaulting to ``user``, and check it against the route's list."""
         identity = exchange.identity
         if identity is None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from zope.interface import implementer
+
 from runnergw.chain.exchange import Exchange, Identity, Reject
-from runnergw.chain.filter import Filter
+from runnergw.chain.interfaces import IFilter
 from runnergw.tokens.verifier import TokenError, TokenVerifier
+
+if TYPE_CHECKING:
+    from runnergw.filters.registry import FilterContext
 
 __all__ = ["TokenFilter"]
 
@@ -15,7 +22,8 @@ def _challenge(description: str) -> tuple[tuple[str, str], ...]:
              f'Bearer realm="runnergw", error="invalid_token", error_description="{text}"'),)
 
 
-class TokenFilter(Filter):
+@implementer(IFilter)
+class TokenFilter:
     """Checks ``Authorization: Bearer vN.(public|local).…`` and records who is calling.
 
     The token itself never leaves this filter: not in errors, logs or the audit trail.
@@ -26,7 +34,14 @@ class TokenFilter(Filter):
     def __init__(self, verifier: TokenVerifier) -> None:
         self.verifier = verifier
 
-    def request(self, exchange: Exchange) -> None:
+    @classmethod
+    def from_settings(cls, options: None, context: FilterContext) -> TokenFilter:
+        """Needs the PASETO keys of the ``paseto`` section."""
+        if context.verifier is None:
+            raise ValueError("the token filter needs paseto.publicPath or paseto.secretKey")
+        return cls(context.verifier)
+
+    def request_headers(self, exchange: Exchange) -> None:
         """Verify the bearer token, or refuse with 401."""
         header = exchange.headers.get("authorization")
         if header is None:

@@ -21,12 +21,12 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from runnergw.chain.exchange import Exchange
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
 from runnergw.http.status import reason_phrase
 from runnergw.http.stream import ClientStream, DiscardBody
 from runnergw.logs import level_gate
-from runnergw.chain.exchange import Exchange
 
 __all__ = ["ConnectionTimeouts", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
 

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from zope.interface import implementer
 
+from runnergw.chain.exchange import Exchange
+from runnergw.chain.interfaces import IClientStream
 from runnergw.http.body import BodyDecoder, ChunkedDecoder, FixedLengthDecoder
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import RequestHead
 from runnergw.http.headers import Headers
 from runnergw.http.status import reason_phrase
-from runnergw.chain.exchange import Exchange
-from runnergw.chain.interfaces import IClientStream
 
 if TYPE_CHECKING:
     from runnergw.http.server import GatewayHTTPProtocol

@@ -6,23 +6,23 @@ import errno
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Cooperator, TaskStopped
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from runnergw.chain.exchange import Exchange, Reject
+from runnergw.chain.interfaces import IClientStream, ITerminal
 from runnergw.config.pipelines import ModelSettings
 from runnergw.http.headers import Headers
 from runnergw.logs import level_gate
-from runnergw.chain.exchange import Exchange, Reject
-from runnergw.chain.interfaces import IClientStream, ITerminal
 from runnergw.pipelines.descriptor import ModelDescriptor
+from runnergw.pipelines.failures import RETRY_AFTER, node_failure, storage_refusal
 from runnergw.pipelines.form import FormError, check_form
 from runnergw.pipelines.launcher import JobLauncher, LauncherLost
-from runnergw.pipelines.probe import ProbeError, probe_media
 from runnergw.pipelines.process import Job, JobResult, start_job
 from runnergw.pipelines.reply import OutputReply, Outputs
 from runnergw.pipelines.slots import Admission, JobSlots, QueueFull
@@ -35,12 +35,9 @@ __all__ = ["CommandTerminal", "PipelineContext"]
 
 _STDERR_DETAIL = 2000
 """Characters of a failed command's stderr returned in the error detail."""
-_RETRY_AFTER = "10"
 _PROGRAM_ERRORS = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR,
                              errno.ELOOP, errno.ENAMETOOLONG, errno.EPERM})
 """Why a program cannot start that lies with the program (or the descriptor naming it)."""
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOBUFS})
-"""Resources of the node running out for a while: worth a retry."""
 _SMALL_REPLY = 256 * 1024
 """Outputs up to this many bytes in all are answered at once rather than streamed."""
 
@@ -61,6 +58,25 @@ class PipelineContext:
         self.cooperator = cooperator
         self.extra_environment = dict(extra_environment or {})
         self.launcher = JobLauncher(reactor, job_niceness)
+        self._stopped: Deferred[None] | None = None
+        self._stop_waiters: list[Deferred[None]] = []
+
+    def stop(self) -> Deferred[None]:
+        """Stop the job launcher, once whichever command route asks first; each caller's
+        Deferred fires when it has exited."""
+        waiter: Deferred[None] = Deferred()
+        self._stop_waiters.append(waiter)
+        if self._stopped is None:
+            self._stopped = self.launcher.stop()
+            self._stopped.addBoth(self._launcher_stopped)
+        elif self._stopped.called:
+            self._launcher_stopped(None)
+        return waiter
+
+    def _launcher_stopped(self, result: object) -> None:
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     def environment(self, directory: str) -> dict[str, str]:
         """A small clean environment, plus what the operator set (``pipelines.environment``):
@@ -69,10 +85,6 @@ class PipelineContext:
                        "TMPDIR": directory, "LANG": "C.UTF-8"}
         environment.update(self.extra_environment)
         return environment
-
-
-def _limit_text(value: float) -> str:
-    return f"{value:g}"
 
 
 @implementer(ITerminal)
@@ -98,13 +110,15 @@ class CommandTerminal:
             upload_fields=frozenset(f.id for f in uploads),
         )
 
-    def kill_jobs(self) -> None:
-        """Kill every running job at once; none starts any more (the gateway is stopping)."""
+    def stop(self) -> Deferred[None]:
+        """Kill every running job at once (none starts any more); fires once the job launcher
+        shared by the command routes is stopped."""
         self._stopping = True
         for job in list(self._jobs):
             job.kill_now()
+        return self.context.stop()
 
-    async def handle(self, exchange: Exchange, client: IClientStream, send_head: Any) -> None:
+    async def handle(self, exchange: Exchange, client: Any) -> None:
         """See ``ITerminal``: the body is only read from here, after every filter passed."""
         if exchange.upstream_path != "/":
             raise Reject(404, "Not Found")
@@ -116,21 +130,21 @@ class CommandTerminal:
             admission = self.slots.admit()
         except QueueFull:
             raise Reject(503, "The model is busy, try again later",
-                         headers=(("Retry-After", _RETRY_AFTER),), reason="queue full") from None
+                         headers=(("Retry-After", RETRY_AFTER),), reason="queue full") from None
         try:
             try:
                 directory = make_job_directory(self.context.jobs_path)
             except OSError as e:
                 raise self._storage_refusal(exchange, e, "job directory") from None
             try:
-                await self._serve(exchange, client, send_head, directory, admission)
+                await self._serve(exchange, client, directory, admission)
             finally:
                 await remove_job_directory(self.context.reactor, directory)
         finally:
             admission.leave()
 
-    async def _serve(self, exchange: Exchange, client: IClientStream, send_head: Any,
-                     directory: str, admission: Admission) -> None:
+    async def _serve(self, exchange: Exchange, client: Any, directory: str,
+                     admission: Admission) -> None:
         form_fields, uploads = await self._receive(exchange, client, directory)
         if client.gone:
             # The body consumer hears of the disconnect before the exchange is marked, and
@@ -140,8 +154,10 @@ class CommandTerminal:
                 exchange.reason = "client disconnected during the request body"
             return
         values = self._check_form(exchange, form_fields, uploads)
-        if await self._over_role_limit(exchange, client, send_head, uploads, directory):
-            return
+        exchange.form = form_fields
+        exchange.uploads = uploads
+        if not await client.body_complete():
+            return  # a filter answered (a plan's media limit)
         outputs = {
             output.id: (os.path.join(directory, f"{uuid.uuid4().hex}.{output.format}"),
                         output.format)
@@ -161,7 +177,7 @@ class CommandTerminal:
             admission.leave()
         if result is None:
             return
-        await self._reply(exchange, client, send_head, outputs)
+        await self._reply(exchange, client, outputs)
 
     async def _receive(self, exchange: Exchange, client: IClientStream,
                        directory: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -196,26 +212,11 @@ class CommandTerminal:
         return self._node_failure(exchange, error, "outputs", "The outputs could not be read")
 
     def _storage_refusal(self, exchange: Exchange, error: OSError, what: str) -> Reject:
-        """The answer when the jobs directory cannot take a job: no room is 507."""
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return Reject(507, "The node has no room for the upload",
-                          reason=f"{what}: {error.strerror}")
-        return self._node_failure(exchange, error, what, "The node could not store the upload")
+        return storage_refusal(exchange, error, what, self.context.jobs_path)
 
     def _node_failure(self, exchange: Exchange, error: OSError, what: str,
                       message: str) -> Reject:
-        """A failure of the node's own, not of the request: its resources running out for a
-        while (too many open files) is a 503 to retry; anything else (a read-only or failing
-        disk) a 500 the operator must look at, logged with the reason."""
-        reason = f"{what}: {error.strerror}"
-        if error.errno in _EXHAUSTED:
-            return Reject(503, "The node is busy, try again later",
-                          headers=(("Retry-After", _RETRY_AFTER),), reason=reason)
-        self.log.error("Request {request_id}: {what} failed in {jobs_path}: {reason}",
-                       request_id=exchange.request_id, what=what,
-                       jobs_path=self.context.jobs_path, reason=error.strerror)
-        exchange.outcome = "error"
-        return Reject(500, message, reason=reason)
+        return node_failure(exchange, error, what, message, self.context.jobs_path)
 
     def _check_form(self, exchange: Exchange, fields: Mapping[str, str],
                     uploads: Mapping[str, str]) -> dict[str, object]:
@@ -233,45 +234,6 @@ class CommandTerminal:
             return check_form(self.model, form, uploads.keys())
         except FormError as e:
             raise Reject(400, e.message, reason="form refused") from None
-
-    async def _over_role_limit(self, exchange: Exchange, client: IClientStream, send_head: Any,
-                               uploads: Mapping[str, str], directory: str) -> bool:
-        identity = exchange.identity
-        role = identity.role if identity is not None else None
-        limits = self.model.role_limits.get(role or "", ())
-        main = self.model.main_input_id
-        if not limits or main is None or main not in uploads or self.context.ffprobe is None:
-            return False
-        try:
-            info = await probe_media(self.context.launcher, self.context.reactor,
-                                     self.context.ffprobe, uploads[main],
-                                     directory, self.context.environment(directory))
-        except ProbeError:
-            raise Reject(400, "The uploaded file could not be read as media") from None
-        except OSError as e:  # ffprobe could not be started, or its launcher died
-            raise self._node_failure(exchange, e, "ffprobe",
-                                     "The upload could not be measured") from None
-        for limit in limits:
-            measured = info.measure(limit.attribute)
-            if measured is None:
-                # A file whose length or size cannot be read must not slip past the limit.
-                raise Reject(400, f"The uploaded file's {limit.attribute} could not be measured",
-                             reason=f"role limit: {limit.attribute} not measurable")
-            # Whole seconds and pixels, as the old node compared them (30.6 s passes 30).
-            if int(measured) > limit.value:
-                unit = "s" if limit.attribute == "duration" else "px"
-                description = (f"Input exceeds the {limit.attribute} limit "
-                               f"{_limit_text(limit.value)}{unit}, upgrade your plan")
-                exchange.outcome = "denied"
-                exchange.reason = f"role limit: {limit.attribute} {measured:g} > {limit.value:g}"
-                token = self._sign(exchange, {})
-                self._send_json(client, send_head, 403, {
-                    "outputs": {"allowed": False, "restricted_at": {
-                        "title": "Exceeds the plan limit", "description": description}},
-                    "token": token,
-                })
-                return True
-        return False
 
     async def _run(self, exchange: Exchange, client: IClientStream, argv: list[str],
                    directory: str) -> JobResult | None:
@@ -294,7 +256,7 @@ class CommandTerminal:
                 return None  # left while its upload was measured: nothing to start
             if self._stopping:
                 raise Reject(503, "The node is stopping, try again later",
-                             headers=(("Retry-After", _RETRY_AFTER),), reason="stopping")
+                             headers=(("Retry-After", RETRY_AFTER),), reason="stopping")
             try:
                 # What a command prints is not its answer (its outputs are): stdout goes to
                 # /dev/null, and only the end of stderr is kept, for the error detail.
@@ -334,7 +296,7 @@ class CommandTerminal:
                                 f"signal {result.signal})")
         return result
 
-    async def _reply(self, exchange: Exchange, client: IClientStream, send_head: Any,
+    async def _reply(self, exchange: Exchange, client: Any,
                      outputs: Mapping[str, tuple[str, str]]) -> None:
         """Answer with the outputs and the signed token."""
         try:
@@ -350,11 +312,11 @@ class CommandTerminal:
                 exchange.notes["missing_outputs"] = opened.missing
             token = self._sign(exchange, opened.hashes)
             body += b', "token": ' + json.dumps(token).encode() + b"}"
-            send_head(200, Headers([("Content-Type", "application/json")]), len(body))
+            client.send_head(200, Headers([("Content-Type", "application/json")]), len(body))
             client.write(body)
             client.finish()
             return
-        send_head(200, Headers([("Content-Type", "application/json")]), None)
+        client.send_head(200, Headers([("Content-Type", "application/json")]), None)
         reply = OutputReply(client, opened, self.context.cooperator)
         client.register_producer(reply)
         # A client that leaves (or is dropped for not reading) ends the reply even while the
@@ -393,11 +355,3 @@ class CommandTerminal:
         return self.context.signer.sign(
             subject=identity.subject if identity is not None else None,
             endpoint=self.model.endpoint, output_hashes=hashes)
-
-    @staticmethod
-    def _send_json(client: IClientStream, send_head: Callable[..., None], status: int,
-                   value: Any) -> None:
-        body = json.dumps(value).encode()
-        send_head(status, Headers([("Content-Type", "application/json")]), len(body))
-        client.write(body)
-        client.finish()

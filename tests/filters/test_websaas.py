@@ -11,13 +11,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from runnergw.audit_log import AuditLog
+from runnergw.chain.exchange import Exchange, Identity
+from runnergw.chain.interfaces import IFilter
+from runnergw.chain.route import Route, Router, error_body_detail
+from runnergw.chain.runner import ChainRunner
 from runnergw.filters.audit import AuditFilter
 from runnergw.filters.websaas import WebSaasTokenFilter
 from runnergw.http.headers import Headers
-from runnergw.chain.exchange import Exchange, Identity
-from runnergw.chain.runner import ChainRunner
-from runnergw.chain.interfaces import IFilter
-from runnergw.chain.route import Route, Router, error_body_detail
 from runnergw.websaas.tokens import SaasTokenVerifier
 from tests.helpers.client_stream import RecordingClient
 from tests.http.support import StubTerminal

@@ -8,8 +8,8 @@ from typing import Any
 
 from zope.interface import implementer
 
-from runnergw.http.headers import Headers
 from runnergw.chain.interfaces import IClientStream
+from runnergw.http.headers import Headers
 
 __all__ = ["RecordingClient"]
 

@@ -10,20 +10,20 @@ from http import HTTPStatus
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from runnergw.chain.exchange import Exchange
+from runnergw.chain.interfaces import IClientStream, IFilter, ITerminal
+from runnergw.chain.route import Route, Router, error_body_ollama
+from runnergw.chain.runner import ChainRunner
 from runnergw.filters.token import TokenFilter
 from runnergw.http.head import HeadLimits
 from runnergw.http.headers import Headers
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory, GatewayHTTPProtocol
-from runnergw.chain.exchange import Exchange
-from runnergw.chain.runner import ChainRunner
-from runnergw.chain.interfaces import IClientStream, IFilter, ITerminal
-from runnergw.chain.route import Route, Router, error_body_ollama
 from runnergw.tokens.keys import generate_signing_keypair, load_public_keys, load_signing_key
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.verifier import TokenVerifier
@@ -248,18 +248,17 @@ class StubTerminal:
         self.calls: list[Call] = []
         self.echo = echo
 
-    def handle(
-        self,
-        exchange: Exchange,
-        client: IClientStream,
-        send_head: Callable[[int, Headers, int | None], None],
-    ) -> Deferred[None]:
+    def handle(self, exchange: Exchange, client: IClientStream) -> Deferred[None]:
         """Record the exchange and return the Deferred the test fires."""
-        call = Call(exchange, client, send_head)
+        call = Call(exchange, client, client.send_head)
         self.calls.append(call)
         if self.echo:
             call.echo()
         return call.finished
+
+    def stop(self) -> Deferred[None]:
+        """Nothing to stop."""
+        return succeed(None)
 
 
 # Tokens and a real gateway

@@ -388,7 +388,7 @@ class _BrokenFilter:
 
     name = "broken"
 
-    def request(self, exchange: object) -> None:
+    def request_headers(self, exchange: object) -> None:
         raise ZeroDivisionError("bug")
 
     def response_headers(self, exchange: object) -> None:

@@ -55,12 +55,13 @@ class ShutdownTests(TestCase):
         waiting = Deferred.fromCoroutine(pipelines.post("hold", {"tag": "waiting"}))
         await queued
         # What stopping the service does first, before the connections close.
-        pipelines.terminal("hold").kill_jobs()
+        stopped = pipelines.terminal("hold").stop()
         await process_gone(job.pid)
         answer = await waiting
         self.assertEqual((answer.status, answer.json),
                          (503, {"detail": "The node is stopping, try again later"}))
         await running
+        await stopped
         self.assertEqual(control.started_tags(), {"running"})
 
 

@@ -1,0 +1,94 @@
+"""Reading a filter's options from settings, by the fields of its attrs ``Options`` class.
+
+Each field is a camelCase key (``per_minute`` → ``perMinute``), read by its type: ``str``,
+``bool``, ``int``, ``float``, a ``Literal`` of strings, ``tuple[str, ...]``,
+``Mapping[str, str]``, or another attrs class (a nested mapping). A field whose metadata says
+``{"setting": "duration"}`` or ``{"setting": "size"}`` takes ``90s`` or ``64MiB``. A field
+without a default is required. A class with its own ``from_yaml(section)`` reads itself.
+Problems (unknown keys, wrong types, missing values, what the class's validators refuse) are
+recorded in the reader's sink, located by file, line and YAML path.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import typing
+from typing import Any
+
+import attrs
+
+from runnergw.config.reader import MapReader
+
+__all__ = ["read_options", "setting_key"]
+
+_UNREAD = object()
+
+
+def setting_key(field_name: str) -> str:
+    """The settings key of an options field: ``per_minute`` → ``perMinute``."""
+    first, *rest = field_name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def read_options(cls: type, section: MapReader) -> Any:
+    """An instance of ``cls`` from ``section``, or None when a required value is missing or
+    a validator refused (the problem is recorded)."""
+    reader = getattr(cls, "from_yaml", None)
+    if reader is not None:
+        return reader(section)
+    attrs.resolve_types(cls)
+    values: dict[str, Any] = {}
+    complete = True
+    for field in attrs.fields(cls):
+        key = setting_key(field.name)
+        if not section.has(key):
+            if field.default is attrs.NOTHING:
+                section.error(key, "required")
+                complete = False
+            continue
+        value = _read_value(section, key, field.type, field.metadata.get("setting"))
+        if value is _UNREAD:
+            complete = False
+        else:
+            values[field.name] = value
+    before = len(section.sink.errors)
+    section.finish()
+    if not complete or len(section.sink.errors) > before:
+        return None
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        section.sink.add(section.origin, section.path, str(e))
+        return None
+
+
+def _read_value(section: MapReader, key: str, kind: Any, setting: str | None) -> Any:
+    before = len(section.sink.errors)
+    value = _read_typed(section, key, kind, setting)
+    return _UNREAD if len(section.sink.errors) > before else value
+
+
+def _read_typed(section: MapReader, key: str, kind: Any, setting: str | None) -> Any:
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    if setting == "duration":
+        return section.duration(key, 0.0)
+    if setting == "size":
+        return section.size(key, 0)
+    if kind is str:
+        return section.string(key)
+    if kind is bool:
+        return section.boolean(key, False)
+    if kind is int:
+        return section.integer(key, 0)
+    if kind is float:
+        return section.number(key, 0.0)
+    if origin is typing.Literal:
+        return section.choice(key, arguments[0], arguments)
+    if origin in (tuple, list, collections.abc.Sequence) and arguments[:1] == (str,):
+        items = section.string_list(key)
+        return items if origin is not list else list(items)
+    if origin in (dict, collections.abc.Mapping) and arguments == (str, str):
+        return section.string_map(key)
+    if isinstance(kind, type) and attrs.has(kind):
+        return read_options(kind, section.section(key))
+    raise TypeError(f"an options field of type {kind!r} cannot be read from settings")

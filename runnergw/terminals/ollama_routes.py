@@ -1,0 +1,70 @@
+"""The ``runners`` section's routes: one per runner, its filter chain and an Ollama terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+from runnergw.chain.route import Route
+from runnergw.config.errors import ConfigError
+from runnergw.config.runners import RunnerSettings
+from runnergw.filters.registry import FilterContext, build_chain
+from runnergw.terminals.ollama import OllamaTerminal
+from runnergw.upstream.pool import UpstreamPool
+
+__all__ = ["build_runner_routes"]
+
+
+def _runner_endpoint(reactor: Any, runner: RunnerSettings) -> IStreamClientEndpoint:
+    """How to reach a runner: TCP (IPv4, IPv6 or a name), wrapped in TLS for ``https``."""
+    endpoint: IStreamClientEndpoint
+    if isIPAddress(runner.host):
+        endpoint = TCP4ClientEndpoint(reactor, runner.host, runner.port,
+                                      timeout=runner.connect_timeout)
+    elif isIPv6Address(runner.host):
+        endpoint = TCP6ClientEndpoint(reactor, runner.host, runner.port,
+                                      timeout=runner.connect_timeout)
+    else:
+        endpoint = HostnameEndpoint(reactor, runner.host, runner.port,
+                                    timeout=runner.connect_timeout)
+    if runner.scheme == "https":
+        trust = None
+        if runner.ca_path:
+            with open(runner.ca_path, "rb") as stream:
+                trust = Certificate.loadPEM(stream.read())
+        endpoint = wrapClientTLS(optionsForClientTLS(runner.host, trustRoot=trust), endpoint)
+    return endpoint
+
+
+def build_runner_routes(context: FilterContext, reactor: Any,
+                        errors: list[ConfigError]) -> list[Route]:
+    """A route per runner; problems (filters, CA bundles) are appended to ``errors``."""
+    routes = []
+    for runner in context.settings.runners:
+        filters, problems = build_chain(runner.filters, attrs.evolve(context, route=runner))
+        errors.extend(problems)
+        try:
+            endpoint = _runner_endpoint(reactor, runner)
+        except OSError as e:
+            errors.append(ConfigError(runner.origins["caPath"], f"{runner.yaml_path}.caPath",
+                                      f"{runner.ca_path}: {e.strerror}"))
+            continue
+        pool = UpstreamPool(endpoint, reactor, max_idle=runner.max_connections)
+        routes.append(Route(
+            name=runner.name,
+            prefix=runner.prefix_segments,
+            filters=filters,
+            terminal=OllamaTerminal(runner, pool, reactor),
+            max_body_size=runner.max_body_size,
+        ))
+    return routes
