@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from runnergw.config.errors import ConfigErrors
-from runnergw.config.load import config_path_from, load_settings
+from runnergw.config.errors import ConfigError, ConfigErrors
+from runnergw.config.load import config_path_from, load_settings, read_settings
 from runnergw.config.reader import parse_go_duration
 from runnergw.config.settings import Settings
 from runnergw.tokens.keys import (
@@ -141,21 +141,43 @@ def _server_id(args: argparse.Namespace) -> int:
     return 0
 
 
+def _news(found: ConfigErrors, reported: set[str]) -> list[ConfigError]:
+    """The problems of ``found`` about settings not ``reported`` yet (nor under them): a bad
+    value was read as its default, and what that default points at is not the operator's
+    mistake."""
+    return [e for e in found.errors
+            if not any(e.path == path or e.path.startswith((f"{path}.", f"{path}["))
+                       for path in reported)]
+
+
 def _check(args: argparse.Namespace) -> int:
+    """List every problem in one run: settings, keys and certificates, model descriptors.
+
+    Settings with problems are checked further as read (a bad value as its default); what
+    follows from a setting already reported (its default key file missing) is left out.
+    Routes are built only from settings and keys without problems.
+    """
     from twisted.internet import reactor
 
     from runnergw.routes import build_router
     from runnergw.startup import prepare
     from runnergw.terminals.command_routes import load_descriptors
 
-    settings = _settings(args)
+    settings, problems = read_settings(config_path_from(args.config, os.environ))
+    if settings is None:
+        raise ConfigErrors(problems)
+    reported = {problem.path for problem in problems if problem.path}
+    parts = None
     try:
         parts = prepare(settings)
     except ConfigErrors as e:
-        # The model descriptors are checked too, so that every problem shows at once.
-        problems = list(e.errors)
+        problems.extend(_news(e, reported))
+    if parts is None or problems:
+        if parts is not None:
+            parts.audit_log.close()
+        # No route can be built from these: the model descriptors are read on their own.
         load_descriptors(settings, problems)
-        raise ConfigErrors(problems) from None
+        raise ConfigErrors(problems)
     try:
         build_router(settings, parts, reactor)
     finally:

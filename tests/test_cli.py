@@ -98,6 +98,24 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(status, 1)
         self.assertIn("paseto.publicPath", err)
 
+    def test_check_lists_settings_and_key_problems_together(self) -> None:
+        """A typo in the settings does not hide the missing public key: both are listed,
+        settings first, each located."""
+        text = self.config.read_text().replace("runners:", "runers: 1\nrunners:")
+        self.config.write_text(text)
+        lines = text.splitlines()
+        typo = lines.index("runers: 1") + 1
+        public = next(n for n, line in enumerate(lines, 1) if line.startswith("  publicPath:"))
+        status, _, err = self.run_command("check", "--config", str(self.config))
+        self.assertEqual(status, 1)
+        self.assertEqual(err.splitlines(), [
+            "2 configuration problems:",
+            f"  {self.config}:{typo}: runers: unknown setting (check the spelling; see the "
+            "settings reference)",
+            f"  {self.config}:{public}: paseto.publicPath: {self.directory / 'paseto.pub'}: "
+            "cannot read: No such file or directory",
+        ])
+
     def test_check_passes(self) -> None:
         """check exits 0 on good settings."""
         self.run_command("keygen", "asymmetric", "--config", str(self.config))

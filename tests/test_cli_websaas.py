@@ -10,11 +10,14 @@ import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.cli import main
+from runnergw.tap import Options
 from runnergw.websaas import keys
 from runnergw.websaas.keys import load_rsa_private_key, load_rsa_public_key
+from tests.helpers.saas import TestSaas
 
 __all__ = ["CheckTests", "KeygenRsaTests", "ServerIdTests"]
 
@@ -145,3 +148,77 @@ class CheckTests(SynchronousTestCase):
         self.assertIn("pipelines.saasPublicKeyPath", err)
         self.assertIn("pipelines.nodePrivateKeyPath", err)
         self.assertIn(f"{models / 'broken.json'}:3:3: invalid JSON", err)
+
+    def node(self) -> Path:
+        """A node directory: a good key pair in ``keys/`` and ``models-enabled/broken.json``,
+        which a comment makes invalid JSON."""
+        directory = Path(self.mktemp()).resolve()
+        (directory / "models-enabled").mkdir(parents=True)
+        TestSaas(directory / "keys")
+        (directory / "models-enabled" / "broken.json").write_text(
+            '{\n  "actions": {"submit": {"endpoint": "/x/"}},\n'
+            '  /* a comment */\n  "command": "true"\n}\n')
+        return directory
+
+    def settings(self, directory: Path, pipelines: str) -> Path:
+        """``settings.yaml`` of a node: its ``pipelines`` section is ``modelsPath``,
+        ``jobsPath`` and then the given lines."""
+        config = directory / "settings.yaml"
+        config.write_text(
+            "server:\n  address: 127.0.0.1:8443\n"
+            "pipelines:\n"
+            f"  modelsPath: {directory / 'models-enabled'}\n"
+            f"  jobsPath: {directory / 'jobs'}\n" + pipelines)
+        return config
+
+    def test_settings_problems_do_not_hide_keys_and_descriptors(self) -> None:
+        """With serverId missing, the unreadable key and the broken descriptor are listed too,
+        each located, in the order settings, keys, descriptors."""
+        directory = self.node()
+        config = self.settings(
+            directory,
+            f"  saasPublicKeyPath: {directory / 'missing.pem'}\n"
+            f"  nodePrivateKeyPath: {directory / 'keys' / 'node_private.pem'}\n")
+        status, out, err = _run("check", "--config", str(config))
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(err.splitlines(), [
+            "3 configuration problems:",
+            f"  {config}:4: pipelines.serverId: required: the id agreed with the SaaS "
+            "(runnergw server-id makes one; SERVER_ID in the environment works too)",
+            f"  {config}:4: pipelines.saasPublicKeyPath: {directory / 'missing.pem'}: "
+            "cannot read: No such file or directory",
+            f"  {directory / 'models-enabled' / 'broken.json'}:3:3: invalid JSON: Expecting "
+            "property name enclosed in double quotes (comments are not allowed in JSON)",
+        ])
+        self.assertEqual(_run("check", "--config", str(config)), (status, out, err))
+
+    def test_a_bad_value_is_reported_once(self) -> None:
+        """A key path that is not a string is named once: the default it falls back to is not
+        reported as missing, and the other key and the descriptor are still checked."""
+        directory = self.node()
+        config = self.settings(
+            directory,
+            "  serverId: 'base64:bm9kZQ=='\n"
+            "  saasPublicKeyPath: 3\n"
+            f"  nodePrivateKeyPath: {directory / 'missing.pem'}\n")
+        status, _, err = _run("check", "--config", str(config))
+        self.assertEqual(status, 1)
+        self.assertEqual(err.splitlines(), [
+            "3 configuration problems:",
+            f"  {config}:7: pipelines.saasPublicKeyPath: expected a string, got 3",
+            f"  {config}:4: pipelines.nodePrivateKeyPath: {directory / 'missing.pem'}: "
+            "cannot read: No such file or directory",
+            f"  {directory / 'models-enabled' / 'broken.json'}:3:3: invalid JSON: Expecting "
+            "property name enclosed in double quotes (comments are not allowed in JSON)",
+        ])
+
+    def test_the_gateway_still_refuses_to_start(self) -> None:
+        """twistd stops on the settings problem: it never starts on partly read settings."""
+        directory = self.node()
+        config = self.settings(
+            directory,
+            f"  saasPublicKeyPath: {directory / 'keys' / 'saas_public.pem'}\n"
+            f"  nodePrivateKeyPath: {directory / 'keys' / 'node_private.pem'}\n")
+        with self.assertRaises(usage.UsageError) as caught:
+            Options().parseOptions(["--config", str(config)])
+        self.assertIn(f"{config}:4: pipelines.serverId: required", str(caught.exception))

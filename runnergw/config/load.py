@@ -11,7 +11,13 @@ from runnergw.config.reader import ErrorSink, MapReader
 from runnergw.config.settings import Settings
 from runnergw.config.yamlfile import MarkedMap, load_yaml_file, overlay, set_override
 
-__all__ = ["DEFAULT_CONFIG_PATH", "ENVIRONMENT_OVERRIDES", "config_path_from", "load_settings"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "ENVIRONMENT_OVERRIDES",
+    "config_path_from",
+    "load_settings",
+    "read_settings",
+]
 
 DEFAULT_CONFIG_PATH = "settings/settings.yaml"
 
@@ -86,6 +92,22 @@ def load_settings(path: str, environ: Mapping[str, str] | None = None,
     Raises:
         ConfigErrors: every problem found, each naming its file, YAML path and line.
     """
+    settings, errors = read_settings(path, environ, dotenv_path)
+    if errors or settings is None:
+        raise ConfigErrors(errors)
+    return settings
+
+
+def read_settings(path: str, environ: Mapping[str, str] | None = None,
+                  dotenv_path: str | None = ".env") -> tuple[Settings | None, list[ConfigError]]:
+    """Read settings as far as they go, as :func:`load_settings` does, without stopping at
+    the problems: ``runnergw check`` goes on to the keys and model descriptors with them.
+
+    Returns:
+        The settings, a bad value replaced by its default, and every problem found, each
+        naming its file, YAML path and line. The settings are None when a file cannot be
+        read or parsed (then that is the one problem).
+    """
     environ = os.environ if environ is None else environ
     try:
         files = [path]
@@ -95,13 +117,11 @@ def load_settings(path: str, environ: Mapping[str, str] | None = None,
             files.append(overlay_file)
             data = overlay(data, load_yaml_file(overlay_file))
     except ConfigError as e:
-        raise ConfigErrors([e]) from e
+        return None, [e]
     _apply_environment(data, environ, read_dotenv(dotenv_path) if dotenv_path else {})
     sink = ErrorSink()
     settings = Settings.from_yaml(MapReader(data, "", data.origin, sink), tuple(files))
-    if sink.errors:
-        raise ConfigErrors(sink.errors)
-    return settings
+    return settings, list(sink.errors)
 
 
 def _apply_environment(data: MarkedMap, environ: Mapping[str, str],

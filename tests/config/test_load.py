@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.config.errors import ConfigErrors
 from runnergw.config.filters import filter_names
-from runnergw.config.load import config_path_from, load_settings
+from runnergw.config.load import config_path_from, load_settings, read_settings
 from runnergw.config.settings import Settings
 from tests.helpers.reference import reference_file
 
@@ -196,6 +196,52 @@ class LoadSettingsTests(SynchronousTestCase):
         settings = load_settings(str(shipped), {})
         self.assertTrue(settings.server.address.is_loopback())
         self.assertIsNone(settings.server.plaintext_refusal())
+
+
+class ReadSettingsTests(SynchronousTestCase):
+    """``read_settings`` gives what it could read beside the problems, for ``check``."""
+
+    def write(self, text: str) -> str:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "settings.yaml"
+        path.write_text(text)
+        return str(path)
+
+    def test_partly_read_settings_come_with_every_problem(self) -> None:
+        """A bad value reads as its default, the rest as written; load_settings refuses the
+        same file with the same problems."""
+        path = self.write("pipelines:\n  modelsPath: models\n  jobNiceness: lots\n"
+                          "server:\n  address: 127.0.0.1:9000\n")
+        settings, errors = read_settings(path, {}, dotenv_path=None)
+        assert settings is not None
+        self.assertEqual(settings.pipelines.models_path, "models")
+        self.assertTrue(settings.pipelines.enabled)
+        self.assertEqual(settings.pipelines.job_niceness, 10)
+        self.assertEqual(str(settings.server.address), "127.0.0.1:9000")
+        self.assertEqual([str(error) for error in errors], [
+            f"{path}:3: pipelines.jobNiceness: expected a whole number, got \"lots\"",
+            f"{path}:2: pipelines.serverId: required: the id agreed with the SaaS (runnergw "
+            "server-id makes one; SERVER_ID in the environment works too)",
+        ])
+        with self.assertRaises(ConfigErrors) as caught:
+            load_settings(path, {}, dotenv_path=None)
+        self.assertEqual([str(error) for error in caught.exception.errors],
+                         [str(error) for error in errors])
+
+    def test_no_settings_without_a_file(self) -> None:
+        """A file that cannot be parsed gives no settings, only its problem."""
+        settings, errors = read_settings(self.write("server: [\n"), {}, dotenv_path=None)
+        self.assertIsNone(settings)
+        self.assertEqual(len(errors), 1)
+        self.assertIn("invalid YAML", str(errors[0]))
+
+    def test_good_settings_have_no_problems(self) -> None:
+        """A good file reads with an empty problem list."""
+        path = self.write(_GOOD)
+        settings, errors = read_settings(path, {}, dotenv_path=None)
+        self.assertEqual(errors, [])
+        self.assertEqual(settings, load_settings(path, {}, dotenv_path=None))
 
 
 class RewriteSettingsTests(SynchronousTestCase):

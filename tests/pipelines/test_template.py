@@ -150,6 +150,44 @@ class ValueTests(SynchronousTestCase):
         )
         self.assertEqual(error.field, "a")
 
+    def test_some_absent_none_or_empty_are_all_refused(self) -> None:
+        """A band left out, sent as null or sent empty is refused the same way, naming it."""
+        for inputs in ({"a": 1}, {"a": 1, "b": None}, {"a": 1, "b": ""}):
+            error = self.assertRaises(
+                TemplateError, fill_command, "tool -af eq=<a>x<b> out", inputs
+            )
+            self.assertEqual(error.field, "b")
+            self.assertIn("b is required", error.message)
+
+    def test_first_missing_field_is_named(self) -> None:
+        """With several fields of one argument missing, the first in the argument is named."""
+        error = self.assertRaises(
+            TemplateError, fill_command, "tool x=<c>,<b>,<a>", {"a": 1, "b": "", "c": None}
+        )
+        self.assertEqual(error.field, "c")
+
+    def test_zero_and_false_are_values_not_missing(self) -> None:
+        """0 and False fill a shared argument like any other value."""
+        self.assertEqual(
+            fill_command("tool eq=<a>:<b>:<c>", {"a": 0, "b": 0.0, "c": False}),
+            ["tool", "eq=0:0.0:False"],
+        )
+
+    def test_a_field_repeated_in_one_argument_counts_once(self) -> None:
+        """``<a>x<a>`` holds one field: empty, the argument (and its flag) go; given, it is
+        written twice."""
+        self.assertEqual(fill_command("tool -s <a>x<a> out", {"a": ""}), ["tool", "out"])
+        self.assertEqual(fill_command("tool -s <a>x<a> out", {"a": 4}),
+                         ["tool", "-s", "4x4", "out"])
+
+    def test_single_placeholder_in_a_longer_token_is_dropped_not_refused(self) -> None:
+        """One field inside a longer argument (``--size=<size>``), absent or empty, drops the
+        argument and its flag: only a partly filled argument is refused."""
+        for inputs in ({}, {"size": None}, {"size": ""}):
+            self.assertEqual(
+                fill_command("tool -v --size=<size> -x <size>px out", inputs), ["tool", "out"]
+            )
+
     def test_quoting_is_removed_and_kept_inside(self) -> None:
         self.assertEqual(
             fill_command(

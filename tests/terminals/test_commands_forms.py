@@ -23,6 +23,18 @@ _ECHO = descriptor(
 )
 
 
+def _bands(ran: Path) -> dict[str, Any]:
+    """A model whose one argument ``eq=<low>:<high>`` holds two fields; each run of its
+    program adds its arguments as a line to ``ran``."""
+    program = ("import sys; line = ' '.join(sys.argv[2:-1]); "
+               "open(sys.argv[1], 'a').write(line + chr(10)); open(sys.argv[-1], 'w').write(line)")
+    return descriptor(
+        "bands",
+        f"python3 -c {shlex.quote(program)} {shlex.quote(str(ran))} -af eq=<low>:<high> <result>",
+        fields=[{"id": "low", "type": "number"}, {"id": "high", "type": "number"}],
+    )
+
+
 def _when_received(testcase: TestCase, count: int) -> Deferred[None]:
     """Fires once a multipart receiver has taken ``count`` body bytes."""
     original = MultipartReceiver.body_data
@@ -43,10 +55,12 @@ class FormTests(TestCase):
     timeout = 30
 
     def setUp(self) -> None:
+        self.ran = Path(self.mktemp()).absolute()
         self.pipelines = start_pipelines(self, {
             "text-stats": example("text-stats"),
             "image-thumbnail": example("image-thumbnail"),
             "echo-label": _ECHO,
+            "bands": _bands(self.ran),
         })
         self.count = 0
 
@@ -91,6 +105,21 @@ class FormTests(TestCase):
         self.assertEqual(answer.status, 200, answer.body)
         _, written = decode_data_uri(answer.json["outputs"]["result"])
         self.assertEqual(written, b"a -b $(id) `id` 'q'")
+
+    async def test_an_argument_only_partly_filled_is_refused(self) -> None:
+        """One band of ``eq=<low>:<high>`` left out, null or empty: 400 naming it, and the
+        program never starts; both left out drop the argument with its flag."""
+        detail = "high is required: it shares a command argument with other given values"
+        for form in ({"low": 3}, {"low": 3, "high": None}, {"low": 3, "high": ""}):
+            await self.refused("bands", form, {}, 400, detail)
+        self.assertFalse(self.ran.exists())
+        answer = await self.pipelines.post("bands", {"low": "", "high": None})
+        self.assertEqual(answer.status, 200, answer.body)
+        answer = await self.pipelines.post("bands", {"low": 3, "high": 0})
+        self.assertEqual(answer.status, 200, answer.body)
+        _, written = decode_data_uri(answer.json["outputs"]["result"])
+        self.assertEqual(written, b"-af eq=3:0")
+        self.assertEqual(self.ran.read_text(), "\n-af eq=3:0\n")
 
     async def test_input_form_must_be_a_json_object(self) -> None:
         document = {"document": ("a.txt", "text/plain", b"words")}
