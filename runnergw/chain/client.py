@@ -94,6 +94,7 @@ class FilteredClient:
         self._whole: list[bytes] | None = None
         self._whole_size = 0
         self._head: tuple[int, Headers, int | None] | None = None
+        self._settled_waiters: list[Deferred[None]] = []
         client.when_gone(self._fire_gone)
 
     @property
@@ -177,6 +178,21 @@ class FilteredClient:
         self._producer = None
         self.client.unregister_producer()
 
+    def settled(self) -> Deferred[None]:
+        """Fires once nothing waits behind a hook any more (or the answer was ended, or the
+        client left): the exchange is over only then, even when its terminal is done."""
+        waiter: Deferred[None] = Deferred()
+        if self._held is None or self.gone:
+            waiter.callback(None)
+        else:
+            self._settled_waiters.append(waiter)
+        return waiter
+
+    def _fire_settled(self) -> None:
+        waiters, self._settled_waiters = self._settled_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
     def when_gone(self, callback: Callable[[], object]) -> None:
         if self.gone:
             callback()
@@ -233,6 +249,7 @@ class FilteredClient:
                 return
         if self._producer is not None:
             self._producer.hold(False)
+        self._fire_settled()
 
     # What the operations do
 
@@ -467,6 +484,7 @@ class FilteredClient:
         callbacks, self._gone_callbacks = self._gone_callbacks, []
         for callback in callbacks:
             callback()
+        self._fire_settled()
 
 
 class _Unobservable(Exception):

@@ -59,6 +59,7 @@ class ChainRunner:
                     500, route.error_body(500, f"internal error (request {exchange.request_id})")
                 ), hooks=False)
         finally:
+            await filtered.settled()
             await self._done(route, exchange)
 
     async def _run(self, route: Route, exchange: Exchange, client: FilteredClient) -> None:

@@ -26,7 +26,7 @@ from runnergw.tokens.verifier import TokenVerifier
 from runnergw.websaas.signing import ResponseSigner
 from runnergw.websaas.tokens import SaasTokenVerifier
 
-__all__ = ["BUILTIN_FILTERS", "FilterContext", "build_chain", "filter_class"]
+__all__ = ["BUILTIN_FILTERS", "FilterContext", "build_chain", "build_filter", "filter_class"]
 
 
 @attrs.frozen
@@ -81,7 +81,12 @@ def filter_class(name: str) -> type:
     return cls
 
 
-def _build_one(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> Any:
+def build_filter(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> Any:
+    """Build one filter with its options; None when its options have problems (recorded).
+
+    Raises:
+        ValueError: the filter cannot be built (unknown, or missing what it needs).
+    """
     cls = filter_class(spec.name)
     options_class = getattr(cls, "Options", None)
     section = MapReader(spec.options, f"{spec.path}.{spec.name}", spec.origin, sink)
@@ -112,7 +117,7 @@ def build_chain(specs: Sequence[FilterSpec], context: FilterContext) -> tuple[tu
         # reported once, not again as a missing dependency of the next one.
         names.append(spec.name)
         try:
-            built = _build_one(spec, context, sink)
+            built = build_filter(spec, context, sink)
         except ValueError as e:
             sink.add(spec.origin, spec.path, str(e))
             continue
