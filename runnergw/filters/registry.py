@@ -81,6 +81,11 @@ def filter_class(name: str) -> type:
     return cls
 
 
+def _options_path(spec: FilterSpec) -> str:
+    """The YAML path of a filter's options (a dotted name is quoted, as it is one key)."""
+    return f'{spec.path}["{spec.name}"]' if "." in spec.name else f"{spec.path}.{spec.name}"
+
+
 def build_filter(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> Any:
     """Build one filter with its options; None when its options have problems (recorded).
 
@@ -89,7 +94,7 @@ def build_filter(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> A
     """
     cls = filter_class(spec.name)
     options_class = getattr(cls, "Options", None)
-    section = MapReader(spec.options, f"{spec.path}.{spec.name}", spec.origin, sink)
+    section = MapReader(spec.options, _options_path(spec), spec.origin, sink)
     options = None
     if options_class is not None:
         before = len(sink.errors)
@@ -97,8 +102,7 @@ def build_filter(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> A
         if options is None or len(sink.errors) > before:
             return None
     elif spec.options:
-        sink.add(spec.origin, f"{spec.path}.{spec.name}",
-                 f'the {spec.name} filter takes no options')
+        sink.add(spec.origin, _options_path(spec), f"the {spec.name} filter takes no options")
         return None
     build = getattr(cls, "from_settings", None)
     if build is not None:
