@@ -10,7 +10,6 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from runnergw.http.body import BodyDecoder
-from runnergw.http.errors import BadRequest
 from runnergw.upstream.response import (
     MAX_HEAD_BYTES,
     ResponseHead,
@@ -171,12 +170,19 @@ class UpstreamConnection(Protocol):
             if end < 0:
                 if len(self._buffer) > MAX_HEAD_BYTES:
                     self._fail(UpstreamProtocolError("response head too large"))
+                elif b"\n\n" in self._buffer:
+                    # Lines ended by a bare LF: the CRLFCRLF awaited would never come.
+                    self._fail(UpstreamProtocolError("bare LF in the response head"))
                 return b""
             block, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
             try:
                 head = parse_response_head(block, self._method)
             except UpstreamProtocolError as e:
                 self._fail(e)
+                return b""
+            if head.status == 101:
+                # Nothing asked to switch protocols: what follows is not HTTP/1.1 any more.
+                self._fail(UpstreamProtocolError("unrequested 101 Switching Protocols"))
                 return b""
             if 100 <= head.status < 200:
                 continue  # an interim response (100 Continue, 103 Early Hints)
@@ -193,8 +199,8 @@ class UpstreamConnection(Protocol):
         if data:
             try:
                 pieces, leftover = decoder.feed(data)
-            except BadRequest:
-                self._fail(UpstreamProtocolError("malformed chunked response body"))
+            except UpstreamProtocolError as e:
+                self._fail(e)
                 return
             for piece in pieces:
                 if self._handler is None:
@@ -206,7 +212,7 @@ class UpstreamConnection(Protocol):
             self.response_complete = True
             handler.response_done()
 
-    def _fail(self, reason: Exception) -> None:
+    def _fail(self, reason: UpstreamProtocolError) -> None:
         handler, self._handler = self._handler, None
         self.response_complete = True
         self._broken = True
