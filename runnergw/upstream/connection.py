@@ -7,9 +7,11 @@ from typing import Protocol as TypingProtocol
 
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from runnergw.http.body import BodyDecoder
+from runnergw.logs import level_gate
 from runnergw.upstream.response import (
     MAX_HEAD_BYTES,
     ResponseHead,
@@ -42,6 +44,8 @@ class ResponseHandler(TypingProtocol):
 
 class UpstreamConnection(Protocol):
     """Writes a request and parses the response; the pool keeps it between exchanges."""
+
+    log = Logger(observer=level_gate)
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -213,6 +217,8 @@ class UpstreamConnection(Protocol):
             handler.response_done()
 
     def _fail(self, reason: UpstreamProtocolError) -> None:
+        self.log.warn("runner {runner} sent an invalid response: {problem}",
+                      runner=self.pool.name, problem=str(reason))
         handler, self._handler = self._handler, None
         self.response_complete = True
         self._broken = True

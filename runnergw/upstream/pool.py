@@ -14,7 +14,10 @@ __all__ = ["UpstreamPool"]
 
 
 class UpstreamPool:
-    """Keeps up to ``max_idle`` idle connections, each for at most ``idle_timeout`` seconds."""
+    """Keeps up to ``max_idle`` idle connections, each for at most ``idle_timeout`` seconds.
+
+    ``name`` labels the runner in log lines; without it the endpoint's address is used.
+    """
 
     def __init__(
         self,
@@ -23,11 +26,13 @@ class UpstreamPool:
         *,
         max_idle: int = 64,
         idle_timeout: float = 60.0,
+        name: str = "",
     ) -> None:
         self.endpoint = endpoint
         self.clock = clock
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
+        self.name = name or _endpoint_label(endpoint)
         self._idle: list[UpstreamConnection] = []
         self._idle_timers: dict[UpstreamConnection, IDelayedCall] = {}
         self._open: set[UpstreamConnection] = set()
@@ -94,3 +99,14 @@ class UpstreamPool:
         for connection in list(self._open):
             connection.abort()
         return waiter
+
+
+def _endpoint_label(endpoint: IStreamClientEndpoint) -> str:
+    """``host:port`` of a TCP endpoint (also under a TLS wrapper), best effort: Twisted's
+    endpoints keep their address in private attributes."""
+    inner = getattr(endpoint, "_wrappedEndpoint", endpoint)
+    host = getattr(inner, "_hostText", None) or getattr(inner, "_host", None)
+    port = getattr(inner, "_port", None)
+    if isinstance(host, str) and isinstance(port, int):
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "(unnamed)"

@@ -7,9 +7,10 @@ import json
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from runnergw.logs import level_gate
 from tests.helpers.gateway import start_gateway
 from tests.terminals.support import (
     AuditTap,
@@ -226,9 +227,10 @@ class InvalidResponseTests(TestCase):
 
     timeout = 10
 
-    async def refused(self, answer: bytes) -> bytes:
-        """Ask the canned runner through the gateway; the bytes the client received."""
+    async def refused(self, answer: bytes) -> tuple[bytes, list[str]]:
+        """Ask the canned runner through the gateway; the client's bytes and the warnings."""
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.patch(level_gate, "level", LogLevel.info)
         port = start_canned_runner(self, answer)
         gateway = start_gateway(self, [{"name": "local", "path": "/local-ollama",
                                         "host": f"127.0.0.1:{port}"}])
@@ -245,15 +247,23 @@ class InvalidResponseTests(TestCase):
         [record] = gateway.audit_records()
         self.assertEqual((record["status"], record["outcome"]), (502, "upstream_error"))
         self.assertEqual([event for event in events if "log_failure" in event], [])
-        return client.data
+        warnings = [formatEvent(event) for event in events
+                    if event["log_level"] >= LogLevel.warn]
+        return client.data, warnings
 
     async def test_non_ascii_content_length_is_a_502(self) -> None:
         """A Content-Length of "\xb2" (a digit to ``str.isdigit``) is a 502, not a traceback."""
-        await self.refused(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nhello")
+        _, warnings = await self.refused(
+            b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nhello")
+        [warning] = warnings
+        self.assertIn("sent an invalid response: malformed Content-Length", warning)
 
     async def test_header_with_bare_lf_is_a_502(self) -> None:
         """A header value hiding a line break never splits the client's response."""
-        sent = await self.refused(
+        sent, warnings = await self.refused(
             b"HTTP/1.1 200 OK\r\nX-Note: s3cr3t\nSet-Cookie: injected=1\r\n"
             b"Content-Length: 2\r\n\r\n{}")
         self.assertNotIn(b"injected", sent)
+        [warning] = warnings
+        self.assertIn("control character in the value of header X-Note", warning)
+        self.assertNotIn("s3cr3t", warning)
