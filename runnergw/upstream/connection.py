@@ -127,8 +127,8 @@ class UpstreamConnection(Protocol):
 
     def write_body(self, data: bytes) -> None:
         """Send a piece of the request body."""
-        if self.lost or self.request_complete:
-            return
+        if not data or self.lost or self.request_complete:
+            return  # an empty chunk would be the last one: the runner would see the body end
         if self._chunked_request:
             self.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
         else:

@@ -100,6 +100,15 @@ class RequestTests(ConnectionCase):
         self.connection.end_body()
         self.assertEqual(self.transport.value(), b"5\r\nhello\r\n8\r\n, world!\r\n0\r\n\r\n")
 
+    def test_empty_piece_does_not_end_a_chunked_body(self) -> None:
+        """An empty body piece is not sent as the last chunk, which would end the body early."""
+        self.ask("POST", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "chunked")
+        self.transport.clear()
+        self.connection.write_body(b"")
+        self.connection.write_body(b"a")
+        self.connection.end_body()
+        self.assertEqual(self.transport.value(), b"1\r\na\r\n0\r\n\r\n")
+
     def test_nothing_is_written_after_the_body_ended(self) -> None:
         """Body bytes after the end, or a second end, never reach the runner."""
         self.ask("POST", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "chunked")
