@@ -98,7 +98,9 @@ class UpstreamPool:
 
     def _connect_failed(self, failure: Failure) -> Failure:
         if failure.check(CancelledError, ConnectingCancelledError):
-            return failure  # the client left while connecting: nothing is wrong with the runner
+            # The client left while connecting: nothing is wrong with the runner. Whatever
+            # the endpoint says, a cancelled acquire() fails as any cancelled Deferred does.
+            return Failure(CancelledError())
         now = self.clock.seconds()
         outage = self._outage
         if outage is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.internet import reactor as real_reactor
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.error import ConnectionRefusedError as Refused
@@ -164,6 +165,12 @@ class PoolTests(PoolCase):
         late = self.connect()
         self.exchange(late)
         self.assertTrue(self.transports[late].disconnecting)
+
+    def test_cancelled_connect_fails_as_cancelled(self) -> None:
+        """A client leaving mid-connect is treated as gone, not as an error inside the gateway."""
+        acquiring = self.pool.acquire()
+        acquiring.cancel()
+        self.failureResultOf(acquiring, CancelledError)
 
 
 class ConnectFailureLogTests(PoolCase):
