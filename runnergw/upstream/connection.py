@@ -7,10 +7,11 @@ from typing import Protocol as TypingProtocol
 
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from runnergw.http.body import BodyDecoder
-from runnergw.http.errors import BadRequest
+from runnergw.logs import level_gate
 from runnergw.upstream.response import (
     MAX_HEAD_BYTES,
     ResponseHead,
@@ -43,6 +44,8 @@ class ResponseHandler(TypingProtocol):
 
 class UpstreamConnection(Protocol):
     """Writes a request and parses the response; the pool keeps it between exchanges."""
+
+    log = Logger(observer=level_gate)
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -124,8 +127,8 @@ class UpstreamConnection(Protocol):
 
     def write_body(self, data: bytes) -> None:
         """Send a piece of the request body."""
-        if self.lost or self.request_complete:
-            return
+        if not data or self.lost or self.request_complete:
+            return  # an empty chunk would be the last one: the runner would see the body end
         if self._chunked_request:
             self.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
         else:
@@ -171,12 +174,19 @@ class UpstreamConnection(Protocol):
             if end < 0:
                 if len(self._buffer) > MAX_HEAD_BYTES:
                     self._fail(UpstreamProtocolError("response head too large"))
+                elif b"\n\n" in self._buffer:
+                    # Lines ended by a bare LF: the CRLFCRLF awaited would never come.
+                    self._fail(UpstreamProtocolError("bare LF in the response head"))
                 return b""
             block, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
             try:
                 head = parse_response_head(block, self._method)
             except UpstreamProtocolError as e:
                 self._fail(e)
+                return b""
+            if head.status == 101:
+                # Nothing asked to switch protocols: what follows is not HTTP/1.1 any more.
+                self._fail(UpstreamProtocolError("unrequested 101 Switching Protocols"))
                 return b""
             if 100 <= head.status < 200:
                 continue  # an interim response (100 Continue, 103 Early Hints)
@@ -193,8 +203,8 @@ class UpstreamConnection(Protocol):
         if data:
             try:
                 pieces, leftover = decoder.feed(data)
-            except BadRequest:
-                self._fail(UpstreamProtocolError("malformed chunked response body"))
+            except UpstreamProtocolError as e:
+                self._fail(e)
                 return
             for piece in pieces:
                 if self._handler is None:
@@ -206,7 +216,9 @@ class UpstreamConnection(Protocol):
             self.response_complete = True
             handler.response_done()
 
-    def _fail(self, reason: Exception) -> None:
+    def _fail(self, reason: UpstreamProtocolError) -> None:
+        self.log.warn("runner {runner} sent an invalid response: {problem}",
+                      runner=self.pool.name, problem=str(reason))
         handler, self._handler = self._handler, None
         self.response_complete = True
         self._broken = True

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from runnergw.logs import level_gate
 from tests.helpers.gateway import start_gateway
 from tests.terminals.support import (
     AuditTap,
@@ -18,7 +23,8 @@ from tests.terminals.support import (
     unused_port,
 )
 
-__all__ = ["ClientDisconnectTests", "TimeoutTests", "UpstreamFailureTests"]
+__all__ = ["ClientDisconnectTests", "InvalidResponseTests", "TimeoutTests",
+           "UpstreamFailureTests"]
 
 
 class ClientDisconnectTests(TestCase):
@@ -191,3 +197,73 @@ class TimeoutTests(TestCase):
         [record] = gateway.audit_records()
         self.assertEqual(record["outcome"], "timeout")
         self.assertGreaterEqual(record["duration_ms"], 300)
+
+
+class _CannedRunner(Protocol):
+    """Answers the first request head with fixed bytes, whatever was asked."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if b"\r\n\r\n" in self.received and self.answer:
+            answer, self.answer = self.answer, b""
+            self.transport.write(answer)
+
+
+def start_canned_runner(testcase: TestCase, answer: bytes) -> int:
+    """A runner on 127.0.0.1 that sends ``answer`` to every request; returns its port."""
+    factory = Factory.forProtocol(lambda: _CannedRunner(answer))
+    factory.noisy = False
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    testcase.addCleanup(port.stopListening)
+    return port.getHost().port
+
+
+class InvalidResponseTests(TestCase):
+    """A runner that answers malformed HTTP gives the client a clean 502, never its bytes."""
+
+    timeout = 10
+
+    async def refused(self, answer: bytes) -> tuple[bytes, list[str]]:
+        """Ask the canned runner through the gateway; the client's bytes and the warnings."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.patch(level_gate, "level", LogLevel.info)
+        port = start_canned_runner(self, answer)
+        gateway = start_gateway(self, [{"name": "local", "path": "/local-ollama",
+                                        "host": f"127.0.0.1:{port}"}])
+        audit = AuditTap(self, gateway)
+        client = await raw_connect(self, gateway)
+        client.send(b"GET /local-ollama/api/tags HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "
+                    + gateway.token().encode() + b"\r\nConnection: close\r\n\r\n")
+        await client.lost
+        response = parse_response(client.data)
+        self.assertEqual(response.status, 502)
+        self.assertEqual(json.loads(response.body),
+                         {"error": "runner local sent an invalid response"})
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual((record["status"], record["outcome"]), (502, "upstream_error"))
+        self.assertEqual([event for event in events if "log_failure" in event], [])
+        warnings = [formatEvent(event) for event in events
+                    if event["log_level"] >= LogLevel.warn]
+        return client.data, warnings
+
+    async def test_non_ascii_content_length_is_a_502(self) -> None:
+        """A Content-Length of "\xb2" (a digit to ``str.isdigit``) is a 502, not a traceback."""
+        _, warnings = await self.refused(
+            b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nhello")
+        [warning] = warnings
+        self.assertIn("sent an invalid response: malformed Content-Length", warning)
+
+    async def test_header_with_bare_lf_is_a_502(self) -> None:
+        """A header value hiding a line break never splits the client's response."""
+        sent, warnings = await self.refused(
+            b"HTTP/1.1 200 OK\r\nX-Note: s3cr3t\nSet-Cookie: injected=1\r\n"
+            b"Content-Length: 2\r\n\r\n{}")
+        self.assertNotIn(b"injected", sent)
+        [warning] = warnings
+        self.assertIn("control character in the value of header X-Note", warning)
+        self.assertNotIn("s3cr3t", warning)
