@@ -135,7 +135,10 @@ class _ResponseRelay:
             return
         if self.exchange.outcome == "ok":
             self.exchange.outcome = "upstream_error"
-            self.exchange.reason = "runner closed the connection mid-response"
+            self.exchange.reason = (
+                f"upstream protocol error mid-response: {reason}"
+                if isinstance(reason, UpstreamProtocolError)
+                else "runner closed the connection mid-response")
         self.client.abort("upstream failed")
         self._end()
 

@@ -59,7 +59,8 @@ def build_runner_routes(context: FilterContext, reactor: Any,
             errors.append(ConfigError(runner.origins["caPath"], f"{runner.yaml_path}.caPath",
                                       f"{runner.ca_path}: {e.strerror}"))
             continue
-        pool = UpstreamPool(endpoint, reactor, max_idle=runner.max_connections)
+        pool = UpstreamPool(endpoint, reactor, name=runner.name,
+                            max_idle=runner.max_connections)
         routes.append(Route(
             name=runner.name,
             prefix=runner.prefix_segments,

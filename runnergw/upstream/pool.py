@@ -57,15 +57,16 @@ class UpstreamPool:
         endpoint: IStreamClientEndpoint,
         clock: IReactorTime,
         *,
+        name: str,
         max_idle: int = 64,
         idle_timeout: float = 60.0,
-        name: str = "",
     ) -> None:
         self.endpoint = endpoint
         self.clock = clock
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
-        self.name = name or _endpoint_label(endpoint)
+        self.name = name
+        """The runner's name in settings, as log lines name it."""
         self._factory = _ConnectionFactory(self)
         self._idle: list[UpstreamConnection] = []
         self._idle_timers: dict[UpstreamConnection, IDelayedCall] = {}
@@ -169,14 +170,3 @@ class UpstreamPool:
 
 def _timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def _endpoint_label(endpoint: IStreamClientEndpoint) -> str:
-    """``host:port`` of a TCP endpoint (also under a TLS wrapper), best effort: Twisted's
-    endpoints keep their address in private attributes."""
-    inner = getattr(endpoint, "_wrappedEndpoint", endpoint)
-    host = getattr(inner, "_hostText", None) or getattr(inner, "_host", None)
-    port = getattr(inner, "_port", None)
-    if isinstance(host, str) and isinstance(port, int):
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return "(unnamed)"

@@ -267,3 +267,23 @@ class InvalidResponseTests(TestCase):
         [warning] = warnings
         self.assertIn("control character in the value of header X-Note", warning)
         self.assertNotIn("s3cr3t", warning)
+
+    async def test_garbled_chunk_mid_stream_is_audited_as_such(self) -> None:
+        """A runner whose chunked body turns to garbage after the head cuts the client's
+        answer, and the audit says it was an invalid response, not a closed connection."""
+        port = start_canned_runner(
+            self, b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\nzz\r\n")
+        gateway = start_gateway(self, [{"name": "local", "path": "/local-ollama",
+                                        "host": f"127.0.0.1:{port}"}])
+        audit = AuditTap(self, gateway)
+        client = await raw_connect(self, gateway)
+        client.send(b"GET /local-ollama/api/tags HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "
+                    + gateway.token().encode() + b"\r\n\r\n")
+        await client.lost
+        self.assertFalse(client.data.endswith(b"0\r\n\r\n"), "the cut answer looks whole")
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual(record["outcome"], "upstream_error")
+        self.assertIn("upstream protocol error mid-response: malformed chunked body",
+                      record["reason"])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -328,13 +327,3 @@ class InvalidResponseTests(ConnectionCase):
         self.connection.dataReceived(b"zz\r\n")
         self.assertRefused("malformed chunked body: malformed chunk size")
         self.assertEqual(self.handler.calls, ["head", "data", "failed"])
-
-    def test_unnamed_runner_is_named_by_its_address(self) -> None:
-        """A pool built without the runner's name logs the runner's address instead."""
-        reactor = MemoryReactorClock()
-        endpoint = wrapClientTLS(optionsForClientTLS("gpu.example"),
-                                 HostnameEndpoint(reactor, "gpu.example", 8443))
-        self.connection.pool = UpstreamPool(endpoint, reactor)
-        self.ask()
-        self.connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
-        self.assertEqual([event["runner"] for event in self.events], ["gpu.example:8443"])

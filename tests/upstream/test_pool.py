@@ -245,14 +245,6 @@ class ConnectFailureLogTests(PoolCase):
         self.connect()
         self.assertEqual(self.logged(), [])
 
-    def test_unnamed_pool_names_the_address(self) -> None:
-        """A pool built without a runner name labels its lines with the runner's address."""
-        endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", 11434)
-        self.pool = UpstreamPool(endpoint, self.reactor)
-        self.fail_once()
-        [(_, line)] = self.logged()
-        self.assertTrue(line.startswith("runner 127.0.0.1:11434 unreachable: "), line)
-
 
 class QuietConnectionTests(TestCase):
     """Opening connections to a runner writes nothing to the log."""
