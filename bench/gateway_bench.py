@@ -50,6 +50,8 @@ from runnergw.tokens.minting import mint_token  # noqa: E402
 
 HOST = "127.0.0.1"
 PREFIX = "/ollama"
+OBSERVED_PREFIX = "/observed"
+"""The same upstream behind a chain with a filter that parses every streamed line."""
 GENERATE_BODY = b'{"model":"m","prompt":"hi","stream":false}'
 CHAT_BODY = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'
 
@@ -197,7 +199,11 @@ def write_settings(directory: Path, upstream_port: int, gateway_port: int) -> di
         "server": {"address": f"{HOST}:{gateway_port}", "certificatePath": str(paths["cert"]),
                    "keyPath": str(paths["key"])},
         "runners": [{"name": "bench", "path": PREFIX, "host": f"{HOST}:{upstream_port}",
-                     "filters": ["token", "role", "rewrite", "audit"]}],
+                     "filters": ["token", "role", "rewrite", "audit"]},
+                    {"name": "observed", "path": OBSERVED_PREFIX,
+                     "host": f"{HOST}:{upstream_port}",
+                     "filters": ["token", "role", "rewrite", "bench.line_observer.LineObserver",
+                                 "audit"]}],
         "audit": {"path": str(paths["audit"])},
     }
     paths["settings"].write_text(json.dumps(document, indent=2) + "\n")
@@ -588,7 +594,7 @@ async def measure(kind: str, target: Target, clients: int, *, path: str, body: b
                   [(s.end - s.start) * 1000.0 for s in samples],
                   [(s.first - s.start) * 1000.0 for s in samples], phase.errors,
                   phase.lags_ms, cpu,
-                  gateway_seconds * 1e6 / units if units and target.name == "gateway"
+                  gateway_seconds * 1e6 / units if units and target.name != "direct"
                   else float("nan"))
 
 
@@ -701,6 +707,13 @@ def notes(results: list[Result], clients: int) -> list[str]:
         lines.append(f"{clients} streams started at once: time to first chunk p50 "
                      f"{gw.first(50):.3f} ms through the gateway, {direct.first(50):.3f} ms "
                      f"direct (p99 {gw.first(99):.3f} / {direct.first(99):.3f} ms)")
+    gw, observed = found.get(("chat", "gateway", clients)), found.get(("chat", "observed", clients))
+    if gw and observed and gw.gateway_cpu_us == gw.gateway_cpu_us:
+        lines.append(f"gateway CPU per streamed line, {clients} streams: "
+                     f"{gw.gateway_cpu_us:.1f} us relayed untouched, "
+                     f"{observed.gateway_cpu_us:.1f} us observed by a filter that parses each "
+                     f"line ({observed.gateway_cpu_us - gw.gateway_cpu_us:+.1f} us per observed "
+                     f"line; ratio {observed.gateway_cpu_us / gw.gateway_cpu_us:.2f})")
     for n in (1, clients):
         gw = found.get(("generate", "gateway", n))
         if gw and gw.gateway_cpu_us == gw.gateway_cpu_us:
@@ -771,7 +784,7 @@ def stop_profiler(process: subprocess.Popen[bytes], directory: Path) -> None:
 
 
 async def run_cases(args: argparse.Namespace, gateway: Target, direct: Target,
-                    meter: CpuMeter) -> list[Result]:
+                    observed: Target, meter: CpuMeter) -> list[Result]:
     results = []
     generate = {"path": "/api/generate", "body": GENERATE_BODY, "meter": meter}
     chat = {"path": "/api/chat", "body": CHAT_BODY, "skip_first": 1,
@@ -798,6 +811,13 @@ async def run_cases(args: argparse.Namespace, gateway: Target, direct: Target,
                                    stagger=stagger, **chat)  # type: ignore[arg-type]
             report_progress(result)
             results.append(result)
+    # The same streams through a chain that observes every line, beside the plain gateway.
+    for target in (gateway, observed):
+        result = await measure("chat", target, args.clients, warmup=0.0,
+                               duration=args.duration, stagger=stream_seconds / args.clients,
+                               **chat)  # type: ignore[arg-type]
+        report_progress(result)
+        results.append(result)
     return results
 
 
@@ -826,6 +846,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls.set_alpn_protocols(["http/1.1"])
             gateway = Target("gateway", gateway_port, tls, PREFIX, tokens)
             direct = Target("direct", upstream_port, None, "", [])
+            observed = Target("observed", gateway_port, tls, OBSERVED_PREFIX, tokens)
             print(f"runnergw bench: python {platform.python_version()}, "
                   f"{os.cpu_count()} CPUs, gateway pid {gateway_process.pid} "
                   f"(https://{HOST}:{gateway_port}{PREFIX}), upstream pid {upstream.pid} "
@@ -835,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 profiler = start_profiler(gateway_process.pid, args.profile, directory)
             meter = CpuMeter({"gateway": gateway_process.pid, "upstream": upstream.pid,
                               "client": os.getpid()})
-            results = asyncio.run(run_cases(args, gateway, direct, meter))
+            results = asyncio.run(run_cases(args, gateway, direct, observed, meter))
             if profiler is not None:
                 stop_profiler(profiler, directory)
                 profiler = None
