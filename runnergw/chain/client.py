@@ -126,6 +126,13 @@ class FilteredClient:
         if exchange.response is not None:
             self.reply(exchange.response)
             return False
+        body = exchange.request_body
+        if body is not None:
+            if not isinstance(body, bytes):
+                raise TypeError(f"exchange.request_body was set to {type(body).__name__}, "
+                                "not bytes")
+            # The terminal sends the body as the filters left it, with its own length.
+            exchange.content_length = len(body)
         return True
 
     def pause_body(self) -> None:

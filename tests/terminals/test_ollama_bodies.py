@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -165,3 +166,42 @@ def _paced_chunks(client: RawClient, pieces: list[bytes], interval: float) -> De
 
     send(0)
     return done
+
+
+class ModelAlias:
+    """A filter that renames the model of a chat (what role aliases will do)."""
+
+    name = "modelAlias"
+
+    def request_headers(self, exchange: Any) -> None:
+        exchange.collect_body(1 << 20)
+
+    def request_body(self, exchange: Any) -> None:
+        body = json.loads(exchange.request_body)
+        body["model"] = "llama3.2:1b-instruct-q8_0-with-a-long-name"
+        exchange.request_body = json.dumps(body).encode()
+
+
+class RewrittenBodyTests(TestCase):
+    """A body a filter rewrote reaches the runner whole, framed by its new length."""
+
+    timeout = 10
+
+    async def test_chunked_body_rewritten_is_sent_with_its_length(self) -> None:
+        """A chunked chat whose model a filter renamed arrives as valid JSON with a matching
+        Content-Length, and the answer streams back as usual."""
+        upstream, gateway = start_proxy(self, filters=[
+            "token", "role", "tests.terminals.test_ollama_bodies.ModelAlias", "audit"])
+        agent = tls_agent(self, gateway)
+        body = json.dumps({"model": "short", "messages": [], "options": {"num_predict": 2}})
+        response, answer = await fetch(
+            agent, "POST", f"{gateway.url}/local-ollama/api/chat",
+            {"Authorization": "Bearer " + gateway.token()},
+            BytesProducer(body.encode(), chunked=True))
+        self.assertEqual(response.code, 200)
+        [seen] = upstream.fake.requests
+        self.assertEqual(json.loads(seen.body)["model"],
+                         "llama3.2:1b-instruct-q8_0-with-a-long-name")
+        self.assertEqual(seen.headers["content-length"], [str(len(seen.body))])
+        self.assertNotIn("transfer-encoding", seen.headers)
+        self.assertEqual(len([line for line in answer.splitlines() if line]), 3)
