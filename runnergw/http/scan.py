@@ -11,7 +11,30 @@ from __future__ import annotations
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits
 
-__all__ = ["HeadScanner"]
+__all__ = ["HeadScanner", "skip_empty_lines"]
+
+
+def skip_empty_lines(buffer: bytes) -> bytes:
+    """``buffer`` without the empty lines that may come before a request line.
+
+    RFC 9112 section 2.2 lets a server ignore empty lines (CRLF) there; a bare CR or a bare LF
+    is not one, and other parsers may read it as the end of a line or as part of the next.
+    A CR alone at the very end is kept: its LF may be on the way.
+
+    Raises:
+        BadRequest: a bare CR or LF before the request line.
+    """
+    if buffer[:1] not in (b"\r", b"\n"):
+        return buffer
+    rest = buffer.lstrip(b"\r\n")
+    blank = len(buffer) - len(rest)
+    pairs = blank // 2
+    if buffer[: 2 * pairs] == b"\r\n" * pairs:
+        if blank == 2 * pairs:
+            return rest
+        if not rest and buffer[-1:] == b"\r":
+            return b"\r"
+    raise BadRequest(400, "bare CR or LF before the request line")
 
 
 class HeadScanner:

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
-from runnergw.http.scan import HeadScanner
+from runnergw.http.scan import HeadScanner, skip_empty_lines
 from runnergw.http.status import reason_phrase
 from runnergw.http.stream import ClientStream, DiscardBody
 from runnergw.logs import level_gate
@@ -183,9 +183,14 @@ class GatewayHTTPProtocol(Protocol):
             self._parsing = False
 
     def _parse_head(self) -> None:
-        buffer = self._buffer.lstrip(b"\r\n")
-        if not buffer:
-            self._buffer = b""
+        try:
+            buffer = skip_empty_lines(self._buffer)
+        except BadRequest as e:
+            self._refuse(e)
+            return
+        if buffer in (b"", b"\r"):
+            # Only empty lines so far: they start no deadline.
+            self._buffer = buffer
             return
         if self._timer_kind != "header":
             self._start_timer("header", self.timeouts.header, self._head_timed_out)
@@ -210,7 +215,7 @@ class GatewayHTTPProtocol(Protocol):
     def _head_timed_out(self) -> None:
         self._timer = None
         self._timer_kind = ""
-        if self._buffer:
+        if self._buffer not in (b"", b"\r"):
             self._refuse(BadRequest(408, "request header timeout"))
         else:
             self._close()

@@ -6,9 +6,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits
-from runnergw.http.scan import HeadScanner
+from runnergw.http.scan import HeadScanner, skip_empty_lines
 
-__all__ = ["FindEndTests", "PartialErrorTests"]
+__all__ = ["EmptyLineTests", "FindEndTests", "PartialErrorTests"]
 
 _LIMITS = HeadLimits(max_line=64, max_fields=3, max_bytes=200)
 
@@ -85,3 +85,25 @@ class PartialErrorTests(SynchronousTestCase):
         self.assertEqual(self.status(b"GET / HTTP/1.1\r\n", b"A: " + b"a" * 60 + b"\r\n",
                                      b"B: " + b"b" * 60 + b"\r\n", b"C: " + b"c" * 60 + b"\r\n"),
                          431)
+
+
+class EmptyLineTests(SynchronousTestCase):
+    """What may come before a request line."""
+
+    def test_crlf_lines_skipped(self) -> None:
+        """Any number of CRLF empty lines are skipped; a head without them is left alone."""
+        self.assertEqual(skip_empty_lines(b"\r\n\r\nGET"), b"GET")
+        self.assertEqual(skip_empty_lines(b"\r\n" * 1000), b"")
+        self.assertEqual(skip_empty_lines(b"GET / HTTP/1.1\r\n"), b"GET / HTTP/1.1\r\n")
+
+    def test_cr_awaiting_its_lf(self) -> None:
+        """A CR at the very end is kept: its LF may be on the way."""
+        self.assertEqual(skip_empty_lines(b"\r"), b"\r")
+        self.assertEqual(skip_empty_lines(b"\r\n\r"), b"\r")
+
+    def test_bare_cr_or_lf(self) -> None:
+        """A bare CR or LF anywhere before the request line is 400."""
+        for data in (b"\n", b"\nGET", b"\rGET", b"\r\r\n", b"\r\n\n\r\n", b"\n\r", b"\r\n\rG"):
+            with self.subTest(data=data):
+                error = self.assertRaises(BadRequest, skip_empty_lines, data)
+                self.assertEqual(error.status, 400)

@@ -251,6 +251,34 @@ class HeadSyntaxTests(_RefusalTestCase):
         _, transport = self.request(b"\r\n\r\nGET / HTTP/1.1\r\n" + _HOST + b"\r\n")
         self.assertStatusLine(transport, 200)
 
+    def test_bare_lf_before_request_line(self) -> None:
+        """A bare LF before the request line is not an empty line: 400, not served."""
+        self.assertRefusedRequest(b"\nGET / HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+        self.assertRefusedRequest(b"\r\n\nGET / HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+
+    def test_bare_cr_before_request_line(self) -> None:
+        """A bare CR before the request line is not an empty line: 400, not served."""
+        self.assertRefusedRequest(b"\rGET / HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+        self.assertRefusedRequest(b"\r\n\r\rGET / HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+
+    def test_empty_line_cut_between_cr_and_lf(self) -> None:
+        """An empty line whose LF comes in a later packet is still an empty line."""
+        self.gateway = StubGateway(echo=True)
+        protocol, transport = self.request(b"\r\n\r")
+        self.assertEqual(transport.value(), b"")
+        protocol.dataReceived(b"\nGET / HTTP/1.1\r\n" + _HOST + b"\r\n")
+        self.assertStatusLine(transport, 200)
+
+    def test_bare_lf_between_pipelined_requests(self) -> None:
+        """A stray LF after a served request makes the next one a 400, not a second request."""
+        self.gateway = StubGateway(echo=True)
+        request = b"GET / HTTP/1.1\r\n" + _HOST + b"\r\n"
+        _, transport = self.request(request + b"\r\n\n" + request)
+        first, second = parse_responses(transport.value())
+        self.assertEqual((first.status, second.status), (200, 400))
+        self.assertEqual(len(self.gateway.calls), 1)
+        self.assertTrue(transport.disconnecting)
+
     def test_unsupported_expectation(self) -> None:
         """``Expect: something-else``: 417."""
         self.assertRefusedRequest(b"GET / HTTP/1.1\r\n" + _HOST + b"Expect: 200-ok\r\n\r\n", 417)
@@ -283,6 +311,8 @@ class SplitHeadTests(_RefusalTestCase):
         (b"GET / HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
          400),
         (b"GET / HTTP/2.0\r\nHost: gw\r\n\r\n", 505),
+        (b"\r\n\rGET / HTTP/1.1\r\nHost: gw\r\n\r\n", 400),
+        (b"\r\n\nGET / HTTP/1.1\r\nHost: gw\r\n\r\n", 400),
     )
 
     def test_byte_by_byte(self) -> None:
