@@ -65,6 +65,10 @@ def _parse_request_line(line: bytes, limits: HeadLimits) -> tuple[str, str, str]
         raise BadRequest(400, "malformed method")
     if not _TARGET.fullmatch(target):
         raise BadRequest(400, "the request target must be an absolute path")
+    if b"#" in target:
+        # A fragment is never sent (RFC 9112 section 3.2); servers that cut it off and servers
+        # that keep it in the path would see different paths.
+        raise BadRequest(400, "a fragment (#) is not allowed in the request target")
     return method.decode("ascii"), target.decode("ascii"), _VERSIONS[version]
 
 

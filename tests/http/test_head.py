@@ -94,6 +94,16 @@ class RequestLineTests(_HeadTestCase):
         """Raw bytes above 0x7e in the target are refused."""
         self.assertRefused(400, b"GET /caf\xc3\xa9 HTTP/1.1", b"Host: gw")
 
+    def test_fragment_in_target(self) -> None:
+        """A raw ``#`` in the target, in the path or the query, is refused."""
+        for target in ("/api/tags#frag", "/api/tags?x=1#frag", "/#", "/a?#"):
+            with self.subTest(target=target):
+                self.assertRefused(400, f"GET {target} HTTP/1.1", "Host: gw")
+
+    def test_encoded_hash_in_target(self) -> None:
+        """An escaped ``%23`` is an ordinary character of the path."""
+        self.assertEqual(_head("GET /a%23b HTTP/1.1", "Host: gw").path, "/a%23b")
+
     def test_malformed_method(self) -> None:
         """A method that is not a token is refused."""
         self.assertRefused(400, "G(T / HTTP/1.1", "Host: gw")

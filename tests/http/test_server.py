@@ -220,6 +220,10 @@ class HeadSyntaxTests(_RefusalTestCase):
         """``OPTIONS *``: 400."""
         self.assertRefusedRequest(b"OPTIONS * HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
 
+    def test_fragment_in_target(self) -> None:
+        """``GET /api/tags#frag``: 400, and the runner never sees it."""
+        self.assertRefusedRequest(b"GET /api/tags#frag HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+
     def test_obs_fold(self) -> None:
         """Obsolete line folding: 400."""
         self.assertRefusedRequest(b"GET / HTTP/1.1\r\n" + _HOST + b"X-A: 1\r\n  2\r\n\r\n", 400)
