@@ -133,6 +133,33 @@ class HostTests(_HeadTestCase):
         self.assertRefused(400, "GET / HTTP/1.1", "Host: a", "Host: b")
         self.assertRefused(400, "GET / HTTP/1.0", "Host: a", "Host: a")
 
+    def test_valid_hosts(self) -> None:
+        """Names, IPv4 and bracketed IPv6 addresses, with or without a port, are accepted."""
+        for host in ("gw", "gw.example:8443", "127.0.0.1", "127.0.0.1:8443", "[::1]",
+                     "[::1]:8443", "[2001:db8::192.0.2.1]", "xn--caf-dma.example", "my_host",
+                     "a%41b", "gw:0"):
+            with self.subTest(host=host):
+                self.assertEqual(_head("GET / HTTP/1.1", "Host: " + host).headers.get("host"),
+                                 host)
+
+    def test_malformed_host(self) -> None:
+        """A Host that is not ``host[:port]`` is 400: spaces, paths, user info, bad ports…"""
+        for host in ("a b", "gw\tx", "gw:", "gw:abc", "gw:123456", "gw:-1", "user@gw", "gw/x",
+                     "gw?x", "gw#x", '"gw"', "caf\xe9", "a%4", "a%zz", "[::1", "::1",
+                     "[zz::1]", "[::1]x", "[::1]:", "[fe80::1%25eth0]", "gw:80:80", ":8443"):
+            with self.subTest(host=host):
+                self.assertRefused(400, b"GET / HTTP/1.1", b"Host: " + host.encode("latin-1"))
+
+    def test_empty_host(self) -> None:
+        """An empty Host is 400, in either version."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Host:")
+        self.assertRefused(400, "GET / HTTP/1.1", "Host:  ")
+        self.assertRefused(400, "GET / HTTP/1.0", "Host:")
+
+    def test_malformed_host_http10(self) -> None:
+        """An HTTP/1.0 request that sends a Host must send a valid one."""
+        self.assertRefused(400, "GET / HTTP/1.0", "Host: a b")
+
     def test_http10_without_host(self) -> None:
         """HTTP/1.0 without Host is accepted and closes after the response by default."""
         head = _head("GET / HTTP/1.0")

@@ -195,6 +195,14 @@ class HeadSyntaxTests(_RefusalTestCase):
         """Two Host fields: 400."""
         self.assertRefusedRequest(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400)
 
+    def test_malformed_host(self) -> None:
+        """``Host: a b``: 400, and the runner never sees it."""
+        self.assertRefusedRequest(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400)
+
+    def test_empty_host(self) -> None:
+        """An empty Host field: 400."""
+        self.assertRefusedRequest(b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400)
+
     def test_http10_without_host(self) -> None:
         """HTTP/1.0 without Host is served, then the connection closes."""
         self.gateway = StubGateway(echo=True)
