@@ -137,7 +137,9 @@ def _framing(headers: Headers, version: str) -> int | None:
             raise BadRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0")
         if lengths:
             raise BadRequest(400, "both Transfer-Encoding and Content-Length")
-        if len(encodings) != 1 or encodings[0].strip().lower() != "chunked":
+        # Exactly "chunked", in any ASCII case, as Go reads it: the value is already trimmed
+        # of optional whitespace, and nothing else (NBSP, NEL) may be dropped around it.
+        if len(encodings) != 1 or encodings[0].lower() != "chunked":
             raise BadRequest(501, "only Transfer-Encoding: chunked is supported")
         return None
     if not lengths:

@@ -170,6 +170,14 @@ class HostTests(_HeadTestCase):
         """HTTP/1.0 with ``Connection: keep-alive`` keeps the connection."""
         self.assertTrue(_head("GET / HTTP/1.0", "Connection: Keep-Alive").keep_alive)
 
+    def test_connection_close_with_unicode_whitespace(self) -> None:
+        """``close`` or ``keep-alive`` followed by NBSP or NEL is another token (as in Go)."""
+        for value in (b"close\xa0", b"close\x85", b"\xa0close"):
+            with self.subTest(value=value):
+                self.assertTrue(_head(b"GET / HTTP/1.1", b"Host: gw",
+                                      b"Connection: " + value).keep_alive)
+        self.assertFalse(_head(b"GET / HTTP/1.0", b"Connection: keep-alive\xa0").keep_alive)
+
     def test_http11_connection_close(self) -> None:
         """``Connection: close`` among other tokens ends keep-alive."""
         self.assertFalse(_head("GET / HTTP/1.1", "Host: gw", "Connection: te, close").keep_alive)
@@ -287,6 +295,18 @@ class FramingTests(_HeadTestCase):
             with self.subTest(value=value):
                 self.assertRefused(501, "POST / HTTP/1.1", "Host: gw",
                                    "Transfer-Encoding: " + value)
+
+    def test_transfer_encoding_with_unicode_whitespace(self) -> None:
+        """``chunked`` with NBSP or NEL around it is an unknown coding (501), as in Go."""
+        for value in (b"chunked\xa0", b"\xa0chunked", b"chunked\x85", b"\x85chunked"):
+            with self.subTest(value=value):
+                self.assertRefused(501, b"POST / HTTP/1.1", b"Host: gw",
+                                   b"Transfer-Encoding: " + value)
+
+    def test_transfer_encoding_optional_whitespace(self) -> None:
+        """Spaces and tabs around ``chunked`` are optional whitespace."""
+        head = _head(b"POST / HTTP/1.1", b"Host: gw", b"Transfer-Encoding: \t chunked \t")
+        self.assertIsNone(head.content_length)
 
     def test_two_transfer_encoding_fields(self) -> None:
         """Two Transfer-Encoding fields are not a chunked body."""

@@ -55,6 +55,12 @@ class FramingTests(_RefusalTestCase):
         self.assertRefusedRequest(
             b"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: identity\r\n\r\n", 501)
 
+    def test_chunked_followed_by_nbsp(self) -> None:
+        """``Transfer-Encoding: chunked`` plus a non-breaking space is not chunked: 501."""
+        self.assertRefusedRequest(
+            b"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n",
+            501)
+
     def test_transfer_encoding_in_http10(self) -> None:
         """Transfer-Encoding in an HTTP/1.0 request: 400."""
         self.assertRefusedRequest(

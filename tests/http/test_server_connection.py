@@ -95,6 +95,13 @@ class KeepAliveTests(ServerTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(len(self.gateway.calls), 1)
 
+    def test_connection_close_with_nbsp(self) -> None:
+        """``Connection: close`` plus a no-break space is not close: the next request is served."""
+        _, transport = self.request(
+            b"GET / HTTP/1.1\r\nHost: gw\r\nConnection: close\xa0\r\n\r\n" + _GET)
+        self.assertEqual([r.status for r in parse_responses(transport.value())], [200, 200])
+        self.assertOpen(transport)
+
     def test_http10_closes(self) -> None:
         """HTTP/1.0 closes after the response."""
         _, transport = self.request(b"GET / HTTP/1.0\r\n\r\n")
