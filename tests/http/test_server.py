@@ -104,6 +104,32 @@ class FramingTests(_RefusalTestCase):
         self.assertIsNotNone(consumer.failure)
 
 
+    def test_request_in_trailers(self) -> None:
+        """A request hidden after the last chunk behind a bare LF: 400 and close, not skipped."""
+        protocol, transport = self.request(
+            b"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n")
+        consumer = self.gateway.calls[0].read_body()
+        protocol.dataReceived(b"3\r\nabc\r\n")
+        protocol.dataReceived(b"0\r\n\nGET /smuggled HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertRefused(transport, 400)
+        self.assertEqual(consumer.data, b"abc")
+        self.assertIsNotNone(consumer.failure)
+        self.assertEqual(len(self.gateway.calls), 1)
+
+    def test_trailers_not_forwarded(self) -> None:
+        """Well-formed trailer fields are read and dropped: the exchange never sees them."""
+        self.gateway = StubGateway(echo=True)
+        _, transport = self.request(
+            b"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n")
+        [response] = parse_responses(transport.value())
+        self.assertEqual((response.status, response.body), (200, b"POST /:abc"))
+        exchange = self.gateway.calls[0].exchange
+        self.assertNotIn("x-checksum", exchange.headers)
+        self.assertNotIn("x-checksum", exchange.upstream_headers)
+        self.assertOpen(transport)
+
+
 class HeadLimitTests(_RefusalTestCase):
     """Request lines and header blocks beyond the limits."""
 
