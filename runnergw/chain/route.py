@@ -46,7 +46,8 @@ def _split_path(path: str) -> tuple[list[str], list[str]]:
     raw = path.split("/")[1:]
     decoded = [unquote(segment, errors="strict") if "%" in segment else segment
                for segment in raw]
-    if any(segment in (".", "..") for segment in decoded):
+    # Java servers drop path parameters before resolving dot segments: ``..;x`` is ``..``.
+    if any(segment.partition(";")[0] in (".", "..") for segment in decoded):
         raise Reject(400, "dot segments are not allowed in the path")
     return raw, decoded
 

@@ -101,6 +101,17 @@ class RefusedPathTests(SynchronousTestCase):
             with self.subTest(path=path):
                 self.assertBadPath(path)
 
+    def test_dot_segments_with_parameters(self) -> None:
+        """``..;``, ``.;x`` and ``..;jsessionid=1`` (dot segments to Java servers) are refused."""
+        for path in ("/api/..;/admin", "/api/.;x/tags", "/api/..;jsessionid=1/admin", "/..;",
+                     "/api/x/..;", "/api/%2e%2e;/admin", "/api/.%2e;a=b/x", "/api/..%3b/admin"):
+            with self.subTest(path=path):
+                self.assertBadPath(path)
+
+    def test_semicolons_in_names(self) -> None:
+        """A parameter on an ordinary segment, or dots that are not a dot segment, are fine."""
+        self.assertEqual(self.router.match("/api/a;b/..x;y/;..")[1], "/a;b/..x;y/;..")
+
     def test_encoded_slash(self) -> None:
         """``%2f`` is refused, whatever its case."""
         for path in ("/api%2fchat", "/api/a%2Fb", "/api/..%2fadmin"):
