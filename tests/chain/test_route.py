@@ -134,6 +134,24 @@ class RefusedPathTests(SynchronousTestCase):
             with self.subTest(path=path):
                 self.assertBadPath(path)
 
+    def test_malformed_escape_in_path(self) -> None:
+        """A ``%`` not followed by two hex digits in the path is refused."""
+        for path in ("/%zz", "/a%2", "/a%", "/api/%g0/x", "/api/tags%", "/%%41", "/api/%2"):
+            with self.subTest(path=path):
+                self.assertBadPath(path)
+
+    def test_malformed_escape_in_query(self) -> None:
+        """A ``%`` not followed by two hex digits in the query string is refused."""
+        for query in ("a=%zz", "a=%2", "%", "a=b%", "a=%%20", "x&y=%2g"):
+            with self.subTest(query=query):
+                error = self.assertRaises(Reject, self.router.match, "/api/tags", query)
+                self.assertEqual(error.status, 400, error.message)
+                self.assertIn("query", error.message)
+
+    def test_well_formed_query(self) -> None:
+        """Escapes in the query are only checked for syntax: any byte may be escaped."""
+        self.assertEqual(self.router.match("/api/tags", "a=%20&b=%C3%a9&c=%ff&d=+")[1], "/tags")
+
     def test_valid_utf8(self) -> None:
         """Well-formed UTF-8 percent-encoding is fine."""
         self.assertEqual(self.router.match("/api/caf%C3%A9")[1], "/caf%C3%A9")
