@@ -36,7 +36,7 @@ class ChainRunner:
     async def _serve(self, exchange: Exchange, client: IClientStream) -> None:
         route = self.router.fallback
         try:
-            route, exchange.upstream_path = self.router.match(exchange.path)
+            route, exchange.upstream_path = self.router.match(exchange.path, exchange.query)
             exchange.route = route
             await self._run(route, exchange, client)
         except Reject as rejection:

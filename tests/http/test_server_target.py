@@ -47,6 +47,13 @@ class TargetTests(ServerTestCase):
                 self.assertEqual(list(self.refused(target)), ["detail"])
         self.assertEqual(self.terminal.calls, [])
 
+    def test_malformed_escape_in_query(self) -> None:
+        """``/api/tags?a=%zz`` is a 400 in the route's shape, not the runner's."""
+        for target in (b"/api/tags?a=%zz", b"/api/tags?a=%2", b"/api/tags?%"):
+            with self.subTest(target=target):
+                self.assertEqual(list(self.refused(target)), ["detail"])
+        self.assertEqual(self.terminal.calls, [])
+
     def test_dot_segment_with_parameter(self) -> None:
         """``/api/..;/admin`` is a 400 in the route's shape, never forwarded."""
         self.assertEqual(list(self.refused(b"/api/..;/admin")), ["detail"])
