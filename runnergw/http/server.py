@@ -15,7 +15,6 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -26,6 +25,7 @@ from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
 from runnergw.http.scan import HeadScanner, skip_empty_lines
 from runnergw.http.status import reason_phrase
 from runnergw.http.stream import ClientStream, DiscardBody
+from runnergw.http.timers import ConnectionTimeouts
 from runnergw.logs import level_gate
 from runnergw.chain.exchange import Exchange
 
@@ -37,16 +37,6 @@ _LINGER_BYTES = 1 << 20
 _LINGER_SECONDS = 2.0
 _DISCARD_LIMIT = 1 << 20
 """A refused request's unread body up to this size is drained so the connection lives on."""
-
-
-@attrs.frozen
-class ConnectionTimeouts:
-    """Client-side timers, all in seconds."""
-
-    header: float = 10.0
-    read: float = 30.0
-    write: float = 30.0
-    keep_alive: float = 75.0
 
 
 class _DateCache:

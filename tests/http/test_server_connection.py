@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.python.failure import Failure
 
@@ -171,7 +172,8 @@ class UnreadBodyTests(ServerTestCase):
     def test_drain_stalls(self) -> None:
         """A body being skipped that stops arriving drops the connection at the read timeout."""
         protocol, transport = self.request(
-            b"POST /api/chat HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\n01234")
+            b"POST /api/chat HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\n01234",
+            timeouts=attrs.evolve(self.timeouts, min_body_data_rate=0))
         self.clock.advance(29.9)
         self.assertOpen(transport)
         self.clock.advance(0.1)
