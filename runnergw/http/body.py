@@ -66,22 +66,26 @@ class ChunkedDecoder:
         buffer = self._buffer + data if self._buffer else data
         self._buffer = b""
         pieces: list[bytes] = []
-        while buffer and not self.done:
+        # An offset into the buffer rather than slicing off what is consumed: slicing copies
+        # the rest each time, quadratic in the number of chunks in one read.
+        position, end = 0, len(buffer)
+        while position < end and not self.done:
             if self._state == "data":
-                piece, buffer = buffer[: self._remaining], buffer[self._remaining :]
-                self._remaining -= len(piece)
-                pieces.append(piece)
+                take = min(self._remaining, end - position)
+                pieces.append(buffer[position : position + take])
+                position += take
+                self._remaining -= take
                 if self._remaining == 0:
                     self._state = "crlf"
                 continue
-            line_end = buffer.find(b"\r\n")
+            line_end = buffer.find(b"\r\n", position)
             if line_end < 0:
-                self._check_partial(buffer)
-                self._buffer = buffer
+                self._buffer = buffer[position:]
+                self._check_partial(self._buffer)
                 break
-            line, buffer = buffer[:line_end], buffer[line_end + 2 :]
-            self._line(line)
-        return pieces, (buffer if self.done else b"")
+            self._line(buffer[position:line_end])
+            position = line_end + 2
+        return pieces, (buffer[position:] if self.done else b"")
 
     def _check_partial(self, buffer: bytes) -> None:
         """Refuse an unfinished line that is already wrong, without waiting for its end."""
