@@ -48,7 +48,8 @@ class GatewayService(MultiService):
             limits=HeadLimits(server.max_header_line, server.max_header_fields,
                               server.max_header_bytes),
             timeouts=ConnectionTimeouts(server.header_timeout, server.read_timeout,
-                                        server.write_timeout, server.keep_alive_timeout),
+                                        server.write_timeout, server.keep_alive_timeout,
+                                        server.min_body_data_rate, server.min_body_data_rate_grace),
             secure=parts.tls is not None,
         )
         self.port: IListeningPort | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from urllib.parse import unquote
 
@@ -43,15 +44,22 @@ class Route:
     """The filters by hook, found once (a filter class with a misspelt hook is refused)."""
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+"""A ``%`` not followed by two hex digits: each server would make its own guess at it."""
+
+
 def _split_path(path: str) -> tuple[list[str], list[str]]:
     """Raw and decoded segments; refuses dot segments and encoded separators anywhere."""
+    if _BAD_ESCAPE.search(path):
+        raise Reject(400, "malformed percent-escape in the path")
     lowered = path.lower()
     if "%2f" in lowered or "%5c" in lowered or "%00" in lowered or "\\" in path:
         raise Reject(400, "encoded slashes, backslashes and NUL are not allowed in the path")
     raw = path.split("/")[1:]
     decoded = [unquote(segment, errors="strict") if "%" in segment else segment
                for segment in raw]
-    if any(segment in (".", "..") for segment in decoded):
+    # Java servers drop path parameters before resolving dot segments: ``..;x`` is ``..``.
+    if any(segment.partition(";")[0] in (".", "..") for segment in decoded):
         raise Reject(400, "dot segments are not allowed in the path")
     return raw, decoded
 
@@ -63,12 +71,19 @@ class Router:
         self.routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
         self.fallback = fallback
 
-    def match(self, path: str) -> tuple[Route, str]:
+    def match(self, path: str, query: str = "") -> tuple[Route, str]:
         """Return the route and the path to forward (prefix stripped).
 
+        Args:
+            path: the raw request path.
+            query: the raw query string (without ``?``), checked for malformed escapes only.
+
         Raises:
-            Reject: 400 for a path that could escape its prefix, 404 when no prefix matches.
+            Reject: 400 for a path that could escape its prefix or a malformed
+                percent-escape, 404 when no prefix matches.
         """
+        if _BAD_ESCAPE.search(query):
+            raise Reject(400, "malformed percent-escape in the query string")
         try:
             raw, decoded = _split_path(path)
         except UnicodeDecodeError:

@@ -39,7 +39,7 @@ class ChainRunner:
         route = self.router.fallback
         filtered = FilteredClient(route, exchange, client)
         try:
-            route, exchange.upstream_path = self.router.match(exchange.path)
+            route, exchange.upstream_path = self.router.match(exchange.path, exchange.query)
             exchange.route = filtered.route = route
             await self._run(route, exchange, filtered)
         except Reject as rejection:

@@ -24,6 +24,11 @@ class ServerSettings:
     """Deadline for the whole request line and header block, however slowly it trickles in."""
     keep_alive_timeout: float = 75.0
     """How long an idle keep-alive connection stays open between requests."""
+    min_body_data_rate: int = 240
+    """Bytes per second a request body must average once its grace period is over
+    (``minRequestBodyDataRate``, after Kestrel's MinRequestBodyDataRate); 0 disables."""
+    min_body_data_rate_grace: float = 5.0
+    """Reading time before that rate applies (``minRequestBodyDataRateGrace``)."""
     max_header_line: int = 8192
     """Longest request line or header field, in bytes (nginx's bound)."""
     max_header_fields: int = 100
@@ -63,6 +68,10 @@ class ServerSettings:
             write_timeout=section.duration("writeTimeoutSeconds", defaults.write_timeout),
             header_timeout=section.duration("headerTimeout", defaults.header_timeout),
             keep_alive_timeout=section.duration("keepAliveTimeout", defaults.keep_alive_timeout),
+            min_body_data_rate=section.integer("minRequestBodyDataRate",
+                                               defaults.min_body_data_rate),
+            min_body_data_rate_grace=section.duration("minRequestBodyDataRateGrace",
+                                                      defaults.min_body_data_rate_grace),
             max_header_line=section.integer("maxHeaderLine", defaults.max_header_line, 256),
             max_header_fields=section.integer("maxHeaderFields", defaults.max_header_fields, 8),
             max_header_bytes=section.size("maxHeaderBytes", defaults.max_header_bytes),
@@ -76,5 +85,9 @@ class ServerSettings:
                            ("headerTimeout", settings.header_timeout)):
             if value <= 0:
                 section.error(key, "must be longer than zero")
+        if settings.min_body_data_rate and settings.min_body_data_rate_grace <= 0:
+            section.error("minRequestBodyDataRateGrace",
+                          "must be longer than zero (minRequestBodyDataRate: 0 turns the "
+                          "minimum rate off)")
         section.finish()
         return settings

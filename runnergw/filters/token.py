@@ -48,8 +48,8 @@ class TokenFilter:
             raise Reject(401, "missing bearer token",
                          headers=(("WWW-Authenticate", 'Bearer realm="runnergw"'),),
                          reason="token missing")
-        scheme, _, token = header.strip().partition(" ")
-        token = token.strip()
+        scheme, _, token = header.strip(" \t").partition(" ")
+        token = token.strip(" \t")
         if scheme.lower() != "bearer" or not token:
             raise Reject(401, "expected an Authorization: Bearer token",
                          headers=_challenge("expected a Bearer token"),

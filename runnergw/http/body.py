@@ -14,6 +14,9 @@ _MAX_TRAILERS = 16384
 _SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 """Hex digits only (no sign, prefix, underscore or leading space), then optional extensions
 without control characters; ``int()`` alone would accept far more."""
+_TRAILER_FIELD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*")
+"""A trailer field line, as a header field line: a token, a colon, a value without control
+characters but HTAB (so no bare CR or LF, no folding, no whitespace before the colon)."""
 
 
 class BodyDecoder(Protocol):
@@ -44,7 +47,12 @@ class FixedLengthDecoder:
 
 
 class ChunkedDecoder:
-    """``Transfer-Encoding: chunked`` with bounded size lines and trailers (discarded)."""
+    """``Transfer-Encoding: chunked`` with bounded size lines and trailers.
+
+    The trailer section is read as field lines, each ended by CRLF, up to an empty line, and
+    then discarded (never forwarded). Anything else there (a bare LF, a request line) is
+    refused rather than skipped: a proxy in front may read it as the next request.
+    """
 
     def __init__(self) -> None:
         self.done = False
@@ -58,29 +66,41 @@ class ChunkedDecoder:
         buffer = self._buffer + data if self._buffer else data
         self._buffer = b""
         pieces: list[bytes] = []
-        while buffer and not self.done:
+        # An offset into the buffer rather than slicing off what is consumed: slicing copies
+        # the rest each time, quadratic in the number of chunks in one read.
+        position, end = 0, len(buffer)
+        while position < end and not self.done:
             if self._state == "data":
-                piece, buffer = buffer[: self._remaining], buffer[self._remaining :]
-                self._remaining -= len(piece)
-                pieces.append(piece)
+                take = min(self._remaining, end - position)
+                pieces.append(buffer[position : position + take])
+                position += take
+                self._remaining -= take
                 if self._remaining == 0:
                     self._state = "crlf"
                 continue
-            line_end = buffer.find(b"\r\n")
+            line_end = buffer.find(b"\r\n", position)
             if line_end < 0:
-                self._check_partial(buffer)
-                self._buffer = buffer
+                self._buffer = buffer[position:]
+                self._check_partial(self._buffer)
                 break
-            line, buffer = buffer[:line_end], buffer[line_end + 2 :]
-            self._line(line)
-        return pieces, (buffer if self.done else b"")
+            self._line(buffer[position:line_end])
+            position = line_end + 2
+        return pieces, (buffer[position:] if self.done else b"")
 
     def _check_partial(self, buffer: bytes) -> None:
-        if self._state == "crlf" and len(buffer) >= 2:
-            raise BadRequest(400, "malformed chunked body")
-        limit = _MAX_TRAILERS if self._state == "trailer" else _MAX_CHUNK_LINE
-        if len(buffer) > limit:
-            raise BadRequest(400, "chunk size line or trailer too long")
+        """Refuse an unfinished line that is already wrong, without waiting for its end."""
+        if self._state == "crlf":
+            if len(buffer) >= 2:
+                raise BadRequest(400, "malformed chunked body")
+            return
+        if self._state == "trailer":
+            if self._trailer_bytes + len(buffer) > _MAX_TRAILERS:
+                raise BadRequest(400, "trailers too long")
+        elif len(buffer) > _MAX_CHUNK_LINE:
+            raise BadRequest(400, "chunk size line too long")
+        # No CRLF in the buffer: a LF, or a CR but as its last byte, is a bare one.
+        if b"\n" in buffer or b"\r" in buffer[:-1]:
+            raise BadRequest(400, "bare CR or LF in a chunked body")
 
     def _line(self, line: bytes) -> None:
         if self._state == "crlf":
@@ -100,3 +120,5 @@ class ChunkedDecoder:
                 raise BadRequest(400, "trailers too long")
             if not line:
                 self.done = True
+            elif not _TRAILER_FIELD.fullmatch(line):
+                raise BadRequest(400, "malformed trailer field")

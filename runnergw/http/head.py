@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import attrs
@@ -18,6 +19,12 @@ _FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([^\x00-\x08\x0a-\x1f
 """One well-formed header field line: a token, a colon, a value without control characters
 (linear: the value's surrounding blanks are stripped afterwards, not by the pattern)."""
 _VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
+_HOST = re.compile(
+    r"(?:\[([0-9A-Fa-f:.]+)\]|(?:[-A-Za-z0-9._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::[0-9]{1,5})?"
+)
+"""``Host = uri-host [":" port]`` (RFC 9110 section 7.2): an IPv6 literal in brackets, or a
+reg-name (which covers IPv4 addresses) of unreserved characters, sub-delims and
+percent-escapes; then, optionally, a colon and a port of one to five digits."""
 
 
 @attrs.frozen
@@ -65,6 +72,10 @@ def _parse_request_line(line: bytes, limits: HeadLimits) -> tuple[str, str, str]
         raise BadRequest(400, "malformed method")
     if not _TARGET.fullmatch(target):
         raise BadRequest(400, "the request target must be an absolute path")
+    if b"#" in target:
+        # A fragment is never sent (RFC 9112 section 3.2); servers that cut it off and servers
+        # that keep it in the path would see different paths.
+        raise BadRequest(400, "a fragment (#) is not allowed in the request target")
     return method.decode("ascii"), target.decode("ascii"), _VERSIONS[version]
 
 
@@ -105,6 +116,18 @@ def _parse_fields(lines: list[bytes], limits: HeadLimits) -> Headers:
     return Headers(fields)
 
 
+def _valid_host(value: str) -> bool:
+    match = _HOST.fullmatch(value)
+    if match is None:
+        return False
+    if match[1] is not None:
+        try:
+            ipaddress.IPv6Address(match[1])
+        except ValueError:
+            return False
+    return True
+
+
 def _framing(headers: Headers, version: str) -> int | None:
     """The declared body length; None for chunked. Refuses ambiguous framing (smuggling)."""
     encodings = headers.get_all("transfer-encoding")
@@ -114,7 +137,9 @@ def _framing(headers: Headers, version: str) -> int | None:
             raise BadRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0")
         if lengths:
             raise BadRequest(400, "both Transfer-Encoding and Content-Length")
-        if len(encodings) != 1 or encodings[0].strip().lower() != "chunked":
+        # Exactly "chunked", in any ASCII case, as Go reads it: the value is already trimmed
+        # of optional whitespace, and nothing else (NBSP, NEL) may be dropped around it.
+        if len(encodings) != 1 or encodings[0].lower() != "chunked":
             raise BadRequest(501, "only Transfer-Encoding: chunked is supported")
         return None
     if not lengths:
@@ -159,6 +184,8 @@ def parse_request_head(block: bytes, limits: HeadLimits) -> RequestHead:
         raise BadRequest(400, "exactly one Host header is required")
     if len(hosts) > 1:
         raise BadRequest(400, "more than one Host header")
+    if hosts and not _valid_host(hosts[0]):
+        raise BadRequest(400, "the Host header is not a valid host[:port]")
     content_length = _framing(headers, version)
     tokens = headers.connection_tokens()
     keep_alive = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens

@@ -12,6 +12,9 @@ HOP_BY_HOP = frozenset({
 })
 """Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1)."""
 
+_OWS = " \t"
+"""Optional whitespace (RFC 9110 section 5.6.3): what may surround a value or list element."""
+
 
 class Headers:
     """Header fields in arrival order; names compare case-insensitively."""
@@ -71,10 +74,17 @@ class Headers:
         self._fields = [field for _, field in kept]
 
     def connection_tokens(self) -> set[str]:
-        """Lower-case field names listed in ``Connection`` (they are hop-by-hop too)."""
+        """Lower-case field names listed in ``Connection`` (they are hop-by-hop too).
+
+        Only optional whitespace (SP, HTAB) is trimmed around each token, as Go does:
+        ``str.strip()`` would also drop NBSP and NEL and read ``close\\xa0`` as ``close``.
+        """
         tokens: set[str] = set()
         for value in self.get_all("connection"):
-            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+            for token in value.split(","):
+                token = token.strip(_OWS)
+                if token:
+                    tokens.add(token.lower())
         return tokens
 
     def without(self, drop: frozenset[str] | set[str]) -> Headers:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -24,8 +23,10 @@ from twisted.python.failure import Failure
 from runnergw.chain.exchange import Exchange
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
+from runnergw.http.scan import HeadScanner, skip_empty_lines
 from runnergw.http.status import reason_phrase
 from runnergw.http.stream import ClientStream, DiscardBody
+from runnergw.http.timers import ConnectionTimeouts
 from runnergw.logs import level_gate
 
 __all__ = ["ConnectionTimeouts", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
@@ -36,16 +37,6 @@ _LINGER_BYTES = 1 << 20
 _LINGER_SECONDS = 2.0
 _DISCARD_LIMIT = 1 << 20
 """A refused request's unread body up to this size is drained so the connection lives on."""
-
-
-@attrs.frozen
-class ConnectionTimeouts:
-    """Client-side timers, all in seconds."""
-
-    header: float = 10.0
-    read: float = 30.0
-    write: float = 30.0
-    keep_alive: float = 75.0
 
 
 class _DateCache:
@@ -87,10 +78,7 @@ class GatewayHTTPProtocol(Protocol):
         self._reading_paused = False
         self._parsing = False
         self._parse_again = False
-        self._scanned = 0
-        """Bytes at the start of an unfinished head already checked: whole lines with CRLF."""
-        self._line_ends = 0
-        """Lines ended by CRLF within those bytes (request line and fields)."""
+        self._scanner = HeadScanner(self.limits)
 
     # Connection life
 
@@ -185,19 +173,26 @@ class GatewayHTTPProtocol(Protocol):
             self._parsing = False
 
     def _parse_head(self) -> None:
-        buffer = self._buffer.lstrip(b"\r\n")
-        if not buffer:
-            self._buffer = b""
+        try:
+            buffer = skip_empty_lines(self._buffer)
+        except BadRequest as e:
+            self._refuse(e)
+            return
+        if buffer in (b"", b"\r"):
+            # Only empty lines so far: they start no deadline.
+            self._buffer = buffer
             return
         if self._timer_kind != "header":
             self._start_timer("header", self.timeouts.header, self._head_timed_out)
-        # The head ends at its first empty line, and none is among the lines already checked.
-        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 2))
+        end = self._scanner.find_end(buffer)
         if end < 0:
             self._buffer = buffer
-            self._check_partial_head(buffer)
+            error = self._scanner.partial_error(buffer)
+            if error is not None:
+                # Waiting for the rest would only hold the connection until the deadline.
+                self._refuse(error)
             return
-        self._scanned = self._line_ends = 0
+        self._scanner.reset()
         self._buffer = buffer[end + 4 :]
         try:
             head = parse_request_head(buffer[:end], self.limits)
@@ -207,50 +202,10 @@ class GatewayHTTPProtocol(Protocol):
         self._stop_timer()
         self._start_exchange(head)
 
-    def _check_partial_head(self, buffer: bytes) -> None:
-        """Refuse an unfinished head at once when what is in already breaks a limit or the
-        line syntax: waiting for the rest would only hold the connection until the deadline."""
-        error = self._partial_head_error(buffer)
-        if error is not None:
-            self._refuse(error)
-
-    def _partial_head_error(self, buffer: bytes) -> BadRequest | None:
-        """What is wrong with an unfinished head so far, if anything.
-
-        Each complete line is checked once (the first ``_scanned`` bytes were checked before),
-        so that a head trickling in a byte at a time costs linear work, not quadratic.
-        """
-        limits = self.limits
-        start = self._scanned
-        cut = buffer.rfind(b"\r\n", start)
-        if cut >= 0:
-            lines = buffer[start:cut].split(b"\r\n")
-            if start == 0 and len(lines[0]) > limits.max_line:
-                return BadRequest(414, "request line too long")
-            if max(map(len, lines)) > limits.max_line:
-                return BadRequest(431, "header field too long")
-            if any(b"\n" in line or b"\r" in line for line in lines):
-                return BadRequest(400, "bare CR or LF in the request head")
-            self._line_ends += len(lines)
-            self._scanned = start = cut + 2
-        # The line being received may end with the CR of a CRLF whose LF is on its way.
-        partial = buffer[start:].removesuffix(b"\r")
-        if len(partial) > limits.max_line:
-            if start == 0:
-                return BadRequest(414, "request line too long")
-            return BadRequest(431, "header field too long")
-        if b"\n" in partial or b"\r" in partial:
-            return BadRequest(400, "bare CR or LF in the request head")
-        if len(buffer) > limits.max_bytes:
-            return BadRequest(431, "request header block too large")
-        if self._line_ends - 1 > limits.max_fields:
-            return BadRequest(431, "too many header fields")
-        return None
-
     def _head_timed_out(self) -> None:
         self._timer = None
         self._timer_kind = ""
-        if self._buffer:
+        if self._buffer not in (b"", b"\r"):
             self._refuse(BadRequest(408, "request header timeout"))
         else:
             self._close()

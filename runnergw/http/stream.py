@@ -15,6 +15,7 @@ from runnergw.http.errors import BadRequest
 from runnergw.http.head import RequestHead
 from runnergw.http.headers import Headers
 from runnergw.http.status import reason_phrase
+from runnergw.http.timers import BodyRateWatch
 
 if TYPE_CHECKING:
     from runnergw.http.server import GatewayHTTPProtocol
@@ -73,6 +74,9 @@ class ClientStream:
         self._consumer: Any = None
         self.body_complete = not head.has_body
         self._read_timer: IDelayedCall | None = None
+        timeouts = protocol.timeouts
+        self._rate = BodyRateWatch(protocol.clock, timeouts.min_body_data_rate,
+                                   timeouts.min_body_data_rate_grace, self._too_slow)
         self._gone_callbacks: list[Callable[[], object]] = []
         self._watch: StallWatch | None = None
 
@@ -86,11 +90,14 @@ class ClientStream:
                          if self.head.content_length is not None else ChunkedDecoder())
         if self.head.expect_continue and not self.head_sent:
             self.protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # The body's time starts now: the client was not asked for it before.
+        self._rate.start()
         self.protocol.body_started()
 
     def body_received(self, data: bytes) -> None:
         """Decode ``data``; returns nothing, hands leftover bytes back to the protocol."""
         assert self._decoder is not None
+        self._rate.received(len(data))
         try:
             pieces, leftover = self._decoder.feed(data)
         except BadRequest as e:
@@ -108,6 +115,7 @@ class ClientStream:
         if self._decoder.done:
             self.body_complete = True
             self._cancel_read_timer()
+            self._rate.stop()
             # The bytes after the body belong to the next request: hand them over before the
             # consumer hears of the end, as it may finish the response (and so start that
             # request) right there.
@@ -130,11 +138,13 @@ class ClientStream:
 
     def pause_body(self) -> None:
         self._cancel_read_timer()
+        self._rate.pause()
         self.protocol.set_paused("upstream", True)
 
     def resume_body(self) -> None:
         if self.reading_body():
             self._arm_read_timer()
+            self._rate.start()
         self.protocol.set_paused("upstream", False)
 
     def _arm_read_timer(self) -> None:
@@ -156,6 +166,13 @@ class ClientStream:
         self.exchange.outcome = "timeout"
         self.exchange.reason = "client stopped sending the request body"
         self.protocol.refuse_mid_body(self, BadRequest(408, "request body read timed out"))
+
+    def _too_slow(self) -> None:
+        self._cancel_read_timer()
+        self.exchange.outcome = "timeout"
+        self.exchange.reason = "client sent the request body too slowly"
+        self.protocol.refuse_mid_body(
+            self, BadRequest(408, "request body arrived slower than the minimum data rate"))
 
     # Response
 
@@ -252,6 +269,7 @@ class ClientStream:
             return
         self.gone = True
         self._cancel_read_timer()
+        self._rate.stop()
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None

@@ -120,9 +120,9 @@ def _numeric_date(claims: Mapping[str, Any], name: str, kind: _Kind) -> float | 
 
 def _bearer_token(authorization: str | None) -> str:
     """Take the token out of an ``Authorization: Bearer …`` header."""
-    if authorization is None or not authorization.strip():
+    if authorization is None or not authorization.strip(" \t"):
         raise SaasTokenError("server_missing", "Not authenticated")
-    scheme, _, token = authorization.strip().partition(" ")
+    scheme, _, token = authorization.strip(" \t").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise SaasTokenError("server_malformed", "Invalid authentication credentials")
@@ -209,9 +209,9 @@ class SaasTokenVerifier:
             # their own token could present it as the SaaS's and call the node directly.
             raise _SERVER.error("user_token_as_server",
                                 "a user token cannot stand for the server token")
-        if user_token is None or not user_token.strip():
+        if user_token is None or not user_token.strip(" \t"):
             raise SaasTokenError("user_missing", "User token missing")
-        user = self._checked(user_token.strip(), _USER)
+        user = self._checked(user_token.strip(" \t"), _USER)
         return SaasCaller(
             subject=user.claims["sub"],
             role=user.claims["role"],

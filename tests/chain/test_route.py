@@ -101,6 +101,17 @@ class RefusedPathTests(SynchronousTestCase):
             with self.subTest(path=path):
                 self.assertBadPath(path)
 
+    def test_dot_segments_with_parameters(self) -> None:
+        """``..;``, ``.;x`` and ``..;jsessionid=1`` (dot segments to Java servers) are refused."""
+        for path in ("/api/..;/admin", "/api/.;x/tags", "/api/..;jsessionid=1/admin", "/..;",
+                     "/api/x/..;", "/api/%2e%2e;/admin", "/api/.%2e;a=b/x", "/api/..%3b/admin"):
+            with self.subTest(path=path):
+                self.assertBadPath(path)
+
+    def test_semicolons_in_names(self) -> None:
+        """A parameter on an ordinary segment, or dots that are not a dot segment, are fine."""
+        self.assertEqual(self.router.match("/api/a;b/..x;y/;..")[1], "/a;b/..x;y/;..")
+
     def test_encoded_slash(self) -> None:
         """``%2f`` is refused, whatever its case."""
         for path in ("/api%2fchat", "/api/a%2Fb", "/api/..%2fadmin"):
@@ -122,6 +133,24 @@ class RefusedPathTests(SynchronousTestCase):
         for path in ("/api/%ff", "/api/%c0%ae%c0%ae/x", "/api/%c0%af", "/%e2%82"):
             with self.subTest(path=path):
                 self.assertBadPath(path)
+
+    def test_malformed_escape_in_path(self) -> None:
+        """A ``%`` not followed by two hex digits in the path is refused."""
+        for path in ("/%zz", "/a%2", "/a%", "/api/%g0/x", "/api/tags%", "/%%41", "/api/%2"):
+            with self.subTest(path=path):
+                self.assertBadPath(path)
+
+    def test_malformed_escape_in_query(self) -> None:
+        """A ``%`` not followed by two hex digits in the query string is refused."""
+        for query in ("a=%zz", "a=%2", "%", "a=b%", "a=%%20", "x&y=%2g"):
+            with self.subTest(query=query):
+                error = self.assertRaises(Reject, self.router.match, "/api/tags", query)
+                self.assertEqual(error.status, 400, error.message)
+                self.assertIn("query", error.message)
+
+    def test_well_formed_query(self) -> None:
+        """Escapes in the query are only checked for syntax: any byte may be escaped."""
+        self.assertEqual(self.router.match("/api/tags", "a=%20&b=%C3%a9&c=%ff&d=+")[1], "/tags")
 
     def test_valid_utf8(self) -> None:
         """Well-formed UTF-8 percent-encoding is fine."""

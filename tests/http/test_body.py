@@ -183,3 +183,47 @@ class ChunkedTests(SynchronousTestCase):
     def test_trailer_line_too_long_without_crlf(self) -> None:
         """A single endless trailer line is refused without waiting for its end."""
         self.assertMalformed(b"0\r\nX-A: " + b"a" * 17000)
+
+    def test_trailer_fields_checked(self) -> None:
+        """Trailer lines must be ``name: value`` fields without folding or control characters."""
+        for line in (b"garbage", b": v", b"X-A : 1", b" folded", b"\tfolded", b"X-A: a\x00b",
+                     b"X-A: a\x7f", b"X (A): 1"):
+            with self.subTest(line=line):
+                self.assertMalformed(b"0\r\n" + line + b"\r\n\r\n")
+
+    def test_request_line_in_trailers(self) -> None:
+        """A request line after the last chunk is not swallowed as a trailer: 400."""
+        self.assertMalformed(b"0\r\nGET /smuggled HTTP/1.1\r\nHost: gw\r\n\r\n")
+
+    def test_bare_lf_in_trailers(self) -> None:
+        """A bare LF in the trailer section, as a line end or as the empty line, is refused."""
+        self.assertMalformed(b"0\r\nX-A: 1\n\r\n")
+        self.assertMalformed(b"0\r\n\nGET / HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertMalformed(b"0\r\nX-A: 1\r\n\n\r\n")
+
+    def test_bare_cr_in_trailers(self) -> None:
+        """A bare CR in a trailer line is refused."""
+        self.assertMalformed(b"0\r\nX-A: 1\rX-B: 2\r\n\r\n")
+
+    def test_bare_lf_noticed_before_crlf(self) -> None:
+        """A bare LF in a trailer or size line is refused at once, not when a CRLF comes."""
+        for data in (b"0\r\nX-A: 1\nX", b"0\r\n\n", b"5\nhello", b"5\rX"):
+            with self.subTest(data=data):
+                decoder = ChunkedDecoder()
+                error = self.assertRaises(BadRequest, decoder.feed, data)
+                self.assertEqual(error.status, 400)
+
+    def test_cr_awaiting_lf_in_trailers(self) -> None:
+        """A trailer line cut between its CR and LF is fine."""
+        decoder = ChunkedDecoder()
+        body, after = _feed_all(decoder, [b"0\r\nX-A: 1\r", b"\n\r", b"\nNEXT"])
+        self.assertEqual((body, after), (b"", b"NEXT"))
+        self.assertTrue(decoder.done)
+
+    def test_trailer_section_bounded_while_arriving(self) -> None:
+        """Trailer bytes already read count towards the limit of an unfinished line."""
+        decoder = ChunkedDecoder()
+        decoder.feed(b"0\r\n" + b"".join(b"X-%d: %s\r\n" % (n, b"a" * 1000) for n in range(15)))
+        decoder.feed(b"X-Last: " + b"a" * 500)
+        error = self.assertRaises(BadRequest, decoder.feed, b"a" * 1000)
+        self.assertEqual(error.status, 400)

@@ -94,6 +94,16 @@ class RequestLineTests(_HeadTestCase):
         """Raw bytes above 0x7e in the target are refused."""
         self.assertRefused(400, b"GET /caf\xc3\xa9 HTTP/1.1", b"Host: gw")
 
+    def test_fragment_in_target(self) -> None:
+        """A raw ``#`` in the target, in the path or the query, is refused."""
+        for target in ("/api/tags#frag", "/api/tags?x=1#frag", "/#", "/a?#"):
+            with self.subTest(target=target):
+                self.assertRefused(400, f"GET {target} HTTP/1.1", "Host: gw")
+
+    def test_encoded_hash_in_target(self) -> None:
+        """An escaped ``%23`` is an ordinary character of the path."""
+        self.assertEqual(_head("GET /a%23b HTTP/1.1", "Host: gw").path, "/a%23b")
+
     def test_malformed_method(self) -> None:
         """A method that is not a token is refused."""
         self.assertRefused(400, "G(T / HTTP/1.1", "Host: gw")
@@ -123,6 +133,33 @@ class HostTests(_HeadTestCase):
         self.assertRefused(400, "GET / HTTP/1.1", "Host: a", "Host: b")
         self.assertRefused(400, "GET / HTTP/1.0", "Host: a", "Host: a")
 
+    def test_valid_hosts(self) -> None:
+        """Names, IPv4 and bracketed IPv6 addresses, with or without a port, are accepted."""
+        for host in ("gw", "gw.example:8443", "127.0.0.1", "127.0.0.1:8443", "[::1]",
+                     "[::1]:8443", "[2001:db8::192.0.2.1]", "xn--caf-dma.example", "my_host",
+                     "a%41b", "gw:0"):
+            with self.subTest(host=host):
+                self.assertEqual(_head("GET / HTTP/1.1", "Host: " + host).headers.get("host"),
+                                 host)
+
+    def test_malformed_host(self) -> None:
+        """A Host that is not ``host[:port]`` is 400: spaces, paths, user info, bad ports…"""
+        for host in ("a b", "gw\tx", "gw:", "gw:abc", "gw:123456", "gw:-1", "user@gw", "gw/x",
+                     "gw?x", "gw#x", '"gw"', "caf\xe9", "a%4", "a%zz", "[::1", "::1",
+                     "[zz::1]", "[::1]x", "[::1]:", "[fe80::1%25eth0]", "gw:80:80", ":8443"):
+            with self.subTest(host=host):
+                self.assertRefused(400, b"GET / HTTP/1.1", b"Host: " + host.encode("latin-1"))
+
+    def test_empty_host(self) -> None:
+        """An empty Host is 400, in either version."""
+        self.assertRefused(400, "GET / HTTP/1.1", "Host:")
+        self.assertRefused(400, "GET / HTTP/1.1", "Host:  ")
+        self.assertRefused(400, "GET / HTTP/1.0", "Host:")
+
+    def test_malformed_host_http10(self) -> None:
+        """An HTTP/1.0 request that sends a Host must send a valid one."""
+        self.assertRefused(400, "GET / HTTP/1.0", "Host: a b")
+
     def test_http10_without_host(self) -> None:
         """HTTP/1.0 without Host is accepted and closes after the response by default."""
         head = _head("GET / HTTP/1.0")
@@ -132,6 +169,14 @@ class HostTests(_HeadTestCase):
     def test_http10_keep_alive(self) -> None:
         """HTTP/1.0 with ``Connection: keep-alive`` keeps the connection."""
         self.assertTrue(_head("GET / HTTP/1.0", "Connection: Keep-Alive").keep_alive)
+
+    def test_connection_close_with_unicode_whitespace(self) -> None:
+        """``close`` or ``keep-alive`` followed by NBSP or NEL is another token (as in Go)."""
+        for value in (b"close\xa0", b"close\x85", b"\xa0close"):
+            with self.subTest(value=value):
+                self.assertTrue(_head(b"GET / HTTP/1.1", b"Host: gw",
+                                      b"Connection: " + value).keep_alive)
+        self.assertFalse(_head(b"GET / HTTP/1.0", b"Connection: keep-alive\xa0").keep_alive)
 
     def test_http11_connection_close(self) -> None:
         """``Connection: close`` among other tokens ends keep-alive."""
@@ -250,6 +295,18 @@ class FramingTests(_HeadTestCase):
             with self.subTest(value=value):
                 self.assertRefused(501, "POST / HTTP/1.1", "Host: gw",
                                    "Transfer-Encoding: " + value)
+
+    def test_transfer_encoding_with_unicode_whitespace(self) -> None:
+        """``chunked`` with NBSP or NEL around it is an unknown coding (501), as in Go."""
+        for value in (b"chunked\xa0", b"\xa0chunked", b"chunked\x85", b"\x85chunked"):
+            with self.subTest(value=value):
+                self.assertRefused(501, b"POST / HTTP/1.1", b"Host: gw",
+                                   b"Transfer-Encoding: " + value)
+
+    def test_transfer_encoding_optional_whitespace(self) -> None:
+        """Spaces and tabs around ``chunked`` are optional whitespace."""
+        head = _head(b"POST / HTTP/1.1", b"Host: gw", b"Transfer-Encoding: \t chunked \t")
+        self.assertIsNone(head.content_length)
 
     def test_two_transfer_encoding_fields(self) -> None:
         """Two Transfer-Encoding fields are not a chunked body."""

@@ -41,6 +41,11 @@ class HeadersTests(SynchronousTestCase):
         headers = Headers([("Connection", "Keep-Alive, X-Secret ,"), ("connection", "close")])
         self.assertEqual(headers.connection_tokens(), {"keep-alive", "x-secret", "close"})
 
+    def test_connection_tokens_trim_only_spaces_and_tabs(self) -> None:
+        """Only SP and HTAB are trimmed: ``close`` followed by NBSP or NEL is not ``close``."""
+        headers = Headers([("Connection", "\tclose\xa0, x-a\x85 , \xa0x-b")])
+        self.assertEqual(headers.connection_tokens(), {"close\xa0", "x-a\x85", "\xa0x-b"})
+
     def test_without_hop_by_hop(self) -> None:
         """Hop-by-hop fields and those named by Connection are dropped."""
         headers = Headers([("Connection", "X-Private"), ("X-Private", "1"), ("Upgrade", "h2c"),

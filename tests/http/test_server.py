@@ -55,6 +55,12 @@ class FramingTests(_RefusalTestCase):
         self.assertRefusedRequest(
             b"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: identity\r\n\r\n", 501)
 
+    def test_chunked_followed_by_nbsp(self) -> None:
+        """``Transfer-Encoding: chunked`` plus a non-breaking space is not chunked: 501."""
+        self.assertRefusedRequest(
+            b"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n",
+            501)
+
     def test_transfer_encoding_in_http10(self) -> None:
         """Transfer-Encoding in an HTTP/1.0 request: 400."""
         self.assertRefusedRequest(
@@ -96,6 +102,32 @@ class FramingTests(_RefusalTestCase):
             protocol.dataReceived(b"X-%d: %s\r\n" % (n, b"a" * 1000))
         self.assertRefused(transport, 400)
         self.assertIsNotNone(consumer.failure)
+
+
+    def test_request_in_trailers(self) -> None:
+        """A request hidden after the last chunk behind a bare LF: 400 and close, not skipped."""
+        protocol, transport = self.request(
+            b"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n")
+        consumer = self.gateway.calls[0].read_body()
+        protocol.dataReceived(b"3\r\nabc\r\n")
+        protocol.dataReceived(b"0\r\n\nGET /smuggled HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertRefused(transport, 400)
+        self.assertEqual(consumer.data, b"abc")
+        self.assertIsNotNone(consumer.failure)
+        self.assertEqual(len(self.gateway.calls), 1)
+
+    def test_trailers_not_forwarded(self) -> None:
+        """Well-formed trailer fields are read and dropped: the exchange never sees them."""
+        self.gateway = StubGateway(echo=True)
+        _, transport = self.request(
+            b"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n")
+        [response] = parse_responses(transport.value())
+        self.assertEqual((response.status, response.body), (200, b"POST /:abc"))
+        exchange = self.gateway.calls[0].exchange
+        self.assertNotIn("x-checksum", exchange.headers)
+        self.assertNotIn("x-checksum", exchange.upstream_headers)
+        self.assertOpen(transport)
 
 
 class HeadLimitTests(_RefusalTestCase):
@@ -195,6 +227,14 @@ class HeadSyntaxTests(_RefusalTestCase):
         """Two Host fields: 400."""
         self.assertRefusedRequest(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400)
 
+    def test_malformed_host(self) -> None:
+        """``Host: a b``: 400, and the runner never sees it."""
+        self.assertRefusedRequest(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400)
+
+    def test_empty_host(self) -> None:
+        """An empty Host field: 400."""
+        self.assertRefusedRequest(b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400)
+
     def test_http10_without_host(self) -> None:
         """HTTP/1.0 without Host is served, then the connection closes."""
         self.gateway = StubGateway(echo=True)
@@ -219,6 +259,10 @@ class HeadSyntaxTests(_RefusalTestCase):
     def test_asterisk_form(self) -> None:
         """``OPTIONS *``: 400."""
         self.assertRefusedRequest(b"OPTIONS * HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+
+    def test_fragment_in_target(self) -> None:
+        """``GET /api/tags#frag``: 400, and the runner never sees it."""
+        self.assertRefusedRequest(b"GET /api/tags#frag HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
 
     def test_obs_fold(self) -> None:
         """Obsolete line folding: 400."""
@@ -250,6 +294,34 @@ class HeadSyntaxTests(_RefusalTestCase):
         self.gateway = StubGateway(echo=True)
         _, transport = self.request(b"\r\n\r\nGET / HTTP/1.1\r\n" + _HOST + b"\r\n")
         self.assertStatusLine(transport, 200)
+
+    def test_bare_lf_before_request_line(self) -> None:
+        """A bare LF before the request line is not an empty line: 400, not served."""
+        self.assertRefusedRequest(b"\nGET / HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+        self.assertRefusedRequest(b"\r\n\nGET / HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+
+    def test_bare_cr_before_request_line(self) -> None:
+        """A bare CR before the request line is not an empty line: 400, not served."""
+        self.assertRefusedRequest(b"\rGET / HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+        self.assertRefusedRequest(b"\r\n\r\rGET / HTTP/1.1\r\n" + _HOST + b"\r\n", 400)
+
+    def test_empty_line_cut_between_cr_and_lf(self) -> None:
+        """An empty line whose LF comes in a later packet is still an empty line."""
+        self.gateway = StubGateway(echo=True)
+        protocol, transport = self.request(b"\r\n\r")
+        self.assertEqual(transport.value(), b"")
+        protocol.dataReceived(b"\nGET / HTTP/1.1\r\n" + _HOST + b"\r\n")
+        self.assertStatusLine(transport, 200)
+
+    def test_bare_lf_between_pipelined_requests(self) -> None:
+        """A stray LF after a served request makes the next one a 400, not a second request."""
+        self.gateway = StubGateway(echo=True)
+        request = b"GET / HTTP/1.1\r\n" + _HOST + b"\r\n"
+        _, transport = self.request(request + b"\r\n\n" + request)
+        first, second = parse_responses(transport.value())
+        self.assertEqual((first.status, second.status), (200, 400))
+        self.assertEqual(len(self.gateway.calls), 1)
+        self.assertTrue(transport.disconnecting)
 
     def test_unsupported_expectation(self) -> None:
         """``Expect: something-else``: 417."""
@@ -283,6 +355,8 @@ class SplitHeadTests(_RefusalTestCase):
         (b"GET / HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
          400),
         (b"GET / HTTP/2.0\r\nHost: gw\r\n\r\n", 505),
+        (b"\r\n\rGET / HTTP/1.1\r\nHost: gw\r\n\r\n", 400),
+        (b"\r\n\nGET / HTTP/1.1\r\nHost: gw\r\n\r\n", 400),
     )
 
     def test_byte_by_byte(self) -> None:

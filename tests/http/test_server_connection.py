@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.python.failure import Failure
 
@@ -95,6 +96,13 @@ class KeepAliveTests(ServerTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(len(self.gateway.calls), 1)
 
+    def test_connection_close_with_nbsp(self) -> None:
+        """``Connection: close`` plus a no-break space is not close: the next request is served."""
+        _, transport = self.request(
+            b"GET / HTTP/1.1\r\nHost: gw\r\nConnection: close\xa0\r\n\r\n" + _GET)
+        self.assertEqual([r.status for r in parse_responses(transport.value())], [200, 200])
+        self.assertOpen(transport)
+
     def test_http10_closes(self) -> None:
         """HTTP/1.0 closes after the response."""
         _, transport = self.request(b"GET / HTTP/1.0\r\n\r\n")
@@ -164,7 +172,8 @@ class UnreadBodyTests(ServerTestCase):
     def test_drain_stalls(self) -> None:
         """A body being skipped that stops arriving drops the connection at the read timeout."""
         protocol, transport = self.request(
-            b"POST /api/chat HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\n01234")
+            b"POST /api/chat HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\n01234",
+            timeouts=attrs.evolve(self.timeouts, min_body_data_rate=0))
         self.clock.advance(29.9)
         self.assertOpen(transport)
         self.clock.advance(0.1)

@@ -1,16 +1,21 @@
-"""Connection timers: the header deadline, keep-alive idling, body reads and write stalls."""
+"""Connection timers: header deadline, keep-alive idling, body reads and rate, write stalls."""
 
 from __future__ import annotations
 
+import attrs
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tests.http.support import ServerTestCase, StubGateway, parse_responses
+from runnergw.chain.route import Route, Router, error_body_detail
+from runnergw.chain.runner import ChainRunner
+from runnergw.http.server import ConnectionTimeouts, GatewayHTTPProtocol
+from tests.http.support import ServerTestCase, StubGateway, StubTerminal, parse_responses
 
-__all__ = ["BodyReadTimeoutTests", "HeaderDeadlineTests", "KeepAliveTimeoutTests",
-           "WriteStallTests"]
+__all__ = ["BodyDataRateTests", "BodyReadTimeoutTests", "HeaderDeadlineTests",
+           "KeepAliveTimeoutTests", "WriteStallTests"]
 
 _GET = b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n"
 
@@ -133,6 +138,94 @@ class KeepAliveTimeoutTests(ServerTestCase):
         self.assertTrue(transport.disconnecting)
 
 
+class BodyDataRateTests(ServerTestCase):
+    """A client that keeps sending its body, but too slowly (240 bytes/s after a 5 s grace)."""
+
+    _HEAD = b"POST /api/chat HTTP/1.1\r\nHost: gw\r\nContent-Length: %d\r\n\r\n"
+
+    def trickle(self, protocol: GatewayHTTPProtocol, transport: StringTransport,
+                seconds: float, piece: bytes) -> None:
+        """Send ``piece`` every half second for ``seconds``, unless the connection closes."""
+        for _ in range(int(seconds * 2)):
+            self.clock.advance(0.5)
+            if transport.disconnecting:
+                return
+            protocol.dataReceived(piece)
+
+    def test_slow_body_cut_after_grace(self) -> None:
+        """A 1 MiB body sent a byte every half second gets 408, in the route's shape, at 5 s."""
+        terminal = StubTerminal(echo=True)
+        route = Route("api", ("api",), (), terminal, error_body=error_body_detail)
+        self.gateway = ChainRunner(Router([route], Route("", (), (), None)))
+        protocol, transport = self.request(self._HEAD % (1 << 20))
+        self.trickle(protocol, transport, 4.5, b"x")
+        self.assertOpen(transport)
+        self.trickle(protocol, transport, 0.5, b"x")
+        self.assertStatusLine(transport, 408)
+        [response] = parse_responses(transport.value())
+        self.assertEqual(list(response.json()), ["detail"])
+        self.assertEqual(response.headers.get("connection"), "close")
+        self.assertTrue(transport.disconnecting)
+        call = terminal.calls[0]
+        assert call.consumer is not None
+        self.assertIsNotNone(call.consumer.failure)
+        self.assertEqual((call.exchange.status, call.exchange.outcome), (408, "timeout"))
+
+    def test_fast_enough_body(self) -> None:
+        """A body at 480 bytes per second is served, however long it takes."""
+        self.gateway = StubGateway(echo=True)
+        protocol, transport = self.request(self._HEAD % (240 * 60))
+        self.trickle(protocol, transport, 30, b"x" * 240)
+        self.assertStatusLine(transport, 200)
+        self.assertOpen(transport)
+
+    def test_wait_before_the_body_is_asked_for(self) -> None:
+        """A minute spent on the token check before the body is read is not the client's."""
+        protocol, transport = self.request(self._HEAD % 4800 + b"x" * 480)
+        self.clock.advance(60.0)
+        consumer = self.gateway.calls[0].read_body()
+        self.trickle(protocol, transport, 9, b"x" * 240)
+        self.assertOpen(transport)
+        self.assertTrue(consumer.done)
+
+    def test_runner_backpressure_not_counted(self) -> None:
+        """Time while the runner holds the body back is not counted; once it resumes, it is."""
+        protocol, transport = self.request(self._HEAD % (1 << 20))
+        call = self.gateway.calls[0]
+        consumer = call.read_body()
+        self.trickle(protocol, transport, 3, b"x" * 240)
+        call.client.pause_body()
+        self.clock.advance(25.0)
+        call.client.resume_body()
+        self.trickle(protocol, transport, 2, b"x" * 240)
+        self.assertOpen(transport)
+        # 2400 bytes in 5 s of reading: they last until 10 s of reading time, 5 s from now.
+        self.clock.advance(4.75)
+        self.assertOpen(transport)
+        self.clock.advance(0.25)
+        self.assertRefused(transport, 408)
+        self.assertIsNotNone(consumer.failure)
+
+    def test_configured_rate_and_grace(self) -> None:
+        """``minRequestBodyDataRate`` and its grace come from the settings."""
+        timeouts = attrs.evolve(self.timeouts, min_body_data_rate=1000.0,
+                                min_body_data_rate_grace=10.0)
+        protocol, transport = self.request(self._HEAD % (1 << 20), timeouts=timeouts)
+        self.gateway.calls[0].read_body()
+        self.trickle(protocol, transport, 9.5, b"x" * 240)
+        self.assertOpen(transport)
+        self.trickle(protocol, transport, 0.5, b"x" * 240)
+        self.assertRefused(transport, 408)
+
+    def test_disabled(self) -> None:
+        """With ``minRequestBodyDataRate: 0`` only the idle read timeout applies."""
+        self.gateway = StubGateway(echo=True)
+        timeouts = attrs.evolve(self.timeouts, min_body_data_rate=0.0)
+        protocol, transport = self.request(self._HEAD % 40, timeouts=timeouts)
+        self.trickle(protocol, transport, 20, b"x")
+        self.assertStatusLine(transport, 200)
+
+
 @implementer(IPushProducer)
 class _Producer:
     """Records what the transport asks of a response producer."""
@@ -151,7 +244,10 @@ class _Producer:
 
 
 class BodyReadTimeoutTests(ServerTestCase):
-    """A client that stops sending its body."""
+    """A client that stops sending its body (the minimum data rate, off here, is tested below)."""
+
+    timeouts = ConnectionTimeouts(header=10.0, read=30.0, write=30.0, keep_alive=75.0,
+                                  min_body_data_rate=0)
 
     _POST = b"POST /api/chat HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\n"
 
