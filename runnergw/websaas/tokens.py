@@ -123,7 +123,7 @@ def _bearer_token(authorization: str | None) -> str:
     if authorization is None or not authorization.strip(" \t"):
         raise SaasTokenError("server_missing", "Not authenticated")
     scheme, _, token = authorization.strip(" \t").partition(" ")
-    token = token.strip()
+    token = token.strip(" \t")
     if scheme.lower() != "bearer" or not token:
         raise SaasTokenError("server_malformed", "Invalid authentication credentials")
     return token
