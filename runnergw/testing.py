@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from runnergw.audit_log import AuditLog
 from runnergw.chain.exchange import Exchange, Identity
-from runnergw.chain.interfaces import IClientStream, ITerminal
+from runnergw.chain.interfaces import ITerminal
 from runnergw.chain.route import Route, Router, error_body_detail, error_body_ollama
 from runnergw.chain.runner import ChainRunner
 from runnergw.config.errors import ConfigErrors, Origin
@@ -38,6 +38,7 @@ from runnergw.config.settings import Settings
 from runnergw.config.yamlfile import MarkedList, MarkedMap
 from runnergw.filters.registry import FilterContext, build_filter
 from runnergw.http.headers import Headers
+from runnergw.http.interfaces import IClientStream, StreamPolicy
 
 __all__ = ["Answer", "CannedTerminal", "FilterRun", "RecordingClient", "filter_from_settings",
            "make_exchange", "run_filters"]
@@ -87,6 +88,8 @@ class RecordingClient:
         self.aborted: str | None = None
         self.head_sent = False
         self.gone = False
+        self.record: Any = None
+        self.policy = StreamPolicy()
         self.producer: Any = None
         self._gone_callbacks: list[Callable[[], object]] = []
 
@@ -259,7 +262,7 @@ def run_filters(filters: Sequence[Any], exchange: Exchange | None = None,
     route = Route("test", (), tuple(filters), terminal, max_body_size=max_body_size,
                   error_body=error_body_detail if error_shape == "detail" else error_body_ollama)
     runner = ChainRunner(Router([route], Route("", (), (), None)))
-    return runner.handle(exchange, client).addCallback(
+    return runner.serve(exchange, client).addCallback(
         lambda _: FilterRun(exchange, client, terminal))
 
 

@@ -22,8 +22,8 @@ from zope.interface import implementer
 from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
 from runnergw.chain.framing import EventFramer, FramingError, LineFramer, framing_of
 from runnergw.chain.hookcalls import call_each, pass_through
-from runnergw.chain.interfaces import IClientStream
 from runnergw.http.headers import Headers
+from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
 
 if TYPE_CHECKING:
@@ -96,6 +96,16 @@ class FilteredClient:
         self._head: tuple[int, Headers, int | None] | None = None
         self._settled_waiters: list[Deferred[None]] = []
         client.when_gone(self._fire_gone)
+
+    @property
+    def record(self) -> Exchange:
+        """The exchange (the server's record of it)."""
+        return self.exchange
+
+    @property
+    def policy(self) -> Any:
+        """The route's policy, as the server holds it."""
+        return self.client.policy
 
     @property
     def gone(self) -> bool:

@@ -11,7 +11,7 @@ from runnergw.http.headers import Headers
 if TYPE_CHECKING:
     from runnergw.chain.route import Route
 
-__all__ = ["EndStream", "Exchange", "Identity", "Reply", "Reject"]
+__all__ = ["EndStream", "Exchange", "Identity", "Reply", "Reject", "exchange_for"]
 
 
 @attrs.frozen
@@ -154,3 +154,23 @@ class Exchange:
                 if self.response_observers else max_size
         if observer not in self.response_observers:
             self.response_observers.append(observer)
+
+
+def exchange_for(stream: Any) -> Exchange:
+    """The exchange of a request the server has read the head of (an ``IClientStream``); it
+    becomes the stream's record, which the server keeps up to date."""
+    head = stream.head
+    exchange = Exchange(
+        request_id=stream.request_id,
+        method=head.method,
+        path=head.path,
+        query=head.query,
+        version=head.version,
+        headers=head.headers,
+        client_address=stream.client_address,
+        secure=stream.secure,
+        started=stream.started,
+        content_length=head.content_length,
+    )
+    stream.record = exchange
+    return exchange

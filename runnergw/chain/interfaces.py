@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zope.interface import Attribute, Interface
 
-__all__ = ["IClientStream", "IFilter", "ITerminal"]
+__all__ = ["IFilter", "ITerminal"]
 
 
 class IFilter(Interface):
@@ -53,47 +53,6 @@ class IFilter(Interface):
     """
 
     name = Attribute("Short name used in settings and logs.")
-
-
-class IClientStream(Interface):
-    """The client side of an exchange, as the chain and terminals see it."""
-
-    def start_body(consumer):  # type: ignore[no-untyped-def]
-        """Start reading the request body into ``consumer`` (sends ``100 Continue`` if asked).
-
-        ``consumer`` has ``body_data(bytes)``, ``body_done()`` and ``body_failed(reason)``.
-        """
-
-    def pause_body():  # type: ignore[no-untyped-def]
-        """Stop reading the request body (backpressure from upstream)."""
-
-    def resume_body():  # type: ignore[no-untyped-def]
-        """Resume reading the request body."""
-
-    def send_head(status, headers, length):  # type: ignore[no-untyped-def]
-        """Send the response head; ``length`` None means chunked (or close-delimited)."""
-
-    def write(data):  # type: ignore[no-untyped-def]
-        """Send response body bytes."""
-
-    def finish():  # type: ignore[no-untyped-def]
-        """End the response."""
-
-    def abort(reason):  # type: ignore[no-untyped-def]
-        """Drop the connection (a response that cannot be completed)."""
-
-    def register_producer(producer):  # type: ignore[no-untyped-def]
-        """Pause ``producer`` while the client is not taking bytes."""
-
-    def unregister_producer():  # type: ignore[no-untyped-def]
-        """Undo ``register_producer``."""
-
-    def when_gone(callback):  # type: ignore[no-untyped-def]
-        """Call ``callback()`` at once if the client disconnects before the response ends
-        (or, for a terminal, once the chain ended the answer itself)."""
-
-    head_sent = Attribute("True once the response head was sent.")
-    gone = Attribute("True once the client connection is closed: stop producing.")
 
 
 class ITerminal(Interface):

@@ -12,6 +12,7 @@ import attrs
 from runnergw.chain.exchange import Reject
 from runnergw.chain.hooks import ChainHooks
 from runnergw.chain.interfaces import IFilter, ITerminal
+from runnergw.http.interfaces import StreamPolicy
 
 __all__ = ["Route", "Router", "error_body_ollama", "error_body_detail"]
 
@@ -38,6 +39,11 @@ class Route:
     """None for the fallback route that only answers 404."""
     error_body: Callable[[int, str], bytes] = error_body_ollama
     max_body_size: int = 1 << 30
+    policy: StreamPolicy = attrs.field(
+        init=False, eq=False, repr=False,
+        default=attrs.Factory(lambda route: StreamPolicy(route.max_body_size, route.error_body),
+                              takes_self=True))
+    """What the HTTP server is told of this route (body limit, error shape)."""
     hooks: ChainHooks = attrs.field(
         init=False, eq=False, repr=False,
         default=attrs.Factory(lambda route: ChainHooks.of(route.filters), takes_self=True))

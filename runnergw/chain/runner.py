@@ -9,11 +9,11 @@ from twisted.logger import Logger
 
 from runnergw.chain.body import BodyCollector, BodyTooLarge
 from runnergw.chain.client import FilteredClient
-from runnergw.chain.exchange import Exchange, Reject, Reply
+from runnergw.chain.exchange import Exchange, Reject, Reply, exchange_for
 from runnergw.chain.hookcalls import call_each
-from runnergw.chain.interfaces import IClientStream
 from runnergw.chain.route import Route, Router
 from runnergw.http.headers import forwardable_request_headers
+from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
 
 __all__ = ["ChainRunner"]
@@ -31,16 +31,23 @@ class ChainRunner:
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    def handle(self, exchange: Exchange, client: IClientStream) -> Deferred[None]:
-        """Serve one exchange; the Deferred fires when it is over (never fails)."""
+    def handle(self, stream: IClientStream) -> Deferred[None]:
+        """Serve one request the server has read the head of; the Deferred fires when the
+        exchange is over (never fails)."""
+        return self.serve(exchange_for(stream), stream)
+
+    def serve(self, exchange: Exchange, client: IClientStream) -> Deferred[None]:
+        """Serve ``exchange`` on ``client`` (``handle`` without a server: tests, tools)."""
         return ensureDeferred(self._serve(exchange, client))
 
     async def _serve(self, exchange: Exchange, client: IClientStream) -> None:
         route = self.router.fallback
+        client.policy = route.policy
         filtered = FilteredClient(route, exchange, client)
         try:
             route, exchange.upstream_path = self.router.match(exchange.path, exchange.query)
             exchange.route = filtered.route = route
+            client.policy = route.policy
             await self._run(route, exchange, filtered)
         except Reject as rejection:
             self._refuse(route, exchange, filtered, rejection)

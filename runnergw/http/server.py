@@ -8,7 +8,6 @@ directions, and the terminal learns at once when its client goes away.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -20,11 +19,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from runnergw.chain.exchange import Exchange
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
+from runnergw.http.interfaces import IRequestHandler, StreamPolicy
 from runnergw.http.scan import HeadScanner, skip_empty_lines
-from runnergw.http.status import reason_phrase
+from runnergw.http.status import status_line
 from runnergw.http.stream import ClientStream, DiscardBody
 from runnergw.http.timers import ConnectionTimeouts
 from runnergw.logs import level_gate
@@ -62,7 +61,7 @@ class GatewayHTTPProtocol(Protocol):
 
     def __init__(self, factory: GatewayHTTPFactory) -> None:
         self.factory = factory
-        self.gateway = factory.gateway
+        self.handler = factory.handler
         self.limits = factory.limits
         self.timeouts = factory.timeouts
         self.clock = factory.clock
@@ -210,27 +209,23 @@ class GatewayHTTPProtocol(Protocol):
         else:
             self._close()
 
-    def _refuse(self, error: BadRequest, exchange: Exchange | None = None) -> None:
+    def _refuse(self, error: BadRequest, stream: ClientStream | None = None) -> None:
         """Answer a request that could not be parsed or read, then close.
 
-        ``exchange`` is given once it exists (a body refused midway): the answer then carries
-        its request id, which the audit trail records, in its route's error shape.
+        ``stream`` is given once the exchange exists (a body refused midway): the answer then
+        carries its request id, which the audit trail records, in its route's error shape.
         """
         self.log.info(
             "Refused a malformed request from {peer}: {status} {message}",
             event="bad_request", peer=self.transport.getPeer().host,
             status=error.status, message=error.message,
         )
-        route = exchange.route if exchange is not None else None
-        if route is not None:
-            body = route.error_body(error.status, error.message)
-        else:
-            body = json.dumps({"error": error.message}).encode()
-        request_id_field = b"" if exchange is None else b"X-Request-Id: %s\r\n" % (
-            exchange.request_id.encode("ascii"))
-        status_line = b"HTTP/1.1 %d %s\r\n" % (error.status, reason_phrase(error.status).encode())
+        policy = stream.policy if stream is not None else self.factory.default_policy
+        body = policy.error_body(error.status, error.message)
+        request_id_field = b"" if stream is None else b"X-Request-Id: %s\r\n" % (
+            stream.request_id.encode("ascii"))
         self.transport.write(
-            status_line + b"Content-Type: application/json; charset=utf-8\r\n"
+            status_line(error.status) + b"Content-Type: application/json; charset=utf-8\r\n"
             b"Content-Length: %d\r\n%sConnection: close\r\n\r\n%s"
             % (len(body), request_id_field, body)
         )
@@ -245,19 +240,8 @@ class GatewayHTTPProtocol(Protocol):
         return os.urandom(16).hex()
 
     def _start_exchange(self, head: RequestHead) -> None:
-        exchange = Exchange(
-            request_id=self._new_request_id(head),
-            method=head.method,
-            path=head.path,
-            query=head.query,
-            version=head.version,
-            headers=head.headers,
-            client_address=self.transport.getPeer().host,
-            secure=self.secure,
-            started=self.clock.seconds(),
-            content_length=head.content_length,
-        )
-        stream = ClientStream(self, head, exchange)
+        stream = ClientStream(self, head, self._new_request_id(head),
+                              self.transport.getPeer().host, self.secure, self.clock.seconds())
         self._current = stream
         if head.has_body and (head.content_length is None
                               or len(self._buffer) < head.content_length):
@@ -265,7 +249,7 @@ class GatewayHTTPProtocol(Protocol):
             # refuse it). A body already here whole costs nothing to keep: reading on then
             # only buffers a pipelined request, within the pipeline limit.
             self.set_paused("body-wait", True)
-        self.gateway.handle(exchange, stream).addBoth(self._exchange_over, stream)
+        self.handler.handle(stream).addBoth(self._exchange_over, stream)
 
     def body_started(self) -> None:
         """The exchange asked for the body: feed what is buffered, then read on."""
@@ -290,7 +274,7 @@ class GatewayHTTPProtocol(Protocol):
 
     def refuse_mid_body(self, stream: ClientStream, error: BadRequest) -> None:
         """The body broke the rules (bad chunking, too large, too slow)."""
-        exchange = stream.exchange
+        exchange = stream.record
         if exchange.outcome == "ok":
             exchange.outcome = "client_error"
             exchange.reason = error.message
@@ -301,7 +285,7 @@ class GatewayHTTPProtocol(Protocol):
             exchange.status = error.status
             stream.response_done = True
             stream.connection_lost()
-            self._refuse(error, exchange)
+            self._refuse(error, stream)
 
     def may_keep_alive(self, stream: ClientStream) -> bool:
         """Whether the connection can carry another request after this response.
@@ -315,8 +299,8 @@ class GatewayHTTPProtocol(Protocol):
         if stream.head.expect_continue:
             return False
         length = stream.head.content_length
-        route = stream.exchange.route
-        limit = _DISCARD_LIMIT if route is None else min(_DISCARD_LIMIT, route.max_body_size)
+        route_limit = stream.policy.max_body_size
+        limit = _DISCARD_LIMIT if route_limit is None else min(_DISCARD_LIMIT, route_limit)
         return length is not None and length <= limit
 
     def response_finished(self, stream: ClientStream) -> None:
@@ -357,17 +341,18 @@ class GatewayHTTPProtocol(Protocol):
         if isinstance(result, Failure):
             # The gateway is not supposed to fail; if it does, the failure must not vanish.
             self.log.failure("Request {request_id} failed in the gateway", failure=result,
-                             request_id=stream.exchange.request_id)
+                             request_id=stream.request_id)
         if stream.gone or stream.response_done:
             return
         # The gateway ended without finishing the response: nothing more will come.
         self.log.warn("Request {request_id} ended without a complete response",
-                      request_id=stream.exchange.request_id)
+                      request_id=stream.request_id)
         stream.abort("no response")
 
 
 _DEFAULT_LIMITS = HeadLimits()
 _DEFAULT_TIMEOUTS = ConnectionTimeouts()
+_DEFAULT_POLICY = StreamPolicy()
 
 
 class GatewayHTTPFactory(Factory):
@@ -375,14 +360,17 @@ class GatewayHTTPFactory(Factory):
 
     def __init__(
         self,
-        gateway: Any,
+        handler: IRequestHandler,
         clock: IReactorTime,
         *,
         limits: HeadLimits = _DEFAULT_LIMITS,
         timeouts: ConnectionTimeouts = _DEFAULT_TIMEOUTS,
         secure: bool = False,
+        default_policy: StreamPolicy = _DEFAULT_POLICY,
     ) -> None:
-        self.gateway = gateway
+        self.handler = handler
+        self.default_policy = default_policy
+        """The policy of a request before (or without) a route: no body limit, ``{"error"}``."""
         self.clock = clock
         self.limits = limits
         self.timeouts = timeouts

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from zope.interface import implementer
 
-from runnergw.chain.exchange import Exchange
-from runnergw.chain.interfaces import IClientStream
 from runnergw.http.body import BodyDecoder, ChunkedDecoder, FixedLengthDecoder
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import RequestHead
 from runnergw.http.headers import Headers
-from runnergw.http.status import reason_phrase
+from runnergw.http.interfaces import IClientStream, StreamPolicy, StreamRecord
+from runnergw.http.status import status_line
 from runnergw.http.timers import BodyRateWatch
 
 if TYPE_CHECKING:
@@ -60,10 +59,19 @@ class StallWatch:
 class ClientStream:
     """One exchange's view of its client connection."""
 
-    def __init__(self, protocol: GatewayHTTPProtocol, head: RequestHead, exchange: Exchange):
+    def __init__(self, protocol: GatewayHTTPProtocol, head: RequestHead, request_id: str,
+                 client_address: str, secure: bool, started: float) -> None:
         self.protocol = protocol
         self.head = head
-        self.exchange = exchange
+        self.request_id = request_id
+        self.client_address = client_address
+        self.secure = secure
+        self.started = started
+        """Clock reading when the request head was complete."""
+        self.record: Any = StreamRecord(request_id)
+        """The exchange's record (``MessageRecord``): the handler puts its own in."""
+        self.policy: StreamPolicy = protocol.factory.default_policy
+        """The route's ``StreamPolicy``: the handler sets it once it knows the route."""
         self.head_sent = False
         self.response_done = False
         self.gone = False
@@ -89,7 +97,7 @@ class ClientStream:
         self._decoder = (FixedLengthDecoder(self.head.content_length)
                          if self.head.content_length is not None else ChunkedDecoder())
         if self.head.expect_continue and not self.head_sent:
-            self.protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.protocol.transport.write(status_line(100) + b"\r\n")
         # The body's time starts now: the client was not asked for it before.
         self._rate.start()
         self.protocol.body_started()
@@ -105,12 +113,12 @@ class ClientStream:
             return
         limit = self._chunked_body_limit()
         for piece in pieces:
-            if limit is not None and self.exchange.bytes_in + len(piece) > limit:
+            if limit is not None and self.record.bytes_in + len(piece) > limit:
                 self.protocol.refuse_mid_body(
                     self, BadRequest(413, f"request body larger than {limit} bytes")
                 )
                 return
-            self.exchange.bytes_in += len(piece)
+            self.record.bytes_in += len(piece)
             self._consumer.body_data(piece)
         if self._decoder.done:
             self.body_complete = True
@@ -128,10 +136,9 @@ class ClientStream:
     def _chunked_body_limit(self) -> int | None:
         """The route's body size limit when the body is chunked (a declared length was
         checked against it before the exchange started)."""
-        route = self.exchange.route
-        if route is None or self.head.content_length is not None:
+        if self.head.content_length is not None:
             return None
-        return route.max_body_size
+        return self.policy.max_body_size
 
     def reading_body(self) -> bool:
         return self._consumer is not None and not self.body_complete
@@ -163,14 +170,14 @@ class ClientStream:
 
     def _read_timed_out(self) -> None:
         self._read_timer = None
-        self.exchange.outcome = "timeout"
-        self.exchange.reason = "client stopped sending the request body"
+        self.record.outcome = "timeout"
+        self.record.reason = "client stopped sending the request body"
         self.protocol.refuse_mid_body(self, BadRequest(408, "request body read timed out"))
 
     def _too_slow(self) -> None:
         self._cancel_read_timer()
-        self.exchange.outcome = "timeout"
-        self.exchange.reason = "client sent the request body too slowly"
+        self.record.outcome = "timeout"
+        self.record.reason = "client sent the request body too slowly"
         self.protocol.refuse_mid_body(
             self, BadRequest(408, "request body arrived slower than the minimum data rate"))
 
@@ -184,7 +191,7 @@ class ClientStream:
             # Refused while the body is still coming (an upload over its limit): answer, then
             # close instead of reading the rest of a possibly huge body.
             self.keep_alive = False
-        exchange = self.exchange
+        exchange = self.record
         exchange.status = status
         exchange.first_byte_at = self.protocol.clock.seconds()
         headers.remove_all(("connection", "keep-alive", "transfer-encoding", "content-length"))
@@ -206,13 +213,12 @@ class ClientStream:
             headers.add("Connection", "close")
         elif self.head.version == "HTTP/1.0":
             headers.add("Connection", "keep-alive")
-        line = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n".encode("ascii")
-        self.protocol.transport.writeSequence([line, headers.encode(), b"\r\n"])
+        self.protocol.transport.writeSequence([status_line(status), headers.encode(), b"\r\n"])
 
     def write(self, data: bytes) -> None:
         if not data or self._no_body or self.gone or self.response_done:
             return
-        self.exchange.bytes_out += len(data)
+        self.record.bytes_out += len(data)
         if self._chunked:
             self.protocol.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
         else:
@@ -222,7 +228,7 @@ class ClientStream:
         if self.response_done or self.gone:
             return
         self.response_done = True
-        self.exchange.finished_at = self.protocol.clock.seconds()
+        self.record.finished_at = self.protocol.clock.seconds()
         if self._chunked:
             self.protocol.transport.write(b"0\r\n\r\n")
         self.unregister_producer()
@@ -232,7 +238,7 @@ class ClientStream:
         if self.gone:
             return
         self.response_done = True
-        self.exchange.finished_at = self.protocol.clock.seconds()
+        self.record.finished_at = self.protocol.clock.seconds()
         self.unregister_producer()
         self.protocol.abort_connection()
 
@@ -253,8 +259,8 @@ class ClientStream:
 
     def stalled(self) -> None:
         """The client took no bytes for the write timeout: give up on it."""
-        self.exchange.outcome = "timeout"
-        self.exchange.reason = "client stopped reading the response"
+        self.record.outcome = "timeout"
+        self.record.reason = "client stopped reading the response"
         self.abort("write timeout")
 
     def when_gone(self, callback: Callable[[], object]) -> None:
@@ -275,10 +281,10 @@ class ClientStream:
             self._watch = None
         if not self.response_done:
             # Recorded first: the consumer told below may end the exchange on the spot.
-            self.exchange.finished_at = self.protocol.clock.seconds()
-            if self.exchange.outcome == "ok":
-                self.exchange.outcome = "client_gone"
-                self.exchange.reason = "client disconnected before the response was complete"
+            self.record.finished_at = self.protocol.clock.seconds()
+            if self.record.outcome == "ok":
+                self.record.outcome = "client_gone"
+                self.record.reason = "client disconnected before the response was complete"
         if self.reading_body():
             self._consumer.body_failed(ConnectionError("client disconnected during the body"))
         callbacks, self._gone_callbacks = self._gone_callbacks, []

@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Cooperator, NotPaused, TaskFinished
 from zope.interface import implementer
 
-from runnergw.chain.interfaces import IClientStream
+from runnergw.http.interfaces import IClientStream
 
 __all__ = ["OutputReply", "Outputs", "mime_type_for"]
 

@@ -15,9 +15,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from runnergw.chain.exchange import Exchange, Reject
-from runnergw.chain.interfaces import IClientStream, ITerminal
+from runnergw.chain.interfaces import ITerminal
 from runnergw.config.pipelines import ModelSettings
 from runnergw.http.headers import Headers
+from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
 from runnergw.pipelines.descriptor import ModelDescriptor
 from runnergw.pipelines.failures import RETRY_AFTER, node_failure, storage_refusal

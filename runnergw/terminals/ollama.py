@@ -12,8 +12,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from runnergw.chain.exchange import Exchange, Reject
-from runnergw.chain.interfaces import IClientStream, ITerminal
+from runnergw.chain.interfaces import ITerminal
 from runnergw.config.runners import RunnerSettings
+from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
 from runnergw.upstream.connection import UpstreamConnection
 from runnergw.upstream.pool import UpstreamPool

@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 from runnergw.audit_log import AuditLog
 from runnergw.chain.exchange import Exchange, Identity, Reject, Reply
 from runnergw.chain.hooks import check_filter
-from runnergw.chain.interfaces import IClientStream, IFilter, ITerminal
+from runnergw.chain.interfaces import IFilter, ITerminal
 from runnergw.chain.route import Route, Router, error_body_detail
 from runnergw.chain.runner import ChainRunner
 from runnergw.config.runners import RewriteSettings
@@ -22,6 +22,7 @@ from runnergw.filters.rewrite import RewriteFilter
 from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
 from runnergw.http.headers import Headers
+from runnergw.http.interfaces import IClientStream
 from tests.helpers.client_stream import RecordingClient
 from tests.http.support import token_verifier
 
@@ -119,7 +120,7 @@ class _GatewayTestCase(SynchronousTestCase):
         """Hand an exchange to the gateway."""
         exchange = exchange or _exchange()
         client = client or RecordingClient()
-        done = gateway.handle(exchange, client)
+        done = gateway.serve(exchange, client)
         return exchange, client, done
 
 

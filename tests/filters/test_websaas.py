@@ -66,7 +66,7 @@ class WebSaasFilterTests(SynchronousTestCase):
             client_address="192.0.2.1", secure=True, started=NOW, content_length=0,
         )
         client = RecordingClient()
-        self.successResultOf(self.gateway.handle(exchange, client))
+        self.successResultOf(self.gateway.serve(exchange, client))
         self.assertIsNone(client.aborted, "the gateway dropped the connection")
         return exchange, client
 

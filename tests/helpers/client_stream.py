@@ -8,8 +8,8 @@ from typing import Any
 
 from zope.interface import implementer
 
-from runnergw.chain.interfaces import IClientStream
 from runnergw.http.headers import Headers
+from runnergw.http.interfaces import IClientStream, StreamPolicy
 
 __all__ = ["RecordingClient"]
 
@@ -25,6 +25,8 @@ class RecordingClient:
         self.aborted: str | None = None
         self.head_sent = False
         self.gone = False
+        self.record: Any = None
+        self.policy = StreamPolicy()
 
     def start_body(self, consumer: Any) -> None:
         consumer.body_done()

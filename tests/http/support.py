@@ -16,13 +16,14 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from runnergw.chain.exchange import Exchange
-from runnergw.chain.interfaces import IClientStream, IFilter, ITerminal
+from runnergw.chain.exchange import Exchange, exchange_for
+from runnergw.chain.interfaces import IFilter, ITerminal
 from runnergw.chain.route import Route, Router, error_body_ollama
 from runnergw.chain.runner import ChainRunner
 from runnergw.filters.token import TokenFilter
 from runnergw.http.head import HeadLimits
 from runnergw.http.headers import Headers
+from runnergw.http.interfaces import IClientStream
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory, GatewayHTTPProtocol
 from runnergw.tokens.keys import generate_signing_keypair, load_public_keys, load_signing_key
 from runnergw.tokens.minting import mint_token
@@ -231,9 +232,9 @@ class StubGateway:
         self.calls: list[Call] = []
         self.echo = echo
 
-    def handle(self, exchange: Exchange, client: IClientStream) -> Deferred[None]:
+    def handle(self, stream: IClientStream) -> Deferred[None]:
         """Record the exchange and return the Deferred the test fires."""
-        call = Call(exchange, client, client.send_head)
+        call = Call(exchange_for(stream), stream, stream.send_head)
         self.calls.append(call)
         if self.echo:
             call.echo()

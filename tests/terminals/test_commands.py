@@ -133,7 +133,7 @@ class Pipelines:
 
     def terminal(self, endpoint: str) -> CommandTerminal:
         """The command terminal serving ``endpoint``."""
-        for route in self.gateway.service.factory.gateway.router.routes:
+        for route in self.gateway.service.factory.handler.router.routes:
             if route.name == endpoint:
                 assert isinstance(route.terminal, CommandTerminal)
                 return route.terminal
