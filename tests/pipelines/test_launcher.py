@@ -18,7 +18,7 @@ from runnergw.pipelines import launcher, process
 from runnergw.pipelines.launched import PendingLaunch
 from runnergw.pipelines.launcher import JobLauncher, LauncherLost
 from runnergw.pipelines.process import Job, start_job
-from tests.terminals.test_commands_jobs import process_gone
+from tests.helpers.job_control import process_gone
 
 _WAIT = """\
 import os, sys, time

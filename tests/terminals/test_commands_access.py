@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.trial.unittest import TestCase
 
 from runnergw.pipelines import probe
+from tests.helpers.clients import fetch, parse_response, raw_connect
+from tests.helpers.command_gateway import FAILED, SERVER_ID, Pipelines, example, start_pipelines
 from tests.helpers.media import many_track_audio, sine_wav, solid_png
-from tests.terminals.support import fetch, parse_response, raw_connect
-from tests.terminals.test_commands import FAILED, SERVER_ID, Pipelines, example, start_pipelines
 
 _OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 

@@ -11,9 +11,9 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from runnergw.pipelines.uploads import MultipartReceiver
+from tests.helpers.clients import parse_response, raw_connect
+from tests.helpers.command_gateway import decode_data_uri, descriptor, example, start_pipelines
 from tests.helpers.saas import multipart_body
-from tests.terminals.support import parse_response, raw_connect
-from tests.terminals.test_commands import decode_data_uri, descriptor, example, start_pipelines
 
 _MIB = 1024 * 1024
 _ECHO = descriptor(

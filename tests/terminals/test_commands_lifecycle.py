@@ -12,8 +12,8 @@ from twisted.trial.unittest import TestCase
 
 from runnergw.pipelines import process, reply, uploads
 from runnergw.terminals import commands
-from tests.terminals.test_commands import decode_data_uri, descriptor, example, start_pipelines
-from tests.terminals.test_commands_jobs import (
+from tests.helpers.command_gateway import decode_data_uri, descriptor, example, start_pipelines
+from tests.helpers.job_control import (
     JobControl,
     kill_at_cleanup,
     process_gone,

@@ -15,14 +15,14 @@ from twisted.trial.unittest import TestCase
 
 from runnergw.pipelines.template import fill_command
 from runnergw.terminals import commands
-from tests.helpers.media import media_info, png_size, sine_wav, striped_png
-from tests.helpers.reference import reference_file
-from tests.terminals.support import raw_connect
-from tests.terminals.test_commands import (
+from tests.helpers.clients import raw_connect
+from tests.helpers.command_gateway import (
     decode_data_uri,
     descriptor,
     start_pipelines,
 )
+from tests.helpers.media import media_info, png_size, sine_wav, striped_png
+from tests.helpers.reference import reference_file
 
 _BIG = 20 * 1024 * 1024
 _SEED = 20240601

@@ -7,9 +7,9 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from tests.terminals.support import raw_connect
-from tests.terminals.test_commands import decode_data_uri, descriptor, start_pipelines
-from tests.terminals.test_commands_jobs import JobControl, when_queued
+from tests.helpers.clients import raw_connect
+from tests.helpers.command_gateway import decode_data_uri, descriptor, start_pipelines
+from tests.helpers.job_control import JobControl, when_queued
 
 
 class QueueTests(TestCase):
