@@ -18,17 +18,17 @@ from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import IClientStream, ITerminal
 from runnergw.config.pipelines import ModelSettings
 from runnergw.http.headers import Headers
+from runnergw.jobs.failures import RETRY_AFTER, node_failure, storage_refusal
+from runnergw.jobs.launcher import JobLauncher, LauncherLost
+from runnergw.jobs.process import Job, JobResult, start_job
+from runnergw.jobs.slots import Admission, JobSlots, QueueFull
+from runnergw.jobs.workdir import make_job_directory, remove_job_directory
 from runnergw.logs import level_gate
 from runnergw.pipelines.descriptor import ModelDescriptor
-from runnergw.pipelines.failures import RETRY_AFTER, node_failure, storage_refusal
 from runnergw.pipelines.form import FormError, check_form
-from runnergw.pipelines.launcher import JobLauncher, LauncherLost
-from runnergw.pipelines.process import Job, JobResult, start_job
 from runnergw.pipelines.reply import OutputReply, Outputs
-from runnergw.pipelines.slots import Admission, JobSlots, QueueFull
 from runnergw.pipelines.template import TemplateError, fill_command
 from runnergw.pipelines.uploads import MultipartReceiver, UploadError, UploadLimits
-from runnergw.pipelines.workdir import make_job_directory, remove_job_directory
 from runnergw.websaas.signing import ResponseSigner
 
 __all__ = ["CommandTerminal", "PipelineContext"]

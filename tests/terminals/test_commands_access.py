@@ -12,7 +12,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines import probe
+from runnergw.jobs import probe
 from tests.helpers.clients import fetch, parse_response, raw_connect
 from tests.helpers.command_gateway import FAILED, SERVER_ID, Pipelines, example, start_pipelines
 from tests.helpers.media import many_track_audio, sine_wav, solid_png

@@ -11,7 +11,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines import launcher, process
+from runnergw.jobs import launcher, process
 from tests.helpers.clients import raw_connect
 from tests.helpers.command_gateway import (
     FAILED,

@@ -10,7 +10,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines import process, reply, uploads
+from runnergw.jobs import process
+from runnergw.pipelines import reply, uploads
 from runnergw.terminals import commands
 from tests.helpers.command_gateway import decode_data_uri, descriptor, example, start_pipelines
 from tests.helpers.job_control import (

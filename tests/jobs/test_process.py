@@ -13,8 +13,8 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines.launcher import JobLauncher
-from runnergw.pipelines.process import start_job
+from runnergw.jobs.launcher import JobLauncher
+from runnergw.jobs.process import start_job
 
 _REPORT = """\
 import json, os

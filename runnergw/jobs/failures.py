@@ -15,7 +15,7 @@ RETRY_AFTER = "10"
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOBUFS})
 """Resources of the node running out for a while: worth a retry."""
 
-log = Logger(namespace="runnergw.pipelines.failures", observer=level_gate)
+log = Logger(namespace="runnergw.jobs.failures", observer=level_gate)
 
 
 def node_failure(exchange: Exchange, error: OSError, what: str, message: str,

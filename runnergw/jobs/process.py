@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-from runnergw.pipelines.launcher import JobLauncher, LauncherLost
+from runnergw.jobs.launcher import JobLauncher, LauncherLost
 
 __all__ = ["Job", "JobResult", "LauncherLost", "start_job"]
 

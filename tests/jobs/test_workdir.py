@@ -11,8 +11,8 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines import workdir
-from runnergw.pipelines.workdir import (
+from runnergw.jobs import workdir
+from runnergw.jobs.workdir import (
     SMALL_BYTES,
     SMALL_FILES,
     JobsPathBusy,

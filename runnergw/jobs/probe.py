@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from runnergw.pipelines.launcher import JobLauncher
-from runnergw.pipelines.process import start_job
+from runnergw.jobs.launcher import JobLauncher
+from runnergw.jobs.process import start_job
 
 __all__ = ["MediaInfo", "ProbeError", "probe_media"]
 

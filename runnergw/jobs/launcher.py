@@ -31,8 +31,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from runnergw.pipelines import launcherd
-from runnergw.pipelines.launched import (
+from runnergw.jobs import launcherd
+from runnergw.jobs.launched import (
     MAX_STDERR_TAIL,
     ControlSocket,
     LaunchedProcess,

@@ -14,10 +14,10 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines import launcher, process
-from runnergw.pipelines.launched import PendingLaunch
-from runnergw.pipelines.launcher import JobLauncher, LauncherLost
-from runnergw.pipelines.process import Job, start_job
+from runnergw.jobs import launcher, process
+from runnergw.jobs.launched import PendingLaunch
+from runnergw.jobs.launcher import JobLauncher, LauncherLost
+from runnergw.jobs.process import Job, start_job
 from tests.helpers.job_control import process_gone
 
 _WAIT = """\
