@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import TestCase
 
-from runnergw.terminals.commands import CommandTerminal
+from runnergw.terminals.commands.terminal import CommandTerminal
 from tests.helpers.clients import AuditTap, BytesProducer, fetch, tls_agent
 from tests.helpers.gateway import RunningGateway, start_gateway
 from tests.helpers.saas import TestSaas, input_form, multipart_body

@@ -14,7 +14,7 @@ import jwt
 from twisted.trial.unittest import TestCase
 
 from runnergw.pipelines.template import fill_command
-from runnergw.terminals import commands
+from runnergw.terminals.commands import terminal
 from tests.helpers.clients import raw_connect
 from tests.helpers.command_gateway import (
     decode_data_uri,
@@ -31,14 +31,14 @@ _SEED = 20240601
 def _capture_argv(testcase: TestCase) -> list[list[str]]:
     """Record the argv of every job the terminals start."""
     seen: list[list[str]] = []
-    original = commands.start_job
+    original = terminal.start_job
 
     def start_job(launcher: Any, clock: Any, argv: list[str],
                   *rest: Any, **options: Any) -> Any:
         seen.append(list(argv))
         return original(launcher, clock, argv, *rest, **options)
 
-    testcase.patch(commands, "start_job", start_job)
+    testcase.patch(terminal, "start_job", start_job)
     return seen
 
 

@@ -11,8 +11,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from runnergw.jobs import process
-from runnergw.pipelines import reply, uploads
-from runnergw.terminals import commands
+from runnergw.terminals.commands import reply, terminal, uploads
 from tests.helpers.command_gateway import decode_data_uri, descriptor, example, start_pipelines
 from tests.helpers.job_control import (
     JobControl,
@@ -140,7 +139,7 @@ class StorageTests(TestCase):
 
     async def test_a_job_directory_that_cannot_be_made(self) -> None:
         """The jobs directory turned unwritable: a 500 naming the storage, no traceback."""
-        status, body, record = await post_failing(self, commands, "make_job_directory",
+        status, body, record = await post_failing(self, terminal, "make_job_directory",
                                                   errno.EACCES)
         self.assertEqual((status, body), (500, {"detail": "The node could not store the upload"}))
         self.assertEqual(record["reason"], f"job directory: {os.strerror(errno.EACCES)}")
@@ -152,12 +151,12 @@ class NodeFailureTests(TestCase):
     timeout = 20
 
     async def test_job_start_out_of_descriptors_is_a_503(self) -> None:
-        status, body, record = await post_failing(self, commands, "start_job", errno.EMFILE)
+        status, body, record = await post_failing(self, terminal, "start_job", errno.EMFILE)
         self.assertEqual((status, body), (503, {"detail": "The node is busy, try again later"}))
         self.assertEqual(record["reason"], f"job start: {os.strerror(errno.EMFILE)}")
 
     async def test_job_start_failing_otherwise_is_a_500(self) -> None:
-        status, body, record = await post_failing(self, commands, "start_job", errno.EIO)
+        status, body, record = await post_failing(self, terminal, "start_job", errno.EIO)
         self.assertEqual((status, body), (500, {"detail": "The job could not be started"}))
         self.assertEqual(record["outcome"], "error")
 

@@ -1,4 +1,4 @@
-"""Tests for runnergw.pipelines.uploads: real multipart bodies, fed in pieces."""
+"""Tests for runnergw.terminals.commands.uploads: real multipart bodies, fed in pieces."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from twisted.internet.error import ConnectionLost
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from runnergw.pipelines.uploads import (
+from runnergw.terminals.commands.uploads import (
     MultipartReceiver,
     ReceivedForm,
     UploadError,

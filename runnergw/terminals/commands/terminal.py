@@ -26,9 +26,9 @@ from runnergw.jobs.workdir import make_job_directory, remove_job_directory
 from runnergw.logs import level_gate
 from runnergw.pipelines.descriptor import ModelDescriptor
 from runnergw.pipelines.form import FormError, check_form
-from runnergw.pipelines.reply import OutputReply, Outputs
 from runnergw.pipelines.template import TemplateError, fill_command
-from runnergw.pipelines.uploads import MultipartReceiver, UploadError, UploadLimits
+from runnergw.terminals.commands.reply import OutputReply, Outputs
+from runnergw.terminals.commands.uploads import MultipartReceiver, UploadError, UploadLimits
 from runnergw.websaas.signing import ResponseSigner
 
 __all__ = ["CommandTerminal", "PipelineContext"]

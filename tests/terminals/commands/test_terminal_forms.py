@@ -10,7 +10,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines.uploads import MultipartReceiver
+from runnergw.terminals.commands.uploads import MultipartReceiver
 from tests.helpers.clients import parse_response, raw_connect
 from tests.helpers.command_gateway import decode_data_uri, descriptor, example, start_pipelines
 from tests.helpers.saas import multipart_body

@@ -16,7 +16,7 @@ from runnergw.config.pipelines import ModelSettings
 from runnergw.config.settings import Settings
 from runnergw.filters.registry import FilterContext, build_chain
 from runnergw.pipelines.descriptor import ModelDescriptor, load_models
-from runnergw.terminals.commands import CommandTerminal, PipelineContext
+from runnergw.terminals.commands.terminal import CommandTerminal, PipelineContext
 
 __all__ = ["PipelineRoute", "build_pipeline_routes", "load_descriptors"]
 
