@@ -1,4 +1,6 @@
-"""How the node's own failures (a full disk, no file descriptors left) reach the client."""
+"""How a job that cannot run reaches the client: the program's own fault (missing, not
+executable) is the client's 400; the node's own failures (a full disk, no file descriptors
+left) are a 503 to retry, a 507 or a logged 500."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ from twisted.logger import Logger
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.logs import level_gate
 
-__all__ = ["RETRY_AFTER", "node_failure", "storage_refusal"]
+__all__ = ["RETRY_AFTER", "node_failure", "output_refusal", "start_refusal", "storage_refusal"]
 
 RETRY_AFTER = "10"
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOBUFS})
 """Resources of the node running out for a while: worth a retry."""
+_PROGRAM_ERRORS = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR,
+                             errno.ELOOP, errno.ENAMETOOLONG, errno.EPERM})
+"""Why a program cannot start that lies with the program (or the descriptor naming it)."""
 
 log = Logger(namespace="runnergw.jobs.failures", observer=level_gate)
 
@@ -40,3 +45,18 @@ def storage_refusal(exchange: Exchange, error: OSError, what: str, jobs_path: st
         return Reject(507, "The node has no room for the upload",
                       reason=f"{what}: {error.strerror}")
     return node_failure(exchange, error, what, "The node could not store the upload", jobs_path)
+
+
+def start_refusal(exchange: Exchange, error: OSError, program: str, jobs_path: str) -> Reject:
+    """The answer when a job cannot start: the program's own fault (missing, not
+    executable) is the old node's 400, anything else the node's."""
+    if error.errno in _PROGRAM_ERRORS:
+        exchange.outcome = "command_failed"
+        return Reject(400, f"Command execution failed: cannot start {program}: "
+                           f"{error.strerror}", reason="command could not start")
+    return node_failure(exchange, error, "job start", "The job could not be started", jobs_path)
+
+
+def output_refusal(exchange: Exchange, error: OSError, jobs_path: str) -> Reject:
+    """The answer when the node cannot read a job's outputs."""
+    return node_failure(exchange, error, "outputs", "The outputs could not be read", jobs_path)

@@ -15,8 +15,9 @@ from runnergw.config.filters import filter_names
 from runnergw.config.pipelines import ModelSettings
 from runnergw.config.settings import Settings
 from runnergw.filters.registry import FilterContext, build_chain
+from runnergw.jobs.parts import JobParts
 from runnergw.pipelines.descriptor import ModelDescriptor, load_models
-from runnergw.terminals.commands.terminal import CommandTerminal, PipelineContext
+from runnergw.terminals.commands.terminal import CommandTerminal
 
 __all__ = ["PipelineRoute", "build_pipeline_routes", "load_descriptors"]
 
@@ -83,9 +84,9 @@ def build_pipeline_routes(context: FilterContext, reactor: Any,
     _check_chain(settings, models, errors)
     if context.signer is None:
         return []
-    jobs = PipelineContext(reactor, context.signer, pipelines.jobs_path, shutil.which("ffprobe"),
-                           Cooperator(scheduler=lambda step: reactor.callLater(0, step)),
-                           pipelines.environment, pipelines.job_niceness)
+    jobs = JobParts(reactor, pipelines.jobs_path, shutil.which("ffprobe"),
+                    pipelines.environment, pipelines.job_niceness)
+    cooperator = Cooperator(scheduler=lambda step: reactor.callLater(0, step))
     routes = []
     for model in models:
         model_settings = pipelines.model(model.endpoint)
@@ -100,7 +101,9 @@ def build_pipeline_routes(context: FilterContext, reactor: Any,
             name=model.endpoint,
             prefix=(model.endpoint,),
             filters=filters,
-            terminal=CommandTerminal(model, model_settings, jobs, pipelines.max_request_size),
+            terminal=CommandTerminal(model, model_settings, jobs, signer=context.signer,
+                                     cooperator=cooperator,
+                                     max_upload=pipelines.max_request_size),
             error_body=error_body_detail,
             max_body_size=limit,
         ))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import uuid
@@ -18,8 +17,15 @@ from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import IClientStream, ITerminal
 from runnergw.config.pipelines import ModelSettings
 from runnergw.http.headers import Headers
-from runnergw.jobs.failures import RETRY_AFTER, node_failure, storage_refusal
-from runnergw.jobs.launcher import JobLauncher, LauncherLost
+from runnergw.jobs.failures import (
+    RETRY_AFTER,
+    node_failure,
+    output_refusal,
+    start_refusal,
+    storage_refusal,
+)
+from runnergw.jobs.launcher import LauncherLost
+from runnergw.jobs.parts import JobParts
 from runnergw.jobs.process import Job, JobResult, start_job
 from runnergw.jobs.slots import Admission, JobSlots, QueueFull
 from runnergw.jobs.workdir import make_job_directory, remove_job_directory
@@ -31,60 +37,12 @@ from runnergw.terminals.commands.reply import OutputReply, Outputs
 from runnergw.terminals.commands.uploads import MultipartReceiver, UploadError, UploadLimits
 from runnergw.websaas.signing import ResponseSigner
 
-__all__ = ["CommandTerminal", "PipelineContext"]
+__all__ = ["CommandTerminal"]
 
 _STDERR_DETAIL = 2000
 """Characters of a failed command's stderr returned in the error detail."""
-_PROGRAM_ERRORS = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR,
-                             errno.ELOOP, errno.ENAMETOOLONG, errno.EPERM})
-"""Why a program cannot start that lies with the program (or the descriptor naming it)."""
 _SMALL_REPLY = 256 * 1024
 """Outputs up to this many bytes in all are answered at once rather than streamed."""
-
-
-class PipelineContext:
-    """What every command terminal shares: reactor, signer, job root, ffprobe."""
-
-    def __init__(self, reactor: Any, signer: ResponseSigner,
-                 jobs_path: str, ffprobe: str | None, cooperator: Cooperator,
-                 extra_environment: Mapping[str, str] | None = None,
-                 job_niceness: int = 0) -> None:
-        self.reactor = reactor
-        self.signer = signer
-        # Jobs run in their own directory, so the paths given to a command must not depend
-        # on the gateway's working directory: a relative ``jobsPath`` is made absolute here.
-        self.jobs_path = os.path.abspath(jobs_path)
-        self.ffprobe = ffprobe
-        self.cooperator = cooperator
-        self.extra_environment = dict(extra_environment or {})
-        self.launcher = JobLauncher(reactor, job_niceness)
-        self._stopped: Deferred[None] | None = None
-        self._stop_waiters: list[Deferred[None]] = []
-
-    def stop(self) -> Deferred[None]:
-        """Stop the job launcher, once whichever command route asks first; each caller's
-        Deferred fires when it has exited."""
-        waiter: Deferred[None] = Deferred()
-        self._stop_waiters.append(waiter)
-        if self._stopped is None:
-            self._stopped = self.launcher.stop()
-            self._stopped.addBoth(self._launcher_stopped)
-        elif self._stopped.called:
-            self._launcher_stopped(None)
-        return waiter
-
-    def _launcher_stopped(self, result: object) -> None:
-        waiters, self._stop_waiters = self._stop_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-    def environment(self, directory: str) -> dict[str, str]:
-        """A small clean environment, plus what the operator set (``pipelines.environment``):
-        nothing of the gateway's own (its keys) reaches a job."""
-        environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": directory,
-                       "TMPDIR": directory, "LANG": "C.UTF-8"}
-        environment.update(self.extra_environment)
-        return environment
 
 
 @implementer(ITerminal)
@@ -93,14 +51,17 @@ class CommandTerminal:
 
     log = Logger(observer=level_gate)
 
-    def __init__(self, model: ModelDescriptor, settings: ModelSettings,
-                 context: PipelineContext, max_upload: int) -> None:
-        """``max_upload`` caps an upload field whose descriptor gives no ``maxSize``."""
+    def __init__(self, model: ModelDescriptor, settings: ModelSettings, jobs: JobParts, *,
+                 signer: ResponseSigner, cooperator: Cooperator, max_upload: int) -> None:
+        """Replies are signed by ``signer`` and streamed by ``cooperator`` (one for every
+        route); ``max_upload`` caps an upload field whose descriptor gives no ``maxSize``."""
         self.model = model
         self.settings = settings
-        self.context = context
+        self.jobs = jobs
+        self.signer = signer
+        self.cooperator = cooperator
         self.slots = JobSlots(settings.concurrency, settings.queue_size)
-        self._jobs: set[Job] = set()
+        self._running: set[Job] = set()
         self._stopping = False
         uploads = model.upload_fields
         self.limits = UploadLimits(
@@ -114,9 +75,9 @@ class CommandTerminal:
         """Kill every running job at once (none starts any more); fires once the job launcher
         shared by the command routes is stopped."""
         self._stopping = True
-        for job in list(self._jobs):
+        for job in list(self._running):
             job.kill_now()
-        return self.context.stop()
+        return self.jobs.stop()
 
     async def handle(self, exchange: Exchange, client: Any) -> None:
         """See ``ITerminal``: the body is only read from here, after every filter passed."""
@@ -133,13 +94,13 @@ class CommandTerminal:
                          headers=(("Retry-After", RETRY_AFTER),), reason="queue full") from None
         try:
             try:
-                directory = make_job_directory(self.context.jobs_path)
+                directory = make_job_directory(self.jobs.jobs_path)
             except OSError as e:
-                raise self._storage_refusal(exchange, e, "job directory") from None
+                raise storage_refusal(exchange, e, "job directory", self.jobs.jobs_path) from None
             try:
                 await self._serve(exchange, client, directory, admission)
             finally:
-                await remove_job_directory(self.context.reactor, directory)
+                await remove_job_directory(self.jobs.reactor, directory)
         finally:
             admission.leave()
 
@@ -194,29 +155,9 @@ class CommandTerminal:
         except ConnectionError:
             return {}, {}
         except OSError as e:
-            raise self._storage_refusal(exchange, e, "upload storage") from None
+            raise storage_refusal(exchange, e, "upload storage", self.jobs.jobs_path) from None
         uploads = {name: upload.path for name, upload in received.uploads.items()}
         return dict(received.fields), uploads
-
-    def _start_refusal(self, exchange: Exchange, error: OSError, program: str) -> Reject:
-        """The answer when a job cannot start: the program's own fault (missing, not
-        executable) is the old node's 400, anything else the node's."""
-        if error.errno in _PROGRAM_ERRORS:
-            exchange.outcome = "command_failed"
-            return Reject(400, f"Command execution failed: cannot start {program}: "
-                               f"{error.strerror}", reason="command could not start")
-        return self._node_failure(exchange, error, "job start", "The job could not be started")
-
-    def _output_refusal(self, exchange: Exchange, error: OSError) -> Reject:
-        """The answer when the node cannot read a job's outputs."""
-        return self._node_failure(exchange, error, "outputs", "The outputs could not be read")
-
-    def _storage_refusal(self, exchange: Exchange, error: OSError, what: str) -> Reject:
-        return storage_refusal(exchange, error, what, self.context.jobs_path)
-
-    def _node_failure(self, exchange: Exchange, error: OSError, what: str,
-                      message: str) -> Reject:
-        return node_failure(exchange, error, what, message, self.context.jobs_path)
 
     def _check_form(self, exchange: Exchange, fields: Mapping[str, str],
                     uploads: Mapping[str, str]) -> dict[str, object]:
@@ -260,19 +201,19 @@ class CommandTerminal:
             try:
                 # What a command prints is not its answer (its outputs are): stdout goes to
                 # /dev/null, and only the end of stderr is kept, for the error detail.
-                job = await start_job(self.context.launcher, self.context.reactor, argv,
-                                      directory, self.context.environment(directory),
+                job = await start_job(self.jobs.launcher, self.jobs.reactor, argv,
+                                      directory, self.jobs.environment(directory),
                                       self.settings.timeout, stdout_limit=0)
             except OSError as e:
-                raise self._start_refusal(exchange, e, argv[0]) from None
+                raise start_refusal(exchange, e, argv[0], self.jobs.jobs_path) from None
             # The slot (one GPU: one job) is the job's until its command has exited and
             # nothing of its process group is left, which for a killed job may take the
             # kill grace period. Its output pipes may be read to their end later: the next
             # job need not wait for that.
             job.exited.addCallback(release_slot)
             client.when_gone(job.cancel)
-            self._jobs.add(job)
-            job.ended.addBoth(lambda _: self._jobs.discard(job))
+            self._running.add(job)
+            job.ended.addBoth(lambda _: self._running.discard(job))
             try:
                 result = await job.result
             except CancelledError:
@@ -281,7 +222,8 @@ class CommandTerminal:
                 return None
             except LauncherLost as e:
                 await job.ended
-                raise self._node_failure(exchange, e, "job", "The job was lost") from None
+                raise node_failure(exchange, e, "job", "The job was lost",
+                                   self.jobs.jobs_path) from None
         finally:
             release_slot()
         exchange.notes["exit_code"] = result.exit_code
@@ -302,12 +244,12 @@ class CommandTerminal:
         try:
             opened = Outputs(outputs)
         except OSError as e:
-            raise self._output_refusal(exchange, e) from None
+            raise output_refusal(exchange, e, self.jobs.jobs_path) from None
         if opened.size <= _SMALL_REPLY:
             try:
                 body = opened.read_all()
             except OSError as e:
-                raise self._output_refusal(exchange, e) from None
+                raise output_refusal(exchange, e, self.jobs.jobs_path) from None
             if opened.missing:
                 exchange.notes["missing_outputs"] = opened.missing
             token = self._sign(exchange, opened.hashes)
@@ -317,7 +259,7 @@ class CommandTerminal:
             client.finish()
             return
         client.send_head(200, Headers([("Content-Type", "application/json")]), None)
-        reply = OutputReply(client, opened, self.context.cooperator)
+        reply = OutputReply(client, opened, self.cooperator)
         client.register_producer(reply)
         # A client that leaves (or is dropped for not reading) ends the reply even while the
         # reply is paused and no longer registered with the connection.
@@ -352,6 +294,6 @@ class CommandTerminal:
         the hand-over and wake-ups cost the loop more than the signature (the pipeline bench
         served 8-29 % fewer requests a second that way, on 2 cores)."""
         identity = exchange.identity
-        return self.context.signer.sign(
+        return self.signer.sign(
             subject=identity.subject if identity is not None else None,
             endpoint=self.model.endpoint, output_hashes=hashes)

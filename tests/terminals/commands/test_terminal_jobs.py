@@ -144,7 +144,7 @@ class KillTests(TestCase):
         launcher."""
         answer = Deferred.fromCoroutine(self.pipelines.post("hold", {"mode": "child"}))
         job = await self.started()
-        job_launcher = self.pipelines.terminal("hold").context.launcher
+        job_launcher = self.pipelines.terminal("hold").jobs.launcher
         assert job_launcher._process is not None
         os.kill(job_launcher._process.transport.pid, signal.SIGKILL)
         await process_gone(job.pid)
