@@ -20,7 +20,7 @@ from runnergw.jobs.probe import ProbeError, probe_media
 
 if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext
-    from runnergw.pipelines.descriptor import ModelDescriptor
+    from runnergw.models.types import ModelDescriptor
     from runnergw.websaas.signing import ResponseSigner
 
 __all__ = ["MediaLimitsFilter"]

@@ -16,7 +16,8 @@ from runnergw.config.pipelines import ModelSettings
 from runnergw.config.settings import Settings
 from runnergw.filters.registry import FilterContext, build_chain
 from runnergw.jobs.parts import JobParts
-from runnergw.pipelines.descriptor import ModelDescriptor, load_models
+from runnergw.models.loading import load_models
+from runnergw.models.types import ModelDescriptor
 from runnergw.terminals.commands.terminal import CommandTerminal
 
 __all__ = ["PipelineRoute", "build_pipeline_routes", "load_descriptors"]

@@ -30,9 +30,9 @@ from runnergw.jobs.process import Job, JobResult, start_job
 from runnergw.jobs.slots import Admission, JobSlots, QueueFull
 from runnergw.jobs.workdir import make_job_directory, remove_job_directory
 from runnergw.logs import level_gate
-from runnergw.pipelines.descriptor import ModelDescriptor
-from runnergw.pipelines.form import FormError, check_form
-from runnergw.pipelines.template import TemplateError, fill_command
+from runnergw.models.form import FormError, check_form
+from runnergw.models.template import TemplateError, fill_command
+from runnergw.models.types import ModelDescriptor
 from runnergw.terminals.commands.reply import OutputReply, Outputs
 from runnergw.terminals.commands.uploads import MultipartReceiver, UploadError, UploadLimits
 from runnergw.websaas.signing import ResponseSigner

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 from twisted.trial.unittest import TestCase
 
-from runnergw.pipelines.template import fill_command
+from runnergw.models.template import fill_command
 from runnergw.terminals.commands import terminal
 from tests.helpers.clients import raw_connect
 from tests.helpers.command_gateway import (

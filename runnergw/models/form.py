@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runnergw.pipelines.descriptor import FieldSpec, ModelDescriptor
+    from runnergw.models.types import FieldSpec, ModelDescriptor
 
 __all__ = ["MAX_TEXT_LENGTH", "FormError", "check_form", "check_value"]
 
@@ -152,7 +152,7 @@ def check_form(
 
     Returns:
         The checked values of the declared fields that are not uploads, by field id, for
-        :func:`runnergw.pipelines.template.fill_command`.
+        :func:`runnergw.models.template.fill_command`.
 
     Raises:
         FormError: A required field or upload is missing, or a value is refused.

@@ -6,7 +6,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.pipelines.template import TemplateError, command_placeholders, fill_command
+from runnergw.models.template import TemplateError, command_placeholders, fill_command
 from tests.helpers.reference import reference_file
 
 __all__ = ["BareFlagTests", "BooleanTests", "PlaceholderTests", "SampleTests", "ValueTests"]

@@ -6,9 +6,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.pipelines.descriptor import FieldSpec, ModelDescriptor, OutputSpec, load_descriptor
-from runnergw.pipelines.form import MAX_TEXT_LENGTH, FormError, check_form, check_value
-from runnergw.pipelines.template import fill_command
+from runnergw.models.form import MAX_TEXT_LENGTH, FormError, check_form, check_value
+from runnergw.models.reader import load_descriptor
+from runnergw.models.template import fill_command
+from runnergw.models.types import FieldSpec, ModelDescriptor, OutputSpec
 from tests.helpers.reference import reference_file
 
 __all__ = [

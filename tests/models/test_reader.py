@@ -10,15 +10,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.pipelines.descriptor import (
-    DescriptorError,
-    FieldSpec,
-    ModelDescriptor,
-    OutputSpec,
-    RoleLimit,
-    load_descriptor,
-    load_models,
-)
+from runnergw.models.loading import load_models
+from runnergw.models.reader import load_descriptor
+from runnergw.models.types import FieldSpec, ModelDescriptor, OutputSpec, RoleLimit
+from runnergw.models.values import DescriptorError
 from tests.helpers.reference import reference_file
 
 __all__ = [
