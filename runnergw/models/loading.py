@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import os
 
+from runnergw.config.errors import ConfigError, Origin
 from runnergw.models.reader import read_descriptor
 from runnergw.models.types import ModelDescriptor
-from runnergw.models.values import DescriptorError
 
 __all__ = ["load_models"]
 
 
 def load_models(
     directory: str, *, ffprobe_available: bool
-) -> tuple[list[ModelDescriptor], list[DescriptorError]]:
+) -> tuple[list[ModelDescriptor], list[ConfigError]]:
     """Read every ``*.json`` descriptor of a directory, in name order.
 
     Files named ``*.json.example``, hidden files and subdirectories are skipped. A file with
@@ -31,9 +31,10 @@ def load_models(
     try:
         names = sorted(os.listdir(directory))
     except OSError as e:
-        return [], [DescriptorError(directory, f"cannot list the models: {e.strerror or e}")]
+        listing = f"cannot list the models: {e.strerror or e}"
+        return [], [ConfigError(Origin(directory), "", listing)]
     models: list[ModelDescriptor] = []
-    problems: list[DescriptorError] = []
+    problems: list[ConfigError] = []
     owners: dict[str, str] = {}
     for name in names:
         path = os.path.join(directory, name)
@@ -43,13 +44,10 @@ def load_models(
         found = list(reading.problems)
         if reading.endpoint is not None:
             if reading.endpoint in owners:
-                line, column = reading.endpoint_at
-                found.append(DescriptorError(
-                    path,
-                    f'actions.submit.endpoint: "{reading.endpoint}" is already the endpoint of '
-                    f"{owners[reading.endpoint]}",
-                    line=line,
-                    column=column,
+                found.append(ConfigError(
+                    reading.endpoint_origin or Origin(path),
+                    "actions.submit.endpoint",
+                    f'"{reading.endpoint}" is already the endpoint of {owners[reading.endpoint]}',
                 ))
             else:
                 owners[reading.endpoint] = path

@@ -3,8 +3,9 @@
 The files are shared with the WebSaaS platform, so keys runnergw does not use (``$schema``,
 ``formId``, ``actions.stopaction``, ``label``, ``helperText``, ``storage``, ...) are ignored.
 Numbers and booleans may be written as strings (``"300"``, ``"false"``), and a null value is
-the same as an absent key. Every problem names the file and, when it is known, the line and
-column of the value at fault, so that the operator can fix them all at once.
+the same as an absent key. Every problem is a :class:`~runnergw.config.errors.ConfigError`, as
+a settings problem is: it names the file, the line and column of the value at fault when they
+are known, and its JSON path (``fields[2].maxSize``), so the operator can fix them all at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from runnergw.config.errors import ConfigError, Origin
 from runnergw.models.fields import read_field
 from runnergw.models.located_json import (
     DuplicateKey,
@@ -32,7 +34,7 @@ from runnergw.models.types import (
     OutputSpec,
     RoleLimit,
 )
-from runnergw.models.values import DescriptorError, ValueReader
+from runnergw.models.values import ValueReader
 
 __all__ = ["Reading", "load_descriptor", "read_descriptor"]
 
@@ -216,10 +218,10 @@ class Reading:
     """What reading one file gave: a descriptor when it has no problem."""
 
     descriptor: ModelDescriptor | None
-    problems: tuple[DescriptorError, ...]
+    problems: tuple[ConfigError, ...]
     endpoint: str | None = None
-    endpoint_at: tuple[int | None, int | None] = (None, None)
-    """The line and column of ``actions.submit.endpoint``, for problems across files."""
+    endpoint_origin: Origin | None = None
+    """Where ``actions.submit.endpoint`` is written, for problems across files."""
 
 
 def _decode(reader: ValueReader) -> Node | None:
@@ -228,20 +230,18 @@ def _decode(reader: ValueReader) -> Node | None:
     try:
         value = LocatingDecoder().decode(text)
     except DuplicateKey as e:
-        reader.problems.append(reader.error(f'invalid JSON: duplicate key "{e.key}"', e.offset))
+        reader.problem("", f'invalid JSON: duplicate key "{e.key}"', e.offset)
         return None
     except json.JSONDecodeError as e:
         hint = " (comments are not allowed in JSON)" if text.startswith(("/*", "//"), e.pos) else ""
-        reader.problems.append(
-            DescriptorError(reader.path, f"invalid JSON: {e.msg}{hint}", line=e.lineno,
-                            column=e.colno)
-        )
+        at = Origin(reader.path, e.lineno, e.colno)
+        reader.sink.add(at, "", f"invalid JSON: {e.msg}{hint}")
         return None
     except RecursionError:
-        reader.problems.append(DescriptorError(reader.path, "invalid JSON: nested too deeply"))
+        reader.problem("", "invalid JSON: nested too deeply")
         return None
     if not isinstance(value, LocatedObject):
-        reader.problems.append(DescriptorError(reader.path, "must be a JSON object"))
+        reader.problem("", "must be a JSON object")
         return None
     return Node(value, None, "")
 
@@ -276,7 +276,7 @@ def _read_text(path: str, text: str, *, ffprobe_available: bool) -> Reading:
         descriptor=None if problems else descriptor,
         problems=problems,
         endpoint=endpoint,
-        endpoint_at=reader.locate(endpoint_offset),
+        endpoint_origin=reader.origin(endpoint_offset),
     )
 
 
@@ -286,9 +286,10 @@ def read_descriptor(path: str, *, ffprobe_available: bool) -> Reading:
         with open(path, encoding="utf-8-sig") as stream:
             text = stream.read()
     except UnicodeDecodeError:
-        return Reading(None, (DescriptorError(path, "is not UTF-8 text"),))
+        return Reading(None, (ConfigError(Origin(path), "", "is not UTF-8 text"),))
     except OSError as e:
-        return Reading(None, (DescriptorError(path, f"cannot be read: {e.strerror or e}"),))
+        problem = ConfigError(Origin(path), "", f"cannot be read: {e.strerror or e}")
+        return Reading(None, (problem,))
     return _read_text(path, text, ffprobe_available=ffprobe_available)
 
 
@@ -305,7 +306,7 @@ def load_descriptor(path: str) -> ModelDescriptor:
         The descriptor.
 
     Raises:
-        DescriptorError: The first problem found in the file.
+        ConfigError: The first problem found in the file.
     """
     reading = read_descriptor(path, ffprobe_available=True)
     if reading.descriptor is None:

@@ -1,76 +1,60 @@
-"""Typed reading of a located JSON document: each getter returns the value or None, and
-records a problem located at the value's line and column."""
+"""Typed reading of a model descriptor's JSON, problems reported as the settings' are.
+
+Each getter returns the value (or None, or a default) and records what is wrong as a
+:class:`~runnergw.config.errors.ConfigError`: the file with the line and column of the value
+at fault, and the value's JSON path (``fields[2].maxSize``), so ``runnergw check`` and the
+gateway's start list descriptor problems exactly like settings problems.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 
+from runnergw.config.errors import ConfigError, Origin
+from runnergw.config.reader import ErrorSink
 from runnergw.models.located_json import Node, join_path
 
-__all__ = ["DescriptorError", "ValueReader"]
+__all__ = ["ValueReader"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]+")
 _NUMERIC = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
-class DescriptorError(Exception):
-    """One problem in a model descriptor, located by file, line and column.
-
-    Attributes:
-        path: The descriptor file, as given to the loader.
-        line: The 1-based line of the value at fault, or None when unknown.
-        column: The 1-based column of the value at fault, or None when unknown.
-        message: What is wrong.
-    """
-
-    def __init__(
-        self, path: str, message: str, *, line: int | None = None, column: int | None = None
-    ) -> None:
-        super().__init__(path, message, line, column)
-        self.path = path
-        self.line = line
-        self.column = column
-        self.message = message
-
-    def __str__(self) -> str:
-        where = self.path
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
-        return f"{where}: {self.message}"
-
-
 class ValueReader:
-    """Reads the values of one descriptor, collecting problems with their locations."""
+    """Reads the values of one descriptor file, collecting every problem with its place."""
 
     def __init__(self, path: str, text: str) -> None:
+        """``path`` names the file in every problem; ``text`` is what it holds."""
         self.path = path
         self.text = text
-        self.problems: list[DescriptorError] = []
+        self.sink = ErrorSink()
 
-    def locate(self, offset: int | None) -> tuple[int | None, int | None]:
-        """Turn an offset of the text into a 1-based line and column (None: unknown)."""
+    @property
+    def problems(self) -> list[ConfigError]:
+        """Every problem recorded so far, in the order found."""
+        return self.sink.errors
+
+    def origin(self, offset: int | None) -> Origin:
+        """The file, with the 1-based line and column of an offset of its text (None: the
+        file alone)."""
         if offset is None:
-            return None, None
+            return Origin(self.path)
         line = self.text.count("\n", 0, offset) + 1
-        return line, offset - self.text.rfind("\n", 0, offset)
+        return Origin(self.path, line, offset - self.text.rfind("\n", 0, offset))
 
-    def error(self, message: str, offset: int | None) -> DescriptorError:
-        """Build a problem located at an offset of the text (None: unknown)."""
-        line, column = self.locate(offset)
-        return DescriptorError(self.path, message, line=line, column=column)
+    def problem(self, where: str, message: str, offset: int | None = None) -> None:
+        """Record a problem with the value at JSON path ``where`` ("" for the whole file),
+        located at ``offset``."""
+        self.sink.add(self.origin(offset), where, message)
 
     def report(self, node: Node, message: str) -> None:
         """Record a problem with a value."""
-        self.problems.append(self.error(f"{node.where}: {message}", node.offset))
+        self.problem(node.where, message, node.offset)
 
     def report_missing(self, parent: Node, key: str) -> None:
         """Record a missing required member, located at the object that lacks it."""
-        self.problems.append(
-            self.error(f"missing required key {join_path(parent.where, key)}", parent.offset)
-        )
+        self.problem(join_path(parent.where, key), "required", parent.offset)
 
     def typed(self, parent: Node, key: str, kind: type, noun: str) -> Node | None:
         """Return a member when it has the expected JSON type, reporting it otherwise."""

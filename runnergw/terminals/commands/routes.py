@@ -10,7 +10,7 @@ import attrs
 from twisted.internet.task import Cooperator
 
 from runnergw.chain.route import Route, error_body_detail
-from runnergw.config.errors import ConfigError, Origin
+from runnergw.config.errors import ConfigError
 from runnergw.config.filters import filter_names
 from runnergw.config.pipelines import ModelSettings
 from runnergw.config.settings import Settings
@@ -46,9 +46,7 @@ def load_descriptors(settings: Settings, errors: list[ConfigError]) -> list[Mode
         return []
     models, problems = load_models(settings.pipelines.models_path,
                                    ffprobe_available=shutil.which("ffprobe") is not None)
-    for problem in problems:
-        errors.append(ConfigError(Origin(problem.path, problem.line, problem.column), "",
-                                  problem.message))
+    errors.extend(problems)
     return models
 
 
