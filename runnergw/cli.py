@@ -161,7 +161,7 @@ def _check(args: argparse.Namespace) -> int:
 
     from runnergw.routes import build_router
     from runnergw.startup import prepare
-    from runnergw.terminals.command_routes import load_descriptors
+    from runnergw.terminals.commands.routes import load_descriptors
 
     settings, problems = read_settings(config_path_from(args.config, os.environ))
     if settings is None:

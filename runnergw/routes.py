@@ -11,7 +11,7 @@ from runnergw.config.settings import Settings
 from runnergw.filters.audit import AuditFilter
 from runnergw.filters.registry import FilterContext
 from runnergw.startup import GatewayParts
-from runnergw.terminals.command_routes import build_pipeline_routes
+from runnergw.terminals.commands.routes import build_pipeline_routes
 from runnergw.terminals.ollama_routes import build_runner_routes
 
 __all__ = ["ROUTE_KINDS", "build_router"]

@@ -18,8 +18,8 @@ from runnergw.chain.runner import ChainRunner
 from runnergw.config.settings import Settings
 from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
+from runnergw.jobs.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
 from runnergw.logs import level_gate
-from runnergw.pipelines.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
 from runnergw.tls import TLSConfigError

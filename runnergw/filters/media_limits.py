@@ -15,12 +15,12 @@ from zope.interface import implementer
 
 from runnergw.chain.exchange import Exchange, Reject, Reply
 from runnergw.chain.interfaces import IFilter
-from runnergw.pipelines.failures import node_failure
-from runnergw.pipelines.probe import ProbeError, probe_media
+from runnergw.jobs.failures import node_failure
+from runnergw.jobs.probe import ProbeError, probe_media
 
 if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext
-    from runnergw.pipelines.descriptor import ModelDescriptor
+    from runnergw.models.types import ModelDescriptor
     from runnergw.websaas.signing import ResponseSigner
 
 __all__ = ["MediaLimitsFilter"]

@@ -18,7 +18,7 @@ from runnergw.startup import prepare
 from runnergw.testing import Answer, filter_from_settings, make_exchange, run_filters
 from runnergw.tokens.keys import write_signing_keypair
 from tests.helpers.gateway import start_gateway
-from tests.terminals.support import in_thread_with, ollama_client, start_fake
+from tests.helpers.ollama_proxy import in_thread_with, ollama_client, start_fake
 
 __all__ = ["BlockedModelsGatewayTests", "BlockedModelsSettingsTests", "BlockedModelsTests"]
 

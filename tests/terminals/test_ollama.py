@@ -14,17 +14,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
-from tests.terminals.support import (
-    BytesProducer,
-    fetch,
-    generate_request,
-    in_thread_with,
-    ollama_client,
-    parse_response,
-    raw_connect,
-    start_proxy,
-    tls_agent,
-)
+from tests.helpers.clients import BytesProducer, fetch, parse_response, raw_connect, tls_agent
+from tests.helpers.ollama_proxy import generate_request, in_thread_with, ollama_client, start_proxy
 
 __all__ = ["OfficialClientTests", "PersistentUpstreamTests", "PlainRequestTests",
            "StreamingTests"]

@@ -9,17 +9,16 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from tests.terminals.support import (
+from tests.helpers.clients import (
     AuditTap,
     BytesProducer,
     fetch,
-    generate_request,
     parse_response,
     raw_connect,
     raw_exchange,
-    start_proxy,
     tls_agent,
 )
+from tests.helpers.ollama_proxy import generate_request, start_proxy
 
 __all__ = ["AuditTrailTests", "LogDiscretionTests"]
 

@@ -11,17 +11,17 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from tests.helpers.gateway import RunningGateway
-from tests.terminals.support import (
+from tests.helpers.clients import (
     AuditTap,
     BytesProducer,
     RawClient,
     fetch,
     parse_response,
     raw_connect,
-    start_proxy,
     tls_agent,
 )
+from tests.helpers.gateway import RunningGateway
+from tests.helpers.ollama_proxy import start_proxy
 
 __all__ = ["BodyLimitTests", "LargeBodyTests", "SlowUploadTests"]
 

@@ -11,17 +11,16 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from runnergw.logs import level_gate
-from tests.helpers.gateway import start_gateway
-from tests.terminals.support import (
+from tests.helpers.clients import (
     AuditTap,
     fetch,
-    generate_request,
     parse_response,
     raw_connect,
-    start_proxy,
     tls_agent,
     unused_port,
 )
+from tests.helpers.gateway import start_gateway
+from tests.helpers.ollama_proxy import generate_request, start_proxy
 
 __all__ = ["ClientDisconnectTests", "InvalidResponseTests", "TimeoutTests",
            "UpstreamFailureTests"]

@@ -6,7 +6,8 @@ import re
 
 from twisted.trial.unittest import TestCase
 
-from tests.terminals.support import AuditTap, raw_exchange, start_proxy
+from tests.helpers.clients import AuditTap, raw_exchange
+from tests.helpers.ollama_proxy import start_proxy
 
 __all__ = ["RequestHeaderTests", "RequestIdTests", "ResponseHeaderTests"]
 

@@ -7,17 +7,14 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import TestCase
 
+from tests.helpers.clients import AuditTap, fetch, raw_exchange, tls_agent
 from tests.helpers.gateway import RunningGateway, start_gateway
-from tests.terminals.support import (
-    AuditTap,
+from tests.helpers.ollama_proxy import (
     FakeRunner,
     expired_token,
-    fetch,
     foreign_token,
-    raw_exchange,
     start_fake,
     start_proxy,
-    tls_agent,
 )
 
 __all__ = ["PrefixTests", "TokenTests"]
