@@ -15,7 +15,7 @@ from runnergw.audit_log import AuditLog
 from runnergw.config.errors import ConfigError, ConfigErrors, Origin
 from runnergw.config.settings import Settings
 from runnergw.logs import level_gate
-from runnergw.tls import ReloadableServerTLS, TLSConfigError
+from runnergw.tls.reloadable import ReloadableServerTLS, TLSConfigError
 from runnergw.tokens.keys import (
     KeyFileError,
     load_public_keys,

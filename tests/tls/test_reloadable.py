@@ -1,4 +1,4 @@
-"""Tests for runnergw.tls: real TLS handshakes on 127.0.0.1 with generated certificates."""
+"""Serving TLS with runnergw.tls: real handshakes on 127.0.0.1 with generated certificates."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from runnergw.tls import (
+from runnergw.tls.reloadable import (
     ReloadableServerTLS,
     TLSConfigError,
     certificate_not_after,
