@@ -1,10 +1,8 @@
 """TLS for the gateway's listening socket, with certificates that reload on SIGHUP.
 
-Operators point ``server.certificatePath`` at an acme.sh ``fullchain.cer`` (the server
-certificate first, then the intermediates, all PEM) and ``server.keyPath`` at the PEM private
-key (RSA or EC, in PKCS#1, SEC1 or PKCS#8 form, unencrypted).  acme.sh renews certificates
-every 60 days; the operator then sends SIGHUP and the gateway calls
-:meth:`ReloadableServerTLS.reload`.
+The certificate chain and key files are read and checked by
+:mod:`runnergw.tls.certificate_files`.  acme.sh renews certificates every 60 days; the
+operator then sends SIGHUP and the gateway calls :meth:`ReloadableServerTLS.reload`.
 
 Use it as::
 
@@ -21,8 +19,9 @@ AES-GCM or ChaCha20-Poly1305; TLS 1.3 suites are all AEAD already.  Over ALPN it
 gateway speaks HTTP/1.1; a client that offers no ``http/1.1`` gets no ALPN answer.
 
 Expiry is reported, not enforced: :class:`ReloadableServerTLS` logs a warning when the server
-certificate has expired or expires within 14 days, and :func:`certificate_not_after` gives
-the date to anyone else who wants to check (a configuration check command, a status page).
+certificate has expired or expires within 14 days, and
+:func:`runnergw.tls.certificate_files.certificate_not_after` gives the date to anyone else
+who wants to check (a configuration check command, a status page).
 """
 
 from __future__ import annotations
@@ -33,10 +32,6 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 import attrs
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from OpenSSL.crypto import X509, PKey
@@ -46,48 +41,18 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from runnergw.logs import level_gate
+from runnergw.tls.certificate_files import TLSConfigError, read_server_certificate
 
 if TYPE_CHECKING:
     from twisted.protocols.tls import TLSMemoryBIOProtocol
 
-__all__ = [
-    "ReloadableServerTLS",
-    "TLSConfigError",
-    "certificate_not_after",
-    "load_certificate_options",
-]
+__all__ = ["ReloadableServerTLS", "load_certificate_options"]
 
 _TLS12_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
 """OpenSSL cipher string for TLS 1.2: forward-secret key exchange, AEAD ciphers only."""
 
 _HTTP_1_1: Final = b"http/1.1"
 """The only protocol the gateway agrees to over ALPN."""
-
-
-class TLSConfigError(Exception):
-    """A certificate or key file the gateway cannot serve.
-
-    ``str()`` gives ``"<path>: <message>"``, ready to show to the operator.
-
-    Attributes:
-        path: The file at fault.
-        message: What is wrong with it.
-    """
-
-    def __init__(self, path: str, message: str) -> None:
-        """Record the file at fault and what is wrong with it.
-
-        Args:
-            path: The file at fault.
-            message: What is wrong with it.
-        """
-        super().__init__(path, message)
-        self.path = path
-        self.message = message
-
-    def __str__(self) -> str:
-        """Return ``"<path>: <message>"``."""
-        return f"{self.path}: {self.message}"
 
 
 @attrs.frozen
@@ -131,24 +96,6 @@ def load_certificate_options(certificate_path: str, key_path: str) -> Certificat
             key is encrypted, or the key does not belong to the server certificate.
     """
     return _load(certificate_path, key_path).options
-
-
-def certificate_not_after(certificate_path: str) -> datetime:
-    """Return when the server certificate in a PEM chain file stops being valid.
-
-    Args:
-        certificate_path: PEM file with the server certificate first.
-
-    Returns:
-        The server certificate's not-after time, timezone-aware in UTC.
-
-    Raises:
-        TLSConfigError: The file cannot be read or holds no usable PEM certificate.
-    """
-    certificates = _parse_certificates(
-        certificate_path, _read(certificate_path, "certificate")
-    )
-    return certificates[0].not_valid_after_utc
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -283,26 +230,11 @@ def _load(certificate_path: str, key_path: str) -> _LoadedTLS:
     Raises:
         TLSConfigError: The files cannot be served.
     """
-    certificate_data = _read(certificate_path, "certificate")
-    key_data = _read(key_path, "private key")
-    certificates = _parse_certificates(certificate_path, certificate_data)
-    key = _parse_key(key_path, key_data)
-    leaf, chain = certificates[0], certificates[1:]
-    key_public = _public_key_der(key.public_key())
-    if _public_key_der(leaf.public_key()) != key_public:
-        message = f"private key does not match the certificate {certificate_path}"
-        for position, certificate in enumerate(chain, start=2):
-            if _public_key_der(certificate.public_key()) == key_public:
-                message += (
-                    f" (it matches certificate number {position} in that file;"
-                    " the server certificate must come first)"
-                )
-                break
-        raise TLSConfigError(key_path, message)
+    certificate = read_server_certificate(certificate_path, key_path)
     options = CertificateOptions(
-        privateKey=PKey.from_cryptography_key(key),
-        certificate=X509.from_cryptography(leaf),
-        extraCertChain=[X509.from_cryptography(certificate) for certificate in chain],
+        privateKey=PKey.from_cryptography_key(certificate.key),
+        certificate=X509.from_cryptography(certificate.leaf),
+        extraCertChain=[X509.from_cryptography(link) for link in certificate.chain],
         raiseMinimumTo=TLSVersion.TLSv1_2,
         acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(_TLS12_CIPHERS),
     )
@@ -316,74 +248,10 @@ def _load(certificate_path: str, key_path: str) -> _LoadedTLS:
     # wrapped factory advertises (twisted.web's Site offers h2 when h2 is installed).
     context.set_alpn_select_callback(_select_http_1_1)
     return _LoadedTLS(
-        options=options, context=context, leaf=leaf, intermediates=len(chain)
-    )
-
-
-def _read(path: str, what: str) -> bytes:
-    """Return a file's bytes, or raise TLSConfigError with the operating system's reason."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise TLSConfigError(
-            path, f"cannot read the {what} file: {error.strerror or error}"
-        ) from error
-
-
-def _parse_certificates(path: str, data: bytes) -> list[x509.Certificate]:
-    """Parse every PEM certificate in a chain file, server certificate first."""
-    try:
-        certificates = x509.load_pem_x509_certificates(data)
-    except ValueError as error:
-        if b"-----BEGIN CERTIFICATE-----" in data:
-            message = f"holds a damaged PEM certificate ({error})"
-        elif b"PRIVATE KEY-----" in data:
-            message = (
-                "holds a private key, not a certificate"
-                " (are the certificate and key paths swapped?)"
-            )
-        else:
-            message = "holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
-        raise TLSConfigError(path, message) from error
-    if not certificates:
-        raise TLSConfigError(
-            path, "holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
-        )
-    return certificates
-
-
-def _parse_key(path: str, data: bytes) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
-    """Parse an unencrypted PEM RSA or EC private key (PKCS#1, SEC1 or PKCS#8)."""
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except TypeError as error:
-        raise TLSConfigError(
-            path, "the private key is encrypted; the gateway needs an unencrypted PEM key"
-        ) from error
-    except (ValueError, UnsupportedAlgorithm) as error:
-        if b"PRIVATE KEY-----" not in data and b"-----BEGIN CERTIFICATE-----" in data:
-            message = (
-                "holds a certificate, not a private key"
-                " (are the certificate and key paths swapped?)"
-            )
-        else:
-            message = (
-                "holds no usable PEM private key (expected -----BEGIN PRIVATE KEY-----,"
-                " -----BEGIN RSA PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY-----)"
-            )
-        raise TLSConfigError(path, message) from error
-    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-        raise TLSConfigError(
-            path, f"holds an unsupported {type(key).__name__}; use an RSA or EC key"
-        )
-    return key
-
-
-def _public_key_der(public_key: CertificatePublicKeyTypes) -> bytes:
-    """Encode a public key as DER SubjectPublicKeyInfo, for comparing keys."""
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        options=options,
+        context=context,
+        leaf=certificate.leaf,
+        intermediates=len(certificate.chain),
     )
 
 
