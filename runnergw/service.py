@@ -22,7 +22,7 @@ from runnergw.logs import level_gate
 from runnergw.pipelines.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
-from runnergw.tls.reloadable import TLSConfigError
+from runnergw.tls.certificate_files import TLSConfigError
 
 __all__ = ["GatewayService"]
 

@@ -15,7 +15,8 @@ from runnergw.audit_log import AuditLog
 from runnergw.config.errors import ConfigError, ConfigErrors, Origin
 from runnergw.config.settings import Settings
 from runnergw.logs import level_gate
-from runnergw.tls.reloadable import ReloadableServerTLS, TLSConfigError
+from runnergw.tls.certificate_files import TLSConfigError
+from runnergw.tls.reloadable import ReloadableServerTLS
 from runnergw.tokens.keys import (
     KeyFileError,
     load_public_keys,

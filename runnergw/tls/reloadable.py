@@ -13,10 +13,8 @@ asks :meth:`ReloadableServerTLS.serverConnectionForTLS` for an ``OpenSSL.SSL.Con
 once per accepted TCP connection, so a reload changes the certificate for connections
 accepted afterwards while connections already open keep the one they started with.
 
-The server accepts TLS 1.2 and 1.3 only.  For TLS 1.2 it offers only ECDHE key exchange with
-AES-GCM or ChaCha20-Poly1305; TLS 1.3 suites are all AEAD already.  Over ALPN it agrees to
-``http/1.1`` and nothing else, whatever the wrapped protocol factory advertises, because the
-gateway speaks HTTP/1.1; a client that offers no ``http/1.1`` gets no ALPN answer.
+Each load builds the server's TLS settings (versions, ciphers, ALPN) as
+:mod:`runnergw.tls.options` describes.
 
 Expiry is reported, not enforced: :class:`ReloadableServerTLS` logs a warning when the server
 certificate has expired or expires within 14 days, and
@@ -26,76 +24,23 @@ who wants to check (a configuration check command, a status page).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar
 
-import attrs
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
-from OpenSSL.crypto import X509, PKey
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from runnergw.logs import level_gate
-from runnergw.tls.certificate_files import TLSConfigError, read_server_certificate
+from runnergw.tls.options import LoadedServerTLS, load_server_tls
 
 if TYPE_CHECKING:
     from twisted.protocols.tls import TLSMemoryBIOProtocol
 
-__all__ = ["ReloadableServerTLS", "load_certificate_options"]
-
-_TLS12_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
-"""OpenSSL cipher string for TLS 1.2: forward-secret key exchange, AEAD ciphers only."""
-
-_HTTP_1_1: Final = b"http/1.1"
-"""The only protocol the gateway agrees to over ALPN."""
-
-
-@attrs.frozen
-class _LoadedTLS:
-    """One consistent load of the certificate chain and key.
-
-    Attributes:
-        options: Twisted's TLS options built from the files.
-        context: The OpenSSL context new connections are made from.
-        leaf: The server certificate (first in the chain file).
-        intermediates: How many more certificates the chain file holds.
-    """
-
-    options: CertificateOptions
-    context: SSL.Context
-    leaf: x509.Certificate
-    intermediates: int
-
-
-def load_certificate_options(certificate_path: str, key_path: str) -> CertificateOptions:
-    """Read a PEM certificate chain and private key and build server TLS options.
-
-    The first certificate in ``certificate_path`` is served as the server certificate and
-    the rest as its chain.  The options allow TLS 1.2 and 1.3 only, restrict TLS 1.2 to
-    ECDHE with AES-GCM or ChaCha20-Poly1305, and agree to ``http/1.1`` only over ALPN.  The
-    OpenSSL context is built at once, so problems surface here rather than on the first
-    connection.
-
-    This function does not look at the expiry date; see :func:`certificate_not_after`.
-
-    Args:
-        certificate_path: PEM file with the server certificate first, then intermediates
-            (acme.sh ``fullchain.cer``).
-        key_path: PEM file with the unencrypted RSA or EC private key.
-
-    Returns:
-        Options whose ``serverConnectionForTLS`` makes server connections.
-
-    Raises:
-        TLSConfigError: A file cannot be read, holds no usable PEM certificate or key, the
-            key is encrypted, or the key does not belong to the server certificate.
-    """
-    return _load(certificate_path, key_path).options
+__all__ = ["ReloadableServerTLS"]
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -129,11 +74,11 @@ class ReloadableServerTLS:
 
         Raises:
             TLSConfigError: The files cannot be served; see
-                :func:`load_certificate_options`.
+                :func:`runnergw.tls.options.load_certificate_options`.
         """
         self.certificate_path = certificate_path
         self.key_path = key_path
-        self._current = _load(certificate_path, key_path)
+        self._current = load_server_tls(certificate_path, key_path)
         self.log.info(
             "Loaded TLS certificate {certificate_path} for {names}"
             " (serial {serial}), valid until {not_after}",
@@ -170,7 +115,7 @@ class ReloadableServerTLS:
         Raises:
             TLSConfigError: The new files cannot be served; nothing has changed.
         """
-        loaded = _load(self.certificate_path, self.key_path)
+        loaded = load_server_tls(self.certificate_path, self.key_path)
         self._current = loaded
         self.log.info(
             "Reloaded TLS certificate {certificate_path} for {names}"
@@ -179,7 +124,7 @@ class ReloadableServerTLS:
         )
         self._warn_about(loaded)
 
-    def _describe(self, loaded: _LoadedTLS) -> dict[str, str]:
+    def _describe(self, loaded: LoadedServerTLS) -> dict[str, str]:
         """Return the log fields that identify a loaded certificate."""
         return {
             "certificate_path": self.certificate_path,
@@ -188,7 +133,7 @@ class ReloadableServerTLS:
             "not_after": loaded.leaf.not_valid_after_utc.isoformat(),
         }
 
-    def _warn_about(self, loaded: _LoadedTLS) -> None:
+    def _warn_about(self, loaded: LoadedServerTLS) -> None:
         """Log warnings about expiry and a missing chain for a freshly loaded certificate."""
         leaf = loaded.leaf
         not_after = leaf.not_valid_after_utc
@@ -217,44 +162,6 @@ class ReloadableServerTLS:
             )
 
 
-def _load(certificate_path: str, key_path: str) -> _LoadedTLS:
-    """Read, check and build everything needed to serve one certificate.
-
-    Args:
-        certificate_path: PEM chain file, server certificate first.
-        key_path: PEM private key file.
-
-    Returns:
-        The options, the ready OpenSSL context and the server certificate.
-
-    Raises:
-        TLSConfigError: The files cannot be served.
-    """
-    certificate = read_server_certificate(certificate_path, key_path)
-    options = CertificateOptions(
-        privateKey=PKey.from_cryptography_key(certificate.key),
-        certificate=X509.from_cryptography(certificate.leaf),
-        extraCertChain=[X509.from_cryptography(link) for link in certificate.chain],
-        raiseMinimumTo=TLSVersion.TLSv1_2,
-        acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(_TLS12_CIPHERS),
-    )
-    try:
-        context = options.getContext()
-    except SSL.Error as error:
-        raise TLSConfigError(
-            certificate_path, f"OpenSSL refused the certificate: {_openssl_reason(error)}"
-        ) from error
-    # Replaces the callback Twisted installs, which would also agree to whatever the
-    # wrapped factory advertises (twisted.web's Site offers h2 when h2 is installed).
-    context.set_alpn_select_callback(_select_http_1_1)
-    return _LoadedTLS(
-        options=options,
-        context=context,
-        leaf=certificate.leaf,
-        intermediates=len(certificate.chain),
-    )
-
-
 def _certificate_names(certificate: x509.Certificate) -> str:
     """Return the names a certificate is for: its alternative names, else its subject."""
     try:
@@ -272,27 +179,3 @@ def _certificate_names(certificate: x509.Certificate) -> str:
     if common_names:
         return str(common_names[0].value)
     return certificate.subject.rfc4514_string() or "(no subject)"
-
-
-def _openssl_reason(error: SSL.Error) -> str:
-    """Turn an OpenSSL error stack into a short readable reason."""
-    stack = error.args[0] if error.args else None
-    if isinstance(stack, list) and stack:
-        return "; ".join(str(entry[-1]) for entry in stack)
-    return str(error)
-
-
-def _select_http_1_1(connection: SSL.Connection, offered: Sequence[bytes]) -> object:
-    """Choose the ALPN protocol for a server connection.
-
-    Args:
-        connection: The connection negotiating.
-        offered: The protocols the client offered.
-
-    Returns:
-        ``b"http/1.1"`` when offered; otherwise pyOpenSSL's ``NO_OVERLAPPING_PROTOCOLS``, so
-        the handshake goes on with no protocol agreed instead of failing.
-    """
-    if _HTTP_1_1 in offered:
-        return _HTTP_1_1
-    return SSL.NO_OVERLAPPING_PROTOCOLS

@@ -12,7 +12,8 @@ from runnergw.tls.certificate_files import (
     certificate_not_after,
     read_server_certificate,
 )
-from runnergw.tls.reloadable import ReloadableServerTLS, load_certificate_options
+from runnergw.tls.options import load_certificate_options
+from runnergw.tls.reloadable import ReloadableServerTLS
 from tests.helpers.certs import fingerprint
 from tests.helpers.tls_echo import TLSTestCase
 
