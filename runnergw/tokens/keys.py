@@ -34,11 +34,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pyseto import KeyInterface
 
 from runnergw.keyfiles import check_absent, write_key_pair
+from runnergw.tokens.base64url import decode_canonical_base64url
 
 __all__ = [
     "KeyFileError",
     "SUPPORTED_KEY_VERSIONS",
-    "decode_canonical_base64url",
     "generate_local_key_hex",
     "generate_signing_keypair",
     "load_public_keys",
@@ -52,7 +52,6 @@ SUPPORTED_KEY_VERSIONS: tuple[int, ...] = (2, 4)
 """PASETO versions whose keys runnergw handles (both use Ed25519 and 32-byte local keys)."""
 
 _GO_PRIVATE_LABEL = "ED25519 PRIVATE KEY"
-_BASE64URL_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 _PASERK = re.compile(r"k([0-9]+)\.([a-z-]+)\.([A-Za-z0-9_-]+)")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
@@ -93,34 +92,6 @@ class _Paserk:
     version: int
     kind: str
     data: bytes
-
-
-def decode_canonical_base64url(text: str) -> bytes:
-    """Decode unpadded base64url, accepting only its one canonical spelling.
-
-    Padding, characters outside ``[A-Za-z0-9_-]``, impossible lengths and non-zero trailing
-    bits are all refused, so that each byte string has exactly one text form.
-
-    Args:
-        text: The encoded text.
-
-    Returns:
-        The decoded bytes.
-
-    Raises:
-        ValueError: The text is not canonical unpadded base64url.
-    """
-    if len(text) % 4 == 1 or _BASE64URL_ALPHABET.fullmatch(text) is None:
-        raise ValueError("not canonical unpadded base64url")
-    decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != text.encode("ascii"):
-        raise ValueError("not canonical unpadded base64url")
-    return decoded
-
-
-def _encode_base64url(data: bytes) -> str:
-    """Encode bytes as unpadded base64url."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _check_version(version: int) -> None:

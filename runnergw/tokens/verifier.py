@@ -24,7 +24,7 @@ import attrs
 import pyseto
 from pyseto import KeyInterface
 
-from runnergw.tokens.keys import decode_canonical_base64url
+from runnergw.tokens.base64url import decode_canonical_base64url
 
 __all__ = [
     "ACCEPTABLE_VERSIONS",

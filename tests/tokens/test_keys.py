@@ -16,7 +16,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.tokens.keys import (
     KeyFileError,
-    decode_canonical_base64url,
     generate_local_key_hex,
     generate_signing_keypair,
     load_public_keys,
@@ -27,7 +26,6 @@ from runnergw.tokens.keys import (
 )
 
 __all__ = [
-    "Base64urlTests",
     "KeyPairFileTests",
     "LocalKeyTests",
     "PublicKeyFileTests",
@@ -394,18 +392,3 @@ class LocalKeyTests(SynchronousTestCase):
         self.assertRegex(first, r"^[0-9a-f]{64}$")
         self.assertNotEqual(first, second)
         self.assertEqual(parse_local_key(first, 4).purpose, "local")
-
-
-class Base64urlTests(SynchronousTestCase):
-    """The canonical base64url decoder used for PASERKs and tokens."""
-
-    def test_canonical_round_trip(self) -> None:
-        """Unpadded base64url of any length decodes."""
-        for size in range(0, 8):
-            data = bytes(range(250, 250 - size, -1))
-            self.assertEqual(decode_canonical_base64url(_b64url(data)), data)
-
-    def test_non_canonical_refused(self) -> None:
-        """Padding, other alphabets, impossible lengths and non-zero trailing bits are refused."""
-        for text in ("AA==", "AB", "A", "AA+/", "AA/_", "AA A", "AAA\n"):
-            self.assertRaises(ValueError, decode_canonical_base64url, text)
