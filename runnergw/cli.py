@@ -13,8 +13,8 @@ from runnergw.config.errors import ConfigError, ConfigErrors
 from runnergw.config.load import config_path_from, load_settings, read_settings
 from runnergw.config.reader import parse_go_duration
 from runnergw.config.settings import Settings
+from runnergw.tokens.errors import KeyFileError
 from runnergw.tokens.keys import (
-    KeyFileError,
     generate_local_key_hex,
     load_signing_key,
     parse_local_key,

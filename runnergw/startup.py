@@ -17,8 +17,8 @@ from runnergw.config.settings import Settings
 from runnergw.logs import level_gate
 from runnergw.tls.certificate_files import TLSConfigError
 from runnergw.tls.reloadable import ReloadableServerTLS
+from runnergw.tokens.errors import KeyFileError
 from runnergw.tokens.keys import (
-    KeyFileError,
     load_public_keys,
     parse_local_key,
     write_signing_keypair,

@@ -35,9 +35,9 @@ from pyseto import KeyInterface
 
 from runnergw.keyfiles import check_absent, write_key_pair
 from runnergw.tokens.base64url import decode_canonical_base64url
+from runnergw.tokens.errors import KeyFileError
 
 __all__ = [
-    "KeyFileError",
     "SUPPORTED_KEY_VERSIONS",
     "generate_local_key_hex",
     "generate_signing_keypair",
@@ -58,14 +58,6 @@ _PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 _SSH_KEY_TYPE = re.compile(r"(?:ssh|ecdsa|sk)-[a-z0-9@.-]{1,60}")
 _SEED_BYTES = 32
 _LOCAL_KEY_BYTES = 32
-
-
-class KeyFileError(Exception):
-    """A key file or key setting cannot be used.
-
-    The message is plain text for the operator. It never contains the key material nor the
-    file path: the caller adds the path and the setting name.
-    """
 
 
 @attrs.frozen

@@ -25,10 +25,10 @@ import pyseto
 from pyseto import KeyInterface
 
 from runnergw.tokens.base64url import decode_canonical_base64url
+from runnergw.tokens.errors import TokenError
 
 __all__ = [
     "ACCEPTABLE_VERSIONS",
-    "TokenError",
     "TokenVerifier",
     "VerifiedToken",
     "check_token_syntax",
@@ -51,26 +51,6 @@ _RFC3339 = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
 )
 _INVALID_REASON = "token signature or encryption is invalid"
-
-
-class TokenError(Exception):
-    """A bearer token was refused.
-
-    Attributes:
-        code: A stable machine-readable code: ``malformed``, ``too_large``,
-            ``unsupported_version``, ``unsupported_purpose``, ``invalid``, ``expired``,
-            ``not_yet_valid``, ``issued_in_future``, ``missing_exp``, ``bad_claims``,
-            ``wrong_issuer`` or ``wrong_audience``.
-        reason: Short human text that is safe to send to the client.
-    """
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return self.reason
 
 
 @attrs.frozen

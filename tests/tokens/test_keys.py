@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyseto import KeyInterface
 from twisted.trial.unittest import SynchronousTestCase
 
+from runnergw.tokens.errors import KeyFileError
 from runnergw.tokens.keys import (
-    KeyFileError,
     generate_local_key_hex,
     generate_signing_keypair,
     load_public_keys,

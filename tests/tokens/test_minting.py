@@ -7,6 +7,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from runnergw.tokens.errors import TokenError
 from runnergw.tokens.keys import (
     generate_local_key_hex,
     generate_signing_keypair,
@@ -15,7 +16,7 @@ from runnergw.tokens.keys import (
     parse_local_key,
 )
 from runnergw.tokens.minting import format_rfc3339, mint_token
-from runnergw.tokens.verifier import TokenError, TokenVerifier
+from runnergw.tokens.verifier import TokenVerifier
 
 __all__ = ["MintingTests"]
 

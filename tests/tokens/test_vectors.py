@@ -15,14 +15,14 @@ import pyseto
 from pyseto import KeyInterface
 from twisted.trial.unittest import SynchronousTestCase
 
+from runnergw.tokens.errors import KeyFileError, TokenError
 from runnergw.tokens.keys import (
-    KeyFileError,
     load_public_keys,
     load_signing_key,
     parse_local_key,
     public_key_from_signing_key,
 )
-from runnergw.tokens.verifier import TokenError, TokenVerifier, check_token_syntax, parse_rfc3339
+from runnergw.tokens.verifier import TokenVerifier, check_token_syntax, parse_rfc3339
 from tests.helpers.reference import reference_file
 
 __all__ = ["PaserkVectorTests", "TokenVectorTests"]

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyseto import KeyInterface
 from twisted.trial.unittest import SynchronousTestCase
 
+from runnergw.tokens.errors import TokenError
 from runnergw.tokens.keys import parse_local_key, public_key_from_signing_key
 from runnergw.tokens.verifier import (
-    TokenError,
     TokenVerifier,
     VerifiedToken,
     check_token_syntax,
