@@ -1,44 +1,37 @@
 """Load, check and generate the keys behind PASETO bearer tokens.
 
-The file formats follow the Go ``runner-gateway`` tool that runnergw replaces:
-
-* ``paseto.pub`` is an OpenSSH ``ssh-ed25519 AAAA…`` line (a trailing comment is allowed);
-  PEM ``PUBLIC KEY`` blocks and ``k4.public``/``k2.public`` PASERKs are accepted too, and a
-  file may list several keys so that they can be rotated.
-* ``paseto.key`` is a PEM block of type ``ED25519 PRIVATE KEY`` holding Go's raw 64-byte
-  private key (the 32-byte seed followed by the 32-byte public key); PKCS#8 ``PRIVATE KEY``
-  PEM and ``k4.secret``/``k2.secret`` PASERKs are accepted too.
-* the symmetric key for ``vN.local`` tokens is 64 hexadecimal characters or a
-  ``k4.local``/``k2.local`` PASERK.
-
-pyseto is more lenient than the PASETO specification in a few places (it takes ``v4.local``
-keys of any length, PASERKs of another version and ``k4.secret`` PASERKs whose public half
-does not match the seed), so every loader here checks lengths, versions and purposes itself.
-Error messages never quote key material: callers prefix them with the file and setting.
+The accepted file formats, and the checks every key passes, are described in
+:mod:`runnergw.tokens.key_formats`.  Error messages never quote key material: callers prefix
+them with the file and setting.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import re
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import pyseto
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pyseto import KeyInterface
 
 from runnergw.keyfiles import check_absent, write_key_pair
-from runnergw.tokens.base64url import decode_canonical_base64url
 from runnergw.tokens.errors import KeyFileError
+from runnergw.tokens.key_formats import (
+    GO_PRIVATE_KEY_LABEL,
+    PemBlock,
+    TextLine,
+    check_key,
+    check_version,
+    encode_pem,
+    key_file_items,
+    looks_like_paserk,
+    parse_paserk,
+)
 
 __all__ = [
-    "SUPPORTED_KEY_VERSIONS",
     "generate_local_key_hex",
     "generate_signing_keypair",
     "load_public_keys",
@@ -48,126 +41,10 @@ __all__ = [
     "write_signing_keypair",
 ]
 
-SUPPORTED_KEY_VERSIONS: tuple[int, ...] = (2, 4)
-"""PASETO versions whose keys runnergw handles (both use Ed25519 and 32-byte local keys)."""
-
-_GO_PRIVATE_LABEL = "ED25519 PRIVATE KEY"
-_PASERK = re.compile(r"k([0-9]+)\.([a-z-]+)\.([A-Za-z0-9_-]+)")
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 _SSH_KEY_TYPE = re.compile(r"(?:ssh|ecdsa|sk)-[a-z0-9@.-]{1,60}")
 _SEED_BYTES = 32
 _LOCAL_KEY_BYTES = 32
-
-
-@attrs.frozen
-class _PemBlock:
-    """One PEM block of a key file."""
-
-    label: str
-    der: bytes
-    line: int
-
-
-@attrs.frozen
-class _TextLine:
-    """One non-blank, non-comment line of a key file that is outside every PEM block."""
-
-    text: str
-    line: int
-
-
-@attrs.frozen
-class _Paserk:
-    """A decoded plain PASERK (``kN.type.data``)."""
-
-    version: int
-    kind: str
-    data: bytes
-
-
-def _check_version(version: int) -> None:
-    """Refuse PASETO versions other than 2 and 4."""
-    if version not in SUPPORTED_KEY_VERSIONS:
-        raise KeyFileError(f"PASETO version {version} is not supported (only 4 and 2)")
-
-
-def _check_key(key: KeyInterface, version: int, purpose: str, *, secret: bool) -> KeyInterface:
-    """Make sure pyseto built the kind of key that was asked for."""
-    if key.version != version:
-        raise KeyFileError(f"key is for PASETO version {key.version}, expected {version}")
-    if key.purpose != purpose:
-        raise KeyFileError(f"key is a {key.purpose} key, expected a {purpose} key")
-    if key.is_secret != secret:
-        wanted = "secret" if secret else "public"
-        raise KeyFileError(f"key is not a {wanted} key")
-    return key
-
-
-def _text_of(data: bytes) -> str:
-    """Decode a key file as UTF-8 text."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise KeyFileError("not a text key file") from None
-
-
-def _pem_der(body: list[str], label: str, line: int) -> bytes:
-    """Decode the base64 body of a PEM block."""
-    if any(":" in row for row in body):
-        raise KeyFileError(
-            f"PEM block {label} on line {line} has headers; encrypted keys are not supported"
-        )
-    try:
-        return base64.b64decode("".join(row.strip() for row in body), validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyFileError(f"PEM block {label} on line {line} is not valid base64") from None
-
-
-def _key_file_items(data: bytes) -> Iterator[_PemBlock | _TextLine]:
-    """Split a key file into PEM blocks and meaningful lines (blank and ``#`` lines skipped)."""
-    rows = _text_of(data).splitlines()
-    index = 0
-    while index < len(rows):
-        row = rows[index].strip()
-        start = index + 1
-        index += 1
-        if not row or row.startswith("#"):
-            continue
-        begin = _PEM_BEGIN.fullmatch(row)
-        if begin is None:
-            yield _TextLine(row, start)
-            continue
-        label = begin.group(1)
-        end_marker = f"-----END {label}-----"
-        body: list[str] = []
-        while index < len(rows) and rows[index].strip() != end_marker:
-            body.append(rows[index])
-            index += 1
-        if index == len(rows):
-            raise KeyFileError(f"PEM block {label} on line {start} has no END line")
-        index += 1
-        yield _PemBlock(label, _pem_der(body, label, start), start)
-
-
-def _parse_paserk(text: str, version: int, where: str) -> _Paserk:
-    """Decode a plain PASERK and check that its version matches."""
-    match = _PASERK.fullmatch(text)
-    if match is None:
-        raise KeyFileError(f"{where} is not a valid PASERK")
-    paserk_version = int(match.group(1))
-    kind = match.group(2)
-    if paserk_version != version:
-        raise KeyFileError(
-            f"{where} is a k{paserk_version} PASERK; PASETO version {version} needs k{version}"
-        )
-    if kind not in ("local", "public", "secret"):
-        raise KeyFileError(f"{where}: PASERK type {kind} is not supported")
-    try:
-        data = decode_canonical_base64url(match.group(3))
-    except ValueError:
-        raise KeyFileError(f"{where} is not a valid PASERK") from None
-    return _Paserk(paserk_version, kind, data)
 
 
 def _public_key_from_raw(raw: bytes, version: int, where: str) -> KeyInterface:
@@ -190,7 +67,7 @@ def _signing_key_from_raw(raw: bytes, version: int, where: str) -> KeyInterface:
     return pyseto.Key.from_asymmetric_key_params(version, d=seed)
 
 
-def _public_key_from_pem(block: _PemBlock, version: int) -> KeyInterface:
+def _public_key_from_pem(block: PemBlock, version: int) -> KeyInterface:
     """Load a PEM block found in a public key file."""
     where = f"PEM block on line {block.line}"
     if "PRIVATE" in block.label:
@@ -206,7 +83,7 @@ def _public_key_from_pem(block: _PemBlock, version: int) -> KeyInterface:
     return _public_key_from_raw(loaded.public_bytes_raw(), version, where)
 
 
-def _public_key_from_ssh(line: _TextLine, version: int) -> KeyInterface:
+def _public_key_from_ssh(line: TextLine, version: int) -> KeyInterface:
     """Load an OpenSSH ``ssh-ed25519`` public key line."""
     where = f"line {line.line}"
     fields = line.text.split()
@@ -223,18 +100,18 @@ def _public_key_from_ssh(line: _TextLine, version: int) -> KeyInterface:
     return _public_key_from_raw(loaded.public_bytes_raw(), version, where)
 
 
-def _public_key_from_line(line: _TextLine, version: int) -> KeyInterface:
+def _public_key_from_line(line: TextLine, version: int) -> KeyInterface:
     """Load one text line of a public key file (OpenSSH or PASERK)."""
     first = line.text.split()[0]
     if _SSH_KEY_TYPE.fullmatch(first):
         return _public_key_from_ssh(line, version)
     where = f"line {line.line}"
-    if _PASERK.fullmatch(line.text) is None:
+    if not looks_like_paserk(line.text):
         raise KeyFileError(
             f"{where} is not a recognised public key (expected ssh-ed25519, PEM or"
             f" k{version}.public)"
         )
-    paserk = _parse_paserk(line.text, version, where)
+    paserk = parse_paserk(line.text, version, where)
     if paserk.kind != "public":
         raise KeyFileError(f"{where} is a {paserk.kind} PASERK; expected k{version}.public")
     return _public_key_from_raw(paserk.data, version, where)
@@ -257,23 +134,23 @@ def load_public_keys(data: bytes, version: int) -> list[KeyInterface]:
     Raises:
         KeyFileError: The file holds no key, or a key of another type, version or purpose.
     """
-    _check_version(version)
+    check_version(version)
     keys: list[KeyInterface] = []
-    for item in _key_file_items(data):
-        if isinstance(item, _PemBlock):
+    for item in key_file_items(data):
+        if isinstance(item, PemBlock):
             key = _public_key_from_pem(item, version)
         else:
             key = _public_key_from_line(item, version)
-        keys.append(_check_key(key, version, "public", secret=False))
+        keys.append(check_key(key, version, "public", secret=False))
     if not keys:
         raise KeyFileError("no public key found")
     return keys
 
 
-def _signing_key_from_pem(block: _PemBlock, version: int) -> KeyInterface:
+def _signing_key_from_pem(block: PemBlock, version: int) -> KeyInterface:
     """Load a PEM block found in a private key file."""
     where = f"PEM block on line {block.line}"
-    if block.label == _GO_PRIVATE_LABEL:
+    if block.label == GO_PRIVATE_KEY_LABEL:
         return _signing_key_from_raw(block.der, version, where)
     if block.label == "ENCRYPTED PRIVATE KEY":
         raise KeyFileError(f"{where} is encrypted; encrypted keys are not supported")
@@ -281,7 +158,7 @@ def _signing_key_from_pem(block: _PemBlock, version: int) -> KeyInterface:
         raise KeyFileError(f"{where} is a public key; signing needs the private key")
     if block.label != "PRIVATE KEY":
         raise KeyFileError(
-            f"{where} has type {block.label}; expected {_GO_PRIVATE_LABEL} or PRIVATE KEY"
+            f"{where} has type {block.label}; expected {GO_PRIVATE_KEY_LABEL} or PRIVATE KEY"
         )
     try:
         loaded = serialization.load_der_private_key(block.der, password=None)
@@ -293,14 +170,14 @@ def _signing_key_from_pem(block: _PemBlock, version: int) -> KeyInterface:
     return pyseto.Key.from_asymmetric_key_params(version, d=seed)
 
 
-def _signing_key_from_line(line: _TextLine, version: int) -> KeyInterface:
+def _signing_key_from_line(line: TextLine, version: int) -> KeyInterface:
     """Load one text line of a private key file (a ``kN.secret`` PASERK)."""
     where = f"line {line.line}"
-    if _PASERK.fullmatch(line.text) is None:
+    if not looks_like_paserk(line.text):
         raise KeyFileError(
             f"{where} is not a recognised private key (expected PEM or k{version}.secret)"
         )
-    paserk = _parse_paserk(line.text, version, where)
+    paserk = parse_paserk(line.text, version, where)
     if paserk.kind != "secret":
         raise KeyFileError(f"{where} is a {paserk.kind} PASERK; expected k{version}.secret")
     return _signing_key_from_raw(paserk.data, version, where)
@@ -324,16 +201,16 @@ def load_signing_key(data: bytes, version: int) -> KeyInterface:
         KeyFileError: The file holds no key, several keys, or a key of another type,
             version or purpose.
     """
-    _check_version(version)
+    check_version(version)
     keys: list[KeyInterface] = []
-    for item in _key_file_items(data):
-        if isinstance(item, _PemBlock):
+    for item in key_file_items(data):
+        if isinstance(item, PemBlock):
             keys.append(_signing_key_from_pem(item, version))
         else:
             keys.append(_signing_key_from_line(item, version))
     if len(keys) != 1:
         raise KeyFileError(f"expected exactly one private key, found {len(keys)}")
-    return _check_key(keys[0], version, "public", secret=True)
+    return check_key(keys[0], version, "public", secret=True)
 
 
 def _local_key_bytes(text: str, version: int) -> bytes:
@@ -344,11 +221,11 @@ def _local_key_bytes(text: str, version: int) -> bytes:
                 f"a symmetric key must be 64 hexadecimal characters, not {len(text)}"
             )
         return bytes.fromhex(text)
-    if _PASERK.fullmatch(text) is None:
+    if not looks_like_paserk(text):
         raise KeyFileError(
             f"a symmetric key must be 64 hexadecimal characters or a k{version}.local PASERK"
         )
-    paserk = _parse_paserk(text, version, "the symmetric key")
+    paserk = parse_paserk(text, version, "the symmetric key")
     if paserk.kind != "local":
         raise KeyFileError(
             f"the symmetric key is a {paserk.kind} PASERK; expected k{version}.local"
@@ -373,10 +250,10 @@ def parse_local_key(text: str, version: int) -> KeyInterface:
         KeyFileError: The text is not a 32-byte key of the right version. The message never
             contains the text.
     """
-    _check_version(version)
+    check_version(version)
     raw = _local_key_bytes(text.strip(), version)
     key = pyseto.Key.new(version, "local", raw)
-    return _check_key(key, version, "local", secret=True)
+    return check_key(key, version, "local", secret=True)
 
 
 def public_key_from_signing_key(key: KeyInterface) -> KeyInterface:
@@ -391,19 +268,11 @@ def public_key_from_signing_key(key: KeyInterface) -> KeyInterface:
     Raises:
         KeyFileError: ``key`` is not an Ed25519 signing key of a supported version.
     """
-    _check_version(key.version)
-    _check_key(key, key.version, "public", secret=True)
-    paserk = _parse_paserk(key.to_paserk(), key.version, "the signing key")
+    check_version(key.version)
+    check_key(key, key.version, "public", secret=True)
+    paserk = parse_paserk(key.to_paserk(), key.version, "the signing key")
     public = _public_key_from_raw(paserk.data[_SEED_BYTES:], key.version, "the signing key")
-    return _check_key(public, key.version, "public", secret=False)
-
-
-def _pem_encode(label: str, der: bytes) -> bytes:
-    """Encode bytes as a PEM block with 64-character lines, as Go's ``encoding/pem`` does."""
-    encoded = base64.b64encode(der).decode("ascii")
-    rows = [encoded[offset : offset + 64] for offset in range(0, len(encoded), 64)]
-    text = "\n".join([f"-----BEGIN {label}-----", *rows, f"-----END {label}-----", ""])
-    return text.encode("ascii")
+    return check_key(public, key.version, "public", secret=False)
 
 
 def generate_signing_keypair() -> tuple[bytes, bytes]:
@@ -419,7 +288,7 @@ def generate_signing_keypair() -> tuple[bytes, bytes]:
     ssh_line = public.public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
-    return _pem_encode(_GO_PRIVATE_LABEL, raw), ssh_line + b"\n"
+    return encode_pem(GO_PRIVATE_KEY_LABEL, raw), ssh_line + b"\n"
 
 
 def write_signing_keypair(key_path: Path, pub_path: Path, *, overwrite: bool = False) -> None:
