@@ -30,21 +30,19 @@ from runnergw.tokens.key_formats import (
     looks_like_paserk,
     parse_paserk,
 )
+from runnergw.tokens.local_keys import LOCAL_KEY_BYTES
 
 __all__ = [
     "generate_local_key_hex",
     "generate_signing_keypair",
     "load_public_keys",
     "load_signing_key",
-    "parse_local_key",
     "public_key_from_signing_key",
     "write_signing_keypair",
 ]
 
-_HEX = re.compile(r"[0-9a-fA-F]+")
 _SSH_KEY_TYPE = re.compile(r"(?:ssh|ecdsa|sk)-[a-z0-9@.-]{1,60}")
 _SEED_BYTES = 32
-_LOCAL_KEY_BYTES = 32
 
 
 def _public_key_from_raw(raw: bytes, version: int, where: str) -> KeyInterface:
@@ -213,49 +211,6 @@ def load_signing_key(data: bytes, version: int) -> KeyInterface:
     return check_key(keys[0], version, "public", secret=True)
 
 
-def _local_key_bytes(text: str, version: int) -> bytes:
-    """Decode a symmetric key given as hexadecimal or as a ``kN.local`` PASERK."""
-    if _HEX.fullmatch(text):
-        if len(text) != 2 * _LOCAL_KEY_BYTES:
-            raise KeyFileError(
-                f"a symmetric key must be 64 hexadecimal characters, not {len(text)}"
-            )
-        return bytes.fromhex(text)
-    if not looks_like_paserk(text):
-        raise KeyFileError(
-            f"a symmetric key must be 64 hexadecimal characters or a k{version}.local PASERK"
-        )
-    paserk = parse_paserk(text, version, "the symmetric key")
-    if paserk.kind != "local":
-        raise KeyFileError(
-            f"the symmetric key is a {paserk.kind} PASERK; expected k{version}.local"
-        )
-    if len(paserk.data) != _LOCAL_KEY_BYTES:
-        raise KeyFileError(f"a symmetric key must be 32 bytes, not {len(paserk.data)}")
-    return paserk.data
-
-
-def parse_local_key(text: str, version: int) -> KeyInterface:
-    """Parse the symmetric key for ``vN.local`` tokens.
-
-    Args:
-        text: 64 hexadecimal characters, or a ``kN.local`` PASERK; surrounding whitespace is
-            ignored.
-        version: The PASETO version the key encrypts (4 or 2).
-
-    Returns:
-        A ``local``-purpose key of exactly 32 bytes.
-
-    Raises:
-        KeyFileError: The text is not a 32-byte key of the right version. The message never
-            contains the text.
-    """
-    check_version(version)
-    raw = _local_key_bytes(text.strip(), version)
-    key = pyseto.Key.new(version, "local", raw)
-    return check_key(key, version, "local", secret=True)
-
-
 def public_key_from_signing_key(key: KeyInterface) -> KeyInterface:
     """Return the verification key that matches a signing key.
 
@@ -319,4 +274,4 @@ def generate_local_key_hex() -> str:
     Returns:
         64 lowercase hexadecimal characters (32 random bytes).
     """
-    return secrets.token_hex(_LOCAL_KEY_BYTES)
+    return secrets.token_hex(LOCAL_KEY_BYTES)

@@ -13,8 +13,8 @@ from runnergw.tokens.keys import (
     generate_signing_keypair,
     load_public_keys,
     load_signing_key,
-    parse_local_key,
 )
+from runnergw.tokens.local_keys import parse_local_key
 from runnergw.tokens.minting import format_rfc3339, mint_token
 from runnergw.tokens.verifier import TokenVerifier
 
