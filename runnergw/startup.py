@@ -18,7 +18,8 @@ from runnergw.logs import level_gate
 from runnergw.tls.certificate_files import TLSConfigError
 from runnergw.tls.reloadable import ReloadableServerTLS
 from runnergw.tokens.errors import KeyFileError
-from runnergw.tokens.keys import load_public_keys, write_signing_keypair
+from runnergw.tokens.key_generation import write_signing_keypair
+from runnergw.tokens.keys import load_public_keys
 from runnergw.tokens.local_keys import parse_local_key
 from runnergw.tokens.verifier import TokenVerifier
 from runnergw.websaas.keys import (

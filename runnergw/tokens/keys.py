@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import hmac
 import re
-import secrets
-from pathlib import Path
 
 import pyseto
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pyseto import KeyInterface
 
-from runnergw.keyfiles import check_absent, write_key_pair
 from runnergw.tokens.errors import KeyFileError
 from runnergw.tokens.key_formats import (
     GO_PRIVATE_KEY_LABEL,
@@ -25,20 +22,15 @@ from runnergw.tokens.key_formats import (
     TextLine,
     check_key,
     check_version,
-    encode_pem,
     key_file_items,
     looks_like_paserk,
     parse_paserk,
 )
-from runnergw.tokens.local_keys import LOCAL_KEY_BYTES
 
 __all__ = [
-    "generate_local_key_hex",
-    "generate_signing_keypair",
     "load_public_keys",
     "load_signing_key",
     "public_key_from_signing_key",
-    "write_signing_keypair",
 ]
 
 _SSH_KEY_TYPE = re.compile(r"(?:ssh|ecdsa|sk)-[a-z0-9@.-]{1,60}")
@@ -228,50 +220,3 @@ def public_key_from_signing_key(key: KeyInterface) -> KeyInterface:
     paserk = parse_paserk(key.to_paserk(), key.version, "the signing key")
     public = _public_key_from_raw(paserk.data[_SEED_BYTES:], key.version, "the signing key")
     return check_key(public, key.version, "public", secret=False)
-
-
-def generate_signing_keypair() -> tuple[bytes, bytes]:
-    """Generate a new Ed25519 key pair in the Go ``runner-gateway`` file formats.
-
-    Returns:
-        ``(private_file, public_file)``: an ``ED25519 PRIVATE KEY`` PEM block holding the
-        64-byte seed-and-public-key form, and an OpenSSH ``ssh-ed25519 AAAA…`` line.
-    """
-    private = Ed25519PrivateKey.generate()
-    public = private.public_key()
-    raw = private.private_bytes_raw() + public.public_bytes_raw()
-    ssh_line = public.public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return encode_pem(GO_PRIVATE_KEY_LABEL, raw), ssh_line + b"\n"
-
-
-def write_signing_keypair(key_path: Path, pub_path: Path, *, overwrite: bool = False) -> None:
-    """Generate a key pair and write it: the private key with mode 0600, the public with 0644.
-
-    Parent directories are created. The private key file is created with its final mode, so
-    it is never readable by others, not even briefly.
-
-    Args:
-        key_path: Where to write the ``ED25519 PRIVATE KEY`` PEM file.
-        pub_path: Where to write the OpenSSH public key line.
-        overwrite: Replace existing files instead of refusing.
-
-    Raises:
-        FileExistsError: One of the files exists and ``overwrite`` is false; nothing is
-            written then.
-        OSError: A file or directory could not be written.
-    """
-    if not overwrite:
-        check_absent(key_path, pub_path)
-    private_file, public_file = generate_signing_keypair()
-    write_key_pair(key_path, private_file, pub_path, public_file, overwrite=overwrite)
-
-
-def generate_local_key_hex() -> str:
-    """Generate a new symmetric key for ``vN.local`` tokens.
-
-    Returns:
-        64 lowercase hexadecimal characters (32 random bytes).
-    """
-    return secrets.token_hex(LOCAL_KEY_BYTES)

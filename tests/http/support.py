@@ -24,7 +24,8 @@ from runnergw.filters.token import TokenFilter
 from runnergw.http.head import HeadLimits
 from runnergw.http.headers import Headers
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory, GatewayHTTPProtocol
-from runnergw.tokens.keys import generate_signing_keypair, load_public_keys, load_signing_key
+from runnergw.tokens.key_generation import generate_signing_keypair
+from runnergw.tokens.keys import load_public_keys, load_signing_key
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.verifier import TokenVerifier
 
