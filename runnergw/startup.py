@@ -19,8 +19,8 @@ from runnergw.tls.certificate_files import TLSConfigError
 from runnergw.tls.reloadable import ReloadableServerTLS
 from runnergw.tokens.errors import KeyFileError
 from runnergw.tokens.key_generation import write_signing_keypair
-from runnergw.tokens.keys import load_public_keys
 from runnergw.tokens.local_keys import parse_local_key
+from runnergw.tokens.public_keys import load_public_keys
 from runnergw.tokens.verifier import TokenVerifier
 from runnergw.websaas.keys import (
     RSAKeyError,

@@ -4,12 +4,14 @@ The file formats follow the Go ``runner-gateway`` tool that runnergw replaces:
 
 * ``paseto.pub`` is an OpenSSH ``ssh-ed25519 AAAA…`` line (a trailing comment is allowed);
   PEM ``PUBLIC KEY`` blocks and ``k4.public``/``k2.public`` PASERKs are accepted too, and a
-  file may list several keys so that they can be rotated.
+  file may list several keys so that they can be rotated
+  (:mod:`runnergw.tokens.public_keys`).
 * ``paseto.key`` is a PEM block of type ``ED25519 PRIVATE KEY`` holding Go's raw 64-byte
   private key (the 32-byte seed followed by the 32-byte public key); PKCS#8 ``PRIVATE KEY``
-  PEM and ``k4.secret``/``k2.secret`` PASERKs are accepted too.
+  PEM and ``k4.secret``/``k2.secret`` PASERKs are accepted too
+  (:mod:`runnergw.tokens.signing_keys`).
 * the symmetric key for ``vN.local`` tokens is 64 hexadecimal characters or a
-  ``k4.local``/``k2.local`` PASERK.
+  ``k4.local``/``k2.local`` PASERK (:mod:`runnergw.tokens.local_keys`).
 
 This module splits a key file into PEM blocks and meaningful lines, writes PEM as Go does,
 decodes PASERKs, and checks that a key pyseto built is the kind that was asked for.

@@ -2,8 +2,8 @@
 
 The pair is written in the Go ``runner-gateway`` file formats, the private half never
 readable by others (see :mod:`runnergw.keyfiles`).  The files read back with
-:func:`runnergw.tokens.keys.load_signing_key` and :func:`runnergw.tokens.keys.load_public_keys`,
-and with the Go tool.
+:func:`runnergw.tokens.signing_keys.load_signing_key` and
+:func:`runnergw.tokens.public_keys.load_public_keys`, and with the Go tool.
 """
 
 from __future__ import annotations

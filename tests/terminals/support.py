@@ -24,8 +24,8 @@ from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from runnergw.tokens.key_generation import write_signing_keypair
-from runnergw.tokens.keys import load_signing_key
 from runnergw.tokens.minting import mint_token
+from runnergw.tokens.signing_keys import load_signing_key
 from tests.helpers.fake_ollama import CountingSite, FakeOllama
 from tests.helpers.gateway import RunningGateway, start_gateway
 

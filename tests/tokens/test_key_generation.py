@@ -15,8 +15,9 @@ from runnergw.tokens.key_generation import (
     generate_signing_keypair,
     write_signing_keypair,
 )
-from runnergw.tokens.keys import load_public_keys, load_signing_key, public_key_from_signing_key
 from runnergw.tokens.local_keys import parse_local_key
+from runnergw.tokens.public_keys import load_public_keys
+from runnergw.tokens.signing_keys import load_signing_key, public_key_from_signing_key
 from tests.helpers.paseto_keys import GO_PRIVATE_LABEL, raw_bytes, signs_for, ssh_line
 
 __all__ = ["KeyPairFileTests", "LocalKeyGenerationTests"]

@@ -14,8 +14,8 @@ from pyseto import KeyInterface
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.tokens.errors import TokenError
-from runnergw.tokens.keys import public_key_from_signing_key
 from runnergw.tokens.local_keys import parse_local_key
+from runnergw.tokens.signing_keys import public_key_from_signing_key
 from runnergw.tokens.verifier import (
     TokenVerifier,
     VerifiedToken,
