@@ -1,10 +1,10 @@
 """Check PASETO bearer tokens: strict syntax first, then cryptography, then claims.
 
 pyseto only does the cryptography here (it is called without a deserializer). Everything it
-is too lenient about is enforced in this module: canonical base64url (no padding, no
-non-zero trailing bits), accepted versions and purposes, and every claim check (``exp``
-required and timezone-qualified, ``nbf``, ``iat``, maximum lifetime, issuer, audience and
-the types of ``sub`` and ``role``).
+is too lenient about is enforced by runnergw: the token's form by
+:mod:`runnergw.tokens.syntax` (canonical base64url, accepted versions and purposes), and
+here every claim check (``exp`` required and timezone-qualified, ``nbf``, ``iat``, maximum
+lifetime, issuer, audience and the types of ``sub`` and ``role``).
 
 Errors carry a short ``reason`` meant for the client. It never contains the token nor any
 part of it, nor any claim value, nor a double quote (it may be put in a quoted header).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
@@ -24,28 +24,11 @@ import attrs
 import pyseto
 from pyseto import KeyInterface
 
-from runnergw.tokens.base64url import decode_canonical_base64url
 from runnergw.tokens.errors import TokenError
+from runnergw.tokens.syntax import ACCEPTABLE_VERSIONS, check_token_syntax
 
-__all__ = [
-    "ACCEPTABLE_VERSIONS",
-    "TokenVerifier",
-    "VerifiedToken",
-    "check_token_syntax",
-    "parse_rfc3339",
-]
+__all__ = ["TokenVerifier", "VerifiedToken", "parse_rfc3339"]
 
-ACCEPTABLE_VERSIONS: tuple[str, ...] = ("v4", "v2")
-"""The only PASETO versions runnergw ever accepts; v1 and v3 are always refused."""
-
-_KNOWN_VERSIONS = ("v1", "v2", "v3", "v4")
-_PURPOSES = ("local", "public")
-_MINIMUM_BODY_BYTES: Mapping[tuple[str, str], int] = {
-    ("v4", "local"): 32 + 32,
-    ("v4", "public"): 64,
-    ("v2", "local"): 24 + 16,
-    ("v2", "public"): 64,
-}
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
@@ -69,68 +52,6 @@ class VerifiedToken:
     """The ``sub`` claim, if any."""
     role: str | None
     """The ``role`` claim, if any."""
-
-
-def _segment_is_canonical(segment: str) -> bool:
-    """Tell whether a token segment is canonical unpadded base64url."""
-    try:
-        decode_canonical_base64url(segment)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_header(parts: list[str], versions: Collection[str], purposes: Collection[str]) -> None:
-    """Check the version and purpose of a split token."""
-    version, purpose = parts[0], parts[1]
-    if version not in _KNOWN_VERSIONS:
-        raise TokenError("malformed", "token is not a PASETO token")
-    if version not in versions or version not in ACCEPTABLE_VERSIONS:
-        raise TokenError("unsupported_version", f"{version} tokens are not accepted")
-    if purpose not in _PURPOSES:
-        raise TokenError("malformed", "token purpose is not local or public")
-    if purpose not in purposes:
-        raise TokenError("unsupported_purpose", f"{version}.{purpose} tokens are not accepted")
-
-
-def _check_segments(parts: list[str]) -> None:
-    """Check that the body and the footer are canonical base64url and the body long enough."""
-    for segment in parts[2:]:
-        if not segment or not _segment_is_canonical(segment):
-            raise TokenError("malformed", "token is not canonical unpadded base64url")
-    body_bytes = len(parts[2]) * 3 // 4
-    if body_bytes < _MINIMUM_BODY_BYTES[(parts[0], parts[1])]:
-        raise TokenError("malformed", "token is too short")
-
-
-def check_token_syntax(
-    token: str, *, versions: Collection[str], purposes: Collection[str], max_bytes: int
-) -> tuple[str, str]:
-    """Check a token's form before any cryptography is attempted.
-
-    Args:
-        token: The token, without the ``Bearer`` prefix.
-        versions: Accepted versions (``v4``, ``v2``); v1 and v3 are refused regardless.
-        purposes: Accepted purposes (``local``, ``public``).
-        max_bytes: The largest accepted token, in bytes.
-
-    Returns:
-        ``(version, purpose)``, e.g. ``("v4", "public")``.
-
-    Raises:
-        TokenError: With code ``too_large``, ``malformed``, ``unsupported_version`` or
-            ``unsupported_purpose``.
-    """
-    if len(token) > max_bytes:
-        raise TokenError("too_large", "token is too large")
-    if not token.isascii():
-        raise TokenError("malformed", "token is not ASCII")
-    parts = token.split(".")
-    if len(parts) not in (3, 4):
-        raise TokenError("malformed", "token is not a PASETO token")
-    _check_header(parts, versions, purposes)
-    _check_segments(parts)
-    return parts[0], parts[1]
 
 
 def parse_rfc3339(value: str) -> float:
