@@ -45,8 +45,9 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
 from runnergw.config.load import ENVIRONMENT_OVERRIDES  # noqa: E402
-from runnergw.tokens.keys import load_signing_key, write_signing_keypair  # noqa: E402
+from runnergw.tokens.key_generation import write_signing_keypair  # noqa: E402
 from runnergw.tokens.minting import mint_token  # noqa: E402
+from runnergw.tokens.signing_keys import load_signing_key  # noqa: E402
 
 HOST = "127.0.0.1"
 PREFIX = "/ollama"

@@ -13,14 +13,11 @@ from runnergw.config.errors import ConfigError, ConfigErrors
 from runnergw.config.load import config_path_from, load_settings, read_settings
 from runnergw.config.reader import parse_go_duration
 from runnergw.config.settings import Settings
-from runnergw.tokens.keys import (
-    KeyFileError,
-    generate_local_key_hex,
-    load_signing_key,
-    parse_local_key,
-    write_signing_keypair,
-)
+from runnergw.tokens.errors import KeyFileError
+from runnergw.tokens.key_generation import generate_local_key_hex, write_signing_keypair
+from runnergw.tokens.local_keys import parse_local_key
 from runnergw.tokens.minting import mint_token
+from runnergw.tokens.signing_keys import load_signing_key
 from runnergw.websaas.keys import new_server_id, write_rsa_keypair
 
 __all__ = ["main"]

@@ -22,7 +22,7 @@ from runnergw.jobs.workdir import JobsPathBusy, clean_job_directories, lock_jobs
 from runnergw.logs import level_gate
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
-from runnergw.tls import TLSConfigError
+from runnergw.tls.certificate_files import TLSConfigError
 
 __all__ = ["GatewayService"]
 

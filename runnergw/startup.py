@@ -15,13 +15,12 @@ from runnergw.audit_log import AuditLog
 from runnergw.config.errors import ConfigError, ConfigErrors, Origin
 from runnergw.config.settings import Settings
 from runnergw.logs import level_gate
-from runnergw.tls import ReloadableServerTLS, TLSConfigError
-from runnergw.tokens.keys import (
-    KeyFileError,
-    load_public_keys,
-    parse_local_key,
-    write_signing_keypair,
-)
+from runnergw.tls.certificate_files import TLSConfigError
+from runnergw.tls.reloadable import ReloadableServerTLS
+from runnergw.tokens.errors import KeyFileError
+from runnergw.tokens.key_generation import write_signing_keypair
+from runnergw.tokens.local_keys import parse_local_key
+from runnergw.tokens.public_keys import load_public_keys
 from runnergw.tokens.verifier import TokenVerifier
 from runnergw.websaas.keys import (
     RSAKeyError,

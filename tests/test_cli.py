@@ -15,7 +15,8 @@ import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.cli import main
-from runnergw.tokens.keys import load_public_keys, parse_local_key
+from runnergw.tokens.local_keys import parse_local_key
+from runnergw.tokens.public_keys import load_public_keys
 from runnergw.tokens.verifier import TokenVerifier
 
 

@@ -14,7 +14,7 @@ from runnergw.config.load import load_settings
 from runnergw.config.settings import Settings
 from runnergw.routes import build_router
 from runnergw.startup import ensure_development_keys, prepare
-from runnergw.tokens.keys import generate_local_key_hex, write_signing_keypair
+from runnergw.tokens.key_generation import generate_local_key_hex, write_signing_keypair
 from tests.helpers.certs import make_ca
 
 

@@ -19,7 +19,7 @@ from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
 
-from runnergw.tokens.keys import write_signing_keypair
+from runnergw.tokens.key_generation import write_signing_keypair
 from tests.helpers.certs import make_ca
 
 _TWISTD = "from twisted.scripts.twistd import run; run()"

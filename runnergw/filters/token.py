@@ -8,7 +8,8 @@ from zope.interface import implementer
 
 from runnergw.chain.exchange import Exchange, Identity, Reject
 from runnergw.chain.interfaces import IFilter
-from runnergw.tokens.verifier import TokenError, TokenVerifier
+from runnergw.tokens.errors import TokenError
+from runnergw.tokens.verifier import TokenVerifier
 
 if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext

@@ -1,10 +1,11 @@
 """Check PASETO bearer tokens: strict syntax first, then cryptography, then claims.
 
 pyseto only does the cryptography here (it is called without a deserializer). Everything it
-is too lenient about is enforced in this module: canonical base64url (no padding, no
-non-zero trailing bits), accepted versions and purposes, and every claim check (``exp``
-required and timezone-qualified, ``nbf``, ``iat``, maximum lifetime, issuer, audience and
-the types of ``sub`` and ``role``).
+is too lenient about is enforced by runnergw: the token's form by
+:mod:`runnergw.tokens.syntax` (canonical base64url, accepted versions and purposes), the
+claims by :mod:`runnergw.tokens.claims` (``exp`` required and timezone-qualified, ``nbf``,
+``iat``, maximum lifetime, issuer, audience and the types of ``sub`` and ``role``).  This
+module picks the keys for the token's version and purpose and remembers verified tokens.
 
 Errors carry a short ``reason`` meant for the client. It never contains the token nor any
 part of it, nor any claim value, nor a double quote (it may be put in a quoted header).
@@ -12,11 +13,8 @@ part of it, nor any claim value, nor a double quote (it may be put in a quoted h
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -24,53 +22,18 @@ import attrs
 import pyseto
 from pyseto import KeyInterface
 
-from runnergw.tokens.keys import decode_canonical_base64url
-
-__all__ = [
-    "ACCEPTABLE_VERSIONS",
-    "TokenError",
-    "TokenVerifier",
-    "VerifiedToken",
-    "check_token_syntax",
-    "parse_rfc3339",
-]
-
-ACCEPTABLE_VERSIONS: tuple[str, ...] = ("v4", "v2")
-"""The only PASETO versions runnergw ever accepts; v1 and v3 are always refused."""
-
-_KNOWN_VERSIONS = ("v1", "v2", "v3", "v4")
-_PURPOSES = ("local", "public")
-_MINIMUM_BODY_BYTES: Mapping[tuple[str, str], int] = {
-    ("v4", "local"): 32 + 32,
-    ("v4", "public"): 64,
-    ("v2", "local"): 24 + 16,
-    ("v2", "public"): 64,
-}
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+from runnergw.tokens.claims import (
+    check_issuer_and_audience,
+    check_time_claims,
+    optional_string_claim,
+    parse_claims,
 )
+from runnergw.tokens.errors import TokenError
+from runnergw.tokens.syntax import ACCEPTABLE_VERSIONS, check_token_syntax
+
+__all__ = ["TokenVerifier", "VerifiedToken"]
+
 _INVALID_REASON = "token signature or encryption is invalid"
-
-
-class TokenError(Exception):
-    """A bearer token was refused.
-
-    Attributes:
-        code: A stable machine-readable code: ``malformed``, ``too_large``,
-            ``unsupported_version``, ``unsupported_purpose``, ``invalid``, ``expired``,
-            ``not_yet_valid``, ``issued_in_future``, ``missing_exp``, ``bad_claims``,
-            ``wrong_issuer`` or ``wrong_audience``.
-        reason: Short human text that is safe to send to the client.
-    """
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return self.reason
 
 
 @attrs.frozen
@@ -89,157 +52,6 @@ class VerifiedToken:
     """The ``sub`` claim, if any."""
     role: str | None
     """The ``role`` claim, if any."""
-
-
-def _segment_is_canonical(segment: str) -> bool:
-    """Tell whether a token segment is canonical unpadded base64url."""
-    try:
-        decode_canonical_base64url(segment)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_header(parts: list[str], versions: Collection[str], purposes: Collection[str]) -> None:
-    """Check the version and purpose of a split token."""
-    version, purpose = parts[0], parts[1]
-    if version not in _KNOWN_VERSIONS:
-        raise TokenError("malformed", "token is not a PASETO token")
-    if version not in versions or version not in ACCEPTABLE_VERSIONS:
-        raise TokenError("unsupported_version", f"{version} tokens are not accepted")
-    if purpose not in _PURPOSES:
-        raise TokenError("malformed", "token purpose is not local or public")
-    if purpose not in purposes:
-        raise TokenError("unsupported_purpose", f"{version}.{purpose} tokens are not accepted")
-
-
-def _check_segments(parts: list[str]) -> None:
-    """Check that the body and the footer are canonical base64url and the body long enough."""
-    for segment in parts[2:]:
-        if not segment or not _segment_is_canonical(segment):
-            raise TokenError("malformed", "token is not canonical unpadded base64url")
-    body_bytes = len(parts[2]) * 3 // 4
-    if body_bytes < _MINIMUM_BODY_BYTES[(parts[0], parts[1])]:
-        raise TokenError("malformed", "token is too short")
-
-
-def check_token_syntax(
-    token: str, *, versions: Collection[str], purposes: Collection[str], max_bytes: int
-) -> tuple[str, str]:
-    """Check a token's form before any cryptography is attempted.
-
-    Args:
-        token: The token, without the ``Bearer`` prefix.
-        versions: Accepted versions (``v4``, ``v2``); v1 and v3 are refused regardless.
-        purposes: Accepted purposes (``local``, ``public``).
-        max_bytes: The largest accepted token, in bytes.
-
-    Returns:
-        ``(version, purpose)``, e.g. ``("v4", "public")``.
-
-    Raises:
-        TokenError: With code ``too_large``, ``malformed``, ``unsupported_version`` or
-            ``unsupported_purpose``.
-    """
-    if len(token) > max_bytes:
-        raise TokenError("too_large", "token is too large")
-    if not token.isascii():
-        raise TokenError("malformed", "token is not ASCII")
-    parts = token.split(".")
-    if len(parts) not in (3, 4):
-        raise TokenError("malformed", "token is not a PASETO token")
-    _check_header(parts, versions, purposes)
-    _check_segments(parts)
-    return parts[0], parts[1]
-
-
-def parse_rfc3339(value: str) -> float:
-    """Parse an RFC 3339 date-time that has a timezone (``Z`` or ``±hh:mm``).
-
-    Up to nine fractional digits are allowed, as Go writes them; digits past the sixth are
-    dropped.
-
-    Args:
-        value: The text, e.g. ``2022-01-01T00:00:00+00:00``.
-
-    Returns:
-        POSIX seconds.
-
-    Raises:
-        ValueError: The text is not such a date-time.
-    """
-    match = _RFC3339.fullmatch(value)
-    if match is None:
-        raise ValueError("not an RFC 3339 date-time with a timezone")
-    year, month, day, hour, minute, second = (int(match.group(n)) for n in range(1, 7))
-    micros = int((match.group(7) or "0")[:6].ljust(6, "0"))
-    offset = timedelta(0)
-    if match.group(9):
-        offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
-        if match.group(9) == "-":
-            offset = -offset
-    moment = datetime(year, month, day, hour, minute, second, micros, tzinfo=timezone(offset))
-    return moment.timestamp()
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Build a JSON object, refusing repeated member names."""
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate member name")
-    return result
-
-
-def _reject_constant(_name: str) -> Any:
-    """Refuse the non-standard JSON constants NaN and Infinity."""
-    raise ValueError("non-standard JSON constant")
-
-
-def _parse_claims(payload: bytes) -> dict[str, Any]:
-    """Decode the payload as a JSON object."""
-    try:
-        claims = json.loads(
-            payload.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise TokenError("bad_claims", "token claims are not valid JSON") from None
-    if not isinstance(claims, dict):
-        raise TokenError("bad_claims", "token claims are not a JSON object")
-    return claims
-
-
-def _claim_time(claims: Mapping[str, Any], name: str) -> float | None:
-    """Read a date-time claim, or None when it is absent."""
-    if name not in claims:
-        return None
-    value = claims[name]
-    try:
-        if not isinstance(value, str):
-            raise ValueError("not a string")
-        return parse_rfc3339(value)
-    except (ValueError, OverflowError):
-        raise TokenError(
-            "bad_claims", f"claim {name} must be an RFC 3339 date-time with a timezone"
-        ) from None
-
-
-def _optional_string(claims: Mapping[str, Any], name: str) -> str | None:
-    """Read a claim that must be a string when present."""
-    value = claims.get(name)
-    if value is not None and not isinstance(value, str):
-        raise TokenError("bad_claims", f"claim {name} must be a string")
-    return value
-
-
-def _audience_matches(value: Any, audience: str) -> bool:
-    """Tell whether an ``aud`` claim (a string or a list of strings) names ``audience``."""
-    if isinstance(value, str):
-        return value == audience
-    if isinstance(value, list):
-        return audience in [item for item in value if isinstance(item, str)]
-    return False
 
 
 class TokenVerifier:
@@ -341,44 +153,19 @@ class TokenVerifier:
             raise TokenError("invalid", _INVALID_REASON) from None
         if not isinstance(payload, bytes):
             raise TokenError("invalid", _INVALID_REASON)
-        claims = _parse_claims(payload)
-        expires = self._check_times(claims)
-        self._check_identity(claims)
+        claims = parse_claims(payload)
+        expires = check_time_claims(
+            claims, clock=self._clock, leeway=self._leeway, max_lifetime=self._max_lifetime
+        )
+        check_issuer_and_audience(claims, issuer=self._issuer, audience=self._audience)
         return VerifiedToken(
             claims=MappingProxyType(claims),
             version=version,
             purpose=purpose,
             expires_at=expires,
-            subject=_optional_string(claims, "sub"),
-            role=_optional_string(claims, "role"),
+            subject=optional_string_claim(claims, "sub"),
+            role=optional_string_claim(claims, "role"),
         )
-
-    def _check_times(self, claims: Mapping[str, Any]) -> float:
-        """Apply the ``exp``, ``nbf``, ``iat`` and lifetime rules; return ``exp``."""
-        expires = _claim_time(claims, "exp")
-        if expires is None:
-            raise TokenError("missing_exp", "token has no expiry (exp)")
-        not_before = _claim_time(claims, "nbf")
-        issued = _claim_time(claims, "iat")
-        now = self._clock()
-        if now > expires + self._leeway:
-            raise TokenError("expired", "token expired")
-        if not_before is not None and now + self._leeway < not_before:
-            raise TokenError("not_yet_valid", "token is not valid yet")
-        if issued is not None and issued > now + self._leeway:
-            raise TokenError("issued_in_future", "token was issued in the future")
-        if self._max_lifetime is not None:
-            start = issued if issued is not None else now
-            if expires - start > self._max_lifetime:
-                raise TokenError("bad_claims", "token lifetime exceeds the allowed maximum")
-        return expires
-
-    def _check_identity(self, claims: Mapping[str, Any]) -> None:
-        """Apply the issuer and audience rules."""
-        if self._issuer is not None and claims.get("iss") != self._issuer:
-            raise TokenError("wrong_issuer", "token was not issued by the expected issuer")
-        if self._audience is not None and not _audience_matches(claims.get("aud"), self._audience):
-            raise TokenError("wrong_audience", "token is not meant for this audience")
 
     def _remember(self, token: str, verified: VerifiedToken) -> None:
         """Cache a verified token until it expires, evicting the oldest entry when full."""

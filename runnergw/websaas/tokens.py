@@ -27,7 +27,7 @@ import attrs
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from runnergw.tokens.keys import decode_canonical_base64url
+from runnergw.tokens.base64url import decode_canonical_base64url
 
 __all__ = ["SaasCaller", "SaasTokenError", "SaasTokenVerifier"]
 

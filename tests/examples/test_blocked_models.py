@@ -16,7 +16,7 @@ from runnergw.config.load import load_settings
 from runnergw.routes import build_router
 from runnergw.startup import prepare
 from runnergw.testing import Answer, filter_from_settings, make_exchange, run_filters
-from runnergw.tokens.keys import write_signing_keypair
+from runnergw.tokens.key_generation import write_signing_keypair
 from tests.helpers.gateway import start_gateway
 from tests.helpers.ollama_proxy import in_thread_with, ollama_client, start_fake
 

@@ -17,8 +17,9 @@ from runnergw.config.load import load_settings
 from runnergw.config.settings import Settings
 from runnergw.service import GatewayService
 from runnergw.startup import prepare
-from runnergw.tokens.keys import load_signing_key, write_signing_keypair
+from runnergw.tokens.key_generation import write_signing_keypair
 from runnergw.tokens.minting import mint_token
+from runnergw.tokens.signing_keys import load_signing_key
 from tests.helpers.certs import make_ca
 from tests.helpers.fake_ollama import FakeOllama
 

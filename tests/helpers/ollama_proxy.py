@@ -15,8 +15,9 @@ import ollama
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from runnergw.tokens.keys import load_signing_key, write_signing_keypair
+from runnergw.tokens.key_generation import write_signing_keypair
 from runnergw.tokens.minting import mint_token
+from runnergw.tokens.signing_keys import load_signing_key
 from tests.helpers.fake_ollama import CountingSite, FakeOllama
 from tests.helpers.gateway import RunningGateway, start_gateway
 

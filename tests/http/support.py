@@ -25,8 +25,10 @@ from runnergw.http.head import HeadLimits
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory, GatewayHTTPProtocol
-from runnergw.tokens.keys import generate_signing_keypair, load_public_keys, load_signing_key
+from runnergw.tokens.key_generation import generate_signing_keypair
 from runnergw.tokens.minting import mint_token
+from runnergw.tokens.public_keys import load_public_keys
+from runnergw.tokens.signing_keys import load_signing_key
 from runnergw.tokens.verifier import TokenVerifier
 
 __all__ = [

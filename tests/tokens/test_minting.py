@@ -7,15 +7,13 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.tokens.keys import (
-    generate_local_key_hex,
-    generate_signing_keypair,
-    load_public_keys,
-    load_signing_key,
-    parse_local_key,
-)
+from runnergw.tokens.errors import TokenError
+from runnergw.tokens.key_generation import generate_local_key_hex, generate_signing_keypair
+from runnergw.tokens.local_keys import parse_local_key
 from runnergw.tokens.minting import format_rfc3339, mint_token
-from runnergw.tokens.verifier import TokenError, TokenVerifier
+from runnergw.tokens.public_keys import load_public_keys
+from runnergw.tokens.signing_keys import load_signing_key
+from runnergw.tokens.verifier import TokenVerifier
 
 __all__ = ["MintingTests"]
 

@@ -15,14 +15,13 @@ import pyseto
 from pyseto import KeyInterface
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.tokens.keys import (
-    KeyFileError,
-    load_public_keys,
-    load_signing_key,
-    parse_local_key,
-    public_key_from_signing_key,
-)
-from runnergw.tokens.verifier import TokenError, TokenVerifier, check_token_syntax, parse_rfc3339
+from runnergw.tokens.claims import parse_rfc3339
+from runnergw.tokens.errors import KeyFileError, TokenError
+from runnergw.tokens.local_keys import parse_local_key
+from runnergw.tokens.public_keys import load_public_keys
+from runnergw.tokens.signing_keys import load_signing_key, public_key_from_signing_key
+from runnergw.tokens.syntax import check_token_syntax
+from runnergw.tokens.verifier import TokenVerifier
 from tests.helpers.reference import reference_file
 
 __all__ = ["PaserkVectorTests", "TokenVectorTests"]
