@@ -290,6 +290,7 @@ class FilteredClient:
         if (headers.get("content-encoding") or "identity").lower() != "identity":
             raise _Unobservable("the runner's answer is content-encoded")
         framing = framing_of(headers.get("content-type"))
+        observers = self._in_response_order(observers)
         hook_name = _HOOK_OF_FRAMING[framing]
         hooks = [getattr(o, hook_name) for o in observers if callable(getattr(o, hook_name, None))]
         if framing == "json" and not hooks:
@@ -314,6 +315,12 @@ class FilteredClient:
             self._framer = EventFramer(limit)
         # What the hooks write may differ in length: the answer is sent chunked.
         self._send_head_now(status, headers, None)
+
+    def _in_response_order(self, observers: list[Any]) -> list[Any]:
+        """As every response hook, the filter nearest the terminal first (objects that are
+        no filter of the route after them, as they asked)."""
+        rank = {id(step): index for index, step in enumerate(self.route.filters)}
+        return sorted(observers, key=lambda o: rank.get(id(o), -1), reverse=True)
 
     def _send_head_now(self, status: int, headers: Headers, length: int | None) -> None:
         self.client.send_head(status, headers, length)

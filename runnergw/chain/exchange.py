@@ -147,7 +147,9 @@ class Exchange:
         ``observer``'s ``response_line`` runs per NDJSON line or SSE event of a streamed
         answer, ``response_body`` on a whole JSON answer of at most ``max_size`` bytes
         (default 1 MiB; a larger one is a 502, never passed unchecked), ``response_chunk`` per
-        chunk of anything else. Answers nobody observes are relayed untouched.
+        chunk of anything else. Answers nobody observes are relayed untouched. Several
+        observers see the answer as every response hook does: the filter nearest the terminal
+        first, each of the others what the one after it made of it.
         """
         if max_size is not None:
             self.response_body_limit = min(self.response_body_limit, max_size) \

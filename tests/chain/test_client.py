@@ -15,7 +15,7 @@ from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
 from runnergw.testing import Answer, FilterRun, RecordingClient, make_exchange, run_filters
 
 __all__ = ["EndStreamTests", "EventTests", "FailingHookTests", "HeadHookTests",
-           "LineTests", "PendingHookTests", "UnobservedTests",
+           "LineTests", "ObserverOrderTests", "PendingHookTests", "UnobservedTests",
            "WholeBodyTests", "ChunkTests"]
 
 _NDJSON = (("Content-Type", "application/x-ndjson"),)
@@ -551,3 +551,25 @@ class HeadHookTests(_ClientTestCase):
                 self.assertEqual(run.client.length, None if status != 200 else 42)
                 self.assertEqual(observer.seen, [])
                 self.assertTrue(run.client.finished)
+
+
+class ObserverOrderTests(_ClientTestCase):
+    """Several filters observing one answer."""
+
+    def test_reverse_chain_order(self) -> None:
+        """Like every response hook, the filter nearest the runner sees a line first, and
+        the one before it sees what that one made of it."""
+        journal: list[str] = []
+        outer = _LineObserver(lambda line: line + b" outer", name="outer", journal=journal)
+        inner = _LineObserver(lambda line: line + b" inner", name="inner", journal=journal)
+        run = self.serve([outer, inner], _streamed(_NDJSON, [b"x\n"]))
+        self.assertEqual(journal, ["inner", "outer"])
+        self.assertEqual(run.body, b"x inner outer\n")
+        self.assertEqual(outer.seen, [b"x inner"])
+
+    def test_dropped_line_not_shown_further(self) -> None:
+        """A line dropped near the runner is never shown to the filters before it."""
+        outer = _LineObserver(name="outer")
+        inner = _LineObserver(lambda line: b"", name="inner")
+        run = self.serve([outer, inner], Answer.ndjson({"n": 1}))
+        self.assertEqual((run.body, outer.seen), (b"", []))
