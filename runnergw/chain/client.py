@@ -365,7 +365,9 @@ class FilteredClient:
         self._held.appendleft((self._pass_units, units))
 
     def _pass_unit(self, unit: bytes, end: bytes, out: list[bytes]) -> Deferred[None] | None:
-        if not unit.strip():
+        if self._framer is not None and not unit.strip():
+            # A blank line between NDJSON lines or SSE events: relayed, shown to no hook.
+            # (Every chunk of other answers is shown, however blank.)
             out.append(unit + end)
             return None
         try:

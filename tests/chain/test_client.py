@@ -290,6 +290,13 @@ class WholeBodyTests(_ClientTestCase):
 class ChunkTests(_ClientTestCase):
     """Answers that are neither NDJSON, SSE nor JSON, observed chunk by chunk."""
 
+    def test_each_chunk(self) -> None:
+        """Every chunk, blank ones included, goes through the chunk hook."""
+        observer = _ChunkObserver(lambda chunk: chunk.upper())
+        run = self.serve([observer], _streamed(_TEXT, [b"ab", b"  ", b"\n", b"cd"]))
+        self.assertEqual(observer.seen, [b"ab", b"  ", b"\n", b"cd"])
+        self.assertEqual(run.body, b"AB  \nCD")
+
     def test_json_to_chunk_observer(self) -> None:
         """A JSON answer goes to chunk hooks when no observer reads whole bodies."""
         observer = _ChunkObserver(lambda chunk: chunk.replace(b"1", b"2"))
