@@ -241,7 +241,9 @@ class FilteredClient:
         held = self._held
         assert held is not None
         self._held = None
-        while held and not self._ended:
+        # Once the client left, the exchange is over (its done hooks may have run): what
+        # waited is dropped, never shown to a hook.
+        while held and not self.gone:
             operation, argument = held.popleft()
             self._execute(operation, argument)
             if self._held is not None:  # waiting again: the rest waits behind it
@@ -326,7 +328,7 @@ class FilteredClient:
         self.client.send_head(status, headers, length)
 
     def _write_now(self, data: bytes) -> Deferred[None] | None:
-        if self._ended:
+        if self.gone:
             return None
         if self._whole is not None:
             self._whole_size += len(data)
@@ -348,7 +350,7 @@ class FilteredClient:
         out: list[bytes] = []
         for index, (unit, end) in enumerate(units):
             pending = self._pass_unit(unit, end, out)
-            if self._ended:
+            if self.gone:
                 return None
             if pending is not None:
                 self._flush(out)
@@ -384,7 +386,7 @@ class FilteredClient:
         return None
 
     def _unit_ready(self, unit: bytes, end: bytes) -> None:
-        if unit and not self._ended:
+        if unit and not self.gone:
             self.client.write(unit + end)
 
     def _unit_failed(self, failure: Failure) -> None:
@@ -399,7 +401,7 @@ class FilteredClient:
             out.clear()
 
     def _finish_now(self, _: object) -> Deferred[None] | None:
-        if self._ended:
+        if self.gone:
             return None
         if self._whole is not None:
             return self._finish_whole()

@@ -440,6 +440,28 @@ class PendingHookTests(_ClientTestCase):
         run = self.successResultOf(done)
         self.assertEqual((run.status, run.body), (200, b'{"n": 1}\n'))
 
+    def test_client_leaving_ends_the_wait(self) -> None:
+        """A client that leaves while a hook is pending ends the exchange: the runner stops,
+        done runs, and no line hook is called after done."""
+        pending: Deferred[None] = Deferred()
+        journal: list[str] = []
+
+        class Audited(_LineObserver):
+            def done(self, exchange: Exchange) -> None:
+                journal.append("done")
+
+        observer = Audited(lambda line: pending, journal=journal)
+        client = RecordingClient()
+        done = run_filters([observer], None, Answer.ndjson({"n": 1}, {"n": 2}), client=client)
+        self.assertNoResult(done)
+        client.leave()
+        run = self.successResultOf(done)
+        self.assertTrue(run.terminal.stopped)
+        pending.callback(None)
+        self.assertEqual(journal, ["observer", "done"])
+        self.assertEqual(run.body, b"")
+
+
 class FailingHookTests(_ClientTestCase):
     """Hooks that fail after the head went out: the answer cannot be completed."""
 
