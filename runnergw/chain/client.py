@@ -126,6 +126,9 @@ class FilteredClient:
         if exchange.response is not None:
             self.reply(exchange.response)
             return False
+        if exchange.request_body is not None:
+            # The terminal sends the body from memory, as the hooks left it: with its length.
+            exchange.content_length = len(exchange.request_body)
         return True
 
     def pause_body(self) -> None:

@@ -82,7 +82,8 @@ class Exchange:
     started: float
     """Clock reading when the request head was complete."""
     content_length: int | None
-    """Declared body length; None for a chunked body."""
+    """Declared body length; None for a chunked body. Once the filters collected the body,
+    the length of ``request_body`` as the ``request_body`` hooks left it."""
     route: Route | None = None
     upstream_path: str = "/"
     """The path (prefix stripped) and query to send upstream."""

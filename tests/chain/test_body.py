@@ -66,6 +66,30 @@ class CollectedBodyTests(_BodyTestCase):
         self.assertEqual(run.terminal.received_length, 16)
         self.assertEqual(run.status, 200)
 
+    def test_replaced_body_sent_with_its_length(self) -> None:
+        """A body the hook replaced reaches the runner with the new body's length."""
+
+        def replace(exchange: Exchange) -> None:
+            exchange.request_body = b'{"prompt": "hi", "options": {"seed": 1}}'
+
+        run = self.serve([_Collect(on_body=replace)], _post(b'{"prompt": "hi"}'))
+        self.assertEqual(run.terminal.received, b'{"prompt": "hi", "options": {"seed": 1}}')
+        self.assertEqual(run.terminal.received_length, 40)
+
+    def test_replaced_by_an_empty_body(self) -> None:
+        """A body replaced by nothing is sent as an empty body of length 0."""
+
+        def empty(exchange: Exchange) -> None:
+            exchange.request_body = b""
+
+        run = self.serve([_Collect(on_body=empty)], _post(b"something"))
+        self.assertEqual((run.terminal.received, run.terminal.received_length), (b"", 0))
+
+    def test_chunked_body_sent_with_its_length(self) -> None:
+        """A chunked body, once collected, is sent on with the length it turned out to have."""
+        run = self.serve([_Collect()], _post(b"abcdef", chunked=True))
+        self.assertEqual((run.terminal.received, run.terminal.received_length), (b"abcdef", 6))
+
     def test_each_filter_sees_the_previous_replacement(self) -> None:
         """request_body hooks run in chain order, each on what the one before left."""
 
