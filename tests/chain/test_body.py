@@ -141,6 +141,16 @@ class CollectedBodyTests(_BodyTestCase):
         self.assertFalse(run.terminal.called)
         self.assertEqual(run.exchange.outcome, "refused")
 
+    def test_client_leaves_during_collection(self) -> None:
+        """A client leaving midway: no hook, no runner, nothing sent, outcome client_gone."""
+        collect = _Collect()
+        run = self.serve([collect], _post(b"0123456789", leaves_after=4))
+        self.assertEqual(collect.seen, [])
+        self.assertFalse(run.terminal.called)
+        self.assertIsNone(run.status)
+        self.assertEqual(run.exchange.outcome, "client_gone")
+
+
 class LimitTests(_BodyTestCase):
     """Bodies larger than a filter allows."""
 
