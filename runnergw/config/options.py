@@ -4,7 +4,8 @@ Each field is a camelCase key (``per_minute`` → ``perMinute``), read by its ty
 ``bool``, ``int``, ``float``, a ``Literal`` of strings, ``tuple[str, ...]``,
 ``Mapping[str, str]``, or another attrs class (a nested mapping). A field whose metadata says
 ``{"setting": "duration"}`` or ``{"setting": "size"}`` takes ``90s`` or ``64MiB``. A field
-without a default is required. A class with its own ``from_yaml(section)`` reads itself.
+without a default is required; a key written without a value (``null``) keeps the default,
+as everywhere in the settings. A class with its own ``from_yaml(section)`` reads itself.
 Problems (unknown keys, wrong types, missing values, what the class's validators refuse) are
 recorded in the reader's sink, located by file, line and YAML path.
 """
@@ -41,7 +42,7 @@ def read_options(cls: type, section: MapReader) -> Any:
     complete = True
     for field in attrs.fields(cls):
         key = setting_key(field.name)
-        if not section.has(key):
+        if section.raw(key) is None:  # absent, or written without a value
             if field.default is attrs.NOTHING:
                 section.error(key, "required")
                 complete = False

@@ -148,6 +148,18 @@ maxUpload: 64MiB
         self.assertEqual(self.read(_Every, "name: beta\n"), _Every(name="beta"))
         self.assertEqual(self.errors(), [])
 
+    def test_null_keeps_the_default(self) -> None:
+        """A key written without a value keeps the field's default, as elsewhere in the
+        settings."""
+        options = self.read(_Every, "name: beta\ncount:\nmode: ~\nratio: null\ntags:\n")
+        self.assertEqual(self.errors(), [])
+        self.assertEqual(options, _Every(name="beta"))
+
+    def test_null_required(self) -> None:
+        """A required key written without a value is still missing."""
+        self.assertIsNone(self.read(_Every, "name:\n"))
+        self.assertEqual(self.errors(), [f"{self.path}:1: filters[0].test.name: required"])
+
     def test_numbers_as_durations_and_sizes(self) -> None:
         """Durations and sizes also take plain numbers (seconds, bytes)."""
         options = self.read(_Every, "name: x\ntimeout: 5\nmaxUpload: 2048\n")
