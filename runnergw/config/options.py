@@ -1,7 +1,8 @@
 """Reading a filter's options from settings, by the fields of its attrs ``Options`` class.
 
 Each field is a camelCase key (``per_minute`` → ``perMinute``), read by its type: ``str``,
-``bool``, ``int``, ``float``, a ``Literal`` of strings, ``tuple[str, ...]``,
+``bool``, ``int``, ``float``, a ``Literal`` of strings (matched in any case, kept as the
+class spells them), ``tuple[str, ...]``,
 ``Mapping[str, str]``, or another attrs class (a nested mapping). A field whose metadata says
 ``{"setting": "duration"}`` or ``{"setting": "size"}`` takes ``90s`` or ``64MiB``. A field
 without a default is required; a key written without a value (``null``) keeps the default,
@@ -18,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from runnergw.config.reader import MapReader
+from runnergw.config.reader import MapReader, describe
 
 __all__ = ["read_options", "setting_key"]
 
@@ -84,7 +85,7 @@ def _read_typed(section: MapReader, key: str, kind: Any, setting: str | None) ->
     if kind is float:
         return section.number(key, 0.0)
     if origin is typing.Literal:
-        return section.choice(key, arguments[0], arguments)
+        return _choice(section, key, arguments)
     if origin in (tuple, list, collections.abc.Sequence) and arguments[:1] == (str,):
         items = section.string_list(key)
         return items if origin is not list else list(items)
@@ -93,3 +94,17 @@ def _read_typed(section: MapReader, key: str, kind: Any, setting: str | None) ->
     if isinstance(kind, type) and attrs.has(kind):
         return read_options(kind, section.section(key))
     raise TypeError(f"an options field of type {kind!r} cannot be read from settings")
+
+
+def _choice(section: MapReader, key: str, choices: tuple[Any, ...]) -> Any:
+    """One of a ``Literal``'s values, as the class spells it (strings match in any case)."""
+    value = section.raw(key)
+    for choice in choices:
+        if isinstance(choice, str) and isinstance(value, str):
+            if choice.lower() == value.lower():
+                return choice
+        elif type(choice) is type(value) and choice == value:
+            return choice
+    allowed = ", ".join(str(choice) for choice in choices)
+    section.error(key, f"expected one of {allowed}; got {describe(value)}")
+    return choices[0]

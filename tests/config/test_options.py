@@ -51,6 +51,11 @@ class _Every:
 
 
 @attrs.frozen
+class _Methods:
+    verb: Literal["GET", "POST"] = "GET"
+
+
+@attrs.frozen
 class _SelfRead:
     value: str
 
@@ -164,6 +169,13 @@ maxUpload: 64MiB
         """Durations and sizes also take plain numbers (seconds, bytes)."""
         options = self.read(_Every, "name: x\ntimeout: 5\nmaxUpload: 2048\n")
         self.assertEqual((options.timeout, options.max_upload), (5.0, 2048))
+
+    def test_literal_choice_case(self) -> None:
+        """A Literal choice is matched regardless of case and kept as the class spells it."""
+        self.assertEqual(self.read(_Methods, "verb: POST\n"), _Methods("POST"))
+        self.assertEqual(self.read(_Methods, "verb: post\n"), _Methods("POST"))
+        self.assertEqual(self.read(_Every, "name: x\nmode: FAST\n").mode, "fast")
+        self.assertEqual(self.errors(), [])
 
     def test_literal_refused(self) -> None:
         """A value that is none of the choices is refused, listing them."""
