@@ -1,12 +1,13 @@
 """Reading a filter's options from settings, by the fields of its attrs ``Options`` class.
 
-Each field is a camelCase key (``per_minute`` → ``perMinute``), read by its type: ``str``,
-``bool``, ``int``, ``float``, a ``Literal`` of strings (matched in any case, kept as the
-class spells them), ``tuple[str, ...]``,
-``Mapping[str, str]``, or another attrs class (a nested mapping). A field whose metadata says
-``{"setting": "duration"}`` or ``{"setting": "size"}`` takes ``90s`` or ``64MiB``. A field
-without a default is required; a key written without a value (``null``) keeps the default,
-as everywhere in the settings. A class with its own ``from_yaml(section)`` reads itself.
+Each field is a camelCase key (``per_minute`` → ``perMinute``; a private ``_secret`` is
+``secret``), read by its type: ``str``, ``bool``, ``int``, ``float``, a ``Literal`` of strings
+(matched regardless of case), ``tuple[str, ...]``, ``Mapping[str, str]``, or another attrs
+class (a nested mapping). A field whose metadata says ``{"setting": "duration"}`` or
+``{"setting": "size"}`` takes ``90s`` or ``64MiB``. A field without a default is required; a
+key written without a value (``null``) keeps the default, as everywhere in the settings.
+Fields the class sets itself (``init=False``) are no settings. A class with its own
+``from_yaml(section)`` reads itself.
 Problems (unknown keys, wrong types, missing values, what the class's validators refuse) are
 recorded in the reader's sink, located by file, line and YAML path.
 """
@@ -42,7 +43,9 @@ def read_options(cls: type, section: MapReader) -> Any:
     values: dict[str, Any] = {}
     complete = True
     for field in attrs.fields(cls):
-        key = setting_key(field.name)
+        if not field.init:
+            continue  # set by the class itself
+        key = setting_key(field.alias)
         if section.raw(key) is None:  # absent, or written without a value
             if field.default is attrs.NOTHING:
                 section.error(key, "required")
@@ -52,7 +55,7 @@ def read_options(cls: type, section: MapReader) -> Any:
         if value is _UNREAD:
             complete = False
         else:
-            values[field.name] = value
+            values[field.alias] = value
     before = len(section.sink.errors)
     section.finish()
     if not complete or len(section.sink.errors) > before:

@@ -56,6 +56,16 @@ class _Methods:
 
 
 @attrs.frozen
+class _Derived:
+    limit: int = 5
+    doubled: int = attrs.field(init=False)
+    _secret: str = "default"
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "doubled", self.limit * 2)
+
+
+@attrs.frozen
 class _SelfRead:
     value: str
 
@@ -182,6 +192,17 @@ maxUpload: 64MiB
         self.assertIsNone(self.read(_Every, "name: x\nmode: reckless\n"))
         self.assertEqual(self.errors(), [
             f'{self.path}:2: filters[0].test.mode: expected one of fast, safe; got "reckless"'])
+
+    def test_fields_not_in_init_skipped(self) -> None:
+        """A field the class sets itself is neither required nor a setting; a private field
+        is set by its name without the underscore."""
+        options = self.read(_Derived, "limit: 4\nsecret: s3\n")
+        self.assertEqual(self.errors(), [])
+        self.assertEqual((options.limit, options.doubled, options._secret), (4, 8, "s3"))
+        self.read(_Derived, "doubled: 100\n")
+        self.assertEqual(self.errors(), [f"{self.path}:1: filters[0].test.doubled: unknown "
+                                         "setting (check the spelling; see the settings "
+                                         "reference)"])
 
     def test_own_from_yaml(self) -> None:
         """A class with its own from_yaml reads itself, with its own problems."""
