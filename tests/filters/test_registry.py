@@ -233,6 +233,11 @@ class BuildChainTests(_RegistryTestCase):
             ("runners[0].filters[0]",
              "the token filter needs paseto.publicPath or paseto.secretKey")])
 
+    def test_token_by_its_dotted_path(self) -> None:
+        """The token filter named by its dotted path counts as token for role."""
+        self.assertEqual(self.messages(_chain("runnergw.filters.token.TokenFilter", "role")),
+                         [])
+
     def test_every_problem(self) -> None:
         """Every item's problem is reported, each at its own path."""
         self.assertEqual(self.messages(_chain("tokn", (f"{__name__}.Stamp", {"x": 1}),
