@@ -22,7 +22,7 @@ import attrs
 
 from runnergw.config.reader import MapReader, describe
 
-__all__ = ["read_options", "setting_key"]
+__all__ = ["check_options_class", "read_options", "setting_key"]
 
 _UNREAD = object()
 
@@ -35,11 +35,16 @@ def setting_key(field_name: str) -> str:
 
 def read_options(cls: type, section: MapReader) -> Any:
     """An instance of ``cls`` from ``section``, or None when a required value is missing or
-    a validator refused (the problem is recorded)."""
+    a validator refused (the problem is recorded).
+
+    Raises:
+        TypeError: ``cls`` (or a class nested in it) has a field of a type settings cannot
+            hold, whether or not the section sets it (the filter author's bug).
+    """
     reader = getattr(cls, "from_yaml", None)
     if reader is not None:
         return reader(section)
-    attrs.resolve_types(cls)
+    check_options_class(cls)
     values: dict[str, Any] = {}
     complete = True
     for field in attrs.fields(cls):
@@ -65,6 +70,35 @@ def read_options(cls: type, section: MapReader) -> Any:
     except (TypeError, ValueError) as e:
         section.sink.add(section.origin, section.path, str(e))
         return None
+
+
+def check_options_class(cls: type) -> None:
+    """Check that settings can fill every field of ``cls`` and of the classes nested in it.
+
+    Raises:
+        TypeError: naming the first field that cannot be read.
+    """
+    if getattr(cls, "from_yaml", None) is not None:
+        return
+    attrs.resolve_types(cls)
+    for field in attrs.fields(cls):
+        if not field.init:
+            continue
+        kind, setting = field.type, field.metadata.get("setting")
+        if isinstance(kind, type) and attrs.has(kind) and setting is None:
+            check_options_class(kind)
+        elif not _readable(kind, setting):
+            raise TypeError(f"{cls.__qualname__}.{field.name}: an options field of type "
+                            f"{kind!r} cannot be read from settings")
+
+
+def _readable(kind: Any, setting: str | None) -> bool:
+    """Whether ``_read_typed`` reads a field of this type."""
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    return (setting in ("duration", "size") or kind in (str, bool, int, float)
+            or origin is typing.Literal
+            or (origin in (tuple, list, collections.abc.Sequence) and arguments[:1] == (str,))
+            or (origin in (dict, collections.abc.Mapping) and arguments == (str, str)))
 
 
 def _read_value(section: MapReader, key: str, kind: Any, setting: str | None) -> Any:

@@ -85,7 +85,8 @@ def build_filter(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> A
     """Build one filter with its options; None when its options have problems (recorded).
 
     Raises:
-        ValueError: the filter cannot be built (unknown, or missing what it needs).
+        ValueError: the filter cannot be built (unknown, missing what it needs, or with an
+            ``Options`` class settings cannot fill).
     """
     cls = filter_class(spec.name)
     options_class = getattr(cls, "Options", None)
@@ -93,7 +94,11 @@ def build_filter(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> A
     options = None
     if options_class is not None:
         before = len(sink.errors)
-        options = read_options(options_class, section)
+        try:
+            options = read_options(options_class, section)
+        except TypeError as e:
+            raise ValueError(f"the options of {spec.name} cannot be read from settings: "
+                             f"{e}") from e
         if options is None or len(sink.errors) > before:
             return None
     elif spec.options:

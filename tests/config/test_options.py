@@ -83,6 +83,11 @@ class _Unreadable:
     handler: Any = None
 
 
+@attrs.frozen
+class _Nesting:
+    inner: _Unreadable = attrs.field(factory=_Unreadable)
+
+
 class Quota:
     """A filter from elsewhere, named by its dotted path in settings."""
 
@@ -214,9 +219,18 @@ maxUpload: 64MiB
             "the settings reference)"])
 
     def test_unsupported_field_type(self) -> None:
-        """A field of a type settings cannot hold is the filter author's bug, named."""
-        error = self.assertRaises(TypeError, self.read, _Unreadable, "handler: x\n")
-        self.assertIn("typing.Any", str(error))
+        """A field of a type settings cannot hold is the filter author's bug, named whether
+        or not the operator sets it."""
+        for text in ("handler: x\n", ""):
+            with self.subTest(text=text):
+                error = self.assertRaises(TypeError, self.read, _Unreadable, text)
+                self.assertEqual(str(error), "_Unreadable.handler: an options field of type "
+                                             "typing.Any cannot be read from settings")
+
+    def test_unsupported_nested_field_type(self) -> None:
+        """A nested class's unreadable field is found too, even when the section is absent."""
+        error = self.assertRaises(TypeError, self.read, _Nesting, "")
+        self.assertIn("_Unreadable.handler", str(error))
 
 
 class ErrorTests(_OptionsTestCase):

@@ -67,6 +67,22 @@ class Typo:
         pass
 
 
+class Loose:
+    """A filter whose Options has a field settings cannot hold."""
+
+    name = "loose"
+
+    @attrs.frozen
+    class Options:
+        handler: Any = None
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    def done(self, exchange: Any) -> None:
+        pass
+
+
 class NoHooks:
     """A class that is no filter at all."""
 
@@ -189,6 +205,17 @@ class BuildFilterTests(_RegistryTestCase):
                 self.assertEqual([(e.origin, e.path, e.message) for e in sink.errors], [
                     (_ORIGIN, f"runners[0].filters[0].{name}",
                      f"the {name} filter takes no options")])
+
+    def test_unreadable_options_class(self) -> None:
+        """An Options class settings cannot fill is reported at the filter, not raised."""
+        for options in (None, {"handler": "x"}):
+            with self.subTest(options=options):
+                _, errors = build_chain((_spec(f"{__name__}.Loose", options),), self.context())
+                self.assertEqual([(e.path, e.message) for e in errors], [
+                    ("runners[0].filters[0]",
+                     f"the options of {__name__}.Loose cannot be read from settings: "
+                     "Loose.Options.handler: an options field of type typing.Any cannot be "
+                     "read from settings")])
 
     def test_without_options(self) -> None:
         """A filter without Options nor from_settings is built with no argument."""
