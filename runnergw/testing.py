@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
@@ -57,9 +58,11 @@ def make_exchange(
     subject: str | None = None,
     role: str | None = None,
     request_id: str = "test-request",
+    leaves_after: int | None = None,
 ) -> Exchange:
     """An exchange whose head just arrived. ``body`` is what the client will send when asked
-    (kept in ``notes["test_body"]``); ``subject`` or ``role`` give it an identity as if a token
+    (kept in ``notes["test_body"]``); with ``leaves_after``, the client disconnects once it
+    sent that many bytes of it. ``subject`` or ``role`` give it an identity as if a token
     filter had run."""
     length = None if chunked else (len(body) if body is not None else 0)
     exchange = Exchange(
@@ -70,15 +73,23 @@ def make_exchange(
     if subject is not None or role is not None:
         exchange.identity = Identity(subject=subject, role=role, token_kind="v4.public")
     exchange.notes["test_body"] = body or b""
+    if leaves_after is not None:
+        exchange.notes["test_leaves_after"] = leaves_after
     return exchange
 
 
 @implementer(IClientStream)
 class RecordingClient:
-    """The client: sends its body when asked, records the answer."""
+    """The client: sends its body when asked, records the answer.
 
-    def __init__(self, body: bytes = b"") -> None:
+    ``body_asked`` says whether anything asked for the body; with ``leaves_after``, the
+    client sends that many bytes of its body and disconnects.
+    """
+
+    def __init__(self, body: bytes = b"", leaves_after: int | None = None) -> None:
         self._body = body
+        self._leaves_after = leaves_after
+        self.body_asked = False
         self.status: int | None = None
         self.headers = Headers()
         self.length: int | None = None
@@ -94,6 +105,14 @@ class RecordingClient:
         self._gone_callbacks: list[Callable[[], object]] = []
 
     def start_body(self, consumer: Any) -> None:
+        self.body_asked = True
+        if self._leaves_after is not None:
+            if self._leaves_after:
+                consumer.body_data(self._body[:self._leaves_after])
+            self.gone = True
+            consumer.body_failed(ConnectionError("client disconnected during the body"))
+            self.leave()
+            return
         if self._body:
             consumer.body_data(self._body)
         consumer.body_done()
@@ -133,11 +152,10 @@ class RecordingClient:
 
     def leave(self) -> None:
         """The client disconnects."""
-        if not self.gone:
-            self.gone = True
-            callbacks, self._gone_callbacks = self._gone_callbacks, []
-            for callback in callbacks:
-                callback()
+        self.gone = True
+        callbacks, self._gone_callbacks = self._gone_callbacks, []
+        for callback in callbacks:
+            callback()
 
 
 @attrs.frozen
@@ -165,12 +183,15 @@ class Answer:
                    [json.dumps(value).encode()])
 
 
-@implementer(ITerminal)
+@implementer(ITerminal, IPushProducer)
 class CannedTerminal:
     """Stands for the runner: reads the whole body it is sent, then answers ``answer``.
 
     ``received`` is the body the runner got, ``received_length`` the ``Content-Length`` it
     was sent (None: chunked), ``stopped`` whether the chain told it to stop producing.
+    Once its head is sent it is the answer's producer, as a runner's connection is:
+    ``paused`` says whether the chain holds it now (a hook is pending, the client is slow).
+    It writes every chunk at once all the same, as bytes already on their way would arrive.
     """
 
     def __init__(self, answer: Answer) -> None:
@@ -180,6 +201,7 @@ class CannedTerminal:
         self.received_length: int | None = None
         self.upstream_headers = Headers()
         self.stopped = False
+        self.paused = False
 
     async def handle(self, exchange: Exchange, client: Any) -> None:
         self.called = True
@@ -208,6 +230,7 @@ class CannedTerminal:
         if length == "auto":
             length = None if answer.streamed else sum(map(len, answer.chunks))
         client.send_head(answer.status, Headers(answer.headers), length)
+        client.register_producer(self)
         for chunk in answer.chunks:
             if self.stopped:
                 return
@@ -216,6 +239,15 @@ class CannedTerminal:
             client.finish()
 
     def _stop(self) -> None:
+        self.stopped = True
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
         self.stopped = True
 
     def stop(self) -> Deferred[None]:
@@ -251,14 +283,20 @@ class FilterRun:
 
 def run_filters(filters: Sequence[Any], exchange: Exchange | None = None,
                 answer: Answer | None = None, *, error_shape: str = "ollama",
-                max_body_size: int = 1 << 30) -> Deferred[FilterRun]:
+                max_body_size: int = 1 << 30,
+                client: RecordingClient | None = None) -> Deferred[FilterRun]:
     """Run ``exchange`` through ``filters`` (in chain order) to a canned runner.
 
-    Fires with the ``FilterRun`` once the exchange is over and every ``done`` hook ran.
+    ``client`` is the client to use, kept by a test that acts on it midway (leaves, stops
+    reading); by default one sending the exchange's ``body``. Fires with the ``FilterRun``
+    once the exchange is over and every ``done`` hook ran.
     """
     exchange = exchange or make_exchange()
     terminal = CannedTerminal(answer or Answer())
-    client = RecordingClient(exchange.notes.pop("test_body", b""))
+    body = exchange.notes.pop("test_body", b"")
+    leaves_after = exchange.notes.pop("test_leaves_after", None)
+    if client is None:
+        client = RecordingClient(body, leaves_after)
     route = Route("test", (), tuple(filters), terminal, max_body_size=max_body_size,
                   error_body=error_body_detail if error_shape == "detail" else error_body_ollama)
     runner = ChainRunner(Router([route], Route("", (), (), None)))

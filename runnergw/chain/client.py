@@ -258,7 +258,9 @@ class FilteredClient:
         held = self._held
         assert held is not None
         self._held = None
-        while held and not self._ended:
+        # Once the client left, the exchange is over (its done hooks may have run): what
+        # waited is dropped, never shown to a hook.
+        while held and not self.gone:
             operation, argument = held.popleft()
             self._execute(operation, argument)
             if self._held is not None:  # waiting again: the rest waits behind it
@@ -307,6 +309,7 @@ class FilteredClient:
         if (headers.get("content-encoding") or "identity").lower() != "identity":
             raise _Unobservable("the runner's answer is content-encoded")
         framing = framing_of(headers.get("content-type"))
+        observers = self._in_response_order(observers)
         hook_name = _HOOK_OF_FRAMING[framing]
         hooks = [getattr(o, hook_name) for o in observers if callable(getattr(o, hook_name, None))]
         if framing == "json" and not hooks:
@@ -332,11 +335,17 @@ class FilteredClient:
         # What the hooks write may differ in length: the answer is sent chunked.
         self._send_head_now(status, headers, None)
 
+    def _in_response_order(self, observers: list[Any]) -> list[Any]:
+        """As every response hook, the filter nearest the terminal first (objects that are
+        no filter of the route after them, as they asked)."""
+        rank = {id(step): index for index, step in enumerate(self.route.filters)}
+        return sorted(observers, key=lambda o: rank.get(id(o), -1), reverse=True)
+
     def _send_head_now(self, status: int, headers: Headers, length: int | None) -> None:
         self.client.send_head(status, headers, length)
 
     def _write_now(self, data: bytes) -> Deferred[None] | None:
-        if self._ended:
+        if self.gone:
             return None
         if self._whole is not None:
             self._whole_size += len(data)
@@ -358,7 +367,7 @@ class FilteredClient:
         out: list[bytes] = []
         for index, (unit, end) in enumerate(units):
             pending = self._pass_unit(unit, end, out)
-            if self._ended:
+            if self.gone:
                 return None
             if pending is not None:
                 self._flush(out)
@@ -375,7 +384,9 @@ class FilteredClient:
         self._held.appendleft((self._pass_units, units))
 
     def _pass_unit(self, unit: bytes, end: bytes, out: list[bytes]) -> Deferred[None] | None:
-        if not unit.strip():
+        if self._framer is not None and not unit.strip():
+            # A blank line between NDJSON lines or SSE events: relayed, shown to no hook.
+            # (Every chunk of other answers is shown, however blank.)
             out.append(unit + end)
             return None
         try:
@@ -392,7 +403,7 @@ class FilteredClient:
         return None
 
     def _unit_ready(self, unit: bytes, end: bytes) -> None:
-        if unit and not self._ended:
+        if unit and not self.gone:
             self.client.write(unit + end)
 
     def _unit_failed(self, failure: Failure) -> None:
@@ -407,7 +418,7 @@ class FilteredClient:
             out.clear()
 
     def _finish_now(self, _: object) -> Deferred[None] | None:
-        if self._ended:
+        if self.gone:
             return None
         if self._whole is not None:
             return self._finish_whole()

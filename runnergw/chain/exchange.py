@@ -82,7 +82,8 @@ class Exchange:
     started: float
     """Clock reading when the request head was complete."""
     content_length: int | None
-    """Declared body length; None for a chunked body."""
+    """Declared body length; None for a chunked body. Once the filters collected the body,
+    the length of ``request_body`` as the ``request_body`` hooks left it."""
     route: Route | None = None
     upstream_path: str = "/"
     """The path (prefix stripped) and query to send upstream."""
@@ -123,6 +124,7 @@ class Exchange:
     response_body_limit: int = attrs.field(default=1 << 20, repr=False)
     """Largest whole JSON answer collected for ``response_body`` hooks (and the longest line
     or event handed to ``response_line`` hooks)."""
+    _response_limit_given: bool = attrs.field(default=False, init=False, repr=False)
 
     @property
     def has_body(self) -> bool:
@@ -146,12 +148,16 @@ class Exchange:
 
         ``observer``'s ``response_line`` runs per NDJSON line or SSE event of a streamed
         answer, ``response_body`` on a whole JSON answer of at most ``max_size`` bytes
-        (default 1 MiB; a larger one is a 502, never passed unchecked), ``response_chunk`` per
-        chunk of anything else. Answers nobody observes are relayed untouched.
+        (a larger one is a 502, never passed unchecked; when several observers give a size
+        the smallest holds, when none does 1 MiB), ``response_chunk`` per
+        chunk of anything else. Answers nobody observes are relayed untouched. Several
+        observers see the answer as every response hook does: the filter nearest the terminal
+        first, each of the others what the one after it made of it.
         """
         if max_size is not None:
             self.response_body_limit = min(self.response_body_limit, max_size) \
-                if self.response_observers else max_size
+                if self._response_limit_given else max_size
+            self._response_limit_given = True
         if observer not in self.response_observers:
             self.response_observers.append(observer)
 

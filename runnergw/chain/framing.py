@@ -16,7 +16,7 @@ _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 class FramingError(Exception):
-    """A unit (line or event) grew past the limit without ending."""
+    """A unit (line or event) is longer than the limit, ended or not."""
 
 
 def framing_of(content_type: str | None) -> str:
@@ -49,13 +49,14 @@ class LineFramer:
         """The lines ``data`` completes, each as ``(line, terminator)``.
 
         Raises:
-            FramingError: the unfinished line is longer than the limit.
+            FramingError: a line, ended or not, is longer than the limit (however the
+                answer was split into reads).
         """
         if self._partial:
             data = self._partial + data
         lines = data.split(b"\n")
         self._partial = lines.pop()
-        if len(self._partial) > self._limit:
+        if max(map(len, lines), default=0) > self._limit or len(self._partial) > self._limit:
             raise FramingError(f"a line longer than {self._limit} bytes")
         return [(line, b"\n") for line in lines]
 
@@ -78,7 +79,8 @@ class EventFramer:
         """The events ``data`` completes, each as ``(event, blank line)``.
 
         Raises:
-            FramingError: the unfinished event is longer than the limit.
+            FramingError: an event, ended or not, is longer than the limit (however the
+                answer was split into reads).
         """
         if self._partial:
             data = self._partial + data
@@ -90,11 +92,15 @@ class EventFramer:
         rest = data[start:]
         # A "\r" at the very end may be the first half of "\r\n": it waits for the next read.
         self._partial = rest
-        if len(rest) > self._limit:
+        # The line ends at the end of an unfinished event may be the start of its blank line:
+        # they do not count towards its length.
+        longest = max((len(event) for event, _ in events), default=0)
+        if longest > self._limit or len(rest.rstrip(b"\r\n")) > self._limit:
             raise FramingError(f"an event longer than {self._limit} bytes")
         return events
 
     def flush(self) -> list[tuple[bytes, bytes]]:
-        """A last event the answer did not end with a blank line."""
+        """A last event the answer did not end with a blank line (or the line ends after the
+        last one, which are relayed as they are but shown to no hook)."""
         rest, self._partial = self._partial, b""
-        return [(rest, b"")] if rest.strip(b"\r\n") else []
+        return [(rest, b"")] if rest else []

@@ -109,6 +109,9 @@ class ChainRunner:
         except BodyTooLarge:
             raise Reject(413, f"request body larger than {limit} bytes") from None
         except ConnectionError:
+            if exchange.outcome == "ok":
+                exchange.outcome = "client_gone"
+                exchange.reason = "client disconnected during the request body"
             return False
         exchange.request_body = body
         return True

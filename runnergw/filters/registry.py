@@ -90,7 +90,8 @@ def build_filter(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> A
     """Build one filter with its options; None when its options have problems (recorded).
 
     Raises:
-        ValueError: the filter cannot be built (unknown, or missing what it needs).
+        ValueError: the filter cannot be built (unknown, missing what it needs, or with an
+            ``Options`` class settings cannot fill).
     """
     cls = filter_class(spec.name)
     options_class = getattr(cls, "Options", None)
@@ -98,7 +99,11 @@ def build_filter(spec: FilterSpec, context: FilterContext, sink: ErrorSink) -> A
     options = None
     if options_class is not None:
         before = len(sink.errors)
-        options = read_options(options_class, section)
+        try:
+            options = read_options(options_class, section)
+        except TypeError as e:
+            raise ValueError(f"the options of {spec.name} cannot be read from settings: "
+                             f"{e}") from e
         if options is None or len(sink.errors) > before:
             return None
     elif spec.options:
@@ -115,11 +120,12 @@ def build_chain(specs: Sequence[FilterSpec], context: FilterContext) -> tuple[tu
     """Build a route's filters, in order, with every problem found (located)."""
     sink = ErrorSink()
     filters: list[Any] = []
-    names: list[str] = []
+    placed: set[str] = set()
     for spec in specs:
         # A filter that failed to build still counts as placed, so that its problem is
         # reported once, not again as a missing dependency of the next one.
-        names.append(spec.name)
+        before = set(placed)
+        placed |= _names_of(spec)
         try:
             built = build_filter(spec, context, sink)
         except ValueError as e:
@@ -128,8 +134,19 @@ def build_chain(specs: Sequence[FilterSpec], context: FilterContext) -> tuple[tu
         if built is None:
             continue
         after_any = getattr(built, "after_any", ())
-        if after_any and not set(after_any) & set(names[:-1]):
+        if after_any and not set(after_any) & before:
             sink.add(spec.origin, spec.path,
                      f"{spec.name} must come after one of {', '.join(after_any)}")
         filters.append(built)
     return tuple(filters), sink.errors
+
+
+def _names_of(spec: FilterSpec) -> set[str]:
+    """The names an item answers to for ``after_any``: as written, and its class's ``name``
+    (the token filter named by its dotted path is ``token``)."""
+    try:
+        cls = filter_class(spec.name)
+    except ValueError:
+        return {spec.name}
+    name = getattr(cls, "name", None)
+    return {spec.name, name} if isinstance(name, str) else {spec.name}

@@ -14,7 +14,7 @@ from runnergw.config.errors import ConfigError
 from runnergw.config.filters import filter_names
 from runnergw.config.pipelines import ModelSettings
 from runnergw.config.settings import Settings
-from runnergw.filters.registry import FilterContext, build_chain
+from runnergw.filters.registry import FilterContext, build_chain, filter_class
 from runnergw.jobs.parts import JobParts
 from runnergw.models.loading import load_models
 from runnergw.models.types import ModelDescriptor
@@ -50,13 +50,21 @@ def load_descriptors(settings: Settings, errors: list[ConfigError]) -> list[Mode
     return models
 
 
+def _filter_name(name: str) -> str:
+    """The name a filter goes by, however settings spell it (a built-in by its dotted path)."""
+    try:
+        return str(getattr(filter_class(name), "name", name))
+    except ValueError:
+        return name  # reported where the chain is built
+
+
 def _check_chain(settings: Settings, models: list[ModelDescriptor],
                  errors: list[ConfigError]) -> None:
     """The SaaS token check, the role check and the plan's media limits are the contract of
     every model: a settings change must not drop them silently (custom filters may be added
     around them)."""
     pipelines = settings.pipelines
-    names = filter_names(pipelines.filters)
+    names = [_filter_name(name) for name in filter_names(pipelines.filters)]
 
     def problem(message: str) -> None:
         origin = pipelines.filters[0].origin if pipelines.filters else pipelines.origin
@@ -87,12 +95,16 @@ def build_pipeline_routes(context: FilterContext, reactor: Any,
                     pipelines.environment, pipelines.job_niceness)
     cooperator = Cooperator(scheduler=lambda step: reactor.callLater(0, step))
     routes = []
+    reported: set[tuple[Any, str, str]] = set()
     for model in models:
         model_settings = pipelines.model(model.endpoint)
         route_context = attrs.evolve(context, jobs=jobs,
                                      route=PipelineRoute(model, model_settings))
         filters, problems = build_chain(pipelines.filters, route_context)
-        errors.extend(problems)
+        # Every model is built from the same filters list: its problems are reported once.
+        errors.extend(problem for problem in problems
+                      if (problem.origin, problem.path, problem.message) not in reported)
+        reported.update((p.origin, p.path, p.message) for p in problems)
         uploads = [f.max_size for f in model.upload_fields]
         limit = (sum(uploads) + _MULTIPART_SLACK if all(u is not None for u in uploads)
                  else pipelines.max_request_size)
