@@ -20,8 +20,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
-from runnergw.chain.framing import EventFramer, FramingError, LineFramer, framing_of
-from runnergw.chain.hookcalls import call_each, pass_through
+from runnergw.chain.hookcalls import call_each
+from runnergw.chain.observation import ObservedAnswer, Unobservable, observe
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FilteredClient"]
 
-_NO_BODY = frozenset({204, 304})
-_HOOK_OF_FRAMING = {"ndjson": "response_line", "sse": "response_line",
-                    "json": "response_body", "bytes": "response_chunk"}
 
 
 @implementer(IPushProducer)
@@ -86,14 +83,10 @@ class FilteredClient:
         """The chain ended the answer itself (a filter's ``EndStream``, a failing hook)."""
         self._gone_callbacks: list[Callable[[], object]] = []
         self._producer: _GatedProducer | None = None
-        self._framer: LineFramer | EventFramer | None = None
-        self._hooks: list[Any] = []
-        self._framing = ""
+        self._observed: ObservedAnswer | None = None
+        """The answer as its observers see it (None: nobody observes it, it is relayed)."""
         self._held: deque[tuple[Callable[[Any], Any], Any]] | None = None
         """Operations waiting behind a hook that answers later (None: nothing waits)."""
-        self._whole: list[bytes] | None = None
-        self._whole_size = 0
-        self._head: tuple[int, Headers, int | None] | None = None
         self._settled_waiters: list[Deferred[None]] = []
         client.when_gone(self._fire_gone)
 
@@ -137,6 +130,9 @@ class FilteredClient:
             self.reply(exchange.response)
             return False
         body = exchange.request_body
+        if body is None and exchange.body_limit is not None:
+            raise TypeError("exchange.request_body was set to None after the body was read: "
+                            "set it to b'' for an empty body")
         if body is not None:
             if not isinstance(body, bytes):
                 raise TypeError(f"exchange.request_body was set to {type(body).__name__}, "
@@ -169,7 +165,7 @@ class FilteredClient:
             return
         if self._held is not None:
             self._held.append((self._write_now, data))
-        elif not self._framing:
+        elif self._observed is None:
             self.client.write(data)
         else:
             self._execute(self._write_now, data)
@@ -177,7 +173,10 @@ class FilteredClient:
     def finish(self) -> None:
         if self._ended:
             return
-        self._submit(self._finish_now, None)
+        if self._held is None and self._observed is None:
+            self.client.finish()
+        else:
+            self._submit(self._finish_now, None)
 
     def abort(self, reason: str) -> None:
         if self._ended:
@@ -195,14 +194,19 @@ class FilteredClient:
         self._producer = None
         self.client.unregister_producer()
 
+    @property
+    def busy(self) -> bool:
+        """True while something waits behind a hook that answers later."""
+        return self._held is not None and not self.gone
+
     def settled(self) -> Deferred[None]:
         """Fires once nothing waits behind a hook any more (or the answer was ended, or the
         client left): the exchange is over only then, even when its terminal is done."""
         waiter: Deferred[None] = Deferred()
-        if self._held is None or self.gone:
-            waiter.callback(None)
-        else:
+        if self.busy:
             self._settled_waiters.append(waiter)
+        else:
+            waiter.callback(None)
         return waiter
 
     def _fire_settled(self) -> None:
@@ -226,10 +230,23 @@ class FilteredClient:
             self.head_sent = True
             self.exchange.status = reply.status
             self.exchange.response_headers = headers
-            self._send_head_now(reply.status, headers, len(reply.body))
+            self.client.send_head(reply.status, headers, len(reply.body))
         if self.exchange.method != "HEAD":
             self.write(reply.body)
         self.finish()
+
+    def fail(self, status: int, message: str, headers: Headers | None = None,
+             reason: str | None = None) -> None:
+        """Answer with the route's error instead of the answer under way, when nothing of it
+        reached the client yet (its head may be held for observers); else drop the connection
+        (``reason`` says why)."""
+        if self.client.head_sent:
+            self.abort(reason or message)
+            self._fire_gone()
+            return
+        headers = headers if headers is not None else Headers()
+        headers.set("Content-Type", "application/json; charset=utf-8")
+        self._end_with(status, headers, self.route.error_body(status, message))
 
     # The queue: operations wait, in order, behind a hook that answers later.
 
@@ -238,6 +255,13 @@ class FilteredClient:
             self._held.append((operation, argument))
         else:
             self._execute(operation, argument)
+
+    def put_first(self, operation: Callable[[Any], Any], argument: Any) -> None:
+        """Run ``operation(argument)`` before what already waits (the queue is held)."""
+        assert self._held is not None
+        self._held.appendleft((operation, argument))
+
+    put_last = _submit
 
     def _execute(self, operation: Callable[[Any], Any], argument: Any) -> None:
         try:
@@ -280,9 +304,9 @@ class FilteredClient:
             self._refuse(rejection)
             return None
         if pending is None:
-            self._choose_framing(length)
+            self._start_answer(length)
             return None
-        return pending.addCallbacks(lambda _: self._choose_framing(length), self._head_refused)
+        return pending.addCallbacks(lambda _: self._start_answer(length), self._head_refused)
 
     def _head_refused(self, failure: Failure) -> None:
         failure.trap(Reject)
@@ -298,167 +322,37 @@ class FilteredClient:
         headers.set("Content-Type", "application/json; charset=utf-8")
         self._end_with(rejection.status, headers, body)
 
-    def _choose_framing(self, length: int | None) -> None:
+    def _start_answer(self, length: int | None) -> None:
+        if self._ended:
+            return
         exchange = self.exchange
-        status, headers = exchange.status, exchange.response_headers
-        observers = exchange.response_observers
-        if (not observers or exchange.method == "HEAD" or status < 200
-                or status in _NO_BODY or self._ended):
-            self._send_head_now(status, headers, length)
+        observed = observe(self, exchange, self.route.filters, length) \
+            if exchange.response_observers else None
+        if observed is None:
+            self.client.send_head(exchange.status, exchange.response_headers, length)
             return
-        if (headers.get("content-encoding") or "identity").lower() != "identity":
-            raise _Unobservable("the runner's answer is content-encoded")
-        framing = framing_of(headers.get("content-type"))
-        observers = self._in_response_order(observers)
-        hook_name = _HOOK_OF_FRAMING[framing]
-        hooks = [getattr(o, hook_name) for o in observers if callable(getattr(o, hook_name, None))]
-        if framing == "json" and not hooks:
-            framing = "bytes"
-            hooks = [o.response_chunk for o in observers
-                     if callable(getattr(o, "response_chunk", None))]
-        if not hooks:
-            self._send_head_now(status, headers, length)
-            return
-        exchange.response_framing = self._framing = framing
-        self._hooks = hooks
-        limit = exchange.response_body_limit
-        if framing == "json":
-            if length is not None and length > limit:
-                raise _Unobservable(f"the runner's answer is larger than {limit} bytes")
-            self._whole = []
-            self._head = (status, headers, length)
-            return
-        if framing == "ndjson":
-            self._framer = LineFramer(limit)
-        elif framing == "sse":
-            self._framer = EventFramer(limit)
-        # What the hooks write may differ in length: the answer is sent chunked.
-        self._send_head_now(status, headers, None)
-
-    def _in_response_order(self, observers: list[Any]) -> list[Any]:
-        """As every response hook, the filter nearest the terminal first (objects that are
-        no filter of the route after them, as they asked)."""
-        rank = {id(step): index for index, step in enumerate(self.route.filters)}
-        return sorted(observers, key=lambda o: rank.get(id(o), -1), reverse=True)
-
-    def _send_head_now(self, status: int, headers: Headers, length: int | None) -> None:
-        self.client.send_head(status, headers, length)
+        self._observed = observed
+        observed.start()
 
     def _write_now(self, data: bytes) -> Deferred[None] | None:
         if self.gone:
             return None
-        if self._whole is not None:
-            self._whole_size += len(data)
-            if self._whole_size > self.exchange.response_body_limit:
-                raise _Unobservable(
-                    f"the runner's answer is larger than {self.exchange.response_body_limit} "
-                    "bytes")
-            self._whole.append(data)
+        if self._observed is None:
+            self.client.write(data)
             return None
-        if self._framer is None:
-            return self._pass_units([(data, b"")])
-        try:
-            units = self._framer.feed(data)
-        except FramingError as e:
-            raise _Unobservable(str(e)) from None
-        return self._pass_units(units)
-
-    def _pass_units(self, units: list[tuple[bytes, bytes]]) -> Deferred[None] | None:
-        out: list[bytes] = []
-        for index, (unit, end) in enumerate(units):
-            pending = self._pass_unit(unit, end, out)
-            if self.gone:
-                return None
-            if pending is not None:
-                self._flush(out)
-                rest = units[index + 1:]
-                if rest:
-                    pending.addCallback(self._submit_units, rest)
-                return pending
-        self._flush(out)
-        return None
-
-    def _submit_units(self, _: object, units: list[tuple[bytes, bytes]]) -> None:
-        # Runs while the queue is held: these go first, before what arrived meanwhile.
-        assert self._held is not None
-        self._held.appendleft((self._pass_units, units))
-
-    def _pass_unit(self, unit: bytes, end: bytes, out: list[bytes]) -> Deferred[None] | None:
-        if self._framer is not None and not unit.strip():
-            # A blank line between NDJSON lines or SSE events: relayed, shown to no hook.
-            # (Every chunk of other answers is shown, however blank.)
-            out.append(unit + end)
-            return None
-        try:
-            result = pass_through(self._hooks, self.exchange, unit)
-        except EndStream as stop:
-            self._flush(out)
-            self._end_stream(stop)
-            return None
-        if isinstance(result, Deferred):
-            return result.addCallbacks(self._unit_ready, self._unit_failed,
-                                       callbackArgs=(end,))
-        if result:
-            out.append(result + end)
-        return None
-
-    def _unit_ready(self, unit: bytes, end: bytes) -> None:
-        if unit and not self.gone:
-            self.client.write(unit + end)
-
-    def _unit_failed(self, failure: Failure) -> None:
-        if failure.check(EndStream):
-            self._end_stream(failure.value)
-            return None
-        return failure  # type: ignore[return-value]
-
-    def _flush(self, out: list[bytes]) -> None:
-        if out:
-            self.client.write(b"".join(out))
-            out.clear()
+        return self._observed.write(data)
 
     def _finish_now(self, _: object) -> Deferred[None] | None:
         if self.gone:
             return None
-        if self._whole is not None:
-            return self._finish_whole()
-        if self._framer is not None:
-            pending = self._pass_units(self._framer.flush())
-            if pending is not None:
-                return pending.addCallback(lambda _: self._submit(self._finish_now, None))
-        if not self._ended:
+        if self._observed is None:
             self.client.finish()
-        return None
-
-    def _finish_whole(self) -> Deferred[None] | None:
-        body = b"".join(self._whole or ())
-        self._whole = None
-        try:
-            result = pass_through(self._hooks, self.exchange, body)
-        except EndStream as stop:
-            result = stop.final
-        if isinstance(result, Deferred):
-            return result.addCallbacks(self._send_whole, self._whole_failed)
-        self._send_whole(result)
-        return None
-
-    def _whole_failed(self, failure: Failure) -> None:
-        if failure.check(EndStream):
-            self._send_whole(failure.value.final)
             return None
-        return failure  # type: ignore[return-value]
-
-    def _send_whole(self, body: bytes) -> None:
-        assert self._head is not None
-        status, headers, _ = self._head
-        self._framing = ""
-        self.client.send_head(status, headers, len(body))
-        self.client.write(body)
-        self.client.finish()
+        return self._observed.finish()
 
     # Ending the answer from inside the chain
 
-    def _end_stream(self, stop: EndStream) -> None:
+    def end_stream(self, stop: EndStream) -> None:
         """A filter ended the answer: send its last unit, finish, and stop the terminal."""
         if self._ended:
             return
@@ -467,7 +361,7 @@ class FilteredClient:
             exchange.outcome = "truncated"
             exchange.reason = stop.reason
         if stop.final:
-            framer = self._framer
+            framer = self._observed.framer if self._observed is not None else None
             self.client.write(stop.final + (framer.terminator if framer is not None else b""))
         self.client.finish()
         self._ended = True
@@ -486,7 +380,7 @@ class FilteredClient:
         if self._ended:
             return
         exchange = self.exchange
-        unobservable = failure.check(_Unobservable)
+        unobservable = failure.check(Unobservable)
         if unobservable:
             self.log.warn("Request {request_id}: cannot observe the answer of {upstream}: "
                           "{problem}", request_id=exchange.request_id,
@@ -513,7 +407,3 @@ class FilteredClient:
         for callback in callbacks:
             callback()
         self._fire_settled()
-
-
-class _Unobservable(Exception):
-    """An answer the observing filters cannot be shown whole (too long, encoded): a 502."""

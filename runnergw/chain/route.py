@@ -56,16 +56,21 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 def _split_path(path: str) -> tuple[list[str], list[str]]:
     """Raw and decoded segments; refuses dot segments and encoded separators anywhere."""
-    if _BAD_ESCAPE.search(path):
-        raise Reject(400, "malformed percent-escape in the path")
-    lowered = path.lower()
-    if "%2f" in lowered or "%5c" in lowered or "%00" in lowered or "\\" in path:
+    escaped = "%" in path
+    if escaped:
+        if _BAD_ESCAPE.search(path):
+            raise Reject(400, "malformed percent-escape in the path")
+        lowered = path.lower()
+        if "%2f" in lowered or "%5c" in lowered or "%00" in lowered:
+            raise Reject(400, "encoded slashes, backslashes and NUL are not allowed in the path")
+    if "\\" in path:
         raise Reject(400, "encoded slashes, backslashes and NUL are not allowed in the path")
     raw = path.split("/")[1:]
     decoded = [unquote(segment, errors="strict") if "%" in segment else segment
-               for segment in raw]
+               for segment in raw] if escaped else raw
     # Java servers drop path parameters before resolving dot segments: ``..;x`` is ``..``.
-    if any(segment.partition(";")[0] in (".", "..") for segment in decoded):
+    if (escaped or "." in path) and any(
+            segment.partition(";")[0] in (".", "..") for segment in decoded):
         raise Reject(400, "dot segments are not allowed in the path")
     return raw, decoded
 
@@ -88,7 +93,7 @@ class Router:
             Reject: 400 for a path that could escape its prefix or a malformed
                 percent-escape, 404 when no prefix matches.
         """
-        if _BAD_ESCAPE.search(query):
+        if "%" in query and _BAD_ESCAPE.search(query):
             raise Reject(400, "malformed percent-escape in the query string")
         try:
             raw, decoded = _split_path(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
@@ -12,7 +13,7 @@ from runnergw.chain.client import FilteredClient
 from runnergw.chain.exchange import Exchange, Reject, Reply, exchange_for
 from runnergw.chain.hookcalls import call_each
 from runnergw.chain.route import Route, Router
-from runnergw.http.headers import forwardable_request_headers
+from runnergw.http.headers import Headers, forwardable_request_headers
 from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
 
@@ -59,15 +60,19 @@ class ChainRunner:
             exchange.outcome = "error"
             exchange.reason = "internal error"
             if filtered.head_sent:
-                filtered.abort("internal error")
+                filtered.fail(500, f"internal error (request {exchange.request_id})",
+                              reason="internal error")
             else:
                 # No hooks this time: a failing response hook must not fail the error reply.
                 filtered.reply(Reply(
                     500, route.error_body(500, f"internal error (request {exchange.request_id})")
                 ), hooks=False)
         finally:
-            await filtered.settled()
-            await self._done(route, exchange)
+            if filtered.busy:
+                await filtered.settled()
+            pending = self._done(route, exchange)
+            if pending is not None:
+                await pending
 
     async def _run(self, route: Route, exchange: Exchange, client: FilteredClient) -> None:
         exchange.upstream_headers = forwardable_request_headers(exchange.headers)
@@ -123,20 +128,40 @@ class ChainRunner:
             exchange.outcome = "denied" if rejection.status in (401, 403) else "refused"
         exchange.reason = exchange.reason or rejection.reason
         if client.head_sent:
-            client.abort(rejection.reason)
+            client.fail(rejection.status, rejection.message, Headers(rejection.headers),
+                        reason=rejection.reason)
             return
         body = route.error_body(rejection.status, rejection.message)
         client.reply(Reply(rejection.status, body, headers=rejection.headers))
 
-    async def _done(self, route: Route, exchange: Exchange) -> None:
-        for step in route.hooks.done:
+    def _done(self, route: Route, exchange: Exchange) -> Deferred[None] | None:
+        """Run every ``done`` hook; a Deferred only when one of them answers later."""
+        for index, step in enumerate(route.hooks.done):
+            try:
+                result = step.done(exchange)
+            except Exception:
+                self._done_failed(step, exchange)
+                continue
+            if result is not None and inspect.isawaitable(result):
+                return ensureDeferred(self._done_later(result, route.hooks.done[index + 1:],
+                                                       step, exchange))
+        return None
+
+    async def _done_later(self, pending: Any, rest: tuple[Any, ...], step: Any,
+                          exchange: Exchange) -> None:
+        try:
+            await pending
+        except Exception:
+            self._done_failed(step, exchange)
+        for step in rest:
             try:
                 result = step.done(exchange)
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                self.log.failure(
-                    "Filter {filter} failed at the end of request {request_id}",
-                    filter=step.name,
-                    request_id=exchange.request_id,
-                )
+                self._done_failed(step, exchange)
+
+    def _done_failed(self, step: Any, exchange: Exchange) -> None:
+        self.log.failure("Filter {filter} failed at the end of request {request_id}",
+                         filter=getattr(step, "name", type(step).__name__),
+                         request_id=exchange.request_id)

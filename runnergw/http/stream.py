@@ -150,11 +150,12 @@ class ClientStream:
 
     def resume_body(self) -> None:
         if self.reading_body():
-            self._arm_read_timer()
             self._rate.start()
+            self._arm_read_timer()
         self.protocol.set_paused("upstream", False)
 
     def _arm_read_timer(self) -> None:
+        """The body is not complete: wait for more, within the idle and rate limits."""
         timer = self._read_timer
         if timer is not None and timer.active():
             timer.reset(self.protocol.timeouts.read)
@@ -162,6 +163,7 @@ class ClientStream:
             self._read_timer = self.protocol.clock.callLater(
                 self.protocol.timeouts.read, self._read_timed_out
             )
+        self._rate.waiting()
 
     def _cancel_read_timer(self) -> None:
         if self._read_timer is not None and self._read_timer.active():

@@ -35,7 +35,8 @@ class BodyRateWatch:
     ``rate`` per second at every moment.
 
     Rather than a heartbeat, one timer is set for the reading time at which the average would
-    fall to the minimum (``received / rate``, at least ``grace``); each arriving piece moves it.
+    fall to the minimum (``received / rate``, at least ``grace``), whenever the gateway waits
+    for more of the body; each arriving piece moves it.
     The idle read timeout alone cannot do this: a byte every second keeps restarting it.
     """
 
@@ -57,11 +58,14 @@ class BodyRateWatch:
         if self._rate <= 0 or self._since is not None:
             return
         self._since = self._clock.seconds()
-        self._arm()
 
     def received(self, count: int) -> None:
         """``count`` more body bytes arrived (framing included: the client sent them too)."""
         self._received += count
+
+    def waiting(self) -> None:
+        """The body is not complete and the gateway waits for more: the timer is set (or
+        moved) only now, so a body that came whole with its head costs no timer at all."""
         if self._since is not None:
             self._arm()
 

@@ -31,10 +31,12 @@ class BodyRateWatchTests(SynchronousTestCase):
             if self.fired:
                 return
             watch.received(per_second // 2)
+            watch.waiting()
 
     def test_slow_body_refused_at_the_end_of_grace(self) -> None:
         """A body well below the rate is refused exactly when the grace period ends."""
         self.watch.start()
+        self.watch.waiting()
         self.trickle(self.watch, 4.5, 2)
         self.assertEqual(self.fired, [])
         self.clock.advance(0.5)
@@ -43,6 +45,7 @@ class BodyRateWatchTests(SynchronousTestCase):
     def test_fast_body_never_refused(self) -> None:
         """A body at twice the rate is never refused, however long it takes."""
         self.watch.start()
+        self.watch.waiting()
         self.trickle(self.watch, 120, 480)
         self.assertEqual(self.fired, [])
         self.watch.stop()
@@ -52,7 +55,9 @@ class BodyRateWatchTests(SynchronousTestCase):
     def test_burst_then_silence(self) -> None:
         """A burst buys time in proportion: 2400 bytes last until ten seconds, then 408."""
         self.watch.start()
+        self.watch.waiting()
         self.watch.received(2400)
+        self.watch.waiting()
         self.clock.advance(9.75)
         self.assertEqual(self.fired, [])
         self.clock.advance(0.25)
@@ -61,6 +66,7 @@ class BodyRateWatchTests(SynchronousTestCase):
     def test_average_falls_below_after_grace(self) -> None:
         """A body that slows down after the grace period is refused once its average is low."""
         self.watch.start()
+        self.watch.waiting()
         self.trickle(self.watch, 10, 480)
         # 4800 bytes in 10 s: the average reaches 240 bytes per second at 20 s.
         self.clock.advance(9.75)
@@ -71,12 +77,15 @@ class BodyRateWatchTests(SynchronousTestCase):
     def test_pause_not_counted(self) -> None:
         """Time while the gateway paused reading is not the client's."""
         self.watch.start()
+        self.watch.waiting()
         self.watch.received(1440)
+        self.watch.waiting()
         self.clock.advance(1.0)
         self.watch.pause()
         self.clock.advance(100.0)
         self.assertEqual(self.fired, [])
         self.watch.start()
+        self.watch.waiting()
         # 1440 bytes last six seconds of reading time, one of which was before the pause.
         self.clock.advance(4.75)
         self.assertEqual(self.fired, [])
@@ -86,10 +95,13 @@ class BodyRateWatchTests(SynchronousTestCase):
     def test_bytes_during_pause_count(self) -> None:
         """Bytes that arrive while paused (already in flight) still count for the client."""
         self.watch.start()
+        self.watch.waiting()
         self.watch.pause()
         self.watch.received(2400)
+        self.watch.waiting()
         self.clock.advance(50.0)
         self.watch.start()
+        self.watch.waiting()
         self.clock.advance(9.75)
         self.assertEqual(self.fired, [])
         self.clock.advance(0.25)
@@ -98,7 +110,9 @@ class BodyRateWatchTests(SynchronousTestCase):
     def test_stopped_watch_never_fires(self) -> None:
         """Once the body is complete the watch is silent."""
         self.watch.start()
+        self.watch.waiting()
         self.watch.received(10)
+        self.watch.waiting()
         self.watch.stop()
         self.clock.advance(100.0)
         self.assertEqual(self.fired, [])
@@ -107,6 +121,7 @@ class BodyRateWatchTests(SynchronousTestCase):
         """A rate of 0 disables the check: the slowest body is never refused by it."""
         watch = self.make(0.0, 5.0)
         watch.start()
+        watch.waiting()
         self.trickle(watch, 60, 0)
         self.assertEqual(self.fired, [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -115,7 +130,15 @@ class BodyRateWatchTests(SynchronousTestCase):
         """A longer grace period delays the first check."""
         watch = self.make(240.0, 30.0)
         watch.start()
+        watch.waiting()
         self.trickle(watch, 29.5, 2)
         self.assertEqual(self.fired, [])
         self.clock.advance(0.5)
         self.assertEqual(self.fired, [30.0])
+
+    def test_body_whole_at_once_costs_no_timer(self) -> None:
+        """A body that came whole with its head is read without setting any timer."""
+        self.watch.start()
+        self.watch.received(2)
+        self.watch.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])

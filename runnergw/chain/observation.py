@@ -1,0 +1,230 @@
+"""An answer on its way through the filters that observe it.
+
+Chosen by the answer's media type once its head is in: NDJSON lines and SSE events pass the
+``response_line`` hooks one by one (the answer then goes on chunked, as a hook may change a
+line's length); a JSON answer is held whole, within a bound, for ``response_body`` (its head
+waits for it, and carries the new length); anything else passes ``response_chunk`` per write.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from runnergw.chain.exchange import EndStream, Exchange
+from runnergw.chain.framing import EventFramer, FramingError, LineFramer, framing_of
+from runnergw.chain.hookcalls import pass_through
+from runnergw.http.headers import Headers
+
+if TYPE_CHECKING:
+    from runnergw.http.interfaces import IClientStream
+
+__all__ = ["ObservedAnswer", "Unobservable", "observe"]
+
+_NO_BODY = frozenset({204, 304})
+_HOOK_OF_FRAMING = {"ndjson": "response_line", "sse": "response_line",
+                    "json": "response_body", "bytes": "response_chunk"}
+
+Pending = Deferred[Any] | None
+"""What a step returns: None when done, a Deferred when a hook answers later."""
+
+
+class Unobservable(Exception):
+    """An answer the observing filters cannot be shown whole (too long, encoded): a 502."""
+
+
+class AnswerOwner(Protocol):
+    """What an observed answer needs of the client stream it belongs to."""
+
+    client: IClientStream
+    gone: bool
+
+    def end_stream(self, stop: EndStream) -> None:
+        """A filter ended the answer."""
+
+    def put_first(self, step: Any, argument: Any) -> None:
+        """Run ``step(argument)`` before what already waits (the queue is held)."""
+
+    def put_last(self, step: Any, argument: Any) -> None:
+        """Run ``step(argument)`` after what already waits."""
+
+
+def _in_response_order(observers: list[Any], filters: tuple[Any, ...]) -> list[Any]:
+    """As every response hook, the filter nearest the terminal first (objects that are no
+    filter of the route after them, as they asked)."""
+    rank = {id(step): index for index, step in enumerate(filters)}
+    return sorted(observers, key=lambda o: rank.get(id(o), -1), reverse=True)
+
+
+def observe(owner: AnswerOwner, exchange: Exchange, filters: tuple[Any, ...],
+            length: int | None) -> ObservedAnswer | None:
+    """The observed answer the head in ``exchange`` starts, or None when no filter observes
+    it (its head is then to be sent as it is).
+
+    Raises:
+        Unobservable: the observers cannot be shown this answer.
+    """
+    status, headers = exchange.status, exchange.response_headers
+    observers = exchange.response_observers
+    if (not observers or exchange.method == "HEAD" or status < 200 or status in _NO_BODY):
+        return None
+    if (headers.get("content-encoding") or "identity").lower() != "identity":
+        raise Unobservable("the runner's answer is content-encoded")
+    framing = framing_of(headers.get("content-type"))
+    observers = _in_response_order(observers, filters)
+    hook_name = _HOOK_OF_FRAMING[framing]
+    hooks = [getattr(o, hook_name) for o in observers if callable(getattr(o, hook_name, None))]
+    if framing == "json" and not hooks:
+        framing = "bytes"
+        hooks = [o.response_chunk for o in observers
+                 if callable(getattr(o, "response_chunk", None))]
+    if not hooks:
+        return None
+    limit = exchange.response_body_limit
+    if framing == "json" and length is not None and length > limit:
+        raise Unobservable(f"the runner's answer is larger than {limit} bytes")
+    exchange.response_framing = framing
+    return ObservedAnswer(owner, exchange, hooks, framing, limit)
+
+
+class ObservedAnswer:
+    """Passes an answer's units through its observers' hooks, keeping their order."""
+
+    def __init__(self, owner: AnswerOwner, exchange: Exchange, hooks: list[Any],
+                 framing: str, limit: int) -> None:
+        self.owner = owner
+        self.exchange = exchange
+        self.hooks = hooks
+        self.framing = framing
+        self.limit = limit
+        self.framer: LineFramer | EventFramer | None = (
+            LineFramer(limit) if framing == "ndjson"
+            else EventFramer(limit) if framing == "sse" else None)
+        self._whole: list[bytes] | None = [] if framing == "json" else None
+        self._whole_size = 0
+
+    @property
+    def holds_head(self) -> bool:
+        """True for a whole JSON answer: its head is sent with the body, once it is in."""
+        return self.framing == "json"
+
+    def start(self) -> None:
+        """Send the head, unless it waits for the whole body."""
+        if not self.holds_head:
+            # What the hooks write may differ in length: the answer is sent chunked.
+            self.owner.client.send_head(self.exchange.status, self.exchange.response_headers,
+                                        None)
+
+    def write(self, data: bytes) -> Pending:
+        """Pass ``data`` (as it came) through the observers."""
+        if self.owner.gone:
+            return None
+        if self._whole is not None:
+            self._whole_size += len(data)
+            if self._whole_size > self.limit:
+                raise Unobservable(f"the runner's answer is larger than {self.limit} bytes")
+            self._whole.append(data)
+            return None
+        if self.framer is None:
+            return self._pass_units([(data, b"")])
+        try:
+            units = self.framer.feed(data)
+        except FramingError as e:
+            raise Unobservable(str(e)) from None
+        return self._pass_units(units)
+
+    def finish(self, _: object = None) -> Pending:
+        """The answer is complete: pass what is left, then finish it."""
+        if self.owner.gone:
+            return None
+        if self._whole is not None:
+            return self._finish_whole()
+        if self.framer is not None:
+            pending = self._pass_units(self.framer.flush())
+            if pending is not None:
+                return pending.addCallback(lambda _: self.owner.put_last(self.finish, None))
+        if not self.owner.gone:
+            self.owner.client.finish()
+        return None
+
+    # Units: lines, events, chunks
+
+    def _pass_units(self, units: list[tuple[bytes, bytes]]) -> Pending:
+        out: list[bytes] = []
+        for index, (unit, end) in enumerate(units):
+            pending = self._pass_unit(unit, end, out)
+            if self.owner.gone:
+                return None
+            if pending is not None:
+                self._flush(out)
+                rest = units[index + 1:]
+                if rest:
+                    # Runs while the queue is held: these go first, before what came since.
+                    pending.addCallback(lambda _, rest=rest: self.owner.put_first(
+                        self._pass_units, rest))
+                return pending
+        self._flush(out)
+        return None
+
+    def _pass_unit(self, unit: bytes, end: bytes, out: list[bytes]) -> Pending:
+        if self.framer is not None and not unit.strip():
+            # A blank line between NDJSON lines or SSE events: relayed, shown to no hook.
+            # (Every chunk of other answers is shown, however blank.)
+            out.append(unit + end)
+            return None
+        try:
+            result = pass_through(self.hooks, self.exchange, unit)
+        except EndStream as stop:
+            self._flush(out)
+            self.owner.end_stream(stop)
+            return None
+        if isinstance(result, Deferred):
+            return result.addCallbacks(self._unit_ready, self._unit_failed,
+                                       callbackArgs=(end,))
+        if result:
+            out.append(result + end)
+        return None
+
+    def _unit_ready(self, unit: bytes, end: bytes) -> None:
+        if unit and not self.owner.gone:
+            self.owner.client.write(unit + end)
+
+    def _unit_failed(self, failure: Failure) -> Failure | None:
+        if failure.check(EndStream):
+            self.owner.end_stream(failure.value)
+            return None
+        return failure
+
+    def _flush(self, out: list[bytes]) -> None:
+        if out:
+            self.owner.client.write(b"".join(out))
+            out.clear()
+
+    # A whole JSON answer
+
+    def _finish_whole(self) -> Pending:
+        body = b"".join(self._whole or ())
+        self._whole = None
+        try:
+            result = pass_through(self.hooks, self.exchange, body)
+        except EndStream as stop:
+            result = stop.final
+        if isinstance(result, Deferred):
+            return result.addCallbacks(self._send_whole, self._whole_failed)
+        self._send_whole(result)
+        return None
+
+    def _whole_failed(self, failure: Failure) -> Failure | None:
+        if failure.check(EndStream):
+            self._send_whole(failure.value.final)
+            return None
+        return failure
+
+    def _send_whole(self, body: bytes) -> None:
+        client = self.owner.client
+        headers: Headers = self.exchange.response_headers
+        client.send_head(self.exchange.status, headers, len(body))
+        client.write(body)
+        client.finish()
