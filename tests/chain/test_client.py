@@ -12,11 +12,14 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
+from runnergw.chain.route import Route, Router
+from runnergw.chain.runner import ChainRunner
+from runnergw.http.headers import Headers
 from runnergw.testing import Answer, FilterRun, RecordingClient, make_exchange, run_filters
 
 __all__ = ["EndStreamTests", "EventTests", "FailingHookTests", "HeadHookTests",
            "LineTests", "ObserverOrderTests", "PendingHookTests", "UnobservedTests",
-           "WholeBodyTests", "ChunkTests"]
+           "WholeBodyTests", "ChunkTests", "HeldHeadFailureTests"]
 
 _NDJSON = (("Content-Type", "application/x-ndjson"),)
 _SSE = (("Content-Type", "text/event-stream; charset=utf-8"),)
@@ -602,3 +605,45 @@ class ObserverOrderTests(_ClientTestCase):
         inner = _LineObserver(lambda line: b"", name="inner")
         run = self.serve([outer, inner], Answer.ndjson({"n": 1}))
         self.assertEqual((run.body, outer.seen), (b"", []))
+
+
+class _FailingAfterHead:
+    """A terminal whose runner gives a JSON head, then fails before the body is whole."""
+
+    def __init__(self, failure: Exception) -> None:
+        self.failure = failure
+
+    def handle(self, exchange: Exchange, client: Any) -> None:
+        client.send_head(200, Headers(_JSON), 10)
+        client.write(b'{"mod')
+        raise self.failure
+
+    def stop(self) -> Deferred[None]:
+        return Deferred()
+
+
+class HeldHeadFailureTests(SynchronousTestCase):
+    """A head held for a whole-body observer has not reached the client: an error still can."""
+
+    def run_failing(self, failure: Exception) -> RecordingClient:
+        exchange = make_exchange("GET", "/api/tags", request_id="req-9")
+        client = RecordingClient()
+        route = Route("test", (), (_BodyObserver(),), _FailingAfterHead(failure))
+        runner = ChainRunner(Router([route], Route("", (), (), None)))
+        self.successResultOf(runner.serve(exchange, client))
+        return client
+
+    def test_refusal_after_held_head_is_answered(self) -> None:
+        """A runner refusal after a held head gives the client the refusal, not a reset."""
+        client = self.run_failing(Reject(502, "runner local closed the connection"))
+        self.assertEqual((client.status, json.loads(client.body)),
+                         (502, {"error": "runner local closed the connection"}))
+        self.assertIsNone(client.aborted)
+        self.assertTrue(client.finished)
+
+    def test_bug_after_held_head_is_a_500(self) -> None:
+        """A terminal bug after a held head is a 500 naming the request, not a reset."""
+        client = self.run_failing(ValueError("bug"))
+        self.assertEqual((client.status, json.loads(client.body)),
+                         (500, {"error": "internal error (request req-9)"}))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
