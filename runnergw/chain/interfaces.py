@@ -18,7 +18,9 @@ class IFilter(Interface):
     ``request_headers(exchange)``
         The request head is in; no body byte has been read (token and role checks). Call
         ``exchange.collect_body(max_size)`` to have the whole body before the terminal, and
-        ``exchange.observe_response(self)`` to see the answer as it is relayed.
+        ``exchange.observe_response(self)`` to see the answer as it is relayed (ask here: the
+        runner is then asked for an answer without content coding; an encoded answer cannot
+        be observed and is a 502).
     ``request_body(exchange)``
         The whole body is in, before the terminal acts on it: ``exchange.request_body``
         (collected because a filter asked; a hook may replace it, and the terminal sends the

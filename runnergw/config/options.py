@@ -118,9 +118,10 @@ def _read_typed(section: MapReader, key: str, kind: Any, setting: str | None) ->
     if kind is bool:
         return section.boolean(key, False)
     if kind is int:
-        return section.integer(key, 0)
+        # Bounds are the options class's to set (a validator); settings only check the type.
+        return section.integer(key, 0, minimum=-(2**63))
     if kind is float:
-        return section.number(key, 0.0)
+        return section.number(key, 0.0, minimum=float("-inf"))
     if origin is typing.Literal:
         return _choice(section, key, arguments)
     if origin in (tuple, list, collections.abc.Sequence) and arguments[:1] == (str,):

@@ -163,6 +163,14 @@ maxUpload: 64MiB
             window=_Window(2, "hour"), timeout=90.0, max_upload=64 << 20))
         self.assertIsInstance(options.names, list)
 
+    def test_negative_numbers(self) -> None:
+        """Settings check a number's type only: its bounds are the options class's own."""
+        options = self.read(_Every, "name: gamma\ncount: -2\n")
+        self.assertEqual(self.errors(), [])
+        self.assertEqual(options.count, -2)
+        self.assertIsNone(self.read(_Every, "name: gamma\nratio: -0.5\n"))
+        self.assertEqual(len(self.errors()), 1)
+
     def test_defaults(self) -> None:
         """Fields left out keep their defaults."""
         self.assertEqual(self.read(_Every, "name: beta\n"), _Every(name="beta"))
