@@ -11,7 +11,9 @@ __all__ = ["BodyDecoder", "ChunkedDecoder", "FixedLengthDecoder"]
 
 _MAX_CHUNK_LINE = 1024
 _MAX_TRAILERS = 16384
-_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+"""A chunk size, then its extensions. No blank after the size: RFC 9112 forbids one before
+the line end and Go's parser one before ``;``, so either could frame the body otherwise."""
 """Hex digits only (no sign, prefix, underscore or leading space), then optional extensions
 without control characters; ``int()`` alone would accept far more."""
 _TRAILER_FIELD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*")

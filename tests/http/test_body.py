@@ -77,9 +77,16 @@ class ChunkedTests(SynchronousTestCase):
 
     def test_extensions_and_trailers(self) -> None:
         """Chunk extensions and trailer fields are read and discarded."""
-        body, after = self.decode(b"3;name=value\r\nabc\r\n3 ; x\r\ndef\r\n0;end\r\n"
+        body, after = self.decode(b"3;name=value\r\nabc\r\n3; x\r\ndef\r\n0;end\r\n"
                                   b"X-Trailer: 1\r\nX-Other: 2\r\n\r\n")
         self.assertEqual((body, after), (b"abcdef", b""))
+
+    def test_blank_after_the_size_refused(self) -> None:
+        """A blank after a chunk size (``5 `` or ``5 ;x``) is refused: RFC 9112 forbids the
+        first, Go's parser the second, and a proxy could frame such a body otherwise."""
+        for line in (b"3 \r\n", b"3 ;x\r\n", b"3\t;x\r\n"):
+            with self.subTest(line=line):
+                self.assertRaises(BadRequest, ChunkedDecoder().feed, line + b"abc\r\n0\r\n\r\n")
 
     def test_empty_body(self) -> None:
         """``0\\r\\n\\r\\n`` is an empty body."""

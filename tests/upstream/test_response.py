@@ -219,7 +219,7 @@ class BodyFramingTests(SynchronousTestCase):
 
     def test_chunked_body_split_anywhere(self) -> None:
         """Chunk sizes, extensions, data and trailers may be cut at any byte."""
-        wire = (b"5\r\nhello\r\n7;name=value\r\n, world\r\n1 ; a=\"q;uoted\"\r\n!\r\n"
+        wire = (b"5\r\nhello\r\n7;name=value\r\n, world\r\n1; a=\"q;uoted\"\r\n!\r\n"
                 b"A\r\n0123456789\r\n0\r\nX-Trailer: yes\r\nX-Other:\t2\r\n\r\nleftover")
         for pieces in splits(wire):
             decoder = self.decoder(b"Transfer-Encoding: chunked")
