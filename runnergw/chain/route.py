@@ -104,3 +104,13 @@ class Router:
             if tuple(decoded[:size]) == route.prefix:
                 return route, "/" + "/".join(raw[size:])
         raise Reject(404, "no runner serves this path")
+
+    def shape_for(self, path: str) -> Route:
+        """The route whose error shape answers a path refused before it could be matched: the
+        one its plain leading segments name, as written, else the fallback."""
+        segments = path.split("/")[1:]
+        for route in self.routes:
+            size = len(route.prefix)
+            if tuple(segments[:size]) == route.prefix:
+                return route
+        return self.fallback

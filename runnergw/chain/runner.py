@@ -51,6 +51,10 @@ class ChainRunner:
             client.policy = route.policy
             await self._run(route, exchange, filtered)
         except Reject as rejection:
+            if exchange.route is None:
+                # Refused before a route was matched (a malformed path): answered in the
+                # shape of the route the path plainly names, if any.
+                route = filtered.route = self.router.shape_for(exchange.path)
             self._refuse(route, exchange, filtered, rejection)
         except Exception:
             self.log.failure(

@@ -168,3 +168,17 @@ class ErrorBodyTests(SynchronousTestCase):
     def test_detail_shape(self) -> None:
         """FastAPI-style clients read ``{"detail": …}``."""
         self.assertEqual(json.loads(error_body_detail(404, "nope")), {"detail": "nope"})
+
+
+class ErrorShapeTests(SynchronousTestCase):
+    """A path refused before matching is answered in the shape of the route it names."""
+
+    def test_named_route_gives_its_shape(self) -> None:
+        """``/text-stats/%zz`` is refused in the pipeline route's shape, not the fallback's."""
+        pipeline = Route("text-stats", ("text-stats",), (), None, error_body=error_body_detail)
+        runner = Route("ollama", ("ollama",), (), None)
+        fallback = Route("", (), (), None)
+        router = Router([pipeline, runner], fallback)
+        self.assertIs(router.shape_for("/text-stats/%zz"), pipeline)
+        self.assertIs(router.shape_for("/ollama/api/..;x"), runner)
+        self.assertIs(router.shape_for("/other/%zz"), fallback)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
+from runnergw.testing import RecordingClient as TestingClient
+from runnergw.testing import make_exchange
 from tests.helpers.client_stream import RecordingClient
 from tests.http.support import token_verifier
 
@@ -418,3 +421,19 @@ class FilterInterfaceTests(SynchronousTestCase):
         exchange.identity = Identity(subject="alice", role=None)
         RoleFilter().request_headers(exchange)
         self.assertEqual(exchange.identity.role, "user")
+
+
+class MalformedPathShapeTests(SynchronousTestCase):
+    """A malformed path under a pipeline prefix is refused in FastAPI's shape."""
+
+    def test_refused_in_the_named_routes_shape(self) -> None:
+        """``/text-stats/%zz`` on a node serving both kinds answers 400 ``{"detail": …}``."""
+        pipeline = Route("text-stats", ("text-stats",), (), _Terminal([]),
+                         error_body=error_body_detail)
+        runner = ChainRunner(Router([pipeline, Route("ollama", ("ollama",), (), _Terminal([]))],
+                                    Route("", (), (), None)))
+        client = TestingClient()
+        exchange = make_exchange("POST", "/text-stats/%zz")
+        self.successResultOf(runner.serve(exchange, client))
+        self.assertEqual((client.status, json.loads(client.body)),
+                         (400, {"detail": "malformed percent-escape in the path"}))
