@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from runnergw.audit_log import AuditLog
 
-__all__ = ["AuditFileTests", "AuditStdoutTests"]
+__all__ = ["AuditFileTests", "AuditStdoutTests", "AuditWriteFailureTests"]
 
 
 def _lines(path: Path) -> list[Any]:
@@ -127,3 +128,47 @@ class AuditStdoutTests(SynchronousTestCase):
         audit_log.close()
         self.assertEqual(self.stdout.getvalue(), "")
         self.assertEqual(set(os.listdir(".")), here)
+
+
+class AuditWriteFailureTests(SynchronousTestCase):
+    """A trail that cannot be written to (a full disk) takes neither requests nor the
+    gateway's stop down with it."""
+
+    def setUp(self) -> None:
+        if not os.path.exists("/dev/full"):
+            raise SkipTest("no /dev/full on this system")
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.audit_log = AuditLog("/dev/full")
+
+    def failures(self) -> list[dict[str, Any]]:
+        return [event for event in self.events if "log_failure" in event]
+
+    def test_failed_write_is_logged_not_raised(self) -> None:
+        """A record that cannot be written is logged with the file; the request that wrote
+        it is not failed."""
+        self.audit_log.write({"n": 1})
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        [event] = self.failures()
+        self.assertEqual(event["path"], "/dev/full")
+        self.audit_log.close()
+        self.flushLoggedErrors(OSError)
+
+    def test_close_after_a_failed_write(self) -> None:
+        """The gateway stops cleanly after the disk was full: closing the trail logs the
+        record it could not write instead of raising."""
+        self.audit_log.write({"n": 1})
+        self.audit_log.close()
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 2)
+        self.audit_log.write({"n": 2})
+        self.audit_log.close()
+        self.assertEqual(len(self.failures()), 2)
+
+    def test_reopen_after_a_failed_write(self) -> None:
+        """SIGHUP after the disk was full opens the file again without raising: the trail
+        goes on in the new file."""
+        self.audit_log.write({"n": 1})
+        self.audit_log.reopen()
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 2)
+        self.audit_log.close()
