@@ -10,9 +10,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from runnergw.chain.client import FilteredClient
-from runnergw.chain.route import Route
+from runnergw.chain.route import Route, Router
+from runnergw.chain.runner import ChainRunner
 from runnergw.http.interfaces import (
     IClientStream,
+    IRequestHandler,
     MessageRecord,
     StreamPolicy,
     StreamRecord,
@@ -23,7 +25,8 @@ from runnergw.testing import RecordingClient, make_exchange
 from tests.helpers import client_stream
 from tests.http.support import ServerTestCase
 
-__all__ = ["ClientStreamInterfaceTests", "RecordTests", "StreamPolicyTests"]
+__all__ = ["ClientStreamInterfaceTests", "RecordTests", "RequestHandlerTests",
+           "StreamPolicyTests"]
 
 
 class ClientStreamInterfaceTests(ServerTestCase):
@@ -53,6 +56,16 @@ class ClientStreamInterfaceTests(ServerTestCase):
         clients a terminal could be given."""
         self.assertTrue(verifyObject(IClientStream, RecordingClient()))
         self.assertTrue(verifyObject(IClientStream, client_stream.RecordingClient()))
+
+
+class RequestHandlerTests(SynchronousTestCase):
+    """``IRequestHandler``: what the server hands each request to."""
+
+    def test_chain_runner(self) -> None:
+        """The chain runner the gateway's server is built with declares and provides the
+        interface the server expects."""
+        runner = ChainRunner(Router([], Route("", (), (), None)))
+        self.assertTrue(verifyObject(IRequestHandler, runner))
 
 
 class StreamPolicyTests(SynchronousTestCase):
