@@ -154,18 +154,6 @@ class LoadSettingsTests(SynchronousTestCase):
             "  - host: 127.0.0.1:2\n    path: ollama\n")
         self.assertEqual(len(errors), 2)
 
-    def test_invalid_yaml_names_the_line(self) -> None:
-        """Broken YAML is reported with its line."""
-        errors = self.errors("server:\n  address: [unclosed\nrunners: []\n")
-        self.assertEqual(len(errors), 1)
-        self.assertIn("invalid YAML", errors[0])
-        self.assertRegex(errors[0], r"settings\.yaml:\d+: ")
-
-    def test_duplicate_keys_refused(self) -> None:
-        """A key written twice in one mapping is an error (YAML would keep the last silently)."""
-        errors = self.errors(_GOOD + "logging:\n  level: info\n")
-        self.assertIn("duplicate key", errors[0])
-
     def test_missing_file(self) -> None:
         """A missing settings file is one clear error naming it."""
         with self.assertRaises(ConfigErrors) as caught:
