@@ -130,6 +130,14 @@ class ModelSettingsTests(SynchronousTestCase):
             "see the settings reference)"])
 
 
+    def test_bad_default_told_once(self) -> None:
+        """A zero timeout in the section's defaults is told once, where it is written; the
+        models that inherit it are not blamed for a key they do not have."""
+        _, errors = self.read("  timeout: 0s\n  models:\n    a:\n      concurrency: 2\n")
+        self.assertEqual(errors, ["settings.yaml:3: pipelines.timeout: must be longer than "
+                                  "zero"])
+
+
 class PipelineEnvironmentTests(SynchronousTestCase):
     """Variables the operator adds to every job's environment."""
 
