@@ -7,6 +7,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from runnergw.chain.exchange import Reject
+from runnergw.chain.route import Route, Router
 from runnergw.config.errors import ConfigErrors
 from runnergw.config.filters import filter_names
 from runnergw.config.load import load_settings
@@ -114,6 +116,23 @@ class RunnerPrefixTests(SynchronousTestCase):
         (runner,), errors = _read(self, "runners:\n  - host: 127.0.0.1:1\n    path: /a/b/\n")
         self.assertEqual((runner.path, runner.prefix_segments, errors),
                          ("/a/b", ("a", "b"), []))
+
+    def test_escaped_prefix_matched_decoded(self) -> None:
+        """A prefix written with percent-escapes serves the paths clients send with the same
+        escapes (routes match decoded segments)."""
+        (runner,), errors = _read(self, "runners:\n  - host: 127.0.0.1:1\n"
+                                        "    path: /caf%C3%A9/v%201\n")
+        self.assertEqual((runner.prefix_segments, errors), (("café", "v 1"), []))
+        router = Router([Route("r", runner.prefix_segments, (), None)], Route("", (), (), None))
+        self.assertEqual(router.match("/caf%C3%A9/v%201/api/tags")[1], "/api/tags")
+        self.assertRaises(Reject, router.match, "/caf%25C3%25A9/v%25201/api/tags")
+
+    def test_one_prefix_spelt_two_ways(self) -> None:
+        """``/a`` and ``/%61`` are one prefix: the second runner is refused at its line."""
+        errors = self.errors("runners:\n  - host: 127.0.0.1:1\n    path: /a\n"
+                             "  - host: 127.0.0.1:2\n    path: /%61\n")
+        self.assertEqual(errors, ['settings.yaml:5: runners[1].path: "/%61" is already the '
+                                  'prefix of runners[0]'])
 
     def test_escape_attempts_located(self) -> None:
         """Empty, dot and encoded-slash segments are named with the prefix."""
