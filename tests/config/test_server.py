@@ -1,20 +1,19 @@
 """The ``server`` section: where the gateway listens, its TLS files, its timeouts and the
-front door's limits (the minimum request body data rate reaches the HTTP server)."""
+front door's limits."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.config.errors import ConfigErrors
 from runnergw.config.load import load_settings
 from runnergw.config.reader import ListenAddress
 from runnergw.config.server import ServerSettings
-from tests.helpers.gateway import start_gateway
 from tests.helpers.settings_text import read_text
 
-__all__ = ["BodyDataRateSettingsTests", "BodyDataRateWiringTests", "ServerSettingsTests"]
+__all__ = ["BodyDataRateSettingsTests", "ServerSettingsTests"]
 
 _RUNNERS = "runners:\n  - host: 127.0.0.1:11434\n    path: /ollama\n"
 
@@ -162,18 +161,3 @@ class BodyDataRateSettingsTests(SynchronousTestCase):
         self.assertIn("server.minRequestBodyDataRateGrace: expected a duration", errors)
         self.assertIn("server.minRequestBodyDataRate: expected at least 0",
                       self.errors("  minRequestBodyDataRate: -1\n"))
-
-
-class BodyDataRateWiringTests(TestCase):
-    """The settings reach the gateway's HTTP server."""
-
-    timeout = 10
-
-    def test_server_uses_the_settings(self) -> None:
-        """A started gateway enforces the configured rate and grace."""
-        gateway = start_gateway(self, [{"host": "127.0.0.1:1", "path": "/a"}], tls=False,
-                                server={"minRequestBodyDataRate": 1000,
-                                        "minRequestBodyDataRateGrace": "12s"})
-        timeouts = gateway.service.factory.timeouts
-        self.assertEqual((timeouts.min_body_data_rate, timeouts.min_body_data_rate_grace),
-                         (1000, 12.0))
