@@ -155,6 +155,17 @@ class RunFiltersTests(SynchronousTestCase):
         self.assertEqual(list(run.json()), ["detail"])
         self.assertFalse(run.terminal.called)
 
+    def test_client_leaving_midway(self) -> None:
+        """A client that leaves during its body is no failure of the gateway: the runner
+        got part of the body and answers nobody, as a real one; nothing is logged."""
+        run = self.successResultOf(run_filters(
+            [], make_exchange("POST", body=b"abcdef", leaves_after=2)))
+        self.assertTrue(run.client.gone)
+        self.assertIsNone(run.status)
+        self.assertEqual(run.terminal.received, b"ab")
+        self.assertEqual(run.exchange.outcome, "client_gone")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_given_client(self) -> None:
         """A test keeps its own client to act on it midway; the run waits for the hooks."""
         client = RecordingClient()
