@@ -1,5 +1,6 @@
 """The client a terminal sees: response hooks on every head, hooks that answer later holding
-what follows in order (and the runner paused meanwhile), and hooks that fail."""
+what follows in order (and the runner paused meanwhile), hooks that fail, a collected body
+replayed from memory, and the exchange settled only once nothing waits."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from runnergw.chain.client import FilteredClient
 from runnergw.chain.exchange import Exchange, Reject, Reply
 from runnergw.chain.route import Route, Router
 from runnergw.chain.runner import ChainRunner
@@ -23,7 +25,8 @@ from tests.helpers.observers import (
     streamed,
 )
 
-__all__ = ["FailingHookTests", "HeadHookTests", "HeldHeadFailureTests", "PendingHookTests"]
+__all__ = ["BodyReplayTests", "FailingHookTests", "HeadHookTests", "HeldHeadFailureTests",
+           "PendingHookTests", "SettledTests"]
 
 
 class PendingHookTests(ChainTestCase):
@@ -285,3 +288,94 @@ class HeldHeadFailureTests(SynchronousTestCase):
         self.assertEqual((client.status, json.loads(client.body)),
                          (500, {"error": "internal error (request req-9)"}))
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class _Consumer:
+    """Records what a terminal reading the body would get."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def body_data(self, data: bytes) -> None:
+        self.calls.append(data)
+
+    def body_done(self) -> None:
+        self.calls.append("done")
+
+    def body_failed(self, reason: Exception) -> None:
+        self.calls.append(reason)
+
+
+class BodyReplayTests(SynchronousTestCase):
+    """A body the filters collected, handed to the terminal from memory."""
+
+    def client(self, body: bytes | None) -> tuple[FilteredClient, RecordingClient]:
+        exchange = make_exchange("POST", body=b"from the wire")
+        exchange.request_body = body
+        client = RecordingClient(b"from the wire")
+        return FilteredClient(Route("test", (), (), None), exchange, client), client
+
+    def test_collected_body_replayed(self) -> None:
+        """The terminal gets the body as the filters left it; the client is not read
+        again."""
+        filtered, client = self.client(b"REWRITTEN")
+        consumer = _Consumer()
+        filtered.start_body(consumer)
+        self.assertEqual(consumer.calls, [b"REWRITTEN", "done"])
+        self.assertFalse(client.body_asked)
+
+    def test_emptied_body_replayed(self) -> None:
+        """A body a filter emptied is an empty body, not the one on the wire."""
+        filtered, client = self.client(b"")
+        consumer = _Consumer()
+        filtered.start_body(consumer)
+        self.assertEqual(consumer.calls, ["done"])
+        self.assertFalse(client.body_asked)
+
+    def test_uncollected_body_streamed(self) -> None:
+        """Without collection the terminal reads the client's body itself."""
+        filtered, client = self.client(None)
+        consumer = _Consumer()
+        filtered.start_body(consumer)
+        self.assertEqual(consumer.calls, [b"from the wire", "done"])
+        self.assertTrue(client.body_asked)
+
+    def test_body_replaced_by_text_is_a_500(self) -> None:
+        """A filter leaving text where bytes belong fails closed with a logged 500."""
+
+        class Texting:
+            name = "texting"
+
+            def request_headers(self, exchange: Exchange) -> None:
+                exchange.collect_body(100)
+
+            def request_body(self, exchange: Exchange) -> None:
+                exchange.request_body = "text"  # type: ignore[assignment]
+
+        run = self.successResultOf(run_filters([Texting()], make_exchange("POST", body=b"x")))
+        self.assertEqual(run.status, 500)
+        self.assertFalse(run.terminal.called)
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+
+
+class SettledTests(SynchronousTestCase):
+    """``settled``: the exchange is over only once nothing waits behind a hook."""
+
+    def test_settled_at_once_when_nothing_waits(self) -> None:
+        """Without a pending hook the exchange is settled."""
+        filtered = FilteredClient(Route("test", (), (), None), make_exchange(),
+                                  RecordingClient())
+        self.assertFalse(filtered.busy)
+        self.successResultOf(filtered.settled())
+
+    def test_settled_once_the_pending_hook_is_done(self) -> None:
+        """While a line hook's answer is awaited the exchange is not over, even though the
+        runner is done; it is once the hook answers and the rest is relayed."""
+        pending: Deferred[None] = Deferred()
+        done = run_filters([LineObserver(lambda line: pending)], None,
+                           Answer.ndjson({"n": 1}, {"n": 2}))
+        self.assertNoResult(done)
+        pending.callback(None)
+        run = self.successResultOf(done)
+        self.assertEqual(run.body, b'{"n": 1}\n{"n": 2}\n')
+        self.assertTrue(run.client.finished)
