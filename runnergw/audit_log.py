@@ -37,8 +37,7 @@ class AuditLog:
         descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         stream = os.fdopen(descriptor, "a", encoding="utf-8", buffering=1)
         old, self._stream = self._stream, stream
-        if old is not None and old is not sys.stdout:
-            old.close()
+        self._close(old)
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record (a small write; the stream is line-buffered)."""
@@ -51,6 +50,15 @@ class AuditLog:
 
     def close(self) -> None:
         """Close the file (not stdout)."""
-        if self._stream is not None and self._stream is not sys.stdout:
-            self._stream.close()
-        self._stream = None
+        stream, self._stream = self._stream, None
+        self._close(stream)
+
+    def _close(self, stream: TextIO | None) -> None:
+        """Close a stream we opened; a record a failed write left behind is logged as lost,
+        never raised (the gateway must still stop, or go on in the reopened file)."""
+        if stream is None or stream is sys.stdout:
+            return
+        try:
+            stream.close()
+        except (OSError, ValueError):
+            self.log.failure("Cannot write to the audit trail {path}", path=self.path)

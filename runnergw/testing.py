@@ -222,7 +222,16 @@ class CannedTerminal:
 
         if exchange.has_body:
             client.start_body(_Consumer())
-            await finished
+            try:
+                await finished
+            except ConnectionError:
+                # The client left mid-body: as a runner's terminal does, answer nobody
+                # (the server would record the client as gone).
+                self.received = b"".join(parts)
+                if exchange.outcome == "ok":
+                    exchange.outcome = "client_gone"
+                    exchange.reason = "client disconnected during the body"
+                return
         self.received = b"".join(parts)
         client.when_gone(self._stop)
         answer = self.answer

@@ -1,6 +1,6 @@
 """Which package may import which: model descriptors stand on their own, running jobs knows
 nothing of the terminals nor of how descriptors are read, and the launcher process imports
-the standard library only."""
+the standard library only. Tests mirror the sources: each module has its own test module."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-__all__ = ["LayoutTests"]
+__all__ = ["LayoutTests", "TestMirrorTests"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,3 +82,34 @@ class LayoutTests(SynchronousTestCase):
             "pkg.models.a imports pkg.terminals.z",
             "pkg.models.a imports pkg.terminals.z.Z",
         ])
+
+
+def _untested(root: Path = _ROOT) -> list[str]:
+    """Every module of ``runnergw`` (under ``root``) without ``tests/…/test_<module>.py``."""
+    missing = []
+    for path in sorted((root / "runnergw").rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        relative = path.relative_to(root / "runnergw")
+        expected = Path("tests", *relative.parent.parts, f"test_{relative.name}")
+        if not (root / expected).is_file():
+            missing.append(f"{Path('runnergw', relative)} has no {expected}")
+    return missing
+
+
+class TestMirrorTests(SynchronousTestCase):
+    """A newcomer finds the tests of ``runnergw/x/y.py`` in ``tests/x/test_y.py``."""
+
+    def test_every_module_has_its_test_module(self) -> None:
+        """No module of the package is without a test module of its own."""
+        self.assertEqual(_untested(), [])
+
+    def test_a_module_without_tests_is_seen(self) -> None:
+        """A module whose test module is missing (or elsewhere) is named."""
+        root = Path(self.mktemp())
+        for name in ("runnergw/__init__.py", "runnergw/a.py", "runnergw/sub/b.py",
+                     "runnergw/sub/c.py", "tests/test_a.py", "tests/test_b.py",
+                     "tests/sub/test_c.py"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text("")
+        self.assertEqual(_untested(root), ["runnergw/sub/b.py has no tests/sub/test_b.py"])

@@ -107,8 +107,8 @@ class Router:
 
     def shape_for(self, path: str) -> Route:
         """The route whose error shape answers a path refused before it could be matched: the
-        one its plain leading segments name, as written, else the fallback."""
-        segments = path.split("/")[1:]
+        one its leading segments name (decoded leniently), else the fallback."""
+        segments = [unquote(segment, errors="replace") for segment in path.split("/")[1:]]
         for route in self.routes:
             size = len(route.prefix)
             if tuple(segments[:size]) == route.prefix:

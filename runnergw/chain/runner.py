@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from runnergw.chain.body import BodyCollector, BodyTooLarge
 from runnergw.chain.client import FilteredClient
@@ -14,12 +15,13 @@ from runnergw.chain.exchange import Exchange, Reject, Reply, exchange_for
 from runnergw.chain.hookcalls import call_each
 from runnergw.chain.route import Route, Router
 from runnergw.http.headers import Headers, forwardable_request_headers
-from runnergw.http.interfaces import IClientStream
+from runnergw.http.interfaces import IClientStream, IRequestHandler
 from runnergw.logs import level_gate
 
 __all__ = ["ChainRunner"]
 
 
+@implementer(IRequestHandler)
 class ChainRunner:
     """Hands each exchange to its route's chain, then to the route's terminal.
 

@@ -108,7 +108,8 @@ def _read_model(section: MapReader, base: ModelSettings, finish: bool = False) -
         concurrency=section.integer("concurrency", base.concurrency, 1, 256),
         queue_size=section.integer("queueSize", base.queue_size, 0, 100000),
     )
-    if settings.timeout <= 0:
+    if section.has("timeout") and settings.timeout <= 0:
+        # Only where it is written: a model inheriting a bad default is not told again.
         section.error("timeout", "must be longer than zero")
     if finish:
         section.finish()

@@ -99,8 +99,9 @@ class RunnerSettings:
 
     @property
     def prefix_segments(self) -> tuple[str, ...]:
-        """The prefix split into path segments (``/`` is the empty tuple)."""
-        return tuple(s for s in self.path.split("/") if s)
+        """The prefix split into decoded path segments (``/`` is the empty tuple), as routes
+        match request paths."""
+        return tuple(unquote(s) for s in self.path.split("/") if s)
 
 
 def _check_prefix(section: MapReader, path: str) -> str:
@@ -163,12 +164,13 @@ def _snake(key: str) -> str:
 def read_runners(root: MapReader) -> tuple[RunnerSettings, ...]:
     """Read ``runners[]``, refusing two runners on the same prefix."""
     runners: list[RunnerSettings] = []
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, ...], str] = {}
     for index, section in enumerate(root.sections("runners")):
         runner = _read_runner(section, index)
-        if runner.path in seen:
-            section.error("path", f'"{runner.path}" is already the prefix of {seen[runner.path]}')
+        prefix = runner.prefix_segments  # decoded: "/a" and "/%61" are one prefix
+        if prefix in seen:
+            section.error("path", f'"{runner.path}" is already the prefix of {seen[prefix]}')
             continue
-        seen[runner.path] = section.path
+        seen[prefix] = section.path
         runners.append(runner)
     return tuple(runners)

@@ -9,7 +9,7 @@ class BadRequest(Exception):
     """The client sent something that is not acceptable HTTP; answered, then the connection closes.
 
     Attributes:
-        status: 400, 408, 413, 414, 431, 501 or 505.
+        status: 400, 408, 413, 414, 417, 431, 501 or 505.
         message: a short explanation for the client and the audit trail.
     """
 

@@ -182,3 +182,4 @@ class ErrorShapeTests(SynchronousTestCase):
         self.assertIs(router.shape_for("/text-stats/%zz"), pipeline)
         self.assertIs(router.shape_for("/ollama/api/..;x"), runner)
         self.assertIs(router.shape_for("/other/%zz"), fallback)
+        self.assertIs(router.shape_for("/text%2Dstats/%zz"), pipeline)

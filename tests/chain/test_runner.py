@@ -9,28 +9,18 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
-from zope.interface.verify import verifyObject
 
-from runnergw.audit_log import AuditLog
-from runnergw.chain.exchange import Exchange, Identity, Reject, Reply
-from runnergw.chain.hooks import check_filter
+from runnergw.chain.exchange import Exchange, Reject, Reply
 from runnergw.chain.interfaces import IFilter, ITerminal
 from runnergw.chain.route import Route, Router, error_body_detail
 from runnergw.chain.runner import ChainRunner
-from runnergw.config.runners import RewriteSettings
-from runnergw.filters.audit import AuditFilter
-from runnergw.filters.rewrite import RewriteFilter
-from runnergw.filters.role import RoleFilter
-from runnergw.filters.token import TokenFilter
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
 from runnergw.testing import RecordingClient as TestingClient
 from runnergw.testing import make_exchange
 from tests.helpers.client_stream import RecordingClient
-from tests.http.support import token_verifier
 
-__all__ = ["ChainOrderTests", "EarlyAnswerTests", "FailClosedTests", "FilterInterfaceTests",
-           "RefusalTests", "RoutingTests"]
+__all__ = ["ChainOrderTests", "EarlyAnswerTests", "FailClosedTests", "RefusalTests", "RoutingTests"]
 
 
 @implementer(IFilter)
@@ -393,34 +383,6 @@ class RoutingTests(_GatewayTestCase):
         _, client, done = self.serve(self.gateway(), client=client)
         self.assertIsNone(client.head)
         self.successResultOf(done)
-
-
-class FilterInterfaceTests(SynchronousTestCase):
-    """Every built-in filter provides ``IFilter``."""
-
-    def test_builtin_filters(self) -> None:
-        """token, role, rewrite and audit verify against ``IFilter`` and define only hooks."""
-        audit_log = AuditLog("")
-        self.addCleanup(audit_log.close)
-        for built in (TokenFilter(token_verifier()), RoleFilter(),
-                      RewriteFilter(RewriteSettings()), AuditFilter(audit_log)):
-            with self.subTest(filter=type(built).__name__):
-                self.assertTrue(verifyObject(IFilter, built))
-                check_filter(built)
-                self.assertIsInstance(built.name, str)
-
-    def test_client_stream_fake(self) -> None:
-        """The fake client used here provides ``IClientStream``."""
-        self.assertTrue(verifyObject(IClientStream, RecordingClient()))
-
-    def test_role_filter_needs_identity(self) -> None:
-        """The role filter refuses an exchange the token filter did not authenticate."""
-        exchange = _exchange()
-        error = self.assertRaises(Reject, RoleFilter().request_headers, exchange)
-        self.assertEqual(error.status, 401)
-        exchange.identity = Identity(subject="alice", role=None)
-        RoleFilter().request_headers(exchange)
-        self.assertEqual(exchange.identity.role, "user")
 
 
 class MalformedPathShapeTests(SynchronousTestCase):

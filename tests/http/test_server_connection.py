@@ -16,7 +16,7 @@ from tests.http.support import (
 )
 
 __all__ = ["DisconnectTests", "InternalErrorTests", "KeepAliveTests", "PipeliningTests",
-           "RequestIdTests", "ResponseFramingTests", "UnreadBodyTests"]
+           "RequestIdTests", "UnreadBodyTests"]
 
 _GET = b"GET /api/tags HTTP/1.1\r\nHost: gw\r\n\r\n"
 
@@ -179,82 +179,6 @@ class UnreadBodyTests(ServerTestCase):
         self.clock.advance(0.1)
         self.assertTrue(transport.disconnecting)
         self.assertEqual([r.status for r in parse_responses(transport.value())], [401])
-
-
-class ResponseFramingTests(ServerTestCase):
-    """How response bodies are delimited."""
-
-    def serve(self, request: bytes, status: int, body: bytes, length: int | None | str = "auto",
-              headers: tuple[tuple[str, str], ...] = ()) -> bytes:
-        """Send ``request`` and a pipelined GET; answer the first as told, the second ``ok``."""
-        protocol, transport = self.request(request + _GET)
-        self.gateway.calls[0].respond(status, body, headers, length)
-        self.gateway.calls[1].respond(200, b"next")
-        return transport.value()
-
-    def test_head_has_no_body(self) -> None:
-        """A response to HEAD has its length but no body; the next response follows at once."""
-        data = self.serve(b"HEAD / HTTP/1.1\r\nHost: gw\r\n\r\n", 200, b"hello")
-        head, following = parse_responses(data, ["HEAD", "GET"])
-        self.assertEqual(head.headers.get("content-length"), "5")
-        self.assertNotIn(b"hello", data)
-        self.assertEqual(following.body, b"next")
-
-    def test_head_unknown_length(self) -> None:
-        """A HEAD response of unknown length is neither chunked nor closing."""
-        data = self.serve(b"HEAD / HTTP/1.1\r\nHost: gw\r\n\r\n", 200, b"hello", None)
-        head, following = parse_responses(data, ["HEAD", "GET"])
-        self.assertIsNone(head.headers.get("transfer-encoding"))
-        self.assertIsNone(head.headers.get("connection"))
-        self.assertEqual(following.body, b"next")
-
-    def test_no_content(self) -> None:
-        """204 carries neither a body nor a length, even when one is given."""
-        for length in ("auto", None):
-            with self.subTest(length=length):
-                self.gateway = StubGateway()
-                data = self.serve(_GET, 204, b"oops", length)
-                first, following = parse_responses(data)
-                self.assertEqual(first.status, 204)
-                self.assertIsNone(first.headers.get("content-length"))
-                self.assertIsNone(first.headers.get("transfer-encoding"))
-                self.assertNotIn(b"oops", data)
-                self.assertEqual(following.body, b"next")
-
-    def test_not_modified(self) -> None:
-        """304 carries neither a body nor a length."""
-        data = self.serve(_GET, 304, b"oops")
-        first, following = parse_responses(data)
-        self.assertEqual(first.status, 304)
-        self.assertIsNone(first.headers.get("content-length"))
-        self.assertNotIn(b"oops", data)
-        self.assertEqual(following.body, b"next")
-
-    def test_unknown_length_is_chunked(self) -> None:
-        """An HTTP/1.1 response of unknown length is chunked."""
-        data = self.serve(_GET, 200, b"streamed", None)
-        first, following = parse_responses(data)
-        self.assertEqual(first.headers.get("transfer-encoding"), "chunked")
-        self.assertEqual((first.body, following.body), (b"streamed", b"next"))
-
-    def test_framing_fields_from_upstream_replaced(self) -> None:
-        """Framing and connection fields a runner sends are replaced by the gateway's own."""
-        data = self.serve(_GET, 200, b"abc", 3, (("Content-Length", "99"),
-                                                 ("Transfer-Encoding", "chunked"),
-                                                 ("Connection", "close"),
-                                                 ("Keep-Alive", "timeout=1")))
-        first, following = parse_responses(data)
-        self.assertEqual(first.headers.get_all("content-length"), ["3"])
-        self.assertEqual(first.headers.get_all("transfer-encoding"), [])
-        self.assertEqual(first.headers.get_all("connection"), [])
-        self.assertEqual(first.headers.get_all("keep-alive"), [])
-        self.assertEqual(following.body, b"next")
-
-    def test_date(self) -> None:
-        """Every response has a Date."""
-        data = self.serve(_GET, 200, b"x")
-        for response in parse_responses(data):
-            self.assertEqual(response.headers.get("date"), "Tue, 14 Nov 2023 22:13:20 GMT")
 
 
 class DisconnectTests(ServerTestCase):

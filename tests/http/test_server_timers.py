@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import attrs
-from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from runnergw.chain.route import Route, Router, error_body_detail
 from runnergw.chain.runner import ChainRunner
@@ -15,7 +11,7 @@ from runnergw.http.server import ConnectionTimeouts, GatewayHTTPProtocol
 from tests.http.support import ServerTestCase, StubGateway, StubTerminal, parse_responses
 
 __all__ = ["BodyDataRateTests", "BodyReadTimeoutTests", "HeaderDeadlineTests",
-           "KeepAliveTimeoutTests", "WriteStallTests"]
+           "KeepAliveTimeoutTests"]
 
 _GET = b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n"
 
@@ -226,23 +222,6 @@ class BodyDataRateTests(ServerTestCase):
         self.assertStatusLine(transport, 200)
 
 
-@implementer(IPushProducer)
-class _Producer:
-    """Records what the transport asks of a response producer."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pauseProducing(self) -> None:
-        self.calls.append("pause")
-
-    def resumeProducing(self) -> None:
-        self.calls.append("resume")
-
-    def stopProducing(self) -> None:
-        self.calls.append("stop")
-
-
 class BodyReadTimeoutTests(ServerTestCase):
     """A client that stops sending its body (the minimum data rate, off here, is tested below)."""
 
@@ -315,57 +294,3 @@ class BodyReadTimeoutTests(ServerTestCase):
         self.assertTrue(transport.disconnected)
         self.assertIsNotNone(consumer.failure)
         self.assertEqual(call.exchange.outcome, "timeout")
-
-
-class WriteStallTests(ServerTestCase):
-    """A client that stops reading the response."""
-
-    def start_response(self) -> tuple[_Producer, object]:
-        """Start a streaming response whose producer is registered with the client stream."""
-        protocol, transport = self.request(_GET)
-        call = self.gateway.calls[0]
-        producer = _Producer()
-        call.client.register_producer(producer)
-        call.send_head(200, call.exchange.response_headers, None)
-        call.client.write(b"first")
-        return producer, (protocol, transport, call)
-
-    def test_write_stall_aborts(self) -> None:
-        """A transport paused for ``writeTimeout`` aborts the connection; the terminal is told."""
-        producer, (protocol, transport, call) = self.start_response()
-        gone: list[bool] = []
-        call.client.when_gone(lambda: gone.append(True))
-        transport.producer.pauseProducing()
-        self.assertEqual(producer.calls, ["pause"])
-        self.clock.advance(29.9)
-        self.assertFalse(transport.disconnecting)
-        self.clock.advance(0.1)
-        self.assertTrue(transport.disconnected, "the connection was not aborted")
-        self.assertEqual(call.exchange.outcome, "timeout")
-        protocol.connectionLost(Failure(ConnectionLost()))
-        self.assertEqual(gone, [True])
-
-    def test_resume_in_time(self) -> None:
-        """A client that starts reading again before ``writeTimeout`` keeps its connection."""
-        producer, (protocol, transport, call) = self.start_response()
-        transport.producer.pauseProducing()
-        self.clock.advance(29.0)
-        transport.producer.resumeProducing()
-        self.clock.advance(60.0)
-        self.assertFalse(transport.disconnecting)
-        self.assertEqual(producer.calls, ["pause", "resume"])
-        call.client.finish()
-        self.assertIsNone(transport.producer)
-        self.assertEqual(parse_responses(transport.value())[0].body, b"first")
-
-    def test_stall_timer_restarts_per_pause(self) -> None:
-        """Each pause gets its own full ``writeTimeout``."""
-        producer, (protocol, transport, call) = self.start_response()
-        transport.producer.pauseProducing()
-        self.clock.advance(20.0)
-        transport.producer.resumeProducing()
-        transport.producer.pauseProducing()
-        self.clock.advance(20.0)
-        self.assertFalse(transport.disconnecting)
-        self.clock.advance(10.0)
-        self.assertTrue(transport.disconnected)
