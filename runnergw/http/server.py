@@ -260,7 +260,7 @@ class GatewayHTTPProtocol(Protocol):
             data, self._buffer = self._buffer, b""
             stream.body_received(data)
         elif stream.reading_body():
-            stream._arm_read_timer()
+            stream.wait_for_more()
 
     def keep_for_next_request(self, leftover: bytes) -> None:
         """Bytes received after the end of a body: the start of the next request."""

@@ -131,7 +131,7 @@ class ClientStream:
             self._consumer.body_done()
             self.protocol.body_finished(self)
         else:
-            self._arm_read_timer()
+            self.wait_for_more()
 
     def _chunked_body_limit(self) -> int | None:
         """The route's body size limit when the body is chunked (a declared length was
@@ -151,10 +151,10 @@ class ClientStream:
     def resume_body(self) -> None:
         if self.reading_body():
             self._rate.start()
-            self._arm_read_timer()
+            self.wait_for_more()
         self.protocol.set_paused("upstream", False)
 
-    def _arm_read_timer(self) -> None:
+    def wait_for_more(self) -> None:
         """The body is not complete: wait for more, within the idle and rate limits."""
         timer = self._read_timer
         if timer is not None and timer.active():
