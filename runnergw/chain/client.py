@@ -380,6 +380,20 @@ class FilteredClient:
         if self._ended:
             return
         exchange = self.exchange
+        if failure.check(Reject):
+            # A response hook refused the answer: the refusal, while nothing of the answer
+            # reached the client (a whole JSON answer held for its observers); after that
+            # the connection is dropped, as the status cannot change any more.
+            rejection = failure.value
+            if not self.client.head_sent:
+                self._refuse(rejection)
+                return
+            exchange.outcome = "denied" if rejection.status in (401, 403) else "refused"
+            exchange.reason = rejection.reason
+            self._ended = True
+            self.client.abort(rejection.reason)
+            self._fire_gone()
+            return
         unobservable = failure.check(Unobservable)
         if unobservable:
             self.log.warn("Request {request_id}: cannot observe the answer of {upstream}: "

@@ -39,6 +39,10 @@ class IFilter(Interface):
     ``response_body(exchange, body)``
         The whole body of an observed JSON answer (bounded); as above. The head waits for it
         and carries the new length.
+
+    An observing hook may also raise ``Reject``: while nothing of the answer reached the client
+    (a whole JSON answer), the client gets that refusal instead; after, the connection is
+    dropped (the status cannot change any more) and the runner's request closed.
     ``done(exchange)``
         The exchange is over: answered, refused, failed or abandoned. Always runs.
 

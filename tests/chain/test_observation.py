@@ -8,8 +8,9 @@ import json
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.chain.exchange import EndStream
+from runnergw.chain.exchange import EndStream, Exchange, Reject
 from runnergw.testing import Answer, make_exchange, run_filters
 from tests.helpers.observers import (
     JSON,
@@ -25,7 +26,7 @@ from tests.helpers.observers import (
 )
 
 __all__ = ["ChunkTests", "EndStreamTests", "EventTests", "LineTests", "ObserverOrderTests",
-           "UnobservedTests", "WholeBodyTests"]
+           "RefusedAnswerTests", "UnobservedTests", "WholeBodyTests"]
 
 
 class UnobservedTests(ChainTestCase):
@@ -323,3 +324,41 @@ class ObserverOrderTests(ChainTestCase):
         inner = LineObserver(lambda line: b"", name="inner")
         run = self.serve([outer, inner], Answer.ndjson({"n": 1}))
         self.assertEqual((run.body, outer.seen), (b"", []))
+
+
+class _RefusingObserver:
+    """Refuses the answer from one of its observing hooks."""
+
+    name = "refuser"
+
+    def request_headers(self, exchange: Exchange) -> None:
+        exchange.observe_response(self)
+
+    def response_body(self, exchange: Exchange, body: bytes) -> None:
+        raise Reject(403, "this answer is not for you", reason="answer refused")
+
+    def response_line(self, exchange: Exchange, line: bytes) -> None:
+        if b'"n": 2' in line:
+            raise Reject(403, "this answer is not for you", reason="answer refused")
+
+
+class RefusedAnswerTests(SynchronousTestCase):
+    """An observing filter refuses the answer it sees."""
+
+    def test_whole_answer_refused_in_the_route_shape(self) -> None:
+        """A whole JSON answer refused by its observer reaches the client as the refusal."""
+        run = self.successResultOf(run_filters([_RefusingObserver()], make_exchange(),
+                                               Answer.json({"secret": 1})))
+        self.assertEqual((run.status, run.json()), (403, {"error": "this answer is not for you"}))
+        self.assertEqual((run.exchange.outcome, run.exchange.reason), ("denied", "answer refused"))
+        self.assertNotIn(b"secret", run.body)
+
+    def test_streamed_answer_refused_midway_is_cut(self) -> None:
+        """A line refused after the head went out cuts the connection; the line never goes."""
+        run = self.successResultOf(run_filters(
+            [_RefusingObserver()], make_exchange("POST", "/api/chat"),
+            Answer.ndjson({"n": 1}, {"n": 2}, {"n": 3})))
+        self.assertEqual(run.client.aborted, "answer refused")
+        self.assertNotIn(b'"n": 2', run.body)
+        self.assertTrue(run.terminal.stopped)
+        self.assertEqual(run.exchange.outcome, "denied")
