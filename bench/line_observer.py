@@ -20,7 +20,7 @@ class LineObserver:
 
     def request_headers(self, exchange: Exchange) -> None:
         """Observe inference answers only."""
-        if exchange.upstream_path in ("/api/chat", "/api/generate"):
+        if exchange.api_path in ("/api/chat", "/api/generate"):
             exchange.observe_response(self)
             exchange.notes["lines"] = 0
 

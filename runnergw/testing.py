@@ -83,7 +83,9 @@ class RecordingClient:
     """The client: sends its body when asked, records the answer.
 
     ``body_asked`` says whether anything asked for the body; with ``leaves_after``, the
-    client sends that many bytes of its body and disconnects.
+    client sends that many bytes of its body and disconnects. It keeps the server's rules:
+    a body asked for after the client left fails, a second head and bytes after the end (or
+    after the client left) are dropped.
     """
 
     def __init__(self, body: bytes = b"", leaves_after: int | None = None) -> None:
@@ -106,6 +108,9 @@ class RecordingClient:
 
     def start_body(self, consumer: Any) -> None:
         self.body_asked = True
+        if self.gone:
+            consumer.body_failed(ConnectionError("client disconnected before its body was read"))
+            return
         if self._leaves_after is not None:
             if self._leaves_after:
                 consumer.body_data(self._body[:self._leaves_after])
@@ -124,17 +129,24 @@ class RecordingClient:
         pass
 
     def send_head(self, status: int, headers: Headers, length: int | None) -> None:
+        if self.head_sent or self.gone:
+            return
         self.head_sent = True
         self.status, self.headers, self.length = status, headers, length
 
     def write(self, data: bytes) -> None:
+        if self.finished or self.gone:
+            return
         self.writes.append(data)
         self.body += data
 
     def finish(self) -> None:
-        self.finished = True
+        if not self.gone:
+            self.finished = True
 
     def abort(self, reason: str) -> None:
+        if self.gone:
+            return
         self.aborted = reason
         self.leave()
 
@@ -193,6 +205,8 @@ class CannedTerminal:
     ``paused`` says whether the chain holds it now (a hook is pending, the client is slow).
     It writes every chunk at once all the same, as bytes already on their way would arrive.
     """
+
+    stores_body = False
 
     def __init__(self, answer: Answer) -> None:
         self.answer = answer

@@ -81,6 +81,8 @@ class FilteredClient:
         """True once a head was given (it may still wait for a hook or a whole JSON body)."""
         self._ended = False
         """The chain ended the answer itself (a filter's ``EndStream``, a failing hook)."""
+        self._finished = False
+        """The terminal said the answer is complete: what it writes after is dropped."""
         self._gone_callbacks: list[Callable[[], object]] = []
         self._producer: _GatedProducer | None = None
         self._observed: ObservedAnswer | None = None
@@ -161,7 +163,7 @@ class FilteredClient:
         self._submit(self._run_head_hooks, length)
 
     def write(self, data: bytes) -> None:
-        if self._ended or not data:
+        if self._ended or self._finished or not data:
             return
         if self._held is not None:
             self._held.append((self._write_now, data))
@@ -171,8 +173,9 @@ class FilteredClient:
             self._execute(self._write_now, data)
 
     def finish(self) -> None:
-        if self._ended:
+        if self._ended or self._finished:
             return
+        self._finished = True
         if self._held is None and self._observed is None:
             self.client.finish()
         else:
@@ -180,6 +183,12 @@ class FilteredClient:
 
     def abort(self, reason: str) -> None:
         if self._ended:
+            return
+        if self.head_sent and not self.client.head_sent:
+            # The runner broke off an answer whose head was held for its observers: nothing
+            # reached the client yet, so it learns why instead of seeing a reset.
+            self.fail(502, "the runner's answer broke off before it was complete",
+                      reason=reason)
             return
         self._ended = True
         self.client.abort(reason)
@@ -241,7 +250,8 @@ class FilteredClient:
         reached the client yet (its head may be held for observers); else drop the connection
         (``reason`` says why)."""
         if self.client.head_sent:
-            self.abort(reason or message)
+            self._ended = True
+            self.client.abort(reason or message)
             self._fire_gone()
             return
         headers = headers if headers is not None else Headers()
@@ -303,17 +313,36 @@ class FilteredClient:
         except Reject as rejection:
             self._refuse(rejection)
             return None
+        except EndStream as stop:
+            self._end_at_head(stop)
+            return None
         if pending is None:
             self._start_answer(length)
             return None
         return pending.addCallbacks(lambda _: self._start_answer(length), self._head_refused)
 
     def _head_refused(self, failure: Failure) -> None:
-        failure.trap(Reject)
-        self._refuse(failure.value)
+        failure.trap(Reject, EndStream)
+        if failure.check(EndStream):
+            self._end_at_head(failure.value)
+        else:
+            self._refuse(failure.value)
+
+    def _end_at_head(self, stop: EndStream) -> None:
+        """A ``response_headers`` hook ended the answer before its body: the head goes out
+        with ``stop.final`` as the whole body, and the terminal is told to stop."""
+        if self._ended:
+            return
+        exchange = self.exchange
+        if exchange.outcome == "ok":
+            exchange.outcome = "truncated"
+            exchange.reason = stop.reason
+        self._end_with(exchange.status, exchange.response_headers, stop.final)
 
     def _refuse(self, rejection: Reject) -> None:
         """A response hook refused the answer: the client gets the route's error instead."""
+        if self._ended:
+            return
         exchange = self.exchange
         exchange.outcome = "denied" if rejection.status in (401, 403) else "refused"
         exchange.reason = rejection.reason

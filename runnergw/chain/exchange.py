@@ -86,7 +86,10 @@ class Exchange:
     the length of ``request_body`` as the ``request_body`` hooks left it."""
     route: Route | None = None
     upstream_path: str = "/"
-    """The path (prefix stripped) and query to send upstream."""
+    """The path to send upstream: the prefix stripped, still percent-encoded as it came."""
+    api_path: str = "/"
+    """``upstream_path`` percent-decoded: what the runner routes on (Ollama's router matches
+    decoded paths, so ``/api/ch%61t`` is ``/api/chat``). Filters compare this one."""
     upstream_headers: Headers = attrs.field(factory=Headers)
     """Headers for the upstream request; filters may edit them."""
     identity: Identity | None = None

@@ -11,7 +11,7 @@ import re
 
 __all__ = ["EventFramer", "FramingError", "LineFramer", "framing_of"]
 
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\r\n|\r\n\n|\n\n|\r\r")
 """The blank line that ends an SSE event, with each of the three line ends SSE allows."""
 
 
@@ -43,7 +43,10 @@ class LineFramer:
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._partial = b""
+        self._pieces: list[bytes] = []
+        """The unfinished line, as it came (joined once it ends: a long line in many small
+        reads costs linear work, not quadratic)."""
+        self._size = 0
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         """The lines ``data`` completes, each as ``(line, terminator)``.
@@ -52,17 +55,27 @@ class LineFramer:
             FramingError: a line, ended or not, is longer than the limit (however the
                 answer was split into reads).
         """
-        if self._partial:
-            data = self._partial + data
+        if b"\n" not in data:
+            self._size += len(data)
+            if self._size > self._limit:
+                raise FramingError(f"a line longer than {self._limit} bytes")
+            self._pieces.append(data)
+            return []
+        if self._pieces:
+            self._pieces.append(data)
+            data = b"".join(self._pieces)
         lines = data.split(b"\n")
-        self._partial = lines.pop()
-        if max(map(len, lines), default=0) > self._limit or len(self._partial) > self._limit:
+        rest = lines.pop()
+        self._pieces = [rest] if rest else []
+        self._size = len(rest)
+        if max(map(len, lines), default=0) > self._limit or self._size > self._limit:
             raise FramingError(f"a line longer than {self._limit} bytes")
         return [(line, b"\n") for line in lines]
 
     def flush(self) -> list[tuple[bytes, bytes]]:
         """A last line the answer did not end with a newline."""
-        rest, self._partial = self._partial, b""
+        rest = b"".join(self._pieces)
+        self._pieces, self._size = [], 0
         return [(rest, b"")] if rest else []
 
 

@@ -72,5 +72,10 @@ class ITerminal(Interface):
         on it (the command terminal stores the uploads) awaits ``client.body_complete()``.
         """
 
+    stores_body = Attribute(
+        "True for a terminal that stores the body itself and then calls "
+        "``client.body_complete()`` (the request_body hooks run then, once); else the chain "
+        "runs them after collecting a body a filter asked for.")
+
     def stop():  # type: ignore[no-untyped-def]
         """The gateway stops: end what is under way and free resources; returns a Deferred."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from typing import Any
+from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
@@ -50,6 +51,8 @@ class ChainRunner:
         try:
             route, exchange.upstream_path = self.router.match(exchange.path, exchange.query)
             exchange.route = filtered.route = route
+            # Escapes were checked by the router (no encoded slash, NUL or bad UTF-8).
+            exchange.api_path = unquote(exchange.upstream_path)
             client.policy = route.policy
             await self._run(route, exchange, filtered)
         except Reject as rejection:
@@ -89,6 +92,10 @@ class ChainRunner:
         if exchange.response is not None:
             client.reply(exchange.response)
             return
+        if exchange.request_body is not None and exchange.body_limit is None:
+            # A body given before it was read would go upstream under the client's length.
+            raise TypeError("exchange.request_body was set before the body was read: ask "
+                            "for it with collect_body and replace it in request_body")
         if route.terminal is None:
             raise Reject(404, "no runner serves this path")
         # Checked from Content-Length before any body byte is read (chunked bodies are
@@ -99,7 +106,10 @@ class ChainRunner:
             if not await self._collect(exchange, client, min(exchange.body_limit,
                                                              route.max_body_size)):
                 return
-            if not await client.body_complete():
+            # A terminal that stores the body itself (the command terminal's uploads) runs
+            # the request_body hooks once it has, and only then: they run once per request.
+            if not getattr(route.terminal, "stores_body", False) and \
+                    not await client.body_complete():
                 return
         if exchange.response_observers:
             # Observers read the answer as it comes: the runner must not compress it.

@@ -91,7 +91,12 @@ class ClientStream:
     # Request body
 
     def start_body(self, consumer: Any) -> None:
-        if self._consumer is not None or self.body_complete or self.gone:
+        if self.gone and not self.body_complete:
+            # The client left before its body was asked for: the consumer must hear of it,
+            # or whoever waits for the body waits for ever.
+            consumer.body_failed(ConnectionError("client disconnected before its body was read"))
+            return
+        if self._consumer is not None or self.body_complete:
             return
         self._consumer = consumer
         self._decoder = (FixedLengthDecoder(self.head.content_length)

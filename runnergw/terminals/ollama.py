@@ -203,6 +203,9 @@ class _ResponseRelay:
 class OllamaTerminal:
     """Proxies to one runner over a pool of persistent connections."""
 
+    stores_body = False
+    """The body streams to the runner; the chain runs request_body hooks on a collected one."""
+
     log = Logger(observer=level_gate)
 
     def __init__(self, runner: RunnerSettings, pool: UpstreamPool, clock: IReactorTime) -> None:

@@ -9,7 +9,17 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.body import BodyCollector, BodyTooLarge
 from runnergw.chain.exchange import Exchange, Reject, Reply
-from runnergw.testing import Answer, FilterRun, make_exchange, run_filters
+from runnergw.chain.route import Route, Router
+from runnergw.chain.runner import ChainRunner
+from runnergw.http.headers import Headers
+from runnergw.testing import (
+    Answer,
+    CannedTerminal,
+    FilterRun,
+    RecordingClient,
+    make_exchange,
+    run_filters,
+)
 
 __all__ = ["BodyCollectorTests", "CollectedBodyTests", "LimitTests", "StreamedBodyTests"]
 
@@ -249,3 +259,119 @@ class BodyCollectorTests(SynchronousTestCase):
         collector.body_failed(ConnectionError("gone"))
         self.failureResultOf(collector.result, ConnectionError)
         collector.body_done()
+
+
+class _StoringTerminal:
+    """A terminal that stores the body itself and then runs the body hooks, as the command
+    terminal does with its uploads."""
+
+    stores_body = True
+
+    def __init__(self) -> None:
+        self.completed: list[bool] = []
+
+    async def handle(self, exchange: Exchange, client: Any) -> None:
+        received: Deferred[None] = Deferred()
+
+        class _Store:
+            def body_data(self, data: bytes) -> None:
+                exchange.uploads["file"] = data.decode()
+
+            def body_done(self) -> None:
+                received.callback(None)
+
+            def body_failed(self, reason: Exception) -> None:
+                received.errback(reason)
+
+        client.start_body(_Store())
+        await received
+        self.completed.append(await client.body_complete())
+        client.send_head(200, Headers(), 0)
+        client.finish()
+
+    def stop(self) -> Deferred[None]:
+        return Deferred()
+
+
+class _CountingCollector(_Collect):
+    """Collects the body and counts its request_body calls, with what was stored then."""
+
+    def __init__(self) -> None:
+        super().__init__(1000)
+        self.calls: list[dict[str, str]] = []
+
+    def request_body(self, exchange: Exchange) -> None:
+        self.calls.append(dict(exchange.uploads))
+
+
+class StoringTerminalTests(SynchronousTestCase):
+    """On a route whose terminal stores the body, body hooks run once, after it is stored."""
+
+    def test_body_hooks_run_once_after_storing(self) -> None:
+        """A filter that also asked for the body sees it once, with what the terminal
+        stored, not a first time before."""
+        counter = _CountingCollector()
+        terminal = _StoringTerminal()
+        route = Route("models", (), (counter,), terminal)
+        runner = ChainRunner(Router([route], Route("", (), (), None)))
+        client = RecordingClient(b"payload")
+        self.successResultOf(runner.serve(make_exchange("POST", "/m/", body=b"payload"),
+                                          client))
+        self.assertEqual(counter.calls, [{"file": "payload"}])
+        self.assertEqual((terminal.completed, client.status), ([True], 200))
+
+
+class _EarlyBody:
+    """Sets a body before it was ever read."""
+
+    name = "early"
+
+    def request_headers(self, exchange: Exchange) -> None:
+        exchange.request_body = b'{"model": "x"}\r\n\r\nGET /api/ps HTTP/1.1\r\n\r\n'
+
+
+class BodyBeforeReadingTests(_BodyTestCase):
+    """A body set before the gateway read one is refused, never sent under the old length."""
+
+    def test_refused_as_internal_error(self) -> None:
+        """The client gets a 500; the runner gets nothing."""
+        run = self.serve([_EarlyBody()], _post(b"{}"))
+        self.assertEqual(run.status, 500)
+        self.assertFalse(run.terminal.called)
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+
+
+class _WaitsThenCollects:
+    """A slow token check (it answers later) that then asks for the body."""
+
+    name = "slow"
+
+    def __init__(self, gate: Deferred[None]) -> None:
+        self.gate = gate
+        self.done_with: list[str] = []
+
+    async def request_headers(self, exchange: Exchange) -> None:
+        await self.gate
+        exchange.collect_body(1000)
+
+    def done(self, exchange: Exchange) -> None:
+        self.done_with.append(exchange.outcome)
+
+
+class LeftDuringHeaderHooksTests(SynchronousTestCase):
+    """A client that leaves while the head hooks are still deciding."""
+
+    def test_exchange_ends(self) -> None:
+        """The exchange ends (done runs, client_gone) instead of waiting for a body that will
+        never come."""
+        gate: Deferred[None] = Deferred()
+        slow = _WaitsThenCollects(gate)
+        client = RecordingClient(b"{}")
+        route = Route("r", (), (slow,), CannedTerminal(Answer()))
+        runner = ChainRunner(Router([route], Route("", (), (), None)))
+        exchange = make_exchange("POST", "/api/chat", body=b"{}")
+        over = runner.serve(exchange, client)
+        client.leave()
+        gate.callback(None)
+        self.successResultOf(over)
+        self.assertEqual(slow.done_with, ["client_gone"])

@@ -11,11 +11,11 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.client import FilteredClient
-from runnergw.chain.exchange import Exchange, Reject, Reply
+from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
 from runnergw.chain.route import Route, Router
 from runnergw.chain.runner import ChainRunner
 from runnergw.http.headers import Headers
-from runnergw.testing import Answer, RecordingClient, make_exchange, run_filters
+from runnergw.testing import Answer, CannedTerminal, RecordingClient, make_exchange, run_filters
 from tests.helpers.observers import (
     JSON,
     NDJSON,
@@ -25,8 +25,8 @@ from tests.helpers.observers import (
     streamed,
 )
 
-__all__ = ["BodyReplayTests", "FailingHookTests", "HeadHookTests", "HeldHeadFailureTests",
-           "PendingHookTests", "SettledTests"]
+__all__ = ["BodyReplayTests", "EndingTests", "FailingHookTests", "HeadHookTests",
+           "HeldHeadFailureTests", "PendingHookTests", "SettledTests"]
 
 
 class PendingHookTests(ChainTestCase):
@@ -379,3 +379,76 @@ class SettledTests(SynchronousTestCase):
         run = self.successResultOf(done)
         self.assertEqual(run.body, b'{"n": 1}\n{"n": 2}\n')
         self.assertTrue(run.client.finished)
+
+
+class _EndsAtHead:
+    """Ends the answer from its head hook (say, a quota already used up)."""
+
+    name = "ends"
+
+    def response_headers(self, exchange: Exchange) -> None:
+        raise EndStream(b'{"done": true, "done_reason": "length"}', reason="quota reached")
+
+
+class _LateWriter:
+    """A terminal that writes again after finishing its answer."""
+
+    async def handle(self, exchange: Exchange, client: Any) -> None:
+        client.send_head(200, Headers(JSON), None)
+        client.write(b'{"a": 1}')
+        client.finish()
+        client.write(b"late")
+        client.finish()
+
+    def stop(self) -> Deferred[None]:
+        return Deferred()
+
+
+class _BreaksOff:
+    """A terminal whose runner breaks off an answer after its head."""
+
+    async def handle(self, exchange: Exchange, client: Any) -> None:
+        client.send_head(200, Headers(JSON), 100)
+        client.write(b'{"models": [')
+        client.abort("upstream failed")
+
+    def stop(self) -> Deferred[None]:
+        return Deferred()
+
+
+class EndingTests(SynchronousTestCase):
+    """How an answer ends when a filter or the terminal ends it unusually."""
+
+    def serve(self, filters: tuple[Any, ...], terminal: Any) -> tuple[RecordingClient, Exchange]:
+        exchange = make_exchange("GET", "/api/tags")
+        client = RecordingClient()
+        route = Route("test", (), filters, terminal)
+        self.successResultOf(ChainRunner(Router([route], Route("", (), (), None)))
+                             .serve(exchange, client))
+        return client, exchange
+
+    def test_end_stream_from_the_head_hook(self) -> None:
+        """EndStream from response_headers sends the head with the final bytes as the whole
+        body, stops the runner and records the answer as truncated."""
+        terminal = CannedTerminal(Answer.ndjson({"n": 1}, {"n": 2}))
+        client, exchange = self.serve((_EndsAtHead(),), terminal)
+        self.assertEqual((client.status, client.body),
+                         (200, b'{"done": true, "done_reason": "length"}'))
+        self.assertEqual(client.length, len(client.body))
+        self.assertTrue(terminal.stopped)
+        self.assertEqual((exchange.outcome, exchange.reason), ("truncated", "quota reached"))
+
+    def test_writes_after_finish_never_reach_observers(self) -> None:
+        """Bytes a terminal writes after finishing are dropped, not shown to observers."""
+        observer = BodyObserver()
+        client, _ = self.serve((observer,), _LateWriter())
+        self.assertEqual(observer.seen, [b'{"a": 1}'])
+        self.assertEqual(client.body, b'{"a": 1}')
+
+    def test_runner_breaking_off_a_held_answer_is_a_502(self) -> None:
+        """A runner that breaks off an answer held whole for its observers gives the client a
+        502 saying so, not a reset connection."""
+        client, _ = self.serve((BodyObserver(),), _BreaksOff())
+        self.assertEqual((client.status, json.loads(client.body)),
+                         (502, {"error": "the runner's answer broke off before it was complete"}))
+        self.assertIsNone(client.aborted)

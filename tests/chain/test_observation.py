@@ -226,6 +226,8 @@ class WholeBodyTests(ChainTestCase):
 
         run = self.serve([BodyObserver(end)], Answer.json({"a": 1}))
         self.assertEqual((run.body, run.client.length), (b'{"cut": true}', 13))
+        self.assertEqual((run.exchange.outcome, run.exchange.reason),
+                         ("truncated", "ended by a filter"))
 
 
 class ChunkTests(ChainTestCase):

@@ -14,7 +14,10 @@ Used in settings by its dotted path::
           - audit
 
 It reads the ``model`` of inference requests (so it asks for the body, bounded), and filters
-the model list the runner answers (so it observes that answer, whole).
+the model list the runner answers (so it observes that answer, whole). It reads both as Ollama
+does, or a client could slip past it: the path decoded (``/api/ch%61t`` is ``/api/chat``), and
+the body's keys matched without regard to case, the last of duplicates winning (Go's
+``encoding/json``: ``{"MODEL": …}`` names the model too).
 """
 
 from __future__ import annotations
@@ -29,6 +32,26 @@ __all__ = ["BlockedModels", "BlockedModelsOptions"]
 
 _NAMES_A_MODEL = frozenset({"/api/generate", "/api/chat", "/api/embed", "/api/embeddings",
                             "/api/show"})
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its key-value pairs, in order (duplicates kept)."""
+
+
+def _model_named(body: bytes) -> object:
+    """The model a request body names, as Ollama's Go decoder reads it.
+
+    Raises:
+        ValueError: the body is not a JSON object.
+    """
+    document = json.loads(body, object_pairs_hook=_Pairs)
+    if not isinstance(document, _Pairs):
+        raise ValueError("not a JSON object")
+    model = None
+    for key, value in document:
+        if key.casefold() == "model":
+            model = value
+    return model
 
 
 def _not_empty(instance: object, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
@@ -58,9 +81,9 @@ class BlockedModels:
 
     def request_headers(self, exchange: Exchange) -> None:
         """Ask for the body of requests that name a model, and for the model list."""
-        if exchange.method == "POST" and exchange.upstream_path in _NAMES_A_MODEL:
+        if exchange.method == "POST" and exchange.api_path in _NAMES_A_MODEL:
             exchange.collect_body(self.options.max_body_size)
-        elif exchange.method == "GET" and exchange.upstream_path == "/api/tags":
+        elif exchange.method == "GET" and exchange.api_path == "/api/tags":
             exchange.observe_response(self)
 
     def request_body(self, exchange: Exchange) -> None:
@@ -68,8 +91,8 @@ class BlockedModels:
         if exchange.request_body is None:
             return
         try:
-            model = json.loads(exchange.request_body).get("model")
-        except (ValueError, AttributeError):
+            model = _model_named(exchange.request_body)
+        except (ValueError, RecursionError):
             raise Reject(400, "the request body is not a JSON object") from None
         if model in self._blocked:
             raise Reject(403, f"{self.options.message}: {model}",

@@ -44,6 +44,26 @@ class BlockedModelsTests(SynchronousTestCase):
         self.assertFalse(run.terminal.called)
         self.assertEqual(run.exchange.reason, "blocked model big:405b")
 
+    def test_read_as_ollama_reads_it(self) -> None:
+        """Neither an escaped path nor another spelling of the key slips past the filter."""
+        for path, body in (
+            ("/api/ch%61t", _chat("big:405b")),
+            ("/api/chat", b'{"MODEL": "big:405b", "messages": []}'),
+            ("/api/chat", b'{"model": "small:1b", "Model": "big:405b"}'),
+        ):
+            with self.subTest(path=path, body=body):
+                run = self.successResultOf(run_filters(
+                    [self.filter], make_exchange("POST", path, body=body)))
+                self.assertEqual(run.status, 403)
+                self.assertFalse(run.terminal.called)
+
+    def test_escaped_model_list_filtered(self) -> None:
+        """``/api/t%61gs`` is the model list too, and is filtered."""
+        listing = {"models": [{"name": "big:405b"}, {"name": "small:1b"}]}
+        run = self.successResultOf(run_filters(
+            [self.filter], make_exchange("GET", "/api/t%61gs"), Answer.json(listing)))
+        self.assertEqual(run.json(), {"models": [{"name": "small:1b"}]})
+
     def test_other_model_passes_unchanged(self) -> None:
         """Another model reaches the runner with the body as sent and its length."""
         body = _chat("small:1b")

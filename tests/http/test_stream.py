@@ -57,6 +57,17 @@ class RecordTests(ServerTestCase):
         call.client.finish()
         self.assertEqual((record.bytes_out, record.finished_at), (3, NOW + 3.0))
 
+    def test_body_asked_after_the_client_left_fails(self) -> None:
+        """Asking for the body of a client that already left tells the consumer at once,
+        so nothing waits for a body that will never come."""
+        protocol, transport = self.request(
+            b"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhel")
+        call = self.gateway.calls[0]
+        protocol.connectionLost(Failure(ConnectionLost()))
+        consumer = call.read_body()
+        self.assertIsInstance(consumer.failure, ConnectionError)
+        self.assertEqual(consumer.pieces, [])
+
     def test_chunked_bytes_are_body_bytes(self) -> None:
         """A chunked body in or out counts its data, not the chunk framing."""
         protocol, transport = self.request(_CHUNKED_POST + b"5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n")

@@ -50,6 +50,9 @@ _SMALL_REPLY = 256 * 1024
 class CommandTerminal:
     """Serves ``POST /<endpoint>/`` for one model descriptor."""
 
+    stores_body = True
+    """The uploads are stored first; the request_body hooks run then (mediaLimits)."""
+
     log = Logger(observer=level_gate)
 
     def __init__(self, model: ModelDescriptor, settings: ModelSettings, jobs: JobParts, *,
