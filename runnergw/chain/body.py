@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred
 
-__all__ = ["BodyCollector", "BodyTooLarge"]
+from runnergw.chain.exchange import Exchange
+from runnergw.chain.hookcalls import call_each
+
+__all__ = ["BodyCollector", "BodyTooLarge", "run_body_hooks"]
 
 
 class BodyTooLarge(Exception):
@@ -44,3 +49,28 @@ class BodyCollector:
         if not self.result.called:
             self._parts = []
             self.result.errback(reason)
+
+
+async def run_body_hooks(route: Any, exchange: Exchange) -> bool:
+    """Run the route's ``request_body`` hooks on a whole body; False when one answered
+    (``exchange.response``). The terminal then sends the body as the hooks left it, with its
+    own length.
+
+    Raises:
+        TypeError: a hook left something else than bytes in ``request_body``.
+    """
+    pending = call_each(route.hooks.request_body, "request_body", exchange, until_answered=True)
+    if pending is not None:
+        await pending
+    if exchange.response is not None:
+        return False
+    body = exchange.request_body
+    if body is None and exchange.body_limit is not None:
+        raise TypeError("exchange.request_body was set to None after the body was read: "
+                        "set it to b'' for an empty body")
+    if body is not None:
+        if not isinstance(body, bytes):
+            raise TypeError(f"exchange.request_body was set to {type(body).__name__}, "
+                            "not bytes")
+        exchange.content_length = len(body)
+    return True

@@ -19,9 +19,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from runnergw.chain.body import run_body_hooks
 from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
 from runnergw.chain.hookcalls import call_each
 from runnergw.chain.observation import ObservedAnswer, Unobservable, observe
+from runnergw.chain.producer import GatedProducer
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
@@ -31,40 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FilteredClient"]
 
-
-
-@implementer(IPushProducer)
-class _GatedProducer:
-    """The terminal's producer, paused while the client is slow *or* a hook is pending."""
-
-    def __init__(self, producer: IPushProducer) -> None:
-        self.producer = producer
-        self._reasons: set[str] = set()
-
-    def _set(self, reason: str, paused: bool) -> None:
-        before = bool(self._reasons)
-        if paused:
-            self._reasons.add(reason)
-        else:
-            self._reasons.discard(reason)
-        after = bool(self._reasons)
-        if after and not before:
-            self.producer.pauseProducing()
-        elif before and not after:
-            self.producer.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        self._set("client", True)
-
-    def resumeProducing(self) -> None:
-        self._set("client", False)
-
-    def stopProducing(self) -> None:
-        self.producer.stopProducing()
-
-    def hold(self, held: bool) -> None:
-        """Pause (or release) the producer while a hook's answer is awaited."""
-        self._set("hook", held)
 
 
 @implementer(IClientStream)
@@ -84,7 +52,7 @@ class FilteredClient:
         self._finished = False
         """The terminal said the answer is complete: what it writes after is dropped."""
         self._gone_callbacks: list[Callable[[], object]] = []
-        self._producer: _GatedProducer | None = None
+        self._producer: GatedProducer | None = None
         self._observed: ObservedAnswer | None = None
         """The answer as its observers see it (None: nobody observes it, it is relayed)."""
         self._held: deque[tuple[Callable[[Any], Any], Any]] | None = None
@@ -123,25 +91,11 @@ class FilteredClient:
         """The whole body is in (collected, or stored by the terminal): run the
         ``request_body`` hooks. False when a filter answered instead (the answer is sent: the
         terminal stops); a filter's ``Reject`` propagates."""
-        exchange = self.exchange
-        pending = call_each(self.route.hooks.request_body, "request_body", exchange,
-                            until_answered=True)
-        if pending is not None:
-            await pending
-        if exchange.response is not None:
-            self.reply(exchange.response)
-            return False
-        body = exchange.request_body
-        if body is None and exchange.body_limit is not None:
-            raise TypeError("exchange.request_body was set to None after the body was read: "
-                            "set it to b'' for an empty body")
-        if body is not None:
-            if not isinstance(body, bytes):
-                raise TypeError(f"exchange.request_body was set to {type(body).__name__}, "
-                                "not bytes")
-            # The terminal sends the body as the filters left it, with its own length.
-            exchange.content_length = len(body)
-        return True
+        if await run_body_hooks(self.route, self.exchange):
+            return True
+        assert self.exchange.response is not None
+        self.reply(self.exchange.response)
+        return False
 
     def pause_body(self) -> None:
         if self.exchange.request_body is None:
@@ -194,7 +148,7 @@ class FilteredClient:
         self.client.abort(reason)
 
     def register_producer(self, producer: IPushProducer) -> None:
-        self._producer = _GatedProducer(producer)
+        self._producer = GatedProducer(producer)
         if self._held is not None:
             self._producer.hold(True)
         self.client.register_producer(self._producer)
