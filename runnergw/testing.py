@@ -162,6 +162,14 @@ class RecordingClient:
         else:
             self._gone_callbacks.append(callback)
 
+    def json(self) -> Any:
+        """The body it got, as JSON."""
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        """The first response header ``name`` it got."""
+        return self.headers.get(name)
+
     def leave(self) -> None:
         """The client disconnects."""
         self.gone = True

@@ -203,6 +203,8 @@ class FilteredClient:
         """Answer with the route's error instead of the answer under way, when nothing of it
         reached the client yet (its head may be held for observers); else drop the connection
         (``reason`` says why)."""
+        if self._ended:
+            return
         if self.client.head_sent:
             self._ended = True
             self.client.abort(reason or message)
@@ -288,22 +290,18 @@ class FilteredClient:
         if self._ended:
             return
         exchange = self.exchange
-        if exchange.outcome == "ok":
-            exchange.outcome = "truncated"
-            exchange.reason = stop.reason
+        exchange.record_truncation(stop)
         self._end_with(exchange.status, exchange.response_headers, stop.final)
 
     def _refuse(self, rejection: Reject) -> None:
         """A response hook refused the answer: the client gets the route's error instead."""
         if self._ended:
             return
-        exchange = self.exchange
-        exchange.outcome = "denied" if rejection.status in (401, 403) else "refused"
-        exchange.reason = rejection.reason
-        body = self.route.error_body(rejection.status, rejection.message)
-        headers = Headers(rejection.headers)
-        headers.set("Content-Type", "application/json; charset=utf-8")
-        self._end_with(rejection.status, headers, body)
+        self.exchange.record_refusal(rejection)
+        # While nothing of the answer reached the client (a whole JSON answer held for its
+        # observers), the refusal; after, the connection is cut: the status cannot change.
+        self.fail(rejection.status, rejection.message, Headers(rejection.headers),
+                  reason=rejection.reason)
 
     def _start_answer(self, length: int | None) -> None:
         if self._ended:
@@ -339,10 +337,7 @@ class FilteredClient:
         """A filter ended the answer: send its last unit, finish, and stop the terminal."""
         if self._ended:
             return
-        exchange = self.exchange
-        if exchange.outcome == "ok":
-            exchange.outcome = "truncated"
-            exchange.reason = stop.reason
+        self.exchange.record_truncation(stop)
         if stop.final:
             framer = self._observed.framer if self._observed is not None else None
             self.client.write(stop.final + (framer.terminator if framer is not None else b""))
@@ -362,21 +357,10 @@ class FilteredClient:
     def _hook_failed(self, failure: Failure) -> None:
         if self._ended:
             return
-        exchange = self.exchange
         if failure.check(Reject):
-            # A response hook refused the answer: the refusal, while nothing of the answer
-            # reached the client (a whole JSON answer held for its observers); after that
-            # the connection is dropped, as the status cannot change any more.
-            rejection = failure.value
-            if not self.client.head_sent:
-                self._refuse(rejection)
-                return
-            exchange.outcome = "denied" if rejection.status in (401, 403) else "refused"
-            exchange.reason = rejection.reason
-            self._ended = True
-            self.client.abort(rejection.reason)
-            self._fire_gone()
+            self._refuse(failure.value)
             return
+        exchange = self.exchange
         unobservable = failure.check(Unobservable)
         if unobservable:
             self.log.warn("Request {request_id}: cannot observe the answer of {upstream}: "
@@ -391,13 +375,7 @@ class FilteredClient:
             exchange.outcome = "error"
             exchange.reason = "internal error"
             status, message = 500, f"internal error (request {exchange.request_id})"
-        if self.client.head_sent:
-            self._ended = True
-            self.client.abort(exchange.reason)
-            self._fire_gone()
-            return
-        headers = Headers([("Content-Type", "application/json; charset=utf-8")])
-        self._end_with(status, headers, self.route.error_body(status, message))
+        self.fail(status, message, reason=exchange.reason)
 
     def _fire_gone(self) -> None:
         callbacks, self._gone_callbacks = self._gone_callbacks, []

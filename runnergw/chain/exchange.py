@@ -134,6 +134,19 @@ class Exchange:
         """True when the client sends a body."""
         return self.content_length is None or self.content_length > 0
 
+    def record_refusal(self, rejection: Reject) -> None:
+        """Note a refusal for the audit: ``denied`` (401, 403) or ``refused``, unless the
+        exchange already went wrong otherwise (the first outcome and reason stand)."""
+        if self.outcome == "ok":
+            self.outcome = "denied" if rejection.status in (401, 403) else "refused"
+        self.reason = self.reason or rejection.reason
+
+    def record_truncation(self, stop: EndStream) -> None:
+        """Note that a filter ended the answer early (``truncated``, with its reason)."""
+        if self.outcome == "ok":
+            self.outcome = "truncated"
+            self.reason = stop.reason
+
     def collect_body(self, max_size: int) -> None:
         """Ask, from a ``request_headers`` hook, for the whole request body before the terminal.
 

@@ -210,7 +210,7 @@ class ObservedAnswer:
         try:
             result = pass_through(self.hooks, self.exchange, body)
         except EndStream as stop:
-            self._truncated(stop)
+            self.exchange.record_truncation(stop)
             result = stop.final
         if isinstance(result, Deferred):
             return result.addCallbacks(self._send_whole, self._whole_failed)
@@ -219,15 +219,10 @@ class ObservedAnswer:
 
     def _whole_failed(self, failure: Failure) -> Failure | None:
         if failure.check(EndStream):
-            self._truncated(failure.value)
+            self.exchange.record_truncation(failure.value)
             self._send_whole(failure.value.final)
             return None
         return failure
-
-    def _truncated(self, stop: EndStream) -> None:
-        if self.exchange.outcome == "ok":
-            self.exchange.outcome = "truncated"
-            self.exchange.reason = stop.reason
 
     def _send_whole(self, body: bytes) -> None:
         client = self.owner.client

@@ -140,9 +140,7 @@ class ChainRunner:
     def _refuse(
         self, route: Route, exchange: Exchange, client: FilteredClient, rejection: Reject
     ) -> None:
-        if exchange.outcome == "ok":
-            exchange.outcome = "denied" if rejection.status in (401, 403) else "refused"
-        exchange.reason = exchange.reason or rejection.reason
+        exchange.record_refusal(rejection)
         if client.head_sent:
             client.fail(rejection.status, rejection.message, Headers(rejection.headers),
                         reason=rejection.reason)

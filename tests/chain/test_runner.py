@@ -16,9 +16,7 @@ from runnergw.chain.route import Route, Router, error_body_detail
 from runnergw.chain.runner import ChainRunner
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
-from runnergw.testing import RecordingClient as TestingClient
-from runnergw.testing import make_exchange
-from tests.helpers.client_stream import RecordingClient
+from runnergw.testing import RecordingClient, make_exchange
 
 __all__ = ["ChainOrderTests", "EarlyAnswerTests", "FailClosedTests", "RefusalTests", "RoutingTests"]
 
@@ -129,7 +127,7 @@ class ChainOrderTests(_GatewayTestCase):
             "c.done", "b.done", "a.done",
         ])
         self.assertEqual(client.status, 200)
-        self.assertEqual([v for k, v in client.head[1] if k == "X-Seen-By"], ["c", "b", "a"])
+        self.assertEqual([v for k, v in list(client.headers) if k == "X-Seen-By"], ["c", "b", "a"])
         self.assertTrue(client.finished)
         self.assertIsNone(self.successResultOf(done))
 
@@ -196,10 +194,10 @@ class RefusalTests(_GatewayTestCase):
         self.assertNotIn("terminal", self.journal)
         self.assertEqual(self.journal[-3:], ["c.done", "b.done", "a.done"])
         self.assertEqual(client.status, 401)
-        self.assertIn(("WWW-Authenticate", "Bearer"), client.head[1])
-        self.assertIn(("Content-Type", "application/json; charset=utf-8"), client.head[1])
+        self.assertIn(("WWW-Authenticate", "Bearer"), list(client.headers))
+        self.assertIn(("Content-Type", "application/json; charset=utf-8"), list(client.headers))
         self.assertEqual(client.json(), {"error": "missing bearer token"})
-        self.assertEqual(client.head[2], len(client.body))
+        self.assertEqual(client.length, len(client.body))
         self.assertEqual((exchange.outcome, exchange.reason, exchange.status),
                          ("denied", "token missing", 401))
         self.successResultOf(done)
@@ -272,7 +270,7 @@ class EarlyAnswerTests(_GatewayTestCase):
         ])
         self.assertEqual(client.status, 200)
         self.assertEqual(client.body, b'{"models": []}')
-        self.assertIn(("X-Cache", "hit"), client.head[1])
+        self.assertIn(("X-Cache", "hit"), list(client.headers))
         self.assertTrue(client.finished)
         self.successResultOf(done)
 
@@ -381,7 +379,7 @@ class RoutingTests(_GatewayTestCase):
         client = RecordingClient()
         client.gone = True
         _, client, done = self.serve(self.gateway(), client=client)
-        self.assertIsNone(client.head)
+        self.assertIsNone(client.status)
         self.successResultOf(done)
 
 
@@ -394,7 +392,7 @@ class MalformedPathShapeTests(SynchronousTestCase):
                          error_body=error_body_detail)
         runner = ChainRunner(Router([pipeline, Route("ollama", ("ollama",), (), _Terminal([]))],
                                     Route("", (), (), None)))
-        client = TestingClient()
+        client = RecordingClient()
         exchange = make_exchange("POST", "/text-stats/%zz")
         self.successResultOf(runner.serve(exchange, client))
         self.assertEqual((client.status, json.loads(client.body)),

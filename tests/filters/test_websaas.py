@@ -18,8 +18,8 @@ from runnergw.chain.runner import ChainRunner
 from runnergw.filters.audit import AuditFilter
 from runnergw.filters.websaas import WebSaasTokenFilter
 from runnergw.http.headers import Headers
+from runnergw.testing import RecordingClient
 from runnergw.websaas.tokens import SaasTokenVerifier
-from tests.helpers.client_stream import RecordingClient
 from tests.http.support import StubTerminal
 from tests.websaas import NOW, mint, other_key, saas_key
 

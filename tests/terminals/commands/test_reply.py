@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.terminals.commands import reply
 from runnergw.terminals.commands.reply import OutputReply, Outputs, mime_type_for
-from tests.helpers.client_stream import RecordingClient
+from runnergw.testing import RecordingClient
 
 __all__ = ["MimeTypeTests", "OutputReplyTests", "OutputsTests"]
 
