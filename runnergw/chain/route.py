@@ -12,14 +12,13 @@ import attrs
 from runnergw.chain.exchange import Reject
 from runnergw.chain.hooks import ChainHooks
 from runnergw.chain.interfaces import IFilter, ITerminal
-from runnergw.http.interfaces import StreamPolicy
+from runnergw.http.interfaces import StreamPolicy, error_body_json
 
 __all__ = ["Route", "Router", "error_body_ollama", "error_body_detail"]
 
 
-def error_body_ollama(status: int, message: str) -> bytes:
-    """Ollama's error shape, ``{"error": "…"}``, which its clients parse."""
-    return json.dumps({"error": message}).encode()
+error_body_ollama = error_body_json
+"""Ollama's error shape, ``{"error": "…"}``, which its clients parse: the HTTP server's own."""
 
 
 def error_body_detail(status: int, message: str) -> bytes:
