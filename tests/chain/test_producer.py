@@ -4,36 +4,19 @@ from __future__ import annotations
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from runnergw.chain.producer import GatedProducer
+from tests.helpers.producers import RecordingProducer
 
 __all__ = ["GatedProducerTests"]
-
-
-@implementer(IPushProducer)
-class _Runner:
-    """Records what it is told, as a runner's connection would act on it."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pauseProducing(self) -> None:
-        self.calls.append("pause")
-
-    def resumeProducing(self) -> None:
-        self.calls.append("resume")
-
-    def stopProducing(self) -> None:
-        self.calls.append("stop")
 
 
 class GatedProducerTests(SynchronousTestCase):
     """Two reasons to pause, one producer told once each way."""
 
     def setUp(self) -> None:
-        self.runner = _Runner()
+        self.runner = RecordingProducer()
         self.gate = GatedProducer(self.runner)
 
     def test_is_a_push_producer(self) -> None:

@@ -8,14 +8,13 @@ import json
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from runnergw.chain.route import error_body_detail
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import StreamPolicy, StreamRecord
 from runnergw.http.stream import ClientStream
+from tests.helpers.producers import RecordingProducer
 from tests.http.support import NOW, ServerTestCase, StubGateway, parse_responses
 
 __all__ = ["ConnectionCloseTests", "ContinueTests", "PolicyTests", "ProducerTests",
@@ -257,7 +256,7 @@ class ProducerTests(ServerTestCase):
         """The transport pauses and resumes the producer; finishing unregisters it."""
         protocol, transport = self.request(_GET)
         call = self.gateway.calls[0]
-        producer = _Producer()
+        producer = RecordingProducer()
         call.client.register_producer(producer)
         call.send_head(200, Headers(), None)
         self.assertTrue(transport.streaming)
@@ -271,7 +270,7 @@ class ProducerTests(ServerTestCase):
         """A second producer replaces the first one (a retried runner connection)."""
         protocol, transport = self.request(_GET)
         call = self.gateway.calls[0]
-        first, second = _Producer(), _Producer()
+        first, second = RecordingProducer(), RecordingProducer()
         call.client.register_producer(first)
         call.client.register_producer(second)
         transport.producer.pauseProducing()
@@ -282,7 +281,7 @@ class ProducerTests(ServerTestCase):
         protocol, transport = self.request(_GET)
         call = self.gateway.calls[0]
         protocol.connectionLost(Failure(ConnectionLost()))
-        producer = _Producer()
+        producer = RecordingProducer()
         call.client.register_producer(producer)
         self.assertEqual(producer.calls, ["stop"])
         self.assertIsNone(transport.producer)
@@ -291,7 +290,7 @@ class ProducerTests(ServerTestCase):
         """Aborting the response lets go of the producer and drops the connection."""
         protocol, transport = self.request(_GET)
         call = self.gateway.calls[0]
-        call.client.register_producer(_Producer())
+        call.client.register_producer(RecordingProducer())
         call.send_head(200, Headers(), None)
         self.clock.advance(1.0)
         call.client.abort("the runner failed")
@@ -376,31 +375,14 @@ class ResponseFramingTests(ServerTestCase):
             self.assertEqual(response.headers.get("date"), "Tue, 14 Nov 2023 22:13:20 GMT")
 
 
-@implementer(IPushProducer)
-class _Producer:
-    """Records what the transport asks of a response producer."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pauseProducing(self) -> None:
-        self.calls.append("pause")
-
-    def resumeProducing(self) -> None:
-        self.calls.append("resume")
-
-    def stopProducing(self) -> None:
-        self.calls.append("stop")
-
-
 class WriteStallTests(ServerTestCase):
     """A client that stops reading the response."""
 
-    def start_response(self) -> tuple[_Producer, object]:
+    def start_response(self) -> tuple[RecordingProducer, object]:
         """Start a streaming response whose producer is registered with the client stream."""
         protocol, transport = self.request(_GET)
         call = self.gateway.calls[0]
-        producer = _Producer()
+        producer = RecordingProducer()
         call.client.register_producer(producer)
         call.send_head(200, call.exchange.response_headers, None)
         call.client.write(b"first")
