@@ -8,22 +8,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.http.body import ChunkedDecoder, FixedLengthDecoder
 from runnergw.http.errors import BadRequest
+from tests.helpers.body_pieces import decode_in_pieces
 
 __all__ = ["ChunkedTests", "FixedLengthTests"]
-
-
-def _feed_all(decoder: ChunkedDecoder | FixedLengthDecoder,
-              pieces: list[bytes]) -> tuple[bytes, bytes]:
-    """Feed every piece; return the body and the bytes found after it."""
-    body, after = b"", b""
-    for piece in pieces:
-        if decoder.done:
-            after += piece
-            continue
-        decoded, rest = decoder.feed(piece)
-        body += b"".join(decoded)
-        after += rest
-    return body, after
 
 
 class FixedLengthTests(SynchronousTestCase):
@@ -54,14 +41,14 @@ class ChunkedTests(SynchronousTestCase):
     def decode(self, data: bytes) -> tuple[bytes, bytes]:
         """Decode ``data`` in one piece; the body must be complete."""
         decoder = ChunkedDecoder()
-        body, after = _feed_all(decoder, [data])
+        body, after = decode_in_pieces(decoder, [data])
         self.assertTrue(decoder.done)
         return body, after
 
     def assertMalformed(self, *pieces: bytes) -> BadRequest:
         """Feeding the pieces (in order) raises a 400."""
         decoder = ChunkedDecoder()
-        error = self.assertRaises(BadRequest, _feed_all, decoder, list(pieces))
+        error = self.assertRaises(BadRequest, decode_in_pieces, decoder, list(pieces))
         self.assertEqual(error.status, 400)
         return error
 
@@ -96,7 +83,7 @@ class ChunkedTests(SynchronousTestCase):
         """The same body comes out when the bytes arrive one at a time."""
         data = b"5;a=b\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nT: 1\r\n\r\nNEXT"
         decoder = ChunkedDecoder()
-        body, after = _feed_all(decoder, [data[i : i + 1] for i in range(len(data))])
+        body, after = decode_in_pieces(decoder, [data[i : i + 1] for i in range(len(data))])
         self.assertEqual((body, after), (b"hello world", b"NEXT"))
 
     def test_random_splits(self) -> None:
@@ -114,7 +101,7 @@ class ChunkedTests(SynchronousTestCase):
             cuts = sorted(rng.sample(range(1, len(encoded)), rng.randrange(1, 60)))
             pieces = [encoded[a:b] for a, b in zip([0, *cuts], [*cuts, len(encoded)], strict=True)]
             decoder = ChunkedDecoder()
-            self.assertEqual(_feed_all(decoder, pieces), (payload, b"NEXT REQUEST"))
+            self.assertEqual(decode_in_pieces(decoder, pieces), (payload, b"NEXT REQUEST"))
             self.assertTrue(decoder.done)
 
     def test_hex_prefix(self) -> None:
@@ -223,7 +210,7 @@ class ChunkedTests(SynchronousTestCase):
     def test_cr_awaiting_lf_in_trailers(self) -> None:
         """A trailer line cut between its CR and LF is fine."""
         decoder = ChunkedDecoder()
-        body, after = _feed_all(decoder, [b"0\r\nX-A: 1\r", b"\n\r", b"\nNEXT"])
+        body, after = decode_in_pieces(decoder, [b"0\r\nX-A: 1\r", b"\n\r", b"\nNEXT"])
         self.assertEqual((body, after), (b"", b"NEXT"))
         self.assertTrue(decoder.done)
 

@@ -11,6 +11,7 @@ from runnergw.upstream.response import (
     body_decoder,
     parse_response_head,
 )
+from tests.helpers.body_pieces import decode_in_pieces, splits
 
 __all__ = ["BodyFramingTests", "FieldTests", "FramingTests", "StatusLineTests"]
 
@@ -182,25 +183,6 @@ class FramingTests(SynchronousTestCase):
             parsed = self.framing(b"Transfer-Encoding: chunked", status_line=status_line)
             self.assertFalse(parsed.chunked)
             self.assertTrue(body_decoder(parsed, "GET").done)
-
-
-def decode_in_pieces(decoder: BodyDecoder, pieces: list[bytes]) -> tuple[bytes, bytes]:
-    """Feed each piece; return the body and what came after it."""
-    body, after = b"", b""
-    for piece in pieces:
-        if decoder.done:
-            after += piece
-            continue
-        decoded, rest = decoder.feed(piece)
-        body += b"".join(decoded)
-        after += rest
-    return body, after
-
-
-def splits(data: bytes) -> list[list[bytes]]:
-    """``data`` whole, byte by byte, and cut in two at every position."""
-    return ([[data], [data[i:i + 1] for i in range(len(data))]]
-            + [[data[:i], data[i:]] for i in range(1, len(data))])
 
 
 class BodyFramingTests(SynchronousTestCase):
