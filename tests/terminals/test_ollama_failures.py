@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
@@ -226,10 +227,9 @@ class InvalidResponseTests(TestCase):
 
     timeout = 10
 
-    async def refused(self, answer: bytes) -> tuple[bytes, list[str]]:
-        """Ask the canned runner through the gateway; the client's bytes and the warnings."""
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        self.patch(level_gate, "level", LogLevel.info)
+    async def ask(self, answer: bytes) -> tuple[Any, Any, AuditTap]:
+        """Ask the canned runner for its model list through the gateway, and wait until the
+        connection closes; the client, the gateway and its audit tap."""
         port = start_canned_runner(self, answer)
         gateway = start_gateway(self, [{"name": "local", "path": "/local-ollama",
                                         "host": f"127.0.0.1:{port}"}])
@@ -238,6 +238,13 @@ class InvalidResponseTests(TestCase):
         client.send(b"GET /local-ollama/api/tags HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "
                     + gateway.token().encode() + b"\r\nConnection: close\r\n\r\n")
         await client.lost
+        return client, gateway, audit
+
+    async def refused(self, answer: bytes) -> tuple[bytes, list[str]]:
+        """Ask the canned runner through the gateway; the client's bytes and the warnings."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.patch(level_gate, "level", LogLevel.info)
+        client, gateway, audit = await self.ask(answer)
         response = parse_response(client.data)
         self.assertEqual(response.status, 502)
         self.assertEqual(json.loads(response.body),
@@ -270,16 +277,9 @@ class InvalidResponseTests(TestCase):
     async def test_garbled_chunk_mid_stream_is_audited_as_such(self) -> None:
         """A runner whose chunked body turns to garbage after the head cuts the client's
         answer, and the audit says it was an invalid response, not a closed connection."""
-        port = start_canned_runner(
-            self, b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\nzz\r\n")
-        gateway = start_gateway(self, [{"name": "local", "path": "/local-ollama",
-                                        "host": f"127.0.0.1:{port}"}])
-        audit = AuditTap(self, gateway)
-        client = await raw_connect(self, gateway)
-        client.send(b"GET /local-ollama/api/tags HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "
-                    + gateway.token().encode() + b"\r\n\r\n")
-        await client.lost
+        client, gateway, audit = await self.ask(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\nzz\r\n")
         self.assertFalse(client.data.endswith(b"0\r\n\r\n"), "the cut answer looks whole")
         await audit.written()
         [record] = gateway.audit_records()
