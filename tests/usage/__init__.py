@@ -1,0 +1,1 @@
+"""Tests of usage accounting: the ledger, its file format and the report."""
