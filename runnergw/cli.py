@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 from runnergw.config.errors import ConfigError, ConfigErrors
@@ -18,6 +20,14 @@ from runnergw.tokens.key_generation import generate_local_key_hex, write_signing
 from runnergw.tokens.local_keys import parse_local_key
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.signing_keys import load_signing_key
+from runnergw.usage.report import (
+    GROUPINGS,
+    format_csv,
+    format_json,
+    format_table,
+    usage_report,
+)
+from runnergw.usage.schema import LedgerError
 from runnergw.websaas.keys import new_server_id, write_rsa_keypair
 
 __all__ = ["main"]
@@ -183,6 +193,48 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_path(args: argparse.Namespace) -> str:
+    """The ledger to read: ``--ledger``, else ``policy.ledgerPath`` in the settings."""
+    if args.ledger:
+        return str(args.ledger)
+    return str(_settings(args).policy.ledger_path)
+
+
+def _since(text: str) -> date:
+    """``--since``: a date written ``YYYY-MM-DD``, nothing else.
+
+    Raises:
+        ValueError: ``text`` is not such a date.
+    """
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise ValueError(text)
+    return date.fromisoformat(text)
+
+
+def _usage(args: argparse.Namespace) -> int:
+    """Print the tokens used, per subject, model or day, from the usage ledger."""
+    since = None
+    if args.since is not None:
+        try:
+            since = _since(args.since)
+        except ValueError:
+            print(f"runnergw: --since: expected a date as YYYY-MM-DD, got {args.since!r}",
+                  file=sys.stderr)
+            return 2
+    try:
+        rows = usage_report(_ledger_path(args), since=since, by=args.by)
+    except LedgerError as e:
+        print(f"runnergw: {e}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        sys.stdout.write(format_json(rows))
+    elif args.format == "csv":
+        sys.stdout.write(format_csv(rows))
+    else:
+        sys.stdout.write(format_table(rows, args.by))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runnergw", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +274,17 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate settings, keys and certificates")
     check.add_argument("--config", help=config_help)
     check.set_defaults(run=_check)
+
+    usage = commands.add_parser("usage", help="report the tokens used, from the usage ledger")
+    usage.add_argument("--config", help=config_help)
+    usage.add_argument("--ledger", metavar="PATH",
+                       help="ledger file (default: policy.ledgerPath in the settings)")
+    usage.add_argument("--since", metavar="YYYY-MM-DD", help="from this day on (default: all)")
+    usage.add_argument("--by", choices=GROUPINGS, default="subject",
+                       help="one row per subject (default), model or day")
+    usage.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                       help="table (default), a JSON array, or CSV with a header line")
+    usage.set_defaults(run=_usage)
     return parser
 
 
