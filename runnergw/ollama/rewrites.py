@@ -1,0 +1,238 @@
+"""What a request body asks of Ollama, and rewrites of it, for policy filters.
+
+Every function reads the body as Ollama does (:mod:`runnergw.ollama.gojson`) and returns a
+new :class:`~runnergw.ollama.gojson.JsonObject`, never changing the one given. A rewritten
+field is written once, under its own name, every other spelling of it removed.
+
+Prompt size estimate (:func:`estimate_prompt_tokens`), for answers that end before Ollama
+reports ``prompt_eval_count`` (a stream cut short): one token per 4 bytes of UTF-8, rounded
+up, of the text the model reads, plus 768 tokens per image and 4 per chat message (its
+role's markup). The text is:
+
+* ``/api/generate``: ``prompt``, ``system`` and ``suffix``, plus one token per entry of
+  ``context`` (tokens of an earlier answer); images in ``images``;
+* ``/api/chat``: each message's ``content``, and the tool definitions (``tools``) as JSON;
+  images in each message's ``images``;
+* ``/v1/chat/completions``: each message's ``content``, a string or the ``text`` of its
+  ``text`` parts; ``image_url`` parts are images; ``tools`` as JSON;
+* ``/v1/completions``: ``prompt``, a string or a list of strings;
+* ``/api/embed`` and ``/v1/embeddings``: ``input``, a string or a list of strings;
+  ``/api/embeddings``: ``prompt``.
+
+An endpoint that generates is estimated at one token at least; one that does not read a
+prompt at zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+from runnergw.ollama.endpoints import Endpoint
+from runnergw.ollama.gojson import REMOVE, GoJsonError, GoType, JsonObject, encode
+from runnergw.ollama.model_names import normalize_model_name
+
+__all__ = ["cap_generated_tokens", "estimate_prompt_tokens", "pin_keep_alive",
+           "requested_model", "set_model"]
+
+_LEGACY_NAME: Final = frozenset({"show", "pull", "push", "delete", "create"})
+"""Endpoints that take the model in ``name`` when ``model`` is empty (older clients)."""
+_KEEPS_ALIVE: Final = frozenset({"generate", "chat", "embed", "embeddings"})
+"""Endpoints whose ``keep_alive`` Ollama reads."""
+_IMAGE_TOKENS: Final = 768
+_MESSAGE_TOKENS: Final = 4
+
+
+def _string(body: JsonObject, name: str) -> str | None:
+    """The string field ``name`` (a Go ``string``: a ``null`` leaves it as it was)."""
+    value = body.get(name, go_type=GoType.SCALAR)
+    if value is not None and not isinstance(value, str):
+        raise GoJsonError(f"{name} must be a string")
+    return value
+
+
+def _same_model(first: str, second: str) -> bool:
+    try:
+        return normalize_model_name(first) == normalize_model_name(second)
+    except ValueError:
+        return first == second
+
+
+def requested_model(body: JsonObject, endpoint: Endpoint) -> str | None:
+    """The model the request names, as given (normalize it with
+    :func:`~runnergw.ollama.model_names.normalize_model_name`), or None when it names none.
+
+    That is ``model``; on ``/api/show`` and the model-management endpoints (pull, push,
+    delete, create), ``name`` when ``model`` is empty, as Ollama reads them. The model of
+    ``/v1/models/{model}`` is in the path (:meth:`Endpoint.model_in_path`).
+
+    Raises:
+        GoJsonError: ``model`` or ``name`` is not a string, or both are set and name
+            different models.
+    """
+    if not endpoint.names_model:
+        return None
+    model = _string(body, "model")
+    if endpoint.kind not in _LEGACY_NAME:
+        return model or None
+    name = _string(body, "name")
+    if model and name and not _same_model(model, name):
+        raise GoJsonError("both model and name are set")
+    return model or name or None
+
+
+def set_model(body: JsonObject, name: str) -> JsonObject:
+    """``body`` naming the model ``name``: ``model`` set, the older ``name`` removed (no
+    endpoint has another top-level ``name`` that Ollama reads)."""
+    return body.with_fields({"model": name, "name": REMOVE})
+
+
+def pin_keep_alive(body: JsonObject, endpoint: Endpoint, value: str) -> JsonObject:
+    """``body`` with ``keep_alive`` set to ``value`` (a Go duration such as ``"5m"``) on the
+    native endpoints that read it (generate, chat, embed, embeddings); ``body`` itself on
+    any other endpoint, where Ollama reads no ``keep_alive``."""
+    if endpoint.kind not in _KEEPS_ALIVE:
+        return body
+    return body.with_fields({"keep_alive": value})
+
+
+def _count(value: Any, label: str, *, whole_floats: bool) -> int | None:
+    """A token count as given, None when not given.
+
+    Raises:
+        GoJsonError: not an integer (``whole_floats``: a float without a fraction counts).
+    """
+    if value is None:
+        return None
+    if isinstance(value, float) and whole_floats and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GoJsonError(f"{label} must be an integer")
+    return value
+
+
+def _capped(asked: int | None, cap: int) -> int:
+    """At most ``cap``: no count, 0 (no limit for Ollama's runners) or a negative one (-1
+    forever, -2 until the context is full) become ``cap``."""
+    return cap if asked is None or asked <= 0 else min(asked, cap)
+
+
+def cap_generated_tokens(body: JsonObject, endpoint: Endpoint, cap: int) -> JsonObject | None:
+    """``body`` asking for at most ``cap`` generated tokens, or None when it already does.
+
+    What the client asked is lowered, never raised. Native generate and chat:
+    ``options.num_predict`` (``options`` created when missing); OpenAI chat: ``max_tokens``,
+    the field Ollama reads, always set (to ``max_completion_tokens`` when only that one is
+    given), and ``max_completion_tokens`` lowered too when given; OpenAI completions:
+    ``max_tokens``. A count of 0 or less means no limit to Ollama, so it becomes ``cap``.
+    Endpoints that generate nothing are left alone (None).
+
+    Raises:
+        GoJsonError: a count is not an integer (``options.num_predict`` may be a float
+            without a fraction, as Ollama reads it), or ``options`` is not an object.
+        ValueError: ``cap`` is not a positive integer.
+    """
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ValueError("cap must be a positive integer")
+    if not endpoint.generates:
+        return None
+    if endpoint.style == "ollama":
+        options = body.get("options", go_type=GoType.OBJECT) or JsonObject(())
+        asked = _count(options.get_exact("num_predict"), "options.num_predict",
+                       whole_floats=True)
+        limit = _capped(asked, cap)
+        if limit == asked:
+            return None
+        return body.with_fields({"options": options.with_exact({"num_predict": limit})})
+    fields: dict[str, int] = {}
+    asked = _count(body.get("max_tokens"), "max_tokens", whole_floats=False)
+    limit = _capped(asked, cap)
+    if endpoint.kind == "openai_chat":
+        completion = _count(body.get("max_completion_tokens"), "max_completion_tokens",
+                            whole_floats=False)
+        if completion is not None:
+            completion_limit = _capped(completion, cap)
+            if completion_limit != completion:
+                fields["max_completion_tokens"] = completion_limit
+            if asked is None:
+                limit = completion_limit
+    if limit != asked:
+        fields["max_tokens"] = limit
+    return body.with_fields(fields) if fields else None
+
+
+def _utf8_size(value: Any) -> int:
+    return len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else 0
+
+
+def _strings_size(value: Any) -> int:
+    """UTF-8 size of a string, or of the strings in a list."""
+    if isinstance(value, list):
+        return sum(_utf8_size(item) for item in value)
+    return _utf8_size(value)
+
+
+def _read(body: JsonObject, name: str, go_type: GoType) -> Any:
+    """A field for the estimate: None when Ollama would refuse it anyway."""
+    try:
+        return body.get(name, go_type=go_type)
+    except GoJsonError:
+        return None
+
+
+def _objects(value: Any) -> list[JsonObject]:
+    return [item for item in value if isinstance(item, JsonObject)] \
+        if isinstance(value, list) else []
+
+
+def _openai_content(content: Any) -> tuple[int, int]:
+    """(text bytes, images) of an OpenAI message's content."""
+    if not isinstance(content, list):
+        return _utf8_size(content), 0
+    size = images = 0
+    for part in _objects(content):
+        kind = part.get_exact("type")
+        if kind == "text":
+            size += _utf8_size(part.get_exact("text"))
+        elif kind == "image_url":
+            images += 1
+    return size, images
+
+
+def _chat_size(body: JsonObject, *, openai: bool) -> tuple[int, int]:
+    """(text bytes, extra tokens) of a chat: messages, their images, tool definitions."""
+    size = extra = 0
+    for message in _objects(_read(body, "messages", GoType.SLICE)):
+        extra += _MESSAGE_TOKENS
+        if openai:
+            text, images = _openai_content(_read(message, "content", GoType.ANY))
+        else:
+            text = _utf8_size(_read(message, "content", GoType.SCALAR))
+            images = len(_read(message, "images", GoType.SLICE) or ())
+        size += text
+        extra += _IMAGE_TOKENS * images
+    tools = _read(body, "tools", GoType.SLICE)
+    if tools:
+        size += len(encode(tools))
+    return size, extra
+
+
+def estimate_prompt_tokens(body: JsonObject, endpoint: Endpoint) -> int:
+    """The prompt tokens of the request, by the rule in the module's notes. Never raises."""
+    kind = endpoint.kind
+    size = extra = 0
+    if kind == "generate":
+        size = sum(_utf8_size(_read(body, name, GoType.SCALAR))
+                   for name in ("prompt", "system", "suffix"))
+        extra = _IMAGE_TOKENS * len(_read(body, "images", GoType.SLICE) or ())
+        extra += len(_read(body, "context", GoType.SLICE) or ())
+    elif kind in ("chat", "openai_chat"):
+        size, extra = _chat_size(body, openai=kind == "openai_chat")
+    elif kind == "openai_completions":
+        size = _strings_size(_read(body, "prompt", GoType.ANY))
+    elif kind in ("embed", "openai_embeddings"):
+        size = _strings_size(_read(body, "input", GoType.ANY))
+    elif kind == "embeddings":
+        size = _utf8_size(_read(body, "prompt", GoType.SCALAR))
+    tokens = math.ceil(size / 4) + extra
+    return max(tokens, 1) if endpoint.generates else tokens

@@ -1,0 +1,1 @@
+"""Tests of reading and rewriting Ollama API requests as Ollama reads them."""
