@@ -10,6 +10,7 @@ from runnergw.config.errors import ConfigError, ConfigErrors
 from runnergw.config.settings import Settings
 from runnergw.filters.audit import AuditFilter
 from runnergw.filters.registry import FilterContext
+from runnergw.limits.parts import LimitParts
 from runnergw.startup import GatewayParts
 from runnergw.terminals.commands.routes import build_pipeline_routes
 from runnergw.terminals.ollama_routes import build_runner_routes
@@ -25,16 +26,22 @@ ROUTE_KINDS: Sequence[RouteKind] = (build_runner_routes, build_pipeline_routes)
 
 
 def build_router(settings: Settings, parts: GatewayParts, reactor: Any,
-                 kinds: Sequence[RouteKind] = ROUTE_KINDS) -> Router:
+                 kinds: Sequence[RouteKind] = ROUTE_KINDS,
+                 limits: LimitParts | None = None) -> Router:
     """Every route of every terminal kind, and the fallback that answers 404.
+
+    ``limits`` are the role filters' shared parts (the service starts and stops them); with
+    a ``roles`` section and none given, unstarted ones are made (to check the settings).
 
     Raises:
         ConfigErrors: every problem (filters and their options, CA bundles, descriptors,
             two routes on one prefix).
     """
+    if limits is None and settings.roles:
+        limits = LimitParts.from_settings(settings, reactor)
     context = FilterContext(settings=settings, clock=reactor, audit_log=parts.audit_log,
                             verifier=parts.verifier, saas_verifier=parts.saas_verifier,
-                            signer=parts.signer)
+                            signer=parts.signer, limits=limits)
     errors: list[ConfigError] = []
     routes: list[Route] = []
     taken: dict[tuple[str, ...], str] = {}

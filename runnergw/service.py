@@ -19,6 +19,7 @@ from runnergw.config.settings import Settings
 from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.jobs.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
+from runnergw.limits.parts import LimitParts
 from runnergw.logs import level_gate
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
@@ -41,7 +42,8 @@ class GatewayService(MultiService):
         self.parts = parts
         self.reactor = reactor
         server = settings.server
-        self.router = build_router(settings, parts, reactor)
+        self.limits = LimitParts.from_settings(settings, reactor) if settings.roles else None
+        self.router = build_router(settings, parts, reactor, limits=self.limits)
         self.factory = GatewayHTTPFactory(
             ChainRunner(self.router),
             reactor,
@@ -98,6 +100,8 @@ class GatewayService(MultiService):
                 self.log.info("Removed {count} job directories left by an earlier run",
                               count=removed)
         super().startService()
+        if self.limits is not None:
+            self.limits.start().addErrback(self._ledger_failed)
         bound = self.port.getHost()  # type: ignore[union-attr]
         scheme = "https" if self.parts.tls is not None else "http"
         host = f"[{bound.host}]" if ":" in bound.host else bound.host
@@ -123,7 +127,19 @@ class GatewayService(MultiService):
         if self._jobs_lock is not None:
             os.close(self._jobs_lock)
             self._jobs_lock = None
-        return gatherResults([d for d in waits if d is not None])
+        stopped = gatherResults([d for d in waits if d is not None])
+        if self.limits is not None:
+            # Last: the exchanges ended above have recorded their usage.
+            limits = self.limits
+            stopped.addBoth(lambda result: limits.stop().addCallback(lambda _: result))
+        return stopped
+
+    def _ledger_failed(self, failure: Failure) -> None:
+        """Quotas cannot be kept without the ledger: the gateway stops."""
+        self.log.critical("Cannot open the usage ledger {path}: {error}; stopping",
+                          event="ledger_failed", path=self.settings.policy.ledger_path,
+                          error=failure.getErrorMessage())
+        self.reactor.stop()
 
     def _on_sighup(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.reload)

@@ -23,6 +23,9 @@ class Identity:
     claims: Any = attrs.field(factory=dict, repr=False)
     token_kind: str = ""
     """``v4.public``, ``v2.local``… (never the token itself)."""
+    token_id: str = ""
+    """A short digest of the token: tells tokens apart (a token without ``sub``) without
+    revealing it."""
 
 
 @attrs.frozen
@@ -110,6 +113,9 @@ class Exchange:
     model: str | None = None
     notes: dict[str, Any] = attrs.field(factory=dict)
     """Extra audit fields set by filters."""
+    metadata: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    """What a filter leaves for later filters (the caller's role rules, the parsed request),
+    under keys named after the filter that sets them; never audited."""
     request_body: bytes | None = None
     """The whole request body, once collected for a filter that asked (``collect_body``);
     a ``request_body`` hook may replace it, and the terminal then sends the new one."""

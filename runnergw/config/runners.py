@@ -12,9 +12,15 @@ from runnergw.config.errors import Origin
 from runnergw.config.filters import FilterSpec, read_filter_specs
 from runnergw.config.reader import MapReader, parse_listen_address
 
-__all__ = ["RewriteSettings", "RunnerSettings", "DEFAULT_FILTERS", "read_runners"]
+__all__ = ["RewriteSettings", "RunnerSettings", "DEFAULT_FILTERS", "POLICY_FILTERS",
+           "read_runners"]
 
 DEFAULT_FILTERS = ("token", "role", "rewrite", "audit")
+"""A runner's chain when it lists none and no ``roles`` section exists."""
+
+POLICY_FILTERS = ("token", "role", "access", "rateLimit", "concurrency", "usage", "rewrite",
+                  "audit")
+"""A runner's chain when it lists none and a ``roles`` section exists: the roles' rules."""
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FRAMING_HEADERS = frozenset({
@@ -116,7 +122,8 @@ def _check_prefix(section: MapReader, path: str) -> str:
     return "/" + "/".join(segments)
 
 
-def _read_runner(section: MapReader, index: int) -> RunnerSettings:
+def _read_runner(section: MapReader, index: int,
+                 default_filters: tuple[str, ...]) -> RunnerSettings:
     defaults = RunnerSettings(name="", path="/", host="", port=0)
     name = section.string("name") or f"runner{index}"
     path = _check_prefix(section, section.string("path", "/"))
@@ -139,7 +146,7 @@ def _read_runner(section: MapReader, index: int) -> RunnerSettings:
         host=host,
         port=port,
         scheme=section.choice("scheme", "http", ("http", "https")),
-        filters=read_filter_specs(section, "filters", DEFAULT_FILTERS),
+        filters=read_filter_specs(section, "filters", default_filters),
         max_body_size=section.size("maxBodySize", defaults.max_body_size),
         connect_timeout=section.duration("connectTimeout", defaults.connect_timeout),
         first_byte_timeout=section.duration("firstByteTimeout", defaults.first_byte_timeout),
@@ -161,12 +168,14 @@ def _snake(key: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
 
-def read_runners(root: MapReader) -> tuple[RunnerSettings, ...]:
-    """Read ``runners[]``, refusing two runners on the same prefix."""
+def read_runners(root: MapReader,
+                 default_filters: tuple[str, ...] = DEFAULT_FILTERS) -> tuple[RunnerSettings, ...]:
+    """Read ``runners[]``, refusing two runners on the same prefix; a runner listing no
+    filters gets ``default_filters``."""
     runners: list[RunnerSettings] = []
     seen: dict[tuple[str, ...], str] = {}
     for index, section in enumerate(root.sections("runners")):
-        runner = _read_runner(section, index)
+        runner = _read_runner(section, index, default_filters)
         prefix = runner.prefix_segments  # decoded: "/a" and "/%61" are one prefix
         if prefix in seen:
             section.error("path", f'"{runner.path}" is already the prefix of {seen[prefix]}')

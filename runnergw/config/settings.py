@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 from runnergw.config.audit import AuditSettings
 from runnergw.config.logging import LoggingSettings
 from runnergw.config.paseto import PasetoSettings
 from runnergw.config.pipelines import PipelineSettings
+from runnergw.config.policy import PolicySettings
 from runnergw.config.reader import MapReader
-from runnergw.config.runners import RunnerSettings, read_runners
+from runnergw.config.roles import RoleSettings, read_roles
+from runnergw.config.runners import (
+    DEFAULT_FILTERS,
+    POLICY_FILTERS,
+    RunnerSettings,
+    read_runners,
+)
 from runnergw.config.server import ServerSettings
 
 __all__ = ["Settings"]
@@ -27,6 +36,9 @@ class Settings:
     server: ServerSettings = attrs.field(factory=ServerSettings)
     audit: AuditSettings = attrs.field(factory=AuditSettings)
     pipelines: PipelineSettings = attrs.field(factory=PipelineSettings)
+    roles: Mapping[str, RoleSettings] = attrs.field(factory=dict)
+    """Role name → its rules on Ollama routes; empty: any valid token, no limits."""
+    policy: PolicySettings = attrs.field(factory=PolicySettings)
 
     @property
     def config_path(self) -> str:
@@ -36,11 +48,13 @@ class Settings:
     @classmethod
     def from_yaml(cls, root: MapReader, files: tuple[str, ...]) -> Settings:
         """Read every section, recording problems in the root's sink."""
+        roles = read_roles(root)
+        policy = PolicySettings.from_yaml(root.section("policy"))
         settings = cls(
             files=files,
             logging=LoggingSettings.from_yaml(root.section("logging")),
             paseto=PasetoSettings.from_yaml(root.section("paseto")),
-            runners=read_runners(root),
+            runners=read_runners(root, POLICY_FILTERS if roles else DEFAULT_FILTERS),
             server=ServerSettings.from_yaml(root.section("server")),
             audit=AuditSettings.from_yaml(root.section("audit")),
             pipelines=PipelineSettings.from_yaml(
@@ -49,7 +63,14 @@ class Settings:
                 # a .env file) does not turn pipelines on.
                 root.has("pipelines") and root.origin_of("pipelines").source in files,
             ),
+            roles=roles,
+            policy=policy,
         )
+        if roles and policy.default_role not in roles:
+            known = ", ".join(roles)
+            root.section("policy").error(
+                "defaultRole", f'"{policy.default_role}" is not a role of the roles section '
+                               f"({known}): tokens without a role claim would have no rules")
         if not settings.runners and not settings.pipelines.enabled:
             root.error("runners", "nothing to serve: add a runner or a pipelines section")
         root.finish()

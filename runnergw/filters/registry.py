@@ -16,12 +16,17 @@ from runnergw.config.filters import FilterSpec
 from runnergw.config.options import read_options
 from runnergw.config.reader import ErrorSink, MapReader
 from runnergw.config.settings import Settings
+from runnergw.filters.access import AccessFilter
 from runnergw.filters.audit import AuditFilter
+from runnergw.filters.concurrency import ConcurrencyFilter
 from runnergw.filters.media_limits import MediaLimitsFilter
+from runnergw.filters.rate_limit import RateLimitFilter
 from runnergw.filters.rewrite import RewriteFilter
 from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
+from runnergw.filters.usage import UsageFilter
 from runnergw.filters.websaas import WebSaasTokenFilter
+from runnergw.limits.parts import LimitParts
 from runnergw.tokens.verifier import TokenVerifier
 from runnergw.websaas.signing import ResponseSigner
 from runnergw.websaas.tokens import SaasTokenVerifier
@@ -44,12 +49,18 @@ class FilterContext:
     """The command routes' shared job parts (launcher, ffprobe, environment), if any."""
     route: Any = None
     """The route's settings: ``RunnerSettings``, or a pipeline route with its descriptor."""
+    limits: LimitParts | None = None
+    """The limit state, quota days and usage ledger, when a ``roles`` section exists."""
 
 
 BUILTIN_FILTERS: Mapping[str, type] = {
     "token": TokenFilter,
     "websaas": WebSaasTokenFilter,
     "role": RoleFilter,
+    "access": AccessFilter,
+    "rateLimit": RateLimitFilter,
+    "concurrency": ConcurrencyFilter,
+    "usage": UsageFilter,
     "rewrite": RewriteFilter,
     "mediaLimits": MediaLimitsFilter,
     "audit": AuditFilter,

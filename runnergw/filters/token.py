@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from zope.interface import implementer
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext
 
 __all__ = ["TokenFilter"]
+
+
+def _token_id(token: str) -> str:
+    """``token:`` and 16 hex digits of the token's SHA-256: names a token in limits, usage
+    and the audit trail when it has no subject, and cannot be turned back into it."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def _challenge(description: str) -> tuple[tuple[str, str], ...]:
@@ -65,4 +72,5 @@ class TokenFilter:
             role=verified.role,
             claims=verified.claims,
             token_kind=f"{verified.version}.{verified.purpose}",
+            token_id=_token_id(token),
         )

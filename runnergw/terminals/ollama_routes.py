@@ -17,12 +17,15 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS
 
 from runnergw.chain.route import Route
 from runnergw.config.errors import ConfigError
-from runnergw.config.runners import RunnerSettings
+from runnergw.config.runners import POLICY_FILTERS, RunnerSettings
 from runnergw.filters.registry import FilterContext, build_chain
 from runnergw.terminals.ollama import OllamaTerminal
 from runnergw.upstream.pool import UpstreamPool
 
 __all__ = ["build_runner_routes"]
+
+_ROLE_FILTERS = ("role", "access")
+"""What a runner's chain needs for the ``roles`` section to hold on it."""
 
 
 def _runner_endpoint(reactor: Any, runner: RunnerSettings) -> IStreamClientEndpoint:
@@ -53,6 +56,15 @@ def build_runner_routes(context: FilterContext, reactor: Any,
     for runner in context.settings.runners:
         filters, problems = build_chain(runner.filters, attrs.evolve(context, route=runner))
         errors.extend(problems)
+        if context.settings.roles and not problems:
+            named = {getattr(step, "name", None) for step in filters}
+            missing = [name for name in _ROLE_FILTERS if name not in named]
+            if missing:
+                errors.append(ConfigError(
+                    runner.origins["filters"], f"{runner.yaml_path}.filters",
+                    f"the roles section applies to every runner, but this chain lacks "
+                    f"{' and '.join(missing)} (leave filters out for the default chain: "
+                    f"{', '.join(POLICY_FILTERS)})"))
         try:
             endpoint = _runner_endpoint(reactor, runner)
         except OSError as e:

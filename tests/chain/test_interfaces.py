@@ -23,9 +23,11 @@ __all__ = ["FilterInterfaceTests", "TerminalInterfaceTests"]
 
 def _whole_node(testcase: SynchronousTestCase) -> Router:
     """The routes of a node with a runner and a model whose chain has every built-in filter
-    (audio-gain has role limits: its chain includes mediaLimits)."""
+    (audio-gain has role limits: its chain includes mediaLimits; a roles section gives the
+    runner the role filters)."""
     node = write_node(testcase, runners=[{"host": "127.0.0.1:11434", "path": "/ollama"}],
-                      descriptors={"audio-gain": example("audio-gain")})
+                      descriptors={"audio-gain": example("audio-gain")},
+                      extra={"roles": {"user": {}}})
     return build_router(node.settings, node.parts, MemoryReactorClock())
 
 

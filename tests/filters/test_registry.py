@@ -14,8 +14,11 @@ from runnergw.config.filters import FilterSpec
 from runnergw.config.reader import ErrorSink
 from runnergw.config.settings import Settings
 from runnergw.config.yamlfile import MarkedMap
+from runnergw.filters.access import AccessFilter
 from runnergw.filters.audit import AuditFilter
+from runnergw.filters.concurrency import ConcurrencyFilter
 from runnergw.filters.media_limits import MediaLimitsFilter
+from runnergw.filters.rate_limit import RateLimitFilter
 from runnergw.filters.registry import (
     BUILTIN_FILTERS,
     FilterContext,
@@ -26,10 +29,13 @@ from runnergw.filters.registry import (
 from runnergw.filters.rewrite import RewriteFilter
 from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
+from runnergw.filters.usage import UsageFilter
 from runnergw.filters.websaas import WebSaasTokenFilter
 from tests.http.support import token_verifier
 
 __all__ = ["BuildChainTests", "BuildFilterTests", "FilterClassTests"]
+
+_BUILTINS = ", ".join(BUILTIN_FILTERS)
 
 
 class Stamp:
@@ -128,6 +134,8 @@ class FilterClassTests(SynchronousTestCase):
         """The built-in names stand for the gateway's filters."""
         self.assertEqual(dict(BUILTIN_FILTERS), {
             "token": TokenFilter, "websaas": WebSaasTokenFilter, "role": RoleFilter,
+            "access": AccessFilter, "rateLimit": RateLimitFilter,
+            "concurrency": ConcurrencyFilter, "usage": UsageFilter,
             "rewrite": RewriteFilter, "mediaLimits": MediaLimitsFilter, "audit": AuditFilter})
         for name, cls in BUILTIN_FILTERS.items():
             with self.subTest(name=name):
@@ -138,8 +146,8 @@ class FilterClassTests(SynchronousTestCase):
         """A name that is no built-in and no dotted path is refused, listing the names."""
         error = self.assertRaises(ValueError, filter_class, "tokn")
         self.assertEqual(str(error), 'unknown filter "tokn" (built in: token, websaas, role, '
-                                     'rewrite, mediaLimits, audit; or a dotted path to a '
-                                     'filter class)')
+                                     'access, rateLimit, concurrency, usage, rewrite, '
+                                     'mediaLimits, audit; or a dotted path to a filter class)')
 
     def test_dotted_path(self) -> None:
         """A dotted path imports the filter class."""
@@ -270,8 +278,8 @@ class BuildChainTests(_RegistryTestCase):
         """Every item's problem is reported, each at its own path."""
         self.assertEqual(self.messages(_chain("tokn", (f"{__name__}.Stamp", {"x": 1}),
                                               f"{__name__}.Typo", "audit")), [
-            ("runners[0].filters[0]", 'unknown filter "tokn" (built in: token, websaas, '
-             'role, rewrite, mediaLimits, audit; or a dotted path to a filter class)'),
+            ("runners[0].filters[0]", f'unknown filter "tokn" (built in: {_BUILTINS}; '
+             'or a dotted path to a filter class)'),
             (f'runners[0].filters[1]["{__name__}.Stamp"].x',
              "unknown setting (check the spelling; see the settings reference)"),
             ("runners[0].filters[2]",

@@ -17,7 +17,7 @@ from runnergw.chain.route import Router
 from runnergw.config.errors import ConfigError, ConfigErrors
 from runnergw.config.load import load_settings, read_settings
 from runnergw.config.settings import Settings
-from runnergw.filters.registry import FilterContext
+from runnergw.filters.registry import BUILTIN_FILTERS, FilterContext
 from runnergw.routes import build_router
 from runnergw.startup import prepare
 from runnergw.terminals.commands.routes import build_pipeline_routes, load_descriptors
@@ -268,8 +268,8 @@ pipelines:
             f"{where}: pipelines.filters: must include role after websaas: it enforces "
             "allowed_roles",
             f"{where}: pipelines.filters[0]: role must come after one of token, websaas",
-            f'{where}: pipelines.filters[2]: unknown filter "tokn" (built in: token, websaas, '
-            "role, rewrite, mediaLimits, audit; or a dotted path to a filter class)",
+            f'{where}: pipelines.filters[2]: unknown filter "tokn" (built in: '
+            f'{", ".join(BUILTIN_FILTERS)}; or a dotted path to a filter class)',
         ])
 
     def test_filter_problem_reported_once(self) -> None:

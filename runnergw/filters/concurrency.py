@@ -1,0 +1,81 @@
+"""The ``concurrency`` filter: requests a subject may have under way at once, by role."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from runnergw.chain.exchange import Exchange, Reject
+from runnergw.chain.interfaces import IFilter
+from runnergw.filters.role import role_rules, subject_key
+from runnergw.limits.interfaces import ILimitState, ISlot, when_known
+from runnergw.ollama.endpoints import endpoint_for
+
+if TYPE_CHECKING:
+    from runnergw.filters.registry import FilterContext
+
+__all__ = ["ConcurrencyFilter"]
+
+_SLOT = "concurrency.slot"
+
+_COUNTED_GROUPS = frozenset({"inference", "management"})
+"""What holds a model or the disk: generations, embeddings, pulls. Listing models and
+asking for the version are never held back by a running stream."""
+
+
+@implementer(IFilter)
+class ConcurrencyFilter:
+    """Holds a place per inference or management request of a subject until the exchange is
+    over (a stream counts until its last byte), at most the role's ``concurrency``.
+
+    When all places are taken the request waits up to ``concurrencyWait`` for one (in
+    arrival order), then gets 429 ``{"error": …}`` with ``Retry-After: 1``.
+    """
+
+    name = "concurrency"
+    after_any = ("role",)
+
+    def __init__(self, state: ILimitState) -> None:
+        self.state = state
+
+    @classmethod
+    def from_settings(cls, options: None, context: FilterContext) -> ConcurrencyFilter:
+        """Uses the gateway's limit state."""
+        if context.limits is None:
+            raise ValueError("the concurrency filter needs a roles section")
+        return cls(context.limits.state)
+
+    def request_headers(self, exchange: Exchange) -> Any:
+        """Take a place, wait for one, or refuse with 429."""
+        rules = role_rules(exchange)
+        if rules is None or rules.concurrency is None:
+            return None
+        endpoint = endpoint_for(exchange.api_path)
+        if endpoint is None or endpoint.group not in _COUNTED_GROUPS:
+            return None
+        slot = self.state.acquire_slot(subject_key(exchange), rules.concurrency,
+                                       rules.concurrency_wait)
+        if isinstance(slot, Deferred):
+            # Given up when the exchange ends first (the client left while waiting).
+            exchange.metadata[_SLOT] = slot
+        return when_known(slot, lambda known: self._placed(exchange, rules.name,
+                                                           rules.concurrency, known))
+
+    def _placed(self, exchange: Exchange, role: str, limit: int | None,
+                slot: ISlot | None) -> None:
+        if slot is None:
+            exchange.metadata.pop(_SLOT, None)
+            raise Reject(429, f'{limit} requests of this caller are already under way (the '
+                              f'limit of role "{role}")',
+                         headers=(("Retry-After", "1"),), reason="concurrency limit")
+        exchange.metadata[_SLOT] = slot
+
+    def done(self, exchange: Exchange) -> None:
+        """Give the place back, or stop waiting for one."""
+        slot = exchange.metadata.pop(_SLOT, None)
+        if isinstance(slot, Deferred):
+            slot.cancel()
+        elif slot is not None:
+            slot.release()

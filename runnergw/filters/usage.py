@@ -1,0 +1,374 @@
+"""The ``usage`` filter: tokens counted as they are relayed, per-request caps and daily
+quotas that hold mid-stream, and the usage ledger."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from zope.interface import implementer
+
+from runnergw.chain.exchange import EndStream, Exchange, Reject
+from runnergw.chain.interfaces import IFilter
+from runnergw.config.roles import RoleSettings
+from runnergw.filters.ollama_request import ollama_endpoint, ollama_request, store_request
+from runnergw.filters.role import role_rules, subject_key
+from runnergw.limits.interfaces import when_known
+from runnergw.limits.parts import LimitParts
+from runnergw.ollama.answers import (
+    is_usage_only_event,
+    native_final_line,
+    native_usage,
+    openai_final_events,
+    openai_usage,
+)
+from runnergw.ollama.endpoints import Endpoint
+from runnergw.ollama.gojson import GoJsonError, GoType, JsonObject
+from runnergw.ollama.rewrites import cap_generated_tokens, estimate_prompt_tokens
+from runnergw.usage.ledger import UsageEntry
+
+if TYPE_CHECKING:
+    from runnergw.filters.registry import FilterContext
+
+__all__ = ["LEASE_BLOCK", "UsageFilter"]
+
+LEASE_BLOCK = 16
+"""Generated tokens a stream takes from its subject's daily quota at a time: a stream asks
+the shared state once per this many tokens, and at most this many minus one are held back
+from the subject's other streams."""
+
+_METER = "usage.meter"
+
+
+@attrs.define(eq=False)
+class _Meter:
+    """One inference request's token count as its answer is relayed."""
+
+    key: str
+    day: str
+    rules: RoleSettings
+    endpoint: Endpoint
+    leased: int = 0
+    """Tokens taken from the daily quota so far (the prompt's estimate, then generation)."""
+    generation_lease: int = 0
+    """Of those, the ones taken for generated tokens."""
+    prompt_estimate: int = 0
+    relayed: int = 0
+    """Generated tokens relayed to the client so far (one streamed line or event each)."""
+    reported: tuple[int, int] | None = None
+    """(prompt, generated) as the runner reported them at the end."""
+    hide_usage_event: bool = False
+    """The gateway asked for the usage event of an OpenAI stream; the client did not."""
+    truncated: bool = False
+
+    @property
+    def quota(self) -> int | None:
+        return self.rules.tokens_per_day
+
+
+def _created_at(exchange: Exchange) -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@implementer(IFilter)
+class UsageFilter:
+    """Counts the tokens of Ollama inference requests (after ``role``; ``access`` first when
+    aliases should be counted under the real model).
+
+    - Before the runner is asked: a subject whose role's ``tokensPerDay`` is spent gets 429
+      until the day ends (``policy.timeZone``); the prompt's estimated tokens are taken from
+      the quota; the generation cap sent upstream is the smaller of ``maxTokens`` and what
+      is left of the quota (a client asking for less keeps its figure).
+    - While a stream is relayed, each NDJSON line or SSE event carrying generated text is a
+      token, taken from the quota ``LEASE_BLOCK`` at a time; when none is left the answer
+      ends with a well-formed last line (``done_reason: "length"``, the counts so far) and
+      the runner's request is closed.
+    - At the end the runner's own counts (``prompt_eval_count``/``eval_count``, OpenAI
+      ``usage``) replace the estimates; a stream cut short (by the quota, or a client that
+      left) is charged what was relayed and the prompt's estimate. The audit line gets
+      ``prompt_tokens``/``completion_tokens``; the ledger a row per subject, model and day.
+    """
+
+    name = "usage"
+    after_any = ("role",)
+
+    def __init__(self, limits: LimitParts, max_body_size: int) -> None:
+        self.limits = limits
+        self.state = limits.state
+        self.max_body_size = max_body_size
+
+    @classmethod
+    def from_settings(cls, options: None, context: FilterContext) -> UsageFilter:
+        """Uses the gateway's limit state, quota days and ledger."""
+        if context.limits is None:
+            raise ValueError("the usage filter needs a roles section")
+        return cls(context.limits, context.settings.policy.max_body_size)
+
+    # Before the runner.
+
+    def request_headers(self, exchange: Exchange) -> Any:
+        """Refuse a subject whose daily quota is spent; ask for the body and the answer."""
+        rules = role_rules(exchange)
+        endpoint = ollama_endpoint(exchange)
+        if rules is None or endpoint is None or endpoint.group != "inference":
+            return None
+        waiting = self.limits.ready()
+        if waiting is not None:
+            return waiting.addCallback(lambda _: self._admit(exchange, rules, endpoint))
+        return self._admit(exchange, rules, endpoint)
+
+    def _admit(self, exchange: Exchange, rules: RoleSettings, endpoint: Endpoint) -> Any:
+        meter = _Meter(subject_key(exchange), self.limits.days.today(), rules, endpoint)
+        exchange.metadata[_METER] = meter
+        exchange.collect_body(self.max_body_size)
+        exchange.observe_response(self)
+        if meter.quota is None:
+            return None
+        used = self.state.tokens_used(meter.key, meter.day)
+        return when_known(used, lambda count: self._check_spent(meter, count))
+
+    def _quota_spent(self, meter: _Meter, message: str) -> Reject:
+        wait = max(1, math.ceil(self.limits.days.seconds_to_reset()))
+        return Reject(429, message, headers=(("Retry-After", str(wait)),),
+                      reason="daily token quota spent")
+
+    def _check_spent(self, meter: _Meter, used: int) -> None:
+        if meter.quota is not None and used >= meter.quota:
+            raise self._quota_spent(meter, f'the daily token quota of role "{meter.rules.name}"'
+                                           f" ({meter.quota}) is spent until the day ends")
+
+    def request_body(self, exchange: Exchange) -> Any:
+        """Take the prompt's tokens from the quota and cap the generation."""
+        meter: _Meter | None = exchange.metadata.get(_METER)
+        request = ollama_request(exchange)
+        if meter is None or request is None:
+            return None
+        try:
+            meter.prompt_estimate = estimate_prompt_tokens(request.body, meter.endpoint)
+        except GoJsonError as e:
+            raise Reject(400, str(e), reason="body not readable") from None
+        if meter.quota is None:
+            return self._cap(exchange, meter, request, meter.rules.max_tokens)
+        granted = self.state.lease_tokens(meter.key, meter.day, meter.quota,
+                                          meter.prompt_estimate)
+        return when_known(granted, lambda count: self._prompt_leased(exchange, meter, request,
+                                                                     count))
+
+    def _prompt_leased(self, exchange: Exchange, meter: _Meter, request: Any,
+                       granted: int) -> Any:
+        meter.leased += granted
+        if granted < meter.prompt_estimate:
+            raise self._quota_spent(meter, f"this prompt needs about {meter.prompt_estimate} "
+                                           f'tokens; the daily quota of role "{meter.rules.name}"'
+                                           f" has {granted} left")
+        if not meter.endpoint.generates:
+            return None
+        used = self.state.tokens_used(meter.key, meter.day)
+        return when_known(used, lambda count: self._clamp(exchange, meter, request, count))
+
+    def _clamp(self, exchange: Exchange, meter: _Meter, request: Any, used: int) -> Any:
+        assert meter.quota is not None
+        left = meter.quota - used
+        if left <= 0:
+            raise self._quota_spent(meter, f'the daily token quota of role "{meter.rules.name}"'
+                                           f" ({meter.quota}) is spent until the day ends")
+        cap = left if meter.rules.max_tokens is None else min(left, meter.rules.max_tokens)
+        if _streams(request.body, meter.endpoint):
+            return self._cap(exchange, meter, request, cap)
+        # A whole answer cannot be cut: its tokens are taken before it is asked for.
+        granted = self.state.lease_tokens(meter.key, meter.day, meter.quota, cap)
+        return when_known(granted, lambda count: self._lease_whole(exchange, meter, request,
+                                                                   count))
+
+    def _lease_whole(self, exchange: Exchange, meter: _Meter, request: Any, granted: int) -> None:
+        meter.leased += granted
+        meter.generation_lease += granted
+        if granted == 0:
+            raise self._quota_spent(meter, f'the daily token quota of role "{meter.rules.name}"'
+                                           f" ({meter.quota}) is spent until the day ends")
+        self._cap(exchange, meter, request, granted)
+
+    def _cap(self, exchange: Exchange, meter: _Meter, request: Any, cap: int | None) -> None:
+        body: JsonObject | None = None
+        try:
+            if cap is not None and meter.endpoint.generates:
+                body = cap_generated_tokens(request.body, meter.endpoint, cap)
+            if meter.endpoint.style == "openai" and meter.endpoint.generates:
+                body, meter.hide_usage_event = _ask_for_usage(body or request.body, body)
+        except GoJsonError as e:
+            raise Reject(400, str(e), reason="body not readable") from None
+        store_request(exchange, request, body)
+
+    # While the answer is relayed.
+
+    def response_line(self, exchange: Exchange, line: bytes) -> Any:
+        """Count a generated token; end the stream when the quota has none left."""
+        meter: _Meter | None = exchange.metadata.get(_METER)
+        if meter is None or exchange.status != 200:
+            return None
+        if exchange.response_framing == "sse":
+            if b'"finish_reason":null' not in line or b'"usage"' in line:
+                return self._sse_event(exchange, meter, line)
+        elif b'"done":false' not in line:
+            return self._native_line(exchange, meter, line)
+        return self._generated(exchange, meter)
+
+    def _native_line(self, exchange: Exchange, meter: _Meter, line: bytes) -> Any:
+        try:
+            document = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(document, dict):
+            return None
+        reported = native_usage(document)
+        if reported is not None:
+            meter.reported = reported
+            return None
+        if document.get("done") is False:
+            return self._generated(exchange, meter)
+        return None
+
+    def _sse_event(self, exchange: Exchange, meter: _Meter, event: bytes) -> Any:
+        data = _sse_data(event)
+        if data is None or data == b"[DONE]":
+            return None
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(document, dict):
+            return None
+        reported = openai_usage(document)
+        if reported is not None:
+            meter.reported = reported
+        if is_usage_only_event(document):
+            return b"" if meter.hide_usage_event else None
+        if not _carries_text(document):
+            return None
+        return self._generated(exchange, meter)
+
+    def _generated(self, exchange: Exchange, meter: _Meter) -> Any:
+        meter.relayed += 1
+        if meter.quota is None or meter.relayed <= meter.generation_lease:
+            return None
+        granted = self.state.lease_tokens(meter.key, meter.day, meter.quota, LEASE_BLOCK)
+        return when_known(granted, lambda count: self._more_leased(exchange, meter, count))
+
+    def _more_leased(self, exchange: Exchange, meter: _Meter, granted: int) -> None:
+        meter.leased += granted
+        meter.generation_lease += granted
+        if meter.relayed <= meter.generation_lease:
+            return
+        meter.relayed -= 1  # this token is not relayed: the last line takes its place
+        meter.truncated = True
+        raise EndStream(self._last_line(exchange, meter), reason="daily token quota reached")
+
+    def _last_line(self, exchange: Exchange, meter: _Meter) -> bytes:
+        model = exchange.model or ""
+        if meter.endpoint.style == "openai":
+            return openai_final_events(meter.endpoint.kind, model,
+                                       int(exchange.started), f"runnergw-{exchange.request_id}")
+        return native_final_line(meter.endpoint.kind, model, _created_at(exchange),
+                                 meter.prompt_estimate, meter.relayed)
+
+    def response_body(self, exchange: Exchange, body: bytes) -> None:
+        """Read the counts of a whole (not streamed) answer."""
+        meter: _Meter | None = exchange.metadata.get(_METER)
+        if meter is None or exchange.status != 200:
+            return None
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return None
+        if isinstance(document, dict):
+            if meter.endpoint.style == "openai":
+                meter.reported = openai_usage(document)
+            else:
+                meter.reported = native_usage(document) or _embed_usage(document)
+        return None
+
+    # Afterwards.
+
+    def done(self, exchange: Exchange) -> None:
+        """Charge what was used, give back what was leased and not used, record it."""
+        meter: _Meter | None = exchange.metadata.pop(_METER, None)
+        if meter is None:
+            return
+        answered = exchange.status == 200
+        if meter.reported is not None and not meter.truncated:
+            prompt, generated = meter.reported
+            estimated = False
+        elif answered:
+            prompt, generated, estimated = meter.prompt_estimate, meter.relayed, True
+        else:
+            prompt, generated, estimated = 0, 0, False
+        if meter.leased or prompt or generated:
+            self.state.add_tokens(meter.key, meter.day, prompt + generated - meter.leased)
+        if not answered:
+            return
+        exchange.notes["prompt_tokens"] = prompt
+        exchange.notes["completion_tokens"] = generated
+        if estimated:
+            exchange.notes["prompt_tokens_estimated"] = True
+        assert exchange.identity is not None
+        self.limits.record(UsageEntry(
+            day=meter.day, subject=meter.key, role=meter.rules.name,
+            model=exchange.model or "", prompt_tokens=prompt, completion_tokens=generated,
+            truncated=int(meter.truncated)))
+
+
+def _streams(body: JsonObject, endpoint: Endpoint) -> bool:
+    """Whether the answer streams: Ollama's API streams unless ``stream`` is false, the
+    OpenAI-compatible one only when it is true."""
+    if endpoint.style == "openai":
+        # A Go bool there: a null leaves it as it was.
+        return body.get("stream", go_type=GoType.SCALAR) is True
+    return body.get("stream") is not False  # a *bool: null is "not given", which streams
+
+
+def _ask_for_usage(body: JsonObject, changed: JsonObject | None) -> tuple[JsonObject | None,
+                                                                         bool]:
+    """Ask an OpenAI stream for its usage event (``stream_options.include_usage``) when the
+    client did not; the event is then kept from the client."""
+    if body.get("stream", go_type=GoType.SCALAR) is not True:
+        return changed, False
+    options = body.get("stream_options", go_type=GoType.OBJECT)
+    if options is not None and options.get("include_usage", go_type=GoType.SCALAR) is True:
+        return changed, False
+    wanted = (options or JsonObject(())).with_fields({"include_usage": True})
+    return body.with_fields({"stream_options": wanted}), True
+
+
+def _sse_data(event: bytes) -> bytes | None:
+    """The data of an SSE event (its ``data:`` lines joined), None when it has none."""
+    parts = [line[5:].lstrip(b" ") for line in event.split(b"\n")
+             if line.startswith(b"data:")]
+    return b"\n".join(parts) if parts else None
+
+
+def _carries_text(chunk: dict[str, Any]) -> bool:
+    """True when an OpenAI stream chunk carries generated text (or a tool call)."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")
+                                        or delta.get("reasoning")):
+            return True
+        if choice.get("text"):
+            return True
+    return False
+
+
+def _embed_usage(document: dict[str, Any]) -> tuple[int, int] | None:
+    """``/api/embed`` reports its prompt tokens without ``done``."""
+    count = document.get("prompt_eval_count")
+    if isinstance(count, int) and not isinstance(count, bool):
+        return count, 0
+    return None

@@ -1,0 +1,75 @@
+"""The state limits share: what several gateway nodes would have to agree on.
+
+Rate-limit buckets, concurrency slots and daily token totals live behind ``ILimitState``, so
+that the filters enforcing them do not know whether the state is in this process or shared
+by a cluster. Every method returns its result, or a Deferred firing with it when the state
+is elsewhere; ``when_known`` runs the next step either way without a Deferred in the
+in-process case (the hot path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+__all__ = ["ILimitState", "ISlot", "RateDecision", "when_known"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@attrs.frozen
+class RateDecision:
+    """The answer of a rate-limit bucket to one request."""
+
+    allowed: bool
+    limit: int
+    """The bucket size (requests that may come at once)."""
+    remaining: int
+    """Requests still allowed at once after this one."""
+    reset_after: float
+    """Seconds until the bucket is full again."""
+    retry_after: float
+    """Seconds until one more request is allowed (0 when allowed)."""
+
+
+class ISlot(Interface):
+    """One request's place under a concurrency limit."""
+
+    def release() -> None:  # type: ignore[misc]
+        """Give the place back (idempotent); a waiting request may take it."""
+
+
+class ILimitState(Interface):
+    """Buckets, slots and token totals, by key (a subject under a role)."""
+
+    def take_request(key: str, per_minute: int, burst: int) -> Any:  # type: ignore[misc]
+        """Count one request against the key's bucket of ``burst`` requests refilled at
+        ``per_minute``; a ``RateDecision`` (or a Deferred of one)."""
+
+    def acquire_slot(key: str, limit: int, wait: float) -> Any:  # type: ignore[misc]
+        """One of ``limit`` places for the key: an ``ISlot``, or None when all are taken and
+        none came free within ``wait`` seconds (or a Deferred of either; cancelling it gives
+        up the wait)."""
+
+    def tokens_used(key: str, day: str) -> Any:  # type: ignore[misc]
+        """Tokens counted for the key on ``day`` (ISO date), leases included."""
+
+    def lease_tokens(key: str, day: str, limit: int, want: int) -> Any:  # type: ignore[misc]
+        """Take up to ``want`` tokens of what ``limit`` leaves the key on ``day``, counting
+        them as used at once; how many were granted (0 when the quota is spent)."""
+
+    def add_tokens(key: str, day: str, count: int) -> Any:  # type: ignore[misc]
+        """Count ``count`` more tokens for the key on ``day`` (negative: give back an unused
+        lease), with no limit: usage that happened is counted."""
+
+
+def when_known(result: T | Deferred[T], step: Callable[[T], R]) -> R | Deferred[R]:
+    """``step(result)`` now when ``result`` is a value, else once the Deferred fires."""
+    if isinstance(result, Deferred):
+        return result.addCallback(step)
+    return step(result)

@@ -1,0 +1,170 @@
+"""Limit state kept in this process: right for one gateway node."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from zope.interface import implementer
+
+from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision
+
+__all__ = ["LocalLimitState"]
+
+_PRUNE_EVERY = 4096
+"""Bucket updates between two sweeps of the buckets that refilled (bounded memory)."""
+
+
+@implementer(ISlot)
+class _Slot:
+    """A place under a key's concurrency limit."""
+
+    __slots__ = ("_key", "_state")
+
+    def __init__(self, state: LocalLimitState, key: str) -> None:
+        self._state: LocalLimitState | None = state
+        self._key = key
+
+    def release(self) -> None:
+        state, self._state = self._state, None
+        if state is not None:
+            state._release(self._key)
+
+
+class _Waiter:
+    """A request waiting for a slot, with the timer that ends its wait."""
+
+    __slots__ = ("result", "timer")
+
+    def __init__(self, result: Deferred[ISlot | None], timer: IDelayedCall) -> None:
+        self.result = result
+        self.timer = timer
+
+
+@implementer(ILimitState)
+class LocalLimitState:
+    """Token buckets, slot counts and daily token totals in dictionaries; every answer is
+    immediate (a Deferred only for a request that waits for a slot)."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        """key → (requests available, when they were counted)."""
+        self._bucket_updates = 0
+        self._slots: dict[str, int] = {}
+        self._waiters: dict[str, deque[_Waiter]] = {}
+        self._day = ""
+        self._tokens: dict[str, int] = {}
+        """key → tokens counted on ``_day``; another day starts from nothing."""
+
+    # Rate limits: a token bucket per key.
+
+    def take_request(self, key: str, per_minute: int, burst: int) -> RateDecision:
+        now = self.clock.seconds()
+        rate = per_minute / 60.0
+        available, then = self._buckets.get(key, (float(burst), now))
+        available = min(float(burst), available + (now - then) * rate)
+        allowed = available >= 1.0
+        if allowed:
+            available -= 1.0
+        self._buckets[key] = (available, now)
+        self._bucket_updates += 1
+        if self._bucket_updates >= _PRUNE_EVERY:
+            self._prune_buckets(now, rate, burst)
+        return RateDecision(
+            allowed=allowed,
+            limit=burst,
+            remaining=int(available),
+            reset_after=(burst - available) / rate,
+            retry_after=0.0 if allowed else (1.0 - available) / rate,
+        )
+
+    def _prune_buckets(self, now: float, rate: float, burst: int) -> None:
+        """Forget buckets idle long enough to be full again (they start full anyway)."""
+        self._bucket_updates = 0
+        horizon = burst / rate if rate else math.inf
+        for key, (_, then) in list(self._buckets.items()):
+            if now - then >= horizon:
+                del self._buckets[key]
+
+    # Concurrency: a count per key, and requests waiting for a place in arrival order.
+
+    def acquire_slot(self, key: str, limit: int, wait: float) -> ISlot | None | Deferred[
+            ISlot | None]:
+        taken = self._slots.get(key, 0)
+        if taken < limit:
+            self._slots[key] = taken + 1
+            return _Slot(self, key)
+        if wait <= 0:
+            return None
+        queue = self._waiters.setdefault(key, deque())
+
+        def give_up(result: Deferred[ISlot | None]) -> None:
+            self._forget(key, waiter)
+            if waiter.timer.active():
+                waiter.timer.cancel()
+
+        def expire() -> None:
+            self._forget(key, waiter)
+            waiter.result.callback(None)
+
+        waiter = _Waiter(Deferred(give_up), self.clock.callLater(wait, expire))
+        queue.append(waiter)
+        return waiter.result
+
+    def _forget(self, key: str, waiter: _Waiter) -> None:
+        queue = self._waiters.get(key)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            if not queue:
+                del self._waiters[key]
+
+    def _release(self, key: str) -> None:
+        queue = self._waiters.get(key)
+        if queue:
+            # The place goes straight to the longest waiter: the count does not change.
+            waiter = queue.popleft()
+            if not queue:
+                del self._waiters[key]
+            waiter.timer.cancel()
+            waiter.result.callback(_Slot(self, key))
+            return
+        taken = self._slots.get(key, 0) - 1
+        if taken > 0:
+            self._slots[key] = taken
+        else:
+            self._slots.pop(key, None)
+
+    # Daily token totals.
+
+    def _totals(self, day: str) -> dict[str, int]:
+        if day != self._day:
+            if day < self._day:
+                # A late report of a day already over: it no longer limits anyone.
+                return {}
+            self._day = day
+            self._tokens = {}
+        return self._tokens
+
+    def tokens_used(self, key: str, day: str) -> int:
+        return self._totals(day).get(key, 0)
+
+    def lease_tokens(self, key: str, day: str, limit: int, want: int) -> int:
+        totals = self._totals(day)
+        used = totals.get(key, 0)
+        granted = max(0, min(want, limit - used))
+        if granted:
+            totals[key] = used + granted
+        return granted
+
+    def add_tokens(self, key: str, day: str, count: int) -> None:
+        totals = self._totals(day)
+        totals[key] = max(0, totals.get(key, 0) + count)
+
+    def seed(self, day: str, totals: Mapping[str, int]) -> None:
+        """Start ``day`` from the usage already recorded (the ledger, after a restart),
+        before any request is counted."""
+        self._totals(day).update(totals)

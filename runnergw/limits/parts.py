@@ -1,0 +1,81 @@
+"""What the role filters share: the limit state, quota days and the usage ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from runnergw.config.settings import Settings
+from runnergw.limits.days import QuotaDays
+from runnergw.limits.interfaces import ILimitState
+from runnergw.limits.local import LocalLimitState
+from runnergw.logs import level_gate
+from runnergw.usage.ledger import UsageEntry, UsageLedger
+
+__all__ = ["LimitParts"]
+
+
+class LimitParts:
+    """The limit state, the quota day and the ledger, started and stopped with the gateway.
+
+    Until ``start`` has read today's usage from the ledger, ``ready`` gives a Deferred that
+    requests counting tokens wait for: a restart never forgets what was used today.
+    """
+
+    log = Logger(observer=level_gate)
+
+    def __init__(self, state: ILimitState, days: QuotaDays, ledger: UsageLedger | None) -> None:
+        self.state = state
+        self.days = days
+        self.ledger = ledger
+        self._known = ledger is None
+        """True once today's usage was read from the ledger."""
+        self._waiting: list[Deferred[None]] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings, reactor: Any) -> LimitParts:
+        """In-process state and the SQLite ledger of ``policy.ledgerPath`` (not yet open)."""
+        policy = settings.policy
+        return cls(LocalLimitState(reactor), QuotaDays(policy.zone, reactor),
+                   UsageLedger(policy.ledger_path, reactor))
+
+    def ready(self) -> Deferred[None] | None:
+        """None once today's usage is known, else a Deferred that fires when it is."""
+        if self._known:
+            return None
+        waiter: Deferred[None] = Deferred()
+        self._waiting.append(waiter)
+        return waiter
+
+    def start(self) -> Deferred[None]:
+        """Open the ledger and count today's usage from it; fails when the ledger cannot be
+        opened (the gateway must not run with quotas it cannot keep)."""
+        if self.ledger is None:
+            return succeed(None)
+        day = self.days.today()
+        opened = self.ledger.open()
+        opened.addCallback(lambda _: self.ledger.totals_for_day(day))  # type: ignore[union-attr]
+        opened.addCallback(self._seeded, day)
+        return opened
+
+    def _seeded(self, totals: dict[str, int], day: str) -> None:
+        seed = getattr(self.state, "seed", None)
+        if seed is not None:
+            seed(day, totals)
+        self._known = True
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.callback(None)
+
+    def record(self, entry: UsageEntry) -> None:
+        """Add one request's usage to the ledger (written in the background)."""
+        if self.ledger is not None:
+            self.ledger.record(entry)
+
+    def stop(self) -> Deferred[None]:
+        """Write what the ledger still holds and close it."""
+        if self.ledger is None:
+            return succeed(None)
+        return self.ledger.close()

@@ -1,0 +1,117 @@
+"""The ``roles`` section: each role's models, endpoint groups and limits, checked at load."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from runnergw.config.roles import DEFAULT_API_GROUPS, RoleSettings, read_roles
+from tests.helpers.settings_text import read_text
+
+__all__ = ["RoleSettingsTests"]
+
+
+def _read(testcase: SynchronousTestCase, text: str) -> tuple[dict[str, RoleSettings],
+                                                              list[str]]:
+    return read_text(testcase, text, read_roles)
+
+
+class RoleSettingsTests(SynchronousTestCase):
+    """Every key read, every mistake located."""
+
+    def test_every_key(self) -> None:
+        """Each key reads into its rule."""
+        roles, errors = _read(self, """\
+roles:
+  user:
+    models: ["llama3.2:*", nomic-embed-text]
+    api: [inference]
+    requestsPerMinute: 30
+    burst: 5
+    concurrency: 2
+    concurrencyWait: 2s
+    maxTokens: 512
+    tokensPerDay: 100000
+    aliases: {fast: "llama3.2:1b"}
+    keepAlive: 5m
+""")
+        self.assertEqual(errors, [])
+        role = roles["user"]
+        self.assertEqual(
+            (role.models, role.api, role.requests_per_minute, role.burst_size,
+             role.concurrency, role.concurrency_wait, role.max_tokens, role.tokens_per_day,
+             dict(role.aliases), role.keep_alive),
+            (("llama3.2:*", "nomic-embed-text"), ("inference",), 30, 5, 2, 2.0, 512,
+             100000, {"fast": "llama3.2:1b"}, "5m"))
+
+    def test_defaults(self) -> None:
+        """A role named alone may use every model for inference and the catalogue, with no
+        limit; never model management."""
+        roles, errors = _read(self, "roles:\n  user:\n")
+        self.assertEqual(errors, [])
+        role = roles["user"]
+        self.assertEqual((role.models, role.api, role.requests_per_minute, role.concurrency,
+                          role.max_tokens, role.tokens_per_day, role.keep_alive),
+                         (("*",), DEFAULT_API_GROUPS, None, None, None, None, None))
+        self.assertNotIn("management", role.api)
+
+    def test_burst_defaults_to_the_rate(self) -> None:
+        """Without ``burst``, a minute's worth of requests may come at once."""
+        roles, _ = _read(self, "roles:\n  user:\n    requestsPerMinute: 12\n")
+        self.assertEqual(roles["user"].burst_size, 12)
+
+    def test_keep_alive_forms(self) -> None:
+        """``keepAlive`` takes a duration, a negative one (forever) or seconds."""
+        roles, errors = _read(self, "roles:\n  a: {keepAlive: 1h30m}\n  b: {keepAlive: -1}\n"
+                                    "  c: {keepAlive: 300}\n  d: {keepAlive: \"-1m\"}\n")
+        self.assertEqual(errors, [])
+        self.assertEqual([roles[n].keep_alive for n in "abcd"], ["1h30m", -1, 300, "-1m"])
+
+    def test_mistakes_located(self) -> None:
+        """Every mistake is reported at once, with its line and path."""
+        _, errors = _read(self, """\
+roles:
+  user:
+    api: [inference, admin]
+    requestsPerMinute: 0
+    burst: 3
+    concurrencyWait: 2s
+    keepAlive: soon
+    modles: ["*"]
+  guest: [a]
+""")
+        self.assertEqual(errors, [
+            'settings.yaml:3: roles.user.api: unknown API group "admin" (known: inference, '
+            "catalogue, management)",
+            "settings.yaml:4: roles.user.requestsPerMinute: expected at least 1, got 0",
+            'settings.yaml:7: roles.user.keepAlive: "soon" is not a duration such as 5m, 1h '
+            "or -1",
+            "settings.yaml:6: roles.user.concurrencyWait: a wait for a slot needs concurrency",
+            "settings.yaml:8: roles.user.modles: unknown setting (check the spelling; see the "
+            "settings reference)",
+            "settings.yaml:9: roles.guest: expected a mapping of the role's rules, got a list",
+        ])
+
+    def test_burst_needs_a_rate(self) -> None:
+        """A burst alone limits nothing: refused."""
+        _, errors = _read(self, "roles:\n  user:\n    burst: 3\n")
+        self.assertEqual(errors, ["settings.yaml:3: roles.user.burst: a burst needs "
+                                  "requestsPerMinute"])
+
+    def test_long_wait_refused(self) -> None:
+        """Waiting more than a minute for a slot is a queue, not a limit."""
+        _, errors = _read(self, "roles:\n  user:\n    concurrency: 1\n"
+                                "    concurrencyWait: 2m\n")
+        self.assertEqual(errors, ["settings.yaml:4: roles.user.concurrencyWait: at most 60s: "
+                                  "a request waiting longer should be queued by the client"])
+
+    def test_empty_section_refused(self) -> None:
+        """``roles: {}`` is a mistake, not "no roles"."""
+        _, errors = _read(self, "roles: {}\n")
+        self.assertEqual(errors, ["settings.yaml:1: roles: name at least one role (or remove "
+                                  "the section)"])
+
+    def test_empty_pattern_refused(self) -> None:
+        """An empty model pattern is refused."""
+        _, errors = _read(self, "roles:\n  user:\n    models: ['']\n")
+        self.assertEqual(errors, ["settings.yaml:3: roles.user.models: a model pattern cannot "
+                                  "be empty"])

@@ -1,0 +1,156 @@
+"""Limit state in this process: buckets, slots and daily token totals."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from runnergw.limits.interfaces import ILimitState, ISlot
+from runnergw.limits.local import LocalLimitState
+
+__all__ = ["ConcurrencySlotTests", "RateBucketTests", "TokenTotalTests"]
+
+
+class RateBucketTests(SynchronousTestCase):
+    """A bucket of ``burst`` requests refilled at the per-minute rate."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.state = LocalLimitState(self.clock)
+
+    def test_provides_the_interface(self) -> None:
+        """The filters see it as any limit state."""
+        self.assertTrue(ILimitState.providedBy(self.state))
+
+    def test_burst_then_refused(self) -> None:
+        """``burst`` requests pass at once; the next waits for the refill."""
+        decisions = [self.state.take_request("alice", 6, 3) for _ in range(4)]
+        self.assertEqual([d.allowed for d in decisions], [True, True, True, False])
+        self.assertEqual([d.remaining for d in decisions], [2, 1, 0, 0])
+        self.assertEqual(decisions[3].retry_after, 10.0)  # 6 per minute: one per 10 s
+        self.assertEqual(decisions[3].reset_after, 30.0)
+
+    def test_refill(self) -> None:
+        """After 1/rate seconds one more request is allowed, not two."""
+        for _ in range(3):
+            self.state.take_request("alice", 6, 3)
+        self.clock.advance(10)
+        self.assertTrue(self.state.take_request("alice", 6, 3).allowed)
+        self.assertFalse(self.state.take_request("alice", 6, 3).allowed)
+
+    def test_refused_requests_do_not_count(self) -> None:
+        """Hammering while refused does not push the next allowed request further."""
+        for _ in range(3):
+            self.state.take_request("alice", 6, 3)
+        for _ in range(50):
+            self.state.take_request("alice", 6, 3)
+        self.clock.advance(10)
+        self.assertTrue(self.state.take_request("alice", 6, 3).allowed)
+
+    def test_subjects_apart(self) -> None:
+        """One subject's bucket does not drain another's."""
+        self.state.take_request("alice", 60, 1)
+        self.assertFalse(self.state.take_request("alice", 60, 1).allowed)
+        self.assertTrue(self.state.take_request("bob", 60, 1).allowed)
+
+
+class ConcurrencySlotTests(SynchronousTestCase):
+    """A count of places per key, and requests waiting for one in order."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.state = LocalLimitState(self.clock)
+
+    def test_limit(self) -> None:
+        """``limit`` places are given; then None at once when nobody waits."""
+        first = self.state.acquire_slot("alice", 2, 0)
+        second = self.state.acquire_slot("alice", 2, 0)
+        self.assertTrue(ISlot.providedBy(first) and ISlot.providedBy(second))
+        self.assertIsNone(self.state.acquire_slot("alice", 2, 0))
+        assert first is not None and not isinstance(first, Deferred)
+        first.release()
+        self.assertIsNotNone(self.state.acquire_slot("alice", 2, 0))
+
+    def test_release_is_idempotent(self) -> None:
+        """Releasing twice frees one place, not two."""
+        slot = self.state.acquire_slot("alice", 1, 0)
+        assert slot is not None and not isinstance(slot, Deferred)
+        slot.release()
+        slot.release()
+        self.assertIsNotNone(self.state.acquire_slot("alice", 1, 0))
+        self.assertIsNone(self.state.acquire_slot("alice", 1, 0))
+
+    def test_waiter_gets_the_freed_place(self) -> None:
+        """A waiting request gets the place as soon as it is released, in arrival order."""
+        held = self.state.acquire_slot("alice", 1, 0)
+        first = self.state.acquire_slot("alice", 1, 5)
+        second = self.state.acquire_slot("alice", 1, 5)
+        assert isinstance(first, Deferred) and isinstance(second, Deferred)
+        self.assertNoResult(first)
+        assert held is not None and not isinstance(held, Deferred)
+        held.release()
+        self.assertTrue(ISlot.providedBy(self.successResultOf(first)))
+        self.assertNoResult(second)
+
+    def test_wait_ends_with_none(self) -> None:
+        """A request that waited ``wait`` seconds in vain gets None; it no longer waits."""
+        held = self.state.acquire_slot("alice", 1, 0)
+        waiting = self.state.acquire_slot("alice", 1, 2)
+        assert isinstance(waiting, Deferred)
+        self.clock.advance(2)
+        self.assertIsNone(self.successResultOf(waiting))
+        assert held is not None and not isinstance(held, Deferred)
+        held.release()
+        self.assertIsNotNone(self.state.acquire_slot("alice", 1, 0))
+
+    def test_cancelled_wait(self) -> None:
+        """A wait given up (its exchange ended) does not take the next free place."""
+        held = self.state.acquire_slot("alice", 1, 0)
+        waiting = self.state.acquire_slot("alice", 1, 5)
+        assert isinstance(waiting, Deferred)
+        waiting.cancel()
+        self.failureResultOf(waiting)
+        assert held is not None and not isinstance(held, Deferred)
+        held.release()
+        self.assertIsNotNone(self.state.acquire_slot("alice", 1, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class TokenTotalTests(SynchronousTestCase):
+    """Daily totals with leases that never exceed the limit."""
+
+    def setUp(self) -> None:
+        self.state = LocalLimitState(Clock())
+
+    def test_lease_within_limit(self) -> None:
+        """A lease grants what is left at most, and counts it at once."""
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), 60)
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), 40)
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), 0)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 100)
+
+    def test_give_back(self) -> None:
+        """Unused leased tokens given back are free again."""
+        self.state.lease_tokens("alice", "2026-12-05", 100, 100)
+        self.state.add_tokens("alice", "2026-12-05", -30)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 70)
+
+    def test_usage_counted_past_the_limit(self) -> None:
+        """Usage that happened is counted even beyond the limit."""
+        self.state.add_tokens("alice", "2026-12-05", 150)
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 10), 0)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 150)
+
+    def test_new_day_starts_from_nothing(self) -> None:
+        """The next day has its own totals; a late report of the last one changes nothing."""
+        self.state.add_tokens("alice", "2026-12-05", 100)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-06"), 0)
+        self.state.add_tokens("alice", "2026-12-05", 50)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-06"), 0)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 0)
+
+    def test_seed(self) -> None:
+        """Usage read from the ledger at start counts against today's quota."""
+        self.state.seed("2026-12-05", {"alice": 90})
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), 10)
