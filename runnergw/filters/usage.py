@@ -69,8 +69,9 @@ class _Meter:
         return self.rules.tokens_per_day
 
 
-def _created_at(exchange: Exchange) -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(
+        timespec="seconds").replace("+00:00", "Z")
 
 
 @implementer(IFilter)
@@ -271,7 +272,8 @@ class UsageFilter:
         if meter.endpoint.style == "openai":
             return openai_final_events(meter.endpoint.kind, model,
                                        int(exchange.started), f"runnergw-{exchange.request_id}")
-        return native_final_line(meter.endpoint.kind, model, _created_at(exchange),
+        return native_final_line(meter.endpoint.kind, model,
+                                 _rfc3339(self.limits.days.clock.seconds()),
                                  meter.prompt_estimate, meter.relayed)
 
     def response_body(self, exchange: Exchange, body: bytes) -> None:
