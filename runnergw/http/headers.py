@@ -63,7 +63,8 @@ class Headers:
 
     def remove(self, name: str) -> None:
         """Drop every ``name`` field."""
-        self.remove_all((name,))
+        if name.lower() in self._keys:
+            self.remove_all((name,))
 
     def remove_all(self, names: Iterable[str]) -> None:
         """Drop every field whose lower-case name is in ``names``."""

@@ -101,6 +101,9 @@ class JsonObject:
     pairs: tuple[tuple[str, Any], ...] = attrs.field(converter=tuple)
     _folded: tuple[str | None, ...] | None = attrs.field(
         default=None, init=False, eq=False, repr=False)
+    _by_field: dict[str | None, list[Any]] | None = attrs.field(
+        default=None, init=False, eq=False, repr=False)
+    """Folded key → the values given for it, in order (built at the first ``get``)."""
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         return iter(self.pairs)
@@ -125,9 +128,13 @@ class JsonObject:
             GoJsonError: an ``OBJECT``, ``STRUCT`` or ``SLICE`` field is given something
                 other than an object (an array) or ``null``: Ollama refuses such a body.
         """
-        wanted = name.lower()
-        values = [value for folded, (_, value) in zip(self._folded_keys(), self.pairs, strict=True)
-                  if folded == wanted]
+        by_field = self._by_field
+        if by_field is None:
+            by_field = {}
+            for folded, (_, value) in zip(self._folded_keys(), self.pairs, strict=True):
+                by_field.setdefault(folded, []).append(value)
+            object.__setattr__(self, "_by_field", by_field)
+        values = by_field.get(name.lower())
         if not values:
             return default
         if go_type is GoType.ANY:
@@ -339,6 +346,32 @@ _END_ARRAY: Final = _Text("]")
 _string: Final = json.encoder.encode_basestring
 
 
+class _ExactDuplicate(Exception):
+    """An object repeats a key exactly: a dict cannot hold it, the pairs are written one by
+    one."""
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with JsonObjects as dicts, for the C encoder; raises ``_ExactDuplicate``."""
+    kind = type(value)
+    if kind is JsonObject or kind is dict:
+        pairs = value.pairs if kind is JsonObject else tuple(value.items())
+        plain = {key: _plain(member) for key, member in pairs}
+        if len(plain) != len(pairs):
+            raise _ExactDuplicate
+        for key in plain:
+            if type(key) is not str:
+                raise TypeError(f"object keys must be strings, not {type(key).__name__}")
+        return plain
+    if kind is list or kind is tuple:
+        return [_plain(member) for member in value]
+    return value
+
+
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
+                                   allow_nan=False, check_circular=False)
+
+
 def encode(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON: JsonObjects as their pairs (duplicates kept), dicts,
     lists and tuples, strings, ints, floats (written so they read back equal), bools, None.
@@ -347,6 +380,18 @@ def encode(value: Any) -> bytes:
         ValueError: a float is NaN or infinite, or a string holds a lone surrogate.
         TypeError: a value or key of another type.
     """
+    try:
+        text = _ENCODER.encode(_plain(value))
+    except (_ExactDuplicate, RecursionError):
+        # Rare: a key repeated exactly, or nesting deeper than Python's recursion.
+        return _encode_pairs(value)
+    except ValueError:
+        raise ValueError("NaN and infinite numbers cannot be written as JSON") from None
+    return text.encode("utf-8")
+
+
+def _encode_pairs(value: Any) -> bytes:
+    """``encode`` for values holding an object that repeats a key exactly."""
     parts: list[str] = []
     stack: list[Any] = [value]
     while stack:

@@ -162,7 +162,9 @@ def cap_generated_tokens(body: JsonObject, endpoint: Endpoint, cap: int) -> Json
 
 
 def _utf8_size(value: Any) -> int:
-    return len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else 0
+    if not isinstance(value, str):
+        return 0
+    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
 
 
 def _strings_size(value: Any) -> int:
