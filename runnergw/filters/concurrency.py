@@ -67,8 +67,9 @@ class ConcurrencyFilter:
                 slot: ISlot | None) -> None:
         if slot is None:
             exchange.metadata.pop(_SLOT, None)
-            raise Reject(429, f'{limit} requests of this caller are already under way (the '
-                              f'limit of role "{role}")',
+            under_way = "1 request of this caller is" if limit == 1 else \
+                f"{limit} requests of this caller are"
+            raise Reject(429, f'{under_way} already under way (the limit of role "{role}")',
                          headers=(("Retry-After", "1"),), reason="concurrency limit")
         exchange.metadata[_SLOT] = slot
 
