@@ -56,6 +56,10 @@ class LocalLimitState:
         self._bucket_updates = 0
         self._slots: dict[str, int] = {}
         self._waiters: dict[str, deque[_Waiter]] = {}
+        self._releases: deque[str] = deque()
+        """Places given back while a place was being handed to a waiter: handed on once
+        that is done, not from inside it."""
+        self._handing_over = False
         self._day = ""
         self._tokens: dict[str, int] = {}
         """key → tokens counted on ``_day``; another day starts from nothing."""
@@ -124,6 +128,20 @@ class LocalLimitState:
                 del self._waiters[key]
 
     def _release(self, key: str) -> None:
+        self._releases.append(key)
+        if self._handing_over:
+            # Given back by a waiter's exchange that ended as soon as it got the place (its
+            # client had left, a later filter refused it): one after the other, here, rather
+            # than a stack that grows with every such waiter in the queue.
+            return
+        self._handing_over = True
+        try:
+            while self._releases:
+                self._release_one(self._releases.popleft())
+        finally:
+            self._handing_over = False
+
+    def _release_one(self, key: str) -> None:
         queue = self._waiters.get(key)
         if queue:
             # The place goes straight to the longest waiter: the count does not change.

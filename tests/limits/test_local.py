@@ -158,6 +158,24 @@ class ConcurrencySlotTests(SynchronousTestCase):
         self.assertIsNotNone(self.state.acquire_slot("alice", 1, 0))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_waiters_that_end_at_once(self) -> None:
+        """Many waiting requests that give their place back as soon as they get it (their
+        client left, a later filter refused them) hand it on down the queue, and the place
+        is free at the end."""
+        held = self.state.acquire_slot("alice", 1, 0)
+        waiting = [self.state.acquire_slot("alice", 1, 5) for _ in range(2000)]
+        served: list[object] = []
+        for waiter in waiting:
+            assert isinstance(waiter, Deferred)
+            waiter.addCallback(served.append).addCallback(lambda _: served[-1].release())
+        assert held is not None and not isinstance(held, Deferred)
+        held.release()
+        self.assertEqual(len(served), 2000)
+        for waiter in waiting:
+            self.successResultOf(waiter)
+        self.assertIsNotNone(self.state.acquire_slot("alice", 1, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
 
 class TokenTotalTests(SynchronousTestCase):
     """Daily totals with leases that never exceed the limit."""
