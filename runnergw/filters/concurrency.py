@@ -58,7 +58,10 @@ class ConcurrencyFilter:
         slot = self.state.acquire_slot(subject_key(exchange), rules.concurrency,
                                        rules.concurrency_wait)
         if isinstance(slot, Deferred):
-            # Given up when the exchange ends first (the client left while waiting).
+            # Given up by ``done`` should the exchange end while it waits. The chain runs
+            # ``done`` only once this hook is over, though, so a request whose client left
+            # while it waited still waits: it takes the place when one comes free and hands
+            # it on as soon as its exchange ends (at once, its client being gone).
             exchange.metadata[_SLOT] = slot
         return when_known(slot, lambda known: self._placed(exchange, rules.name,
                                                            rules.concurrency, known))
@@ -67,8 +70,9 @@ class ConcurrencyFilter:
                 slot: ISlot | None) -> None:
         if slot is None:
             exchange.metadata.pop(_SLOT, None)
-            raise Reject(429, f'{limit} requests of this caller are already under way (the '
-                              f'limit of role "{role}")',
+            under_way = "1 request of this caller is" if limit == 1 else \
+                f"{limit} requests of this caller are"
+            raise Reject(429, f'{under_way} already under way (the limit of role "{role}")',
                          headers=(("Retry-After", "1"),), reason="concurrency limit")
         exchange.metadata[_SLOT] = slot
 

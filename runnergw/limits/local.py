@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Mapping
 
@@ -51,11 +50,16 @@ class LocalLimitState:
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-        """key → (requests available, when they were counted)."""
+        self._buckets: dict[str, tuple[float, float, float]] = {}
+        """key → (requests available, when they were counted, when the bucket is full
+        again at its own rate)."""
         self._bucket_updates = 0
         self._slots: dict[str, int] = {}
         self._waiters: dict[str, deque[_Waiter]] = {}
+        self._releases: deque[str] = deque()
+        """Places given back while a place was being handed to a waiter: handed on once
+        that is done, not from inside it."""
+        self._handing_over = False
         self._day = ""
         self._tokens: dict[str, int] = {}
         """key → tokens counted on ``_day``; another day starts from nothing."""
@@ -65,29 +69,30 @@ class LocalLimitState:
     def take_request(self, key: str, per_minute: int, burst: int) -> RateDecision:
         now = self.clock.seconds()
         rate = per_minute / 60.0
-        available, then = self._buckets.get(key, (float(burst), now))
+        available, then, _ = self._buckets.get(key, (float(burst), now, now))
         available = min(float(burst), available + (now - then) * rate)
         allowed = available >= 1.0
         if allowed:
             available -= 1.0
-        self._buckets[key] = (available, now)
+        reset_after = (burst - available) / rate
+        self._buckets[key] = (available, now, now + reset_after)
         self._bucket_updates += 1
         if self._bucket_updates >= _PRUNE_EVERY:
-            self._prune_buckets(now, rate, burst)
+            self._prune_buckets(now)
         return RateDecision(
             allowed=allowed,
             limit=burst,
             remaining=int(available),
-            reset_after=(burst - available) / rate,
+            reset_after=reset_after,
             retry_after=0.0 if allowed else (1.0 - available) / rate,
         )
 
-    def _prune_buckets(self, now: float, rate: float, burst: int) -> None:
-        """Forget buckets idle long enough to be full again (they start full anyway)."""
+    def _prune_buckets(self, now: float) -> None:
+        """Forget buckets full again (they start full anyway), each at its own rate: roles
+        differ, and a bucket forgotten early would give its subject a new burst."""
         self._bucket_updates = 0
-        horizon = burst / rate if rate else math.inf
-        for key, (_, then) in list(self._buckets.items()):
-            if now - then >= horizon:
+        for key, (_, _, full_at) in list(self._buckets.items()):
+            if now >= full_at:
                 del self._buckets[key]
 
     # Concurrency: a count per key, and requests waiting for a place in arrival order.
@@ -123,6 +128,20 @@ class LocalLimitState:
                 del self._waiters[key]
 
     def _release(self, key: str) -> None:
+        self._releases.append(key)
+        if self._handing_over:
+            # Given back by a waiter's exchange that ended as soon as it got the place (its
+            # client had left, a later filter refused it): one after the other, here, rather
+            # than a stack that grows with every such waiter in the queue.
+            return
+        self._handing_over = True
+        try:
+            while self._releases:
+                self._release_one(self._releases.popleft())
+        finally:
+            self._handing_over = False
+
+    def _release_one(self, key: str) -> None:
         queue = self._waiters.get(key)
         if queue:
             # The place goes straight to the longest waiter: the count does not change.

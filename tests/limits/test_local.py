@@ -7,9 +7,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.limits.interfaces import ILimitState, ISlot
-from runnergw.limits.local import LocalLimitState
+from runnergw.limits.local import _PRUNE_EVERY, LocalLimitState
 
-__all__ = ["ConcurrencySlotTests", "RateBucketTests", "TokenTotalTests"]
+__all__ = ["BucketPruningTests", "ConcurrencySlotTests", "RateBucketTests", "TokenTotalTests"]
 
 
 class RateBucketTests(SynchronousTestCase):
@@ -53,6 +53,48 @@ class RateBucketTests(SynchronousTestCase):
         self.state.take_request("alice", 60, 1)
         self.assertFalse(self.state.take_request("alice", 60, 1).allowed)
         self.assertTrue(self.state.take_request("bob", 60, 1).allowed)
+
+
+class BucketPruningTests(SynchronousTestCase):
+    """Buckets of idle subjects are forgotten (bounded memory), never before they are full
+    again, whatever the rates of the roles sharing the state."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.state = LocalLimitState(self.clock)
+
+    def sweep(self, per_minute: int, burst: int) -> None:
+        """Enough requests of other subjects to run one sweep, the last one now."""
+        for n in range(_PRUNE_EVERY):
+            self.state.take_request(f"other-{n}", per_minute, burst)
+
+    def test_slow_bucket_kept_through_a_fast_sweep(self) -> None:
+        """A subject of a slow role who spent its burst stays limited when a sweep runs on a
+        request of a fast role: its bucket is not forgotten before it is full again."""
+        self.state.take_request("alice", 1, 2)
+        self.assertTrue(self.state.take_request("alice", 1, 2).allowed)
+        self.clock.advance(1)
+        self.sweep(600, 1)
+        self.assertFalse(self.state.take_request("alice", 1, 2).allowed)
+
+    def test_fast_buckets_forgotten_by_a_slow_sweep(self) -> None:
+        """Buckets of a fast role that are full again are forgotten by a sweep that runs on
+        a request of a slow role."""
+        for n in range(_PRUNE_EVERY - 1):
+            self.state.take_request(f"fast-{n}", 600, 1)
+        self.clock.advance(1)
+        self.state.take_request("slow", 1, 10)
+        self.assertEqual(list(self.state._buckets), ["slow"])
+
+    def test_forgotten_bucket_starts_full(self) -> None:
+        """A subject whose bucket was forgotten gets its whole burst, as it would have."""
+        for _ in range(3):
+            self.state.take_request("alice", 6, 3)
+        self.clock.advance(30)
+        self.sweep(6, 3)
+        self.assertNotIn("alice", self.state._buckets)
+        decisions = [self.state.take_request("alice", 6, 3) for _ in range(4)]
+        self.assertEqual([d.allowed for d in decisions], [True, True, True, False])
 
 
 class ConcurrencySlotTests(SynchronousTestCase):
@@ -113,6 +155,24 @@ class ConcurrencySlotTests(SynchronousTestCase):
         self.failureResultOf(waiting)
         assert held is not None and not isinstance(held, Deferred)
         held.release()
+        self.assertIsNotNone(self.state.acquire_slot("alice", 1, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_waiters_that_end_at_once(self) -> None:
+        """Many waiting requests that give their place back as soon as they get it (their
+        client left, a later filter refused them) hand it on down the queue, and the place
+        is free at the end."""
+        held = self.state.acquire_slot("alice", 1, 0)
+        waiting = [self.state.acquire_slot("alice", 1, 5) for _ in range(2000)]
+        served: list[object] = []
+        for waiter in waiting:
+            assert isinstance(waiter, Deferred)
+            waiter.addCallback(served.append).addCallback(lambda _: served[-1].release())
+        assert held is not None and not isinstance(held, Deferred)
+        held.release()
+        self.assertEqual(len(served), 2000)
+        for waiter in waiting:
+            self.successResultOf(waiter)
         self.assertIsNotNone(self.state.acquire_slot("alice", 1, 0))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
