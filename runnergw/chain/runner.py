@@ -6,7 +6,7 @@ import inspect
 from typing import Any
 from urllib.parse import unquote
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -87,8 +87,8 @@ class ChainRunner:
         exchange.upstream_headers = forwardable_request_headers(exchange.headers)
         pending = call_each(route.hooks.request_headers, "request_headers", exchange,
                             until_answered=True)
-        if pending is not None:
-            await pending
+        if pending is not None and not await self._waited(pending, exchange, client):
+            return
         if exchange.response is not None:
             client.reply(exchange.response)
             return
@@ -115,6 +115,22 @@ class ChainRunner:
             # Observers read the answer as it comes: the runner must not compress it.
             exchange.upstream_headers.remove("accept-encoding")
         await route.terminal.handle(exchange, client)
+
+    async def _waited(self, pending: Deferred[None], exchange: Exchange,
+                      client: FilteredClient) -> bool:
+        """Wait for request hooks that answer later (a wait for a concurrency slot); a client
+        that leaves meanwhile cancels the wait: False then."""
+        client.when_gone(pending.cancel)
+        try:
+            await pending
+        except CancelledError:
+            if not client.gone:
+                raise
+            if exchange.outcome == "ok":
+                exchange.outcome = "client_gone"
+                exchange.reason = "client disconnected while the request waited"
+            return False
+        return True
 
     async def _collect(self, exchange: Exchange, client: FilteredClient, limit: int) -> bool:
         """Read the whole body for the filters; False when the client left meanwhile."""

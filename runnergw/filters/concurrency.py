@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from runnergw.chain.exchange import Exchange, Reject
@@ -57,12 +56,7 @@ class ConcurrencyFilter:
             return None
         slot = self.state.acquire_slot(subject_key(exchange), rules.concurrency,
                                        rules.concurrency_wait)
-        if isinstance(slot, Deferred):
-            # Given up by ``done`` should the exchange end while it waits. The chain runs
-            # ``done`` only once this hook is over, though, so a request whose client left
-            # while it waited still waits: it takes the place when one comes free and hands
-            # it on as soon as its exchange ends (at once, its client being gone).
-            exchange.metadata[_SLOT] = slot
+        # A wait (a Deferred) is cancelled by the chain when the client leaves meanwhile.
         return when_known(slot, lambda known: self._placed(exchange, rules.name,
                                                            rules.concurrency, known))
 
@@ -77,9 +71,7 @@ class ConcurrencyFilter:
         exchange.metadata[_SLOT] = slot
 
     def done(self, exchange: Exchange) -> None:
-        """Give the place back, or stop waiting for one."""
+        """Give the place back."""
         slot = exchange.metadata.pop(_SLOT, None)
-        if isinstance(slot, Deferred):
-            slot.cancel()
-        elif slot is not None:
+        if slot is not None:
             slot.release()

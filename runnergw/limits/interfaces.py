@@ -45,7 +45,8 @@ class ISlot(Interface):
 
 
 class ILimitState(Interface):
-    """Buckets, slots and token totals, by key (a subject under a role)."""
+    """Buckets, slots and token totals, by key (a subject: the same subject holding tokens of
+    two roles is one subject, limited by the role of each request)."""
 
     def take_request(key: str, per_minute: int, burst: int) -> Any:  # type: ignore[misc]
         """Count one request against the key's bucket of ``burst`` requests refilled at

@@ -155,6 +155,22 @@ class ChainOrderTests(_GatewayTestCase):
         self.assertEqual(client.status, 200)
         self.successResultOf(done)
 
+    def test_client_leaving_cancels_a_wait(self) -> None:
+        """A client that leaves while a filter makes its request wait (for a concurrency
+        slot) cancels the wait: the rest of the chain and the terminal never run, ``done``
+        does, and the audit says the client left."""
+        cancelled: list[bool] = []
+        pending: Deferred[None] = Deferred(lambda d: cancelled.append(True))
+        exchange, client, done = self.serve(self.gateway(None, lambda e: pending))
+        client.leave()
+        self.assertEqual(cancelled, [True])
+        self.successResultOf(done)
+        self.assertNotIn("terminal", self.journal)
+        self.assertNotIn("c.request", self.journal)
+        self.assertIn("a.done", self.journal)
+        self.assertEqual((exchange.outcome, exchange.reason),
+                         ("client_gone", "client disconnected while the request waited"))
+
     def test_coroutine_filter_awaited(self) -> None:
         """A filter whose ``request`` is a coroutine is awaited too."""
         pending: Deferred[None] = Deferred()
