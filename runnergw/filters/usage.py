@@ -63,6 +63,24 @@ class _Meter:
     hide_usage_event: bool = False
     """The gateway asked for the usage event of an OpenAI stream; the client did not."""
     truncated: bool = False
+    stream_seen: bool = False
+    """A line or event of the stream was read whole: the fields below are known."""
+    stream_model: str | None = None
+    stream_id: str | None = None
+    stream_created: int | None = None
+    """The model, chunk id and creation time the runner's stream gives: an ending the
+    gateway makes repeats them, as every chunk of a stream has the same."""
+
+    def note_stream(self, document: dict[str, Any]) -> None:
+        """Keep what every later chunk of the stream repeats, from its first one."""
+        self.stream_seen = True
+        model, chunk_id, created = (document.get(key) for key in ("model", "id", "created"))
+        if isinstance(model, str):
+            self.stream_model = model
+        if isinstance(chunk_id, str):
+            self.stream_id = chunk_id
+        if isinstance(created, int) and not isinstance(created, bool):
+            self.stream_created = created
 
     @property
     def quota(self) -> int | None:
@@ -210,10 +228,13 @@ class UsageFilter:
         meter: _Meter | None = exchange.metadata.get(_METER)
         if meter is None or exchange.status != 200:
             return None
+        # Lines that only carry a token are counted unread; the first one is read for the
+        # stream's model and id.
         if exchange.response_framing == "sse":
-            if b'"finish_reason":null' not in line or b'"usage"' in line:
+            if (b'"finish_reason":null' not in line or b'"usage"' in line
+                    or not meter.stream_seen):
                 return self._sse_event(exchange, meter, line)
-        elif b'"done":false' not in line:
+        elif b'"done":false' not in line or not meter.stream_seen:
             return self._native_line(exchange, meter, line)
         return self._generated(exchange, meter)
 
@@ -224,6 +245,8 @@ class UsageFilter:
             return None
         if not isinstance(document, dict):
             return None
+        if not meter.stream_seen:
+            meter.note_stream(document)
         reported = native_usage(document)
         if reported is not None:
             meter.reported = reported
@@ -242,6 +265,8 @@ class UsageFilter:
             return None
         if not isinstance(document, dict):
             return None
+        if not meter.stream_seen:
+            meter.note_stream(document)
         reported = openai_usage(document)
         if reported is not None:
             meter.reported = reported
@@ -268,10 +293,12 @@ class UsageFilter:
         raise EndStream(self._last_line(exchange, meter), reason="daily token quota reached")
 
     def _last_line(self, exchange: Exchange, meter: _Meter) -> bytes:
-        model = exchange.model or ""
+        model = meter.stream_model or exchange.model or ""
         if meter.endpoint.style == "openai":
-            return openai_final_events(meter.endpoint.kind, model,
-                                       int(exchange.started), f"runnergw-{exchange.request_id}")
+            created = int(exchange.started) if meter.stream_created is None \
+                else meter.stream_created
+            return openai_final_events(meter.endpoint.kind, model, created,
+                                       meter.stream_id or f"runnergw-{exchange.request_id}")
         return native_final_line(meter.endpoint.kind, model,
                                  _rfc3339(self.limits.days.clock.seconds()),
                                  meter.prompt_estimate, meter.relayed)
