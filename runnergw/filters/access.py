@@ -142,8 +142,10 @@ class AccessFilter:
     def request_body(self, exchange: Exchange) -> None:
         """Check the model the body names; resolve aliases and pin ``keep_alive``."""
         access = self._access(exchange)
+        if access is None:
+            return
         request = ollama_request(exchange)
-        if access is None or request is None:
+        if request is None:
             return
         try:
             model = requested_model(request.body, request.endpoint)
