@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import attrs
@@ -70,7 +71,15 @@ def _optional_integer(section: MapReader, key: str, minimum: int) -> int | None:
     return section.integer(key, minimum, minimum)
 
 
+_SECONDS = re.compile(r"-?[0-9]+")
+_GO_DURATION_LIMIT = (1 << 63) / 1e9
+"""Go durations are int64 nanoseconds: Ollama refuses a longer ``keep_alive``."""
+
+
 def _keep_alive(section: MapReader) -> str | int | None:
+    """A Go duration string or whole seconds (a number: Ollama parses a string as a Go
+    duration, which needs a unit, so ``"300"`` or ``"-1"`` in a string would make it refuse
+    every request)."""
     value = section.raw("keepAlive")
     if value is None:
         return None
@@ -80,13 +89,25 @@ def _keep_alive(section: MapReader) -> str | int | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        try:
-            parse_go_duration(text[1:] if text.startswith("-") else text)
-        except ValueError:
-            if not text.lstrip("-").isdigit():
+        if _SECONDS.fullmatch(text):
+            value = int(text)
+        else:
+            try:
+                if not text.isascii():
+                    raise ValueError("not ASCII")
+                seconds = parse_go_duration(text[1:] if text.startswith("-") else text)
+            except ValueError:
                 section.error("keepAlive", f'"{value}" is not a duration such as 5m, 1h or -1')
                 return None
-        return text
+            if seconds >= _GO_DURATION_LIMIT:
+                section.error("keepAlive", f'"{value}" is longer than Ollama can read '
+                                           "(use -1: forever)")
+                return None
+            return text
+    if value >= _GO_DURATION_LIMIT:
+        section.error("keepAlive", f"{value} seconds is longer than Ollama can read "
+                                   "(use -1: forever)")
+        return None
     return value
 
 

@@ -115,3 +115,33 @@ roles:
         _, errors = _read(self, "roles:\n  user:\n    models: ['']\n")
         self.assertEqual(errors, ["settings.yaml:3: roles.user.models: a model pattern cannot "
                                   "be empty"])
+
+    def test_keep_alive_seconds_in_a_string(self) -> None:
+        """Whole seconds written as a string are sent as a number: Ollama reads a string as
+        a Go duration, which needs a unit, and would refuse every request of the role."""
+        roles, errors = _read(self, "roles:\n  a: {keepAlive: \"300\"}\n"
+                                    "  b: {keepAlive: \" -1 \"}\n  c: {keepAlive: \"0\"}\n")
+        self.assertEqual(errors, [])
+        self.assertEqual([roles[n].keep_alive for n in "abc"], [300, -1, 0])
+
+    def test_keep_alive_ollama_cannot_read(self) -> None:
+        """A value Go's duration parser refuses is refused at load, not on every request:
+        two signs, digits that are not ASCII, longer than Go's int64 nanoseconds."""
+        roles, errors = _read(self, """\
+roles:
+  a: {keepAlive: "--5"}
+  b: {keepAlive: "\u0665m"}
+  c: {keepAlive: 3000000h}
+  d: {keepAlive: 9300000000}
+  e: {keepAlive: 2562047h}
+""")
+        self.assertEqual(errors, [
+            'settings.yaml:2: roles.a.keepAlive: "--5" is not a duration such as 5m, 1h or -1',
+            'settings.yaml:3: roles.b.keepAlive: "\u0665m" is not a duration such as 5m, 1h '
+            "or -1",
+            'settings.yaml:4: roles.c.keepAlive: "3000000h" is longer than Ollama can read '
+            "(use -1: forever)",
+            "settings.yaml:5: roles.d.keepAlive: 9300000000 seconds is longer than Ollama can "
+            "read (use -1: forever)",
+        ])
+        self.assertEqual(roles["e"].keep_alive, "2562047h")
