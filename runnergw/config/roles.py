@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import attrs
 
 from runnergw.config.errors import Origin
 from runnergw.config.reader import MapReader, describe, parse_go_duration
+from runnergw.ollama.model_names import ModelPatterns, normalize_model_name
 
 __all__ = ["API_GROUPS", "DEFAULT_API_GROUPS", "RoleSettings", "read_roles"]
 
@@ -46,7 +48,8 @@ class RoleSettings:
     tokens_per_day: int | None = None
     """Prompt plus generated tokens a subject may use per day."""
     aliases: Mapping[str, str] = attrs.field(factory=dict)
-    """Model names the role may ask for → the model Ollama is asked for."""
+    """Model names the role may ask for → the model Ollama is asked for (one the role's
+    ``models`` allow)."""
     keep_alive: str | int | None = None
     """Pinned ``keep_alive`` sent to Ollama whatever the client asks (a duration or seconds)."""
     yaml_path: str = ""
@@ -70,7 +73,15 @@ def _optional_integer(section: MapReader, key: str, minimum: int) -> int | None:
     return section.integer(key, minimum, minimum)
 
 
+_SECONDS = re.compile(r"-?[0-9]+")
+_GO_DURATION_LIMIT = (1 << 63) / 1e9
+"""Go durations are int64 nanoseconds: Ollama refuses a longer ``keep_alive``."""
+
+
 def _keep_alive(section: MapReader) -> str | int | None:
+    """A Go duration string or whole seconds (a number: Ollama parses a string as a Go
+    duration, which needs a unit, so ``"300"`` or ``"-1"`` in a string would make it refuse
+    every request)."""
     value = section.raw("keepAlive")
     if value is None:
         return None
@@ -80,21 +91,69 @@ def _keep_alive(section: MapReader) -> str | int | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        try:
-            parse_go_duration(text[1:] if text.startswith("-") else text)
-        except ValueError:
-            if not text.lstrip("-").isdigit():
+        if _SECONDS.fullmatch(text):
+            value = int(text)
+        else:
+            try:
+                if not text.isascii():
+                    raise ValueError("not ASCII")
+                seconds = parse_go_duration(text[1:] if text.startswith("-") else text)
+            except ValueError:
                 section.error("keepAlive", f'"{value}" is not a duration such as 5m, 1h or -1')
                 return None
-        return text
+            if seconds >= _GO_DURATION_LIMIT:
+                section.error("keepAlive", f'"{value}" is longer than Ollama can read '
+                                           "(use -1: forever)")
+                return None
+            return text
+    if value >= _GO_DURATION_LIMIT:
+        section.error("keepAlive", f"{value} seconds is longer than Ollama can read "
+                                   "(use -1: forever)")
+        return None
     return value
 
 
-def _aliases(section: MapReader) -> dict[str, str]:
+def _models(section: MapReader) -> tuple[tuple[str, ...], ModelPatterns | None]:
+    """The ``models`` patterns, and them compiled (None when one cannot be)."""
+    models = section.string_list("models", ("*",))
+    if any(not pattern.strip() for pattern in models):
+        section.error("models", "a model pattern cannot be empty")
+        return models, None
+    valid = True
+    for pattern in models:
+        try:
+            ModelPatterns((pattern,))
+        except ValueError as e:
+            section.error("models", f'"{pattern}": {e}')
+            valid = False
+    return models, ModelPatterns(models) if valid else None
+
+
+def _aliases(section: MapReader, patterns: ModelPatterns | None) -> dict[str, str]:
+    """The ``aliases``, each a model name for a model the role's ``patterns`` allow (not
+    checked against them when they are wrong: that error is reported already)."""
     aliases = section.string_map("aliases")
+    seen: dict[str, str] = {}
     for alias, target in aliases.items():
         if not alias.strip() or not target.strip():
             section.error("aliases", "an alias and the model it names cannot be empty")
+            continue
+        try:
+            key = normalize_model_name(alias)
+        except ValueError as e:
+            section.error("aliases", f'the alias "{alias}" is not a model name: {e}')
+            continue
+        if key in seen:
+            section.error("aliases", f'"{alias}" is the alias "{seen[key]}" again')
+        seen.setdefault(key, alias)
+        try:
+            name = normalize_model_name(target)
+        except ValueError as e:
+            section.error("aliases", f'"{alias}" names "{target}", not a model name: {e}')
+            continue
+        if patterns is not None and not patterns.allows(name):
+            section.error("aliases", f'"{alias}" names "{target}", which the role\'s models '
+                                     "do not allow")
     return aliases
 
 
@@ -103,9 +162,7 @@ def _read_role(name: str, section: MapReader) -> RoleSettings:
     for group in api:
         if group not in API_GROUPS:
             section.error("api", f'unknown API group "{group}" (known: {", ".join(API_GROUPS)})')
-    models = section.string_list("models", ("*",))
-    if any(not pattern.strip() for pattern in models):
-        section.error("models", "a model pattern cannot be empty")
+    models, patterns = _models(section)
     role = RoleSettings(
         name=name,
         models=models,
@@ -116,7 +173,7 @@ def _read_role(name: str, section: MapReader) -> RoleSettings:
         concurrency_wait=section.duration("concurrencyWait", 0.0),
         max_tokens=_optional_integer(section, "maxTokens", 1),
         tokens_per_day=_optional_integer(section, "tokensPerDay", 1),
-        aliases=_aliases(section),
+        aliases=_aliases(section, patterns),
         keep_alive=_keep_alive(section),
         yaml_path=section.path,
         origins={"": section.origin,

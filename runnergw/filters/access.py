@@ -25,6 +25,7 @@ __all__ = ["AccessFilter", "RoleAccess"]
 
 MODEL_LIST_LIMIT = 8 << 20
 """Largest model list (``/api/tags``…) read whole to filter it."""
+_OPENAI_MODEL = "/v1/models/"
 
 
 class RoleAccess:
@@ -56,6 +57,19 @@ class RoleAccess:
             return isinstance(name, str) and self.patterns.allows(normalize_model_name(name))
         except ValueError:
             return False
+
+
+def _ask_path_for(exchange: Exchange, alias: str, name: str) -> None:
+    """Make ``/v1/models/{alias}`` ask Ollama for the model ``name`` the alias stands for:
+    left as it is, it would show a model of the alias's own name, which the role may not see.
+
+    Raises:
+        Reject: 404 when ``name`` has a ``/``: no single path segment can name it.
+    """
+    if "/" in name:
+        raise Reject(404, f'model "{alias}" cannot be read by this path',
+                     reason=f"alias of {name} in the path")
+    exchange.upstream_path = exchange.api_path = _OPENAI_MODEL + name
 
 
 def _role_access(roles: Mapping[str, RoleSettings]) -> dict[str, RoleAccess]:
@@ -119,15 +133,19 @@ class AccessFilter:
         if endpoint.names_model:
             exchange.collect_body(self.max_body_size)
         elif (model := endpoint.model_in_path(exchange.api_path)) is not None:
-            exchange.model = access.resolve(model)
+            exchange.model = name = access.resolve(model)
+            if name != normalize_model_name(model):
+                _ask_path_for(exchange, model, name)
         elif endpoint.lists_models:
             exchange.observe_response(self, MODEL_LIST_LIMIT)
 
     def request_body(self, exchange: Exchange) -> None:
         """Check the model the body names; resolve aliases and pin ``keep_alive``."""
         access = self._access(exchange)
+        if access is None:
+            return
         request = ollama_request(exchange)
-        if access is None or request is None:
+        if request is None:
             return
         try:
             model = requested_model(request.body, request.endpoint)

@@ -115,3 +115,103 @@ roles:
         _, errors = _read(self, "roles:\n  user:\n    models: ['']\n")
         self.assertEqual(errors, ["settings.yaml:3: roles.user.models: a model pattern cannot "
                                   "be empty"])
+
+    def test_keep_alive_seconds_in_a_string(self) -> None:
+        """Whole seconds written as a string are sent as a number: Ollama reads a string as
+        a Go duration, which needs a unit, and would refuse every request of the role."""
+        roles, errors = _read(self, "roles:\n  a: {keepAlive: \"300\"}\n"
+                                    "  b: {keepAlive: \" -1 \"}\n  c: {keepAlive: \"0\"}\n")
+        self.assertEqual(errors, [])
+        self.assertEqual([roles[n].keep_alive for n in "abc"], [300, -1, 0])
+
+    def test_keep_alive_ollama_cannot_read(self) -> None:
+        """A value Go's duration parser refuses is refused at load, not on every request:
+        two signs, digits that are not ASCII, longer than Go's int64 nanoseconds."""
+        roles, errors = _read(self, """\
+roles:
+  a: {keepAlive: "--5"}
+  b: {keepAlive: "\u0665m"}
+  c: {keepAlive: 3000000h}
+  d: {keepAlive: 9300000000}
+  e: {keepAlive: 2562047h}
+""")
+        self.assertEqual(errors, [
+            'settings.yaml:2: roles.a.keepAlive: "--5" is not a duration such as 5m, 1h or -1',
+            'settings.yaml:3: roles.b.keepAlive: "\u0665m" is not a duration such as 5m, 1h '
+            "or -1",
+            'settings.yaml:4: roles.c.keepAlive: "3000000h" is longer than Ollama can read '
+            "(use -1: forever)",
+            "settings.yaml:5: roles.d.keepAlive: 9300000000 seconds is longer than Ollama can "
+            "read (use -1: forever)",
+        ])
+        self.assertEqual(roles["e"].keep_alive, "2562047h")
+
+    def test_bad_model_pattern_located(self) -> None:
+        """A pattern that can match no model name is refused at ``models``, each one."""
+        _, errors = _read(self, "roles:\n  user:\n    models: [\"llama 3.2\", \"llama3.2:*\", "
+                                "\"mod\u00e8le\", \"library/\"]\n")
+        self.assertEqual(errors, [
+            'settings.yaml:3: roles.user.models: "llama 3.2": a model pattern is printable '
+            "ASCII without spaces, and not empty",
+            'settings.yaml:3: roles.user.models: "mod\u00e8le": a model pattern is printable '
+            "ASCII without spaces, and not empty",
+            'settings.yaml:3: roles.user.models: "library/": a model pattern names no model',
+        ])
+
+    def test_alias_names_checked(self) -> None:
+        """An alias or a target that is no model name Ollama reads (a digest, spaces) is
+        refused at ``aliases``."""
+        _, errors = _read(self, f"""\
+roles:
+  user:
+    aliases:
+      "fast one": "llama3.2:1b"
+      "sha256:{'ab' * 32}": "llama3.2:1b"
+      fast: "llama3.2@sha256:{'ab' * 32}"
+      slow: "llama3.2:"
+""")
+        self.assertEqual(errors, [
+            'settings.yaml:3: roles.user.aliases: the alias "fast one" is not a model name: '
+            "a model name is printable ASCII without spaces",
+            f'settings.yaml:3: roles.user.aliases: the alias "sha256:{"ab" * 32}" is not a '
+            "model name: a model given by digest is not read by the gateway",
+            f'settings.yaml:3: roles.user.aliases: "fast" names "llama3.2@sha256:{"ab" * 32}",'
+            " not a model name: a model given by digest is not read by the gateway",
+            'settings.yaml:3: roles.user.aliases: "slow" names "llama3.2:", not a model name: '
+            "the model name is not valid",
+        ])
+
+    def test_alias_target_allowed(self) -> None:
+        """An alias must name a model the role's own ``models`` allow: it would be refused on
+        every request."""
+        roles, errors = _read(self, """\
+roles:
+  user:
+    models: ["llama3.2:*", "hf.co/org/*"]
+    aliases: {fast: "llama3.2:1b", big: "llama3.1:405b", hf: "hf.co/org/m:q4",
+              local: "Llama3.2:1B"}
+""")
+        self.assertEqual(errors, [
+            'settings.yaml:4: roles.user.aliases: "big" names "llama3.1:405b", which the '
+            "role's models do not allow"])
+        self.assertEqual(roles["user"].aliases["fast"], "llama3.2:1b")
+
+    def test_alias_given_twice(self) -> None:
+        """Two aliases Ollama would read as one name (case, ``:latest``) are refused."""
+        _, errors = _read(self, "roles:\n  user:\n    aliases: {fast: \"llama3.2:1b\", "
+                                "\"FAST:latest\": \"llama3.2:3b\"}\n")
+        self.assertEqual(errors, ['settings.yaml:3: roles.user.aliases: "FAST:latest" is the '
+                                  'alias "fast" again'])
+
+    def test_aliases_not_checked_against_bad_patterns(self) -> None:
+        """With a wrong pattern, only the pattern is reported, not every alias."""
+        _, errors = _read(self, "roles:\n  user:\n    models: [\"llama 3\"]\n"
+                                "    aliases: {fast: \"llama3.2:1b\"}\n")
+        self.assertEqual(errors, ['settings.yaml:3: roles.user.models: "llama 3": a model '
+                                  "pattern is printable ASCII without spaces, and not empty"])
+
+    def test_default_models_allow_every_alias(self) -> None:
+        """A role without ``models`` (every model) may alias any model name."""
+        roles, errors = _read(self, "roles:\n  user:\n    aliases: {fast: \"hf.co/o/m:q4\"}\n")
+        self.assertEqual(errors, [])
+        self.assertEqual(dict(roles["user"].aliases), {"fast": "hf.co/o/m:q4"})
