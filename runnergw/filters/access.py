@@ -43,7 +43,8 @@ class RoleAccess:
         try:
             name = normalize_model_name(model)
         except ValueError:
-            raise Reject(400, f'"{model}" is not a model name',
+            shown = model if len(model) <= 100 else model[:100] + "…"
+            raise Reject(400, f'"{shown}" is not a model name',
                          reason="bad model name") from None
         name = self.aliases.get(name, name)
         if not self.patterns.allows(name):

@@ -171,6 +171,10 @@ class UsageFilter:
             raise Reject(400, str(e), reason="body not readable") from None
         if meter.quota is None:
             return self._cap(exchange, meter, request, meter.rules.max_tokens)
+        if meter.prompt_estimate > meter.quota:
+            raise Reject(400, f"this prompt (about {meter.prompt_estimate} tokens) is larger "
+                              f'than the daily token quota of role "{meter.rules.name}" '
+                              f"({meter.quota})", reason="prompt over the daily quota")
         granted = self.state.lease_tokens(meter.key, meter.day, meter.quota,
                                           meter.prompt_estimate)
         return when_known(granted, lambda count: self._prompt_leased(exchange, meter, request,
@@ -327,7 +331,7 @@ class UsageFilter:
         if meter is None:
             return
         answered = exchange.status == 200
-        if meter.reported is not None and not meter.truncated:
+        if meter.reported is not None:
             prompt, generated = meter.reported
             estimated = False
         elif answered:

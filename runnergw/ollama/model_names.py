@@ -185,11 +185,16 @@ class ModelPatterns:
     tag. ``*`` alone matches every model, ``llama3.2:*`` every tag of ``llama3.2``,
     ``llama3*`` every tag of every ``llama3…``, ``*-cloud`` every cloud model, ``hf.co/*``
     every model from ``hf.co``, ``library/*`` the library's models only.
+
+    Cloud models (``…-cloud``, ``…:cloud``: they run on ollama.com, not on this box) are matched only by
+    patterns that say ``cloud``: ``gpt-oss:*`` does not give ``gpt-oss:20b-cloud``,
+    ``gpt-oss:*-cloud`` or ``*-cloud`` do.
     """
 
     patterns: tuple[str, ...]
     """The patterns as given."""
     _regex: re.Pattern[str] = attrs.field(eq=False, repr=False)
+    _cloud_regex: re.Pattern[str] = attrs.field(eq=False, repr=False)
 
     def __init__(self, patterns: Iterable[str]) -> None:
         """Compile ``patterns`` into one regular expression.
@@ -199,7 +204,10 @@ class ModelPatterns:
         """
         given = tuple(patterns)
         source = "|".join(_pattern_regex(pattern) for pattern in given) or "(?!)"
-        self.__attrs_init__(given, re.compile(source, re.IGNORECASE))
+        cloud = "|".join(_pattern_regex(pattern) for pattern in given
+                         if "cloud" in pattern.lower()) or "(?!)"
+        self.__attrs_init__(given, re.compile(source, re.IGNORECASE),
+                            re.compile(cloud, re.IGNORECASE))
 
     def allows(self, name: str) -> bool:
         """Whether a pattern matches the model ``name`` (normalized first).
@@ -207,4 +215,7 @@ class ModelPatterns:
         Raises:
             ValueError: the name is one :func:`normalize_model_name` refuses.
         """
-        return self._regex.match(normalize_model_name(name)) is not None
+        normal = normalize_model_name(name)
+        cloud = normal.endswith(("-cloud", ":cloud"))
+        regex = self._cloud_regex if cloud else self._regex
+        return regex.match(normal) is not None

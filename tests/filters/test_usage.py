@@ -410,6 +410,16 @@ class DailyQuotaTests(_UsageTestCase):
         self.assertFalse(run.terminal.called)
         self.assertEqual(self.used(), 995)
 
+    def test_prompt_larger_than_the_whole_quota(self) -> None:
+        """A prompt estimated at more than the whole daily quota can never pass: 400, not a
+        429 that would send the client back at midnight for the same refusal."""
+        run = self.serve("/api/generate", _generate(prompt="x" * 4004), _native_stream(3))
+        self.assertEqual((run.status, run.json()), (400, {
+            "error": 'this prompt (about 1001 tokens) is larger than the daily token quota '
+                     'of role "user" (1000)'}))
+        self.assertFalse(run.terminal.called)
+        self.assertEqual(self.used(), 0)
+
     def test_nothing_left_to_generate(self) -> None:
         """A prompt that takes the last of the quota leaves nothing to generate: 429, and the
         prompt's tokens are not kept."""

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.ollama.model_names import ModelPatterns, normalize_model_name
 
-__all__ = ["ModelPatternsTests", "NormalizeModelNameTests", "RefusedModelNameTests",
+__all__ = ["CloudPatternTests", "ModelPatternsTests", "NormalizeModelNameTests", "RefusedModelNameTests",
            "SourceSuffixTests"]
 
 
@@ -224,3 +224,26 @@ class ModelPatternsTests(SynchronousTestCase):
         """The patterns are kept as given, for messages and equality."""
         self.assertEqual(ModelPatterns(["Llama3", "qwen*"]).patterns, ("Llama3", "qwen*"))
         self.assertEqual(ModelPatterns(["a"]), ModelPatterns(["a"]))
+
+
+class CloudPatternTests(SynchronousTestCase):
+    """Cloud models run on ollama.com: a pattern must say so to give them."""
+
+    def test_tag_wildcard_skips_cloud(self) -> None:
+        """``gpt-oss:*`` gives the local tags, not ``gpt-oss:20b-cloud`` nor ``gpt-oss:cloud``."""
+        patterns = ModelPatterns(["gpt-oss:*"])
+        self.assertTrue(patterns.allows("gpt-oss:20b"))
+        self.assertFalse(patterns.allows("gpt-oss:20b-cloud"))
+        self.assertFalse(patterns.allows("gpt-oss:20b:cloud"))
+        self.assertFalse(patterns.allows("gpt-oss:cloud"))
+
+    def test_everything_skips_cloud(self) -> None:
+        """``*`` gives every local model only."""
+        self.assertFalse(ModelPatterns(["*"]).allows("qwen3-coder:480b-cloud"))
+
+    def test_cloud_patterns(self) -> None:
+        """A pattern naming cloud gives cloud models."""
+        self.assertTrue(ModelPatterns(["*-cloud"]).allows("gpt-oss:20b-cloud"))
+        self.assertTrue(ModelPatterns(["gpt-oss:*", "gpt-oss:*-cloud"]).allows(
+            "gpt-oss:120b-cloud"))
+        self.assertTrue(ModelPatterns(["gpt-oss:cloud"]).allows("gpt-oss:cloud"))
