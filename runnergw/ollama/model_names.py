@@ -186,9 +186,9 @@ class ModelPatterns:
     ``llama3*`` every tag of every ``llama3…``, ``*-cloud`` every cloud model, ``hf.co/*``
     every model from ``hf.co``, ``library/*`` the library's models only.
 
-    Cloud models (``…-cloud``, ``…:cloud``: they run on ollama.com, not on this box) are matched only by
-    patterns that say ``cloud``: ``gpt-oss:*`` does not give ``gpt-oss:20b-cloud``,
-    ``gpt-oss:*-cloud`` or ``*-cloud`` do.
+    Cloud models (``…-cloud``, ``…:cloud``: they run on ollama.com, not on this box) are
+    matched only by patterns that say ``cloud``: ``gpt-oss:*`` does not give
+    ``gpt-oss:20b-cloud``, ``gpt-oss:*-cloud`` or ``*-cloud`` do.
     """
 
     patterns: tuple[str, ...]

@@ -6,8 +6,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.ollama.model_names import ModelPatterns, normalize_model_name
 
-__all__ = ["CloudPatternTests", "ModelPatternsTests", "NormalizeModelNameTests", "RefusedModelNameTests",
-           "SourceSuffixTests"]
+__all__ = ["CloudPatternTests", "ModelPatternsTests", "NormalizeModelNameTests",
+           "RefusedModelNameTests", "SourceSuffixTests"]
 
 
 class NormalizeModelNameTests(SynchronousTestCase):
