@@ -1,9 +1,11 @@
 """A fake Ollama server that speaks Ollama's wire format, for tests and benchmarks (loopback only).
 
-It streams NDJSON as Ollama does (one flushed JSON object per line, ``done: true`` last),
-can pace its chunks, hold each chunk until a test releases it, never answer, close early on
-request, and records what it received, how many connections it accepted and when its clients
-went away.
+It streams NDJSON as Ollama does (one flushed JSON object per line, ``done: true`` last, with
+the token counts), and the OpenAI-compatible chat as server-sent events (usage last when asked
+for); it generates at most the tokens a request allows, can pace its chunks, hold each chunk
+until a test releases it, never answer, close early on request, and records what it received,
+how many connections it accepted and when its clients went away. JSON is written compact, as
+Ollama's Go encoder writes it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class RecordedRequest:
         """Fires when the response was complete."""
         self.pieces_sent = 0
         """Streamed pieces (NDJSON lines, SSE events) written so far."""
+        self.gated = False
+        """Whether the fake holds this request's pieces (``FakeOllama.gated`` when it arrived;
+        a test may change it for this request alone)."""
         self._gate: Deferred[None] | None = None
         self._hold_waiters: list[Deferred[int]] = []
 
@@ -71,18 +76,25 @@ class RecordedRequest:
 
 
 class FakeOllama(resource.Resource):
-    """``/``, ``/api/version``, ``/api/tags``, ``/api/generate``, ``/api/chat``, ``/api/blobs``,
-    ``/v1/chat/completions``.
+    """``/``, ``/api/version``, ``/api/tags``, ``/api/ps``, ``/api/generate``, ``/api/chat``,
+    ``/api/pull``, ``/api/delete``, ``/api/blobs``, ``/v1/models``, ``/v1/chat/completions``.
 
-    Knobs in the JSON body: ``options.num_predict`` (number of streamed chunks, default 3),
-    ``options.delay`` (seconds between chunks, scheduled on ``clock``), ``options.close_after``
-    (drop the connection after that many chunks), ``options.pad`` (bytes of padding added to
-    each streamed chunk, for large responses); ``max_tokens`` for ``/v1/chat/completions``.
+    Each generated token is one streamed piece: an NDJSON line, or an SSE event. Knobs in the
+    JSON body: ``options.num_predict`` (tokens generated, default 3; 0 or less: the default, as
+    for Ollama it means no limit), ``options.delay`` (seconds between chunks, scheduled on
+    ``clock``), ``options.close_after`` (drop the connection after that many chunks),
+    ``options.pad`` (bytes of padding added to each streamed chunk, for large responses);
+    ``max_tokens`` for ``/v1/chat/completions``, which streams only with ``"stream": true``
+    and then ends with one piece holding the ``finish_reason`` chunk, the usage-only chunk
+    (with ``stream_options.include_usage``) and ``data: [DONE]``, as Ollama writes them
+    together.
 
     Knobs on the object: ``gated`` holds every streamed piece after the first until the test
-    calls ``RecordedRequest.release()`` (the response ends as soon as the last piece is out);
+    calls ``RecordedRequest.release()`` (the response ends as soon as the last piece is out;
+    read when a request arrives: ``RecordedRequest.gated`` changes it for one request);
     ``hang`` records requests and never answers them; ``response_headers`` are added to every
-    response.
+    response; ``models`` are the models it has (listed by ``/api/tags``, ``/v1/models`` and,
+    as loaded, ``/api/ps``); ``prompt_tokens`` is the ``prompt_eval_count`` it reports.
     """
 
     isLeaf = True
@@ -95,6 +107,8 @@ class FakeOllama(resource.Resource):
         self.gated = False
         self.hang = False
         self.response_headers: list[tuple[bytes, bytes]] = []
+        self.models: list[str] = ["llama3.2:1b"]
+        self.prompt_tokens = 5
 
     def next_request(self) -> Deferred[RecordedRequest]:
         """A Deferred that fires with the next request the fake receives."""
@@ -105,6 +119,7 @@ class FakeOllama(resource.Resource):
     def render(self, request: server.Request) -> Any:
         body = request.content.read()
         record = RecordedRequest(request, body)
+        record.gated = self.gated
         self.requests.append(record)
         request.notifyFinish().addCallbacks(
             lambda _: record.finished.callback(None),
@@ -124,9 +139,19 @@ class FakeOllama(resource.Resource):
         if path == "/api/version":
             return self._json(request, {"version": "0.12.0"})
         if path == "/api/tags":
-            return self._json(request, {"models": [self._model("llama3.2:1b")]})
+            return self._json(request, {"models": [self._model(name) for name in self.models]})
+        if path == "/api/ps":
+            return self._json(request, {"models": [self._loaded(name) for name in self.models]})
+        if path == "/v1/models":
+            return self._json(request, {"object": "list", "data": [
+                {"id": name, "object": "model", "created": 1735689600, "owned_by": "library"}
+                for name in self.models]})
         if path.startswith("/api/blobs/"):
             request.setResponseCode(201)
+            return b""
+        if path == "/api/pull" and request.method == b"POST":
+            return self._pull(request, record, body)
+        if path == "/api/delete" and request.method == b"DELETE":
             return b""
         if path in ("/api/generate", "/api/chat") and request.method == b"POST":
             return self._inference(request, record, path, body)
@@ -138,7 +163,7 @@ class FakeOllama(resource.Resource):
     @staticmethod
     def _json(request: server.Request, value: Any) -> bytes:
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
-        return json.dumps(value).encode()
+        return _compact(value)
 
     @staticmethod
     def _model(name: str) -> dict[str, Any]:
@@ -149,6 +174,24 @@ class FakeOllama(resource.Resource):
                         "quantization_level": "Q8_0"},
         }
 
+    @classmethod
+    def _loaded(cls, name: str) -> dict[str, Any]:
+        model = cls._model(name)
+        del model["modified_at"]
+        model.update(expires_at="2025-01-01T00:05:00Z", size_vram=model["size"],
+                     context_length=4096)
+        return model
+
+    def _pull(self, request: server.Request, record: RecordedRequest, body: bytes) -> Any:
+        data = json.loads(body or b"{}")
+        if data.get("stream", True) is False:
+            return self._json(request, {"status": "success"})
+        request.setHeader(b"content-type", b"application/x-ndjson")
+        lines = [_compact({"status": status}) + b"\n"
+                 for status in ("pulling manifest", "verifying sha256 digest", "success")]
+        self._stream(request, record, lines, 0.0, None)
+        return NOT_DONE_YET
+
     def _inference(self, request: server.Request, record: RecordedRequest, path: str,
                    body: bytes) -> Any:
         try:
@@ -157,7 +200,7 @@ class FakeOllama(resource.Resource):
             request.setResponseCode(400)
             return self._json(request, {"error": "invalid JSON"})
         options = data.get("options") or {}
-        count = int(options.get("num_predict", 3))
+        count = _limit(options.get("num_predict"))
         model = data.get("model", "llama3.2:1b")
         chat = path == "/api/chat"
         pad = int(options.get("pad", 0))
@@ -174,8 +217,8 @@ class FakeOllama(resource.Resource):
                 piece["response"] = text
             if done:
                 piece.update(done_reason="stop", total_duration=1000, load_duration=10,
-                             prompt_eval_count=5, prompt_eval_duration=100, eval_count=count,
-                             eval_duration=800)
+                             prompt_eval_count=self.prompt_tokens, prompt_eval_duration=100,
+                             eval_count=count, eval_duration=800)
             return piece
 
         if data.get("stream", True) is False:
@@ -187,22 +230,42 @@ class FakeOllama(resource.Resource):
                 final["response"] = text
             return self._json(request, final)
         request.setHeader(b"content-type", b"application/x-ndjson")
-        lines = [json.dumps(chunk(i, False)).encode() + b"\n" for i in range(count)]
-        lines.append(json.dumps(chunk(count, True)).encode() + b"\n")
+        lines = [_compact(chunk(i, False)) + b"\n" for i in range(count)]
+        lines.append(_compact(chunk(count, True)) + b"\n")
         self._stream(request, record, lines, float(options.get("delay", 0)),
                      options.get("close_after"))
         return NOT_DONE_YET
 
     def _openai(self, request: server.Request, record: RecordedRequest, body: bytes) -> Any:
         data = json.loads(body or b"{}")
+        count = _limit(data.get("max_tokens"))
+        model = data.get("model")
+        usage = {"prompt_tokens": self.prompt_tokens, "completion_tokens": count,
+                 "total_tokens": self.prompt_tokens + count}
+        head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1735689600,
+                "model": model, "system_fingerprint": "fp_ollama"}
+        if data.get("stream") is not True:
+            text = "".join(f"t{i} " for i in range(count))
+            return self._json(request, {
+                **head, "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop"}],
+                "usage": usage})
+
+        def event(value: dict[str, Any]) -> bytes:
+            return b"data: " + _compact(value) + b"\n\n"
+
+        def choice(text: str, finish: str | None) -> dict[str, Any]:
+            return {**head, "choices": [{"index": 0,
+                                         "delta": {"role": "assistant", "content": text},
+                                         "finish_reason": finish}]}
+
         request.setHeader(b"content-type", b"text/event-stream")
-        events = [
-            b"data: " + json.dumps({"object": "chat.completion.chunk", "model": data.get("model"),
-                                    "choices": [{"index": 0, "delta": {"content": f"t{i} "}}]}
-                                   ).encode() + b"\n\n"
-            for i in range(int(data.get("max_tokens", 3)))
-        ]
-        events.append(b"data: [DONE]\n\n")
+        events = [event(choice(f"t{i} ", None)) for i in range(count)]
+        last = event(choice("", "stop"))
+        if (data.get("stream_options") or {}).get("include_usage") is True:
+            last += event({**head, "choices": [], "usage": usage})
+        events.append(last + b"data: [DONE]\n\n")
         self._stream(request, record, events, 0.0, None)
         return NOT_DONE_YET
 
@@ -230,7 +293,7 @@ class FakeOllama(resource.Resource):
                 return
             request.write(pieces[index])
             record.pieces_sent = index + 1
-            if self.gated and index + 1 < len(pieces):
+            if record.gated and index + 1 < len(pieces):
                 record._hold().addCallback(lambda _: send(index + 1))
             elif delay:
                 pending[:] = [self.clock.callLater(delay, send, index + 1)]
@@ -238,6 +301,17 @@ class FakeOllama(resource.Resource):
                 send(index + 1)
 
         send(0)
+
+
+def _compact(value: Any) -> bytes:
+    """JSON as Go's ``encoding/json`` writes it: no spaces."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _limit(asked: Any) -> int:
+    """Tokens to generate: what the request allows, 3 when it sets no (positive) limit."""
+    count = int(asked) if isinstance(asked, (int, float)) else 0
+    return count if count > 0 else 3
 
 
 class CountingSite(server.Site):

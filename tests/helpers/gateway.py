@@ -1,4 +1,5 @@
-"""Start a real runnergw (TLS on 127.0.0.1, port 0) in front of a fake Ollama, in-process."""
+"""Start a real runnergw (TLS on 127.0.0.1, port 0) in front of a fake Ollama, in-process;
+stop it when the test needs it gone (its usage ledger written), or leave that to cleanup."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import attrs
 import yaml
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
@@ -47,23 +49,44 @@ class RunningGateway:
     ca_path: str | None
     audit_path: Path
     key_path: Path
+    ledger_path: Path | None = None
+    """The usage ledger, with a ``roles`` section."""
 
     @property
     def url(self) -> str:
         """Base URL, as ``https://127.0.0.1:PORT``."""
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def token(self, subject: str = "tester", role: str | None = None,
-              lifetime: float = 3600.0) -> str:
-        """A fresh v4.public token signed with the gateway's key."""
+    def token(self, subject: str | None = "tester", role: str | None = None,
+              lifetime: float = 3600.0, **claims: Any) -> str:
+        """A fresh v4.public token signed with the gateway's key; ``subject`` and ``role``
+        None leave the claim out (as runner-gateway's tokens do), ``claims`` are more of
+        them (``roles=["admin"]``)."""
         key = load_signing_key(self.key_path.read_bytes(), 4)
-        return mint_token(key, subject=subject, role=role, lifetime=lifetime, now=time.time())
+        return mint_token(key, subject=subject, role=role, lifetime=lifetime, now=time.time(),
+                          extra=claims)
+
+    def stop(self) -> Deferred[None]:
+        """Stop the gateway now, as at shutdown (the usage ledger written and closed); cleanup
+        then has nothing left to stop."""
+        return _stop(self.service)
 
     def audit_records(self) -> list[dict[str, Any]]:
         """Every audit line written so far."""
         if not self.audit_path.exists():
             return []
         return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line]
+
+
+def _stop(service: GatewayService) -> Deferred[None]:
+    """Stop a running gateway once its usage ledger is open: a gateway stopped while the
+    ledger still opens takes the late open for a failure and stops the reactor."""
+    if not service.running:
+        return succeed(None)
+    waiting = service.limits.ready() if service.limits is not None else None
+    if waiting is None:
+        return maybeDeferred(service.stopService)
+    return waiting.addCallback(lambda _: service.stopService() if service.running else None)
 
 
 def start_gateway(
@@ -74,8 +97,14 @@ def start_gateway(
     server: dict[str, Any] | None = None,
     paseto: dict[str, Any] | None = None,
     pipelines: dict[str, Any] | None = None,
+    roles: dict[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> RunningGateway:
-    """Write settings and keys into a temporary directory and start the gateway on port 0."""
+    """Write settings and keys into a temporary directory and start the gateway on port 0.
+
+    With ``roles``, the usage ledger is ``usage.sqlite`` in that directory unless ``policy``
+    names another ``ledgerPath``.
+    """
     directory = Path(testcase.mktemp())
     directory.mkdir(parents=True)
     key_path, pub_path = directory / "paseto.key", directory / "paseto.pub"
@@ -100,12 +129,21 @@ def start_gateway(
     }
     if pipelines is not None:
         document["pipelines"] = pipelines
+    ledger_path = None
+    if roles is not None:
+        document["roles"] = roles
+        policy_section = {"ledgerPath": str(directory / "usage.sqlite")}
+        policy_section.update(policy or {})
+        document["policy"] = policy_section
+        ledger_path = Path(policy_section["ledgerPath"])
+    elif policy is not None:
+        document["policy"] = policy
     settings_path = directory / "settings.yaml"
     settings_path.write_text(yaml.safe_dump(document))
     settings = load_settings(str(settings_path), {})
     service = GatewayService(settings, prepare(settings), reactor)
     service.startService()
-    testcase.addCleanup(service.stopService)
+    testcase.addCleanup(_stop, service)
     assert service.port is not None
     return RunningGateway(
         service=service,
@@ -115,6 +153,5 @@ def start_gateway(
         ca_path=ca_path,
         audit_path=audit_path,
         key_path=key_path,
+        ledger_path=ledger_path,
     )
-
-

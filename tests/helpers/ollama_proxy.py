@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 import ollama
+import openai
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
@@ -28,6 +29,7 @@ __all__ = [
     "generate_request",
     "in_thread_with",
     "ollama_client",
+    "openai_client",
     "start_fake",
     "start_proxy",
 ]
@@ -59,10 +61,14 @@ def start_fake(testcase: TestCase) -> FakeRunner:
 
 def start_proxy(testcase: TestCase, path: str = "/local-ollama", *,
                 server: dict[str, Any] | None = None,
+                roles: dict[str, Any] | None = None,
+                policy: dict[str, Any] | None = None,
                 **runner: Any) -> tuple[FakeRunner, RunningGateway]:
-    """One fake Ollama behind a TLS gateway under ``path``."""
+    """One fake Ollama behind a TLS gateway under ``path`` (with ``roles`` and ``policy``
+    sections when given)."""
     upstream = start_fake(testcase)
-    gateway = start_gateway(testcase, [upstream.runner(path, **runner)], server=server)
+    gateway = start_gateway(testcase, [upstream.runner(path, **runner)], server=server,
+                            roles=roles, policy=policy)
     return upstream, gateway
 
 
@@ -78,12 +84,23 @@ def ollama_client(gateway: RunningGateway, prefix: str, token: str) -> ollama.Cl
     )
 
 
-def in_thread_with(client: ollama.Client, call: Callable[[ollama.Client], Any]) -> Any:
-    """Run ``call(client)`` and close the client's connections, both in the calling thread."""
+def openai_client(gateway: RunningGateway, prefix: str, token: str) -> openai.OpenAI:
+    """The official OpenAI client on ``prefix + "/v1"``, trusting the gateway's CA, the token
+    as its API key, never retrying (it would retry a 429 by itself)."""
+    assert gateway.ca_path is not None
+    trusted = ssl.create_default_context(cafile=gateway.ca_path)
+    http_client = openai.DefaultHttpxClient(verify=trusted, trust_env=False, timeout=10)
+    return openai.OpenAI(base_url=gateway.url + prefix + "/v1", api_key=token, max_retries=0,
+                         http_client=http_client)
+
+
+def in_thread_with(client: Any, call: Callable[[Any], Any]) -> Any:
+    """Run ``call(client)`` and close the client's connections, both in the calling thread
+    (an ``ollama.Client`` or an ``openai.OpenAI``)."""
     try:
         return call(client)
     finally:
-        client._client.close()
+        client.close()
 
 
 def generate_request(gateway: RunningGateway, prefix: str = "/local-ollama", *,
