@@ -136,6 +136,8 @@ class GatewayService(MultiService):
 
     def _ledger_failed(self, failure: Failure) -> None:
         """Quotas cannot be kept without the ledger: the gateway stops."""
+        if not self.running:
+            return  # stopped while the ledger opened: nothing to stop
         self.log.critical("Cannot open the usage ledger {path}: {error}; stopping",
                           event="ledger_failed", path=self.settings.policy.ledger_path,
                           error=failure.getErrorMessage())

@@ -59,6 +59,16 @@ class ModelAccessTests(TestCase):
         self.assertEqual([model.model for model in listed.models], USER_MODELS)
         self.assertEqual([seen.path for seen in upstream.fake.requests], ["/api/tags"])
 
+    async def test_head_of_the_list_tells_its_filtered_length(self) -> None:
+        """``HEAD /api/tags`` answers the length of the role's list, with no body: the size
+        of Ollama's whole list (how many models are hidden) is not told."""
+        _, gateway = start_policy_proxy(self)
+        token = gateway.token(role="user")
+        full = await call(self, gateway, "GET", "/api/tags", token)
+        head = await call(self, gateway, "HEAD", "/api/tags", token)
+        self.assertEqual((head.status, head.body), (200, b""))
+        self.assertEqual(head.header("Content-Length"), str(len(full.body)))
+
     async def test_admin_lists_every_model(self) -> None:
         """A role given every model sees Ollama's whole list."""
         upstream, gateway = start_policy_proxy(self)
@@ -238,6 +248,6 @@ class ConcurrencyTests(TestCase):
         listed = await call(self, gateway, "GET", "/api/tags", token)
         self.assertEqual((second.status, second.header("Retry-After")), (429, "1"))
         self.assertEqual(json.loads(second.body), {"error": (
-            '1 requests of this caller are already under way (the limit of role "user")')})
+            '1 request of this caller is already under way (the limit of role "user")')})
         self.assertEqual(listed.status, 200)
         self.assertEqual(len(upstream.fake.requests), 2)

@@ -33,14 +33,16 @@ class OpenAIAccessTests(TestCase):
 
     async def test_refused_model_is_permission_denied(self) -> None:
         """A chat with a model outside the role is ``PermissionDeniedError`` (403) whose
-        ``body`` (the client reads the ``error`` member) names the model and the role; Ollama
-        never hears of it."""
+        message (the error in OpenAI's shape, as Ollama's ``/v1`` answers) names the model
+        and the role; Ollama never hears of it."""
         upstream, gateway = start_policy_proxy(self)
         client = openai_client(gateway, PREFIX, gateway.token(role="user"))
         error = await _failure(self, client, lambda c: c.chat.completions.create(
             model="qwen2.5:7b", messages=_HELLO), openai.PermissionDeniedError)
         self.assertEqual(error.status_code, 403)
-        self.assertEqual(error.body, 'model "qwen2.5:7b" is not available to role "user"')
+        self.assertEqual(str(error), 'Error code: 403 - model "qwen2.5:7b" is not available '
+                                     'to role "user"')
+        self.assertEqual(error.type, "api_error")
         self.assertEqual(upstream.fake.requests, [])
 
     async def test_models_list_filtered(self) -> None:
@@ -60,7 +62,7 @@ class OpenAIAccessTests(TestCase):
                                lambda c: list(c.models.list()), openai.RateLimitError)
         self.assertEqual(error.status_code, 429)
         self.assertTrue(1 <= int(error.response.headers["retry-after"]) <= 60)
-        self.assertIn('rate limit of role "user" reached', error.body)
+        self.assertIn('rate limit of role "user" reached', str(error))
         self.assertEqual(len(upstream.fake.requests), 1)
 
 

@@ -4,6 +4,8 @@ relayed."""
 
 from __future__ import annotations
 
+import json
+
 from twisted.trial.unittest import TestCase
 
 from runnergw.filters.usage import LEASE_BLOCK
@@ -143,3 +145,17 @@ class AuditTests(TestCase):
         self.assertEqual((record["subject"], record["role"], record["model"]),
                          ("alice", "user", "llama3.2:1b"))
         self.assertNotIn(prompt, gateway.audit_path.read_text())
+
+    async def test_audit_line_carries_the_counts(self) -> None:
+        """The audit line of a generation has the runner's token counts."""
+        upstream, gateway = start_policy_proxy(self)
+        audit = AuditTap(self, gateway)
+        response = await call(self, gateway, "POST", "/api/generate",
+                              gateway.token(subject="alice", role="user"),
+                              {**_HI, "stream": False})
+        reported = json.loads(response.body)
+        await audit.written()
+        [record] = gateway.audit_records()
+        self.assertEqual((record["prompt_tokens"], record["completion_tokens"]),
+                         (reported["prompt_eval_count"], reported["eval_count"]))
+        self.assertNotIn("prompt_tokens_estimated", record)

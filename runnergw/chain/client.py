@@ -212,7 +212,8 @@ class FilteredClient:
             return
         headers = headers if headers is not None else Headers()
         headers.set("Content-Type", "application/json; charset=utf-8")
-        self._end_with(status, headers, self.route.error_body(status, message))
+        self._end_with(status, headers, self.route.error_body_for(self.exchange.api_path)(
+            status, message))
 
     # The queue: operations wait, in order, behind a hook that answers later.
 

@@ -55,7 +55,9 @@ class IFilter(Interface):
     settings (``perMinute`` in YAML for a field ``per_minute``), checked at load. It is built
     by its class method ``from_settings(options, context)`` when it has one, else by
     ``cls(options)`` (``cls()`` without ``Options``). ``after_any``, a tuple of filter names,
-    says that one of them must come earlier in the chain.
+    says that one of them must come earlier in the chain; ``done_before``, that those of them
+    present must come earlier so that their ``done`` runs after this filter's (the audit
+    filter records what ``usage`` settles at the end).
     """
 
     name = Attribute("Short name used in settings and logs.")

@@ -14,7 +14,7 @@ from runnergw.chain.hooks import ChainHooks
 from runnergw.chain.interfaces import IFilter, ITerminal
 from runnergw.http.interfaces import StreamPolicy, error_body_json
 
-__all__ = ["Route", "Router", "error_body_ollama", "error_body_detail"]
+__all__ = ["Route", "Router", "error_body_detail", "error_body_ollama", "error_body_openai"]
 
 
 error_body_ollama = error_body_json
@@ -24,6 +24,21 @@ error_body_ollama = error_body_json
 def error_body_detail(status: int, message: str) -> bytes:
     """FastAPI's error shape, ``{"detail": "…"}``."""
     return json.dumps({"detail": message}).encode()
+
+
+def _openai_error_type(status: int) -> str:
+    if status == 400:
+        return "invalid_request_error"
+    if status == 404:
+        return "not_found_error"
+    return "api_error"
+
+
+def error_body_openai(status: int, message: str) -> bytes:
+    """The OpenAI API's error shape, ``{"error": {"message": "…", "type": …}}``, which
+    Ollama's ``/v1`` endpoints answer and OpenAI clients show."""
+    return json.dumps({"error": {"message": message, "type": _openai_error_type(status),
+                                 "param": None, "code": None}}).encode()
 
 
 @attrs.frozen
@@ -38,6 +53,9 @@ class Route:
     """None for the fallback route that only answers 404."""
     error_body: Callable[[int, str], bytes] = error_body_ollama
     max_body_size: int = 1 << 30
+    api_error_bodies: tuple[tuple[str, Callable[[int, str], bytes]], ...] = ()
+    """Decoded API path prefixes answered in another error shape than ``error_body`` (on
+    an Ollama route, ``/v1/`` in OpenAI's)."""
     policy: StreamPolicy = attrs.field(
         init=False, eq=False, repr=False,
         default=attrs.Factory(lambda route: StreamPolicy(route.max_body_size, route.error_body),
@@ -47,6 +65,13 @@ class Route:
         init=False, eq=False, repr=False,
         default=attrs.Factory(lambda route: ChainHooks.of(route.filters), takes_self=True))
     """The filters by hook, found once (a filter class with a misspelt hook is refused)."""
+
+    def error_body_for(self, api_path: str) -> Callable[[int, str], bytes]:
+        """The error shape of a request to ``api_path`` (the path after the prefix)."""
+        for prefix, error_body in self.api_error_bodies:
+            if api_path.startswith(prefix):
+                return error_body
+        return self.error_body
 
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")

@@ -74,7 +74,8 @@ class ChainRunner:
             else:
                 # No hooks this time: a failing response hook must not fail the error reply.
                 filtered.reply(Reply(
-                    500, route.error_body(500, f"internal error (request {exchange.request_id})")
+                    500, route.error_body_for(exchange.api_path)(
+                        500, f"internal error (request {exchange.request_id})")
                 ), hooks=False)
         finally:
             if filtered.busy:
@@ -161,7 +162,7 @@ class ChainRunner:
             client.fail(rejection.status, rejection.message, Headers(rejection.headers),
                         reason=rejection.reason)
             return
-        body = route.error_body(rejection.status, rejection.message)
+        body = route.error_body_for(exchange.api_path)(rejection.status, rejection.message)
         client.reply(Reply(rejection.status, body, headers=rejection.headers))
 
     def _done(self, route: Route, exchange: Exchange) -> Deferred[None] | None:

@@ -18,9 +18,11 @@ __all__ = ["RewriteSettings", "RunnerSettings", "DEFAULT_FILTERS", "POLICY_FILTE
 DEFAULT_FILTERS = ("token", "role", "rewrite", "audit")
 """A runner's chain when it lists none and no ``roles`` section exists."""
 
-POLICY_FILTERS = ("token", "role", "access", "rateLimit", "concurrency", "usage", "rewrite",
-                  "audit")
-"""A runner's chain when it lists none and a ``roles`` section exists: the roles' rules."""
+POLICY_FILTERS = ("audit", "token", "role", "access", "rateLimit", "concurrency", "usage",
+                  "rewrite")
+"""A runner's chain when it lists none and a ``roles`` section exists: the roles' rules.
+``audit`` comes first so that its ``done`` runs last (reverse order), once ``usage`` has
+settled the counts the audit line carries."""
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FRAMING_HEADERS = frozenset({

@@ -131,6 +131,7 @@ def build_chain(specs: Sequence[FilterSpec], context: FilterContext) -> tuple[tu
     """Build a route's filters, in order, with every problem found (located)."""
     sink = ErrorSink()
     filters: list[Any] = []
+    built_specs: list[FilterSpec] = []
     placed: set[str] = set()
     for spec in specs:
         # A filter that failed to build still counts as placed, so that its problem is
@@ -149,7 +150,22 @@ def build_chain(specs: Sequence[FilterSpec], context: FilterContext) -> tuple[tu
             sink.add(spec.origin, spec.path,
                      f"{spec.name} must come after one of {', '.join(after_any)}")
         filters.append(built)
+        built_specs.append(spec)
+    _check_done_order(filters, built_specs, sink)
     return tuple(filters), sink.errors
+
+
+def _check_done_order(filters: list[Any], specs: list[FilterSpec], sink: ErrorSink) -> None:
+    """A filter's ``done_before`` names filters whose ``done`` must run after its own (they
+    read what it leaves): since ``done`` runs in reverse chain order, those come earlier."""
+    names = [getattr(step, "name", None) for step in filters]
+    for index, step in enumerate(filters):
+        for name in getattr(step, "done_before", ()):
+            if name in names[index + 1:]:
+                sink.add(specs[index].origin, specs[index].path,
+                         f"{specs[index].name} must come after {name}: {name} records what "
+                         f"{specs[index].name} counts once the exchange is over, and the "
+                         "filters' done hooks run in reverse chain order")
 
 
 def _names_of(spec: FilterSpec) -> set[str]:

@@ -113,6 +113,8 @@ class UsageFilter:
 
     name = "usage"
     after_any = ("role",)
+    done_before = ("audit",)
+    """The audit line carries the counts this filter's ``done`` settles."""
 
     def __init__(self, limits: LimitParts, max_body_size: int) -> None:
         self.limits = limits

@@ -33,6 +33,7 @@ class LimitParts:
         self._known = ledger is None
         """True once today's usage was read from the ledger."""
         self._waiting: list[Deferred[None]] = []
+        self._starting: Deferred[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, reactor: Any) -> LimitParts:
@@ -55,7 +56,7 @@ class LimitParts:
         if self.ledger is None:
             return succeed(None)
         day = self.days.today()
-        opened = self.ledger.open()
+        self._starting = opened = self.ledger.open()
         opened.addCallback(lambda _: self.ledger.totals_for_day(day))  # type: ignore[union-attr]
         opened.addCallback(self._seeded, day)
         return opened
@@ -75,7 +76,14 @@ class LimitParts:
             self.ledger.record(entry)
 
     def stop(self) -> Deferred[None]:
-        """Write what the ledger still holds and close it."""
-        if self.ledger is None:
+        """Write what the ledger still holds and close it; a start still under way is
+        waited for first (its failure is the start's to report)."""
+        ledger = self.ledger
+        if ledger is None:
             return succeed(None)
-        return self.ledger.close()
+        starting, self._starting = self._starting, None
+        if starting is None or starting.called:
+            return ledger.close()
+        finished: Deferred[None] = Deferred()
+        starting.addBoth(lambda result: (finished.callback(None), result)[1])
+        return finished.addCallback(lambda _: ledger.close())

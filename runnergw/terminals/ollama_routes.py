@@ -15,7 +15,7 @@ from twisted.internet.endpoints import (
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 
-from runnergw.chain.route import Route
+from runnergw.chain.route import Route, error_body_openai
 from runnergw.config.errors import ConfigError
 from runnergw.config.runners import POLICY_FILTERS, RunnerSettings
 from runnergw.filters.registry import FilterContext, build_chain
@@ -79,5 +79,6 @@ def build_runner_routes(context: FilterContext, reactor: Any,
             filters=filters,
             terminal=OllamaTerminal(runner, pool, reactor),
             max_body_size=runner.max_body_size,
+            api_error_bodies=(("/v1/", error_body_openai),),
         ))
     return routes

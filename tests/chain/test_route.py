@@ -7,7 +7,13 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.exchange import Reject
-from runnergw.chain.route import Route, Router, error_body_detail, error_body_ollama
+from runnergw.chain.route import (
+    Route,
+    Router,
+    error_body_detail,
+    error_body_ollama,
+    error_body_openai,
+)
 
 __all__ = ["ErrorBodyTests", "MatchTests", "RefusedPathTests"]
 
@@ -168,6 +174,23 @@ class ErrorBodyTests(SynchronousTestCase):
     def test_detail_shape(self) -> None:
         """FastAPI-style clients read ``{"detail": …}``."""
         self.assertEqual(json.loads(error_body_detail(404, "nope")), {"detail": "nope"})
+
+    def test_openai_shape(self) -> None:
+        """OpenAI clients read ``{"error": {"message": …, "type": …}}``, typed as Ollama's
+        ``/v1`` types its errors."""
+        self.assertEqual(json.loads(error_body_openai(403, "no")), {"error": {
+            "message": "no", "type": "api_error", "param": None, "code": None}})
+        self.assertEqual(json.loads(error_body_openai(400, "bad"))["error"]["type"],
+                         "invalid_request_error")
+        self.assertEqual(json.loads(error_body_openai(404, "gone"))["error"]["type"],
+                         "not_found_error")
+
+    def test_shape_by_api_path(self) -> None:
+        """A route answers some API paths in another shape (an Ollama route's ``/v1/``)."""
+        route = Route("ollama", (), (), None, api_error_bodies=(("/v1/", error_body_openai),))
+        self.assertIs(route.error_body_for("/v1/chat/completions"), error_body_openai)
+        self.assertIs(route.error_body_for("/api/chat"), error_body_ollama)
+        self.assertIs(route.error_body_for("/v1"), error_body_ollama)
 
 
 class ErrorShapeTests(SynchronousTestCase):

@@ -558,6 +558,15 @@ _TAGS = {"models": [
 class ModelListTests(_Serving):
     """Model lists show only the models the role may use."""
 
+    def test_head_tags_tells_the_filtered_length(self) -> None:
+        """``HEAD /api/tags`` tells the length of the role's list, not of the whole one
+        (which would say how many models are hidden): the runner is asked for the list."""
+        run = self.serve("user", "HEAD", "/api/tags", answer=Answer.json(_TAGS))
+        listed = json.dumps({"models": [_TAGS["models"][0], _TAGS["models"][2]]},
+                            separators=(",", ":")).encode()
+        self.assertEqual((run.status, run.client.length), (200, len(listed)))
+        self.assertEqual(run.exchange.method, "GET")
+
     def test_tags(self) -> None:
         """``/api/tags`` lists the role's models only, every other field kept."""
         run = self.serve("user", "GET", "/api/tags", answer=Answer.json(_TAGS))

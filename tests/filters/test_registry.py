@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 from twisted.internet.task import Clock
@@ -12,6 +13,7 @@ from runnergw.audit_log import AuditLog
 from runnergw.config.errors import Origin
 from runnergw.config.filters import FilterSpec
 from runnergw.config.reader import ErrorSink
+from runnergw.config.roles import RoleSettings
 from runnergw.config.settings import Settings
 from runnergw.config.yamlfile import MarkedMap
 from runnergw.filters.access import AccessFilter
@@ -31,6 +33,9 @@ from runnergw.filters.role import RoleFilter
 from runnergw.filters.token import TokenFilter
 from runnergw.filters.usage import UsageFilter
 from runnergw.filters.websaas import WebSaasTokenFilter
+from runnergw.limits.days import QuotaDays
+from runnergw.limits.local import LocalLimitState
+from runnergw.limits.parts import LimitParts
 from tests.http.support import token_verifier
 
 __all__ = ["BuildChainTests", "BuildFilterTests", "FilterClassTests"]
@@ -252,6 +257,20 @@ class BuildChainTests(_RegistryTestCase):
                                       self.context())
         self.assertEqual(errors, [])
         self.assertEqual([f.name for f in filters], ["token", "role", "rewrite", "audit"])
+
+    def test_usage_before_audit(self) -> None:
+        """``usage`` after ``audit``: the audit line would be written before usage settles
+        its counts (``done`` runs in reverse order), so the order is refused."""
+        roles = {"user": RoleSettings("user")}
+        settings = Settings(files=("settings.yaml",), roles=roles)
+        limits = LimitParts(LocalLimitState(Clock()), QuotaDays(ZoneInfo("UTC"), Clock()), None)
+        self.assertEqual(self.messages(_chain("token", "role", "usage", "audit"),
+                                       settings=settings, limits=limits), [
+            ("runners[0].filters[2]", "usage must come after audit: audit records what usage "
+             "counts once the exchange is over, and the filters' done hooks run in reverse "
+             "chain order")])
+        self.assertEqual(self.messages(_chain("audit", "token", "role", "usage"),
+                                       settings=settings, limits=limits), [])
 
     def test_role_before_token(self) -> None:
         """role placed before token is refused: the caller would not be known yet."""
