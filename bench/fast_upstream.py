@@ -8,16 +8,17 @@ against, with as little work per request as possible:
 * The same paths with streaming (Ollama's default) answer ``application/x-ndjson`` with
   ``Transfer-Encoding: chunked``, one JSON line per chunk and ``"done": true`` last.  The number
   of lines is ``--chunks``, the ``done`` line included (``options.num_predict`` in the
-  request overrides it), and the lines are paced ``--pause-ms`` apart on a fixed schedule
-  counted from the first line, so the upstream's own timer jitter does not pile up over a
-  long stream.
+  request overrides it, up to ``--max-predict`` when given: a gateway's generation cap larger
+  than that leaves the answer as it was), and the lines are paced ``--pause-ms`` apart on a
+  fixed schedule counted from the first line, so the upstream's own timer jitter does not pile
+  up over a long stream.
 * ``GET /`` answers ``Ollama is running``; anything else is a 404 JSON error.
 
 Connections are kept alive (HTTP/1.1 default, ``Connection: close`` honoured) and pipelined
 requests are answered in order.  Request bodies may come with ``Content-Length`` or chunked.
 
-Run: ``python bench/fast_upstream.py [--port 0] [--chunks 200] [--pause-ms 5]``; it prints
-``listening <port>`` on standard output once it accepts connections.
+Run: ``python bench/fast_upstream.py [--port 0] [--chunks 200] [--pause-ms 5] [--max-predict
+N]``; it prints ``listening <port>`` on standard output once it accepts connections.
 """
 
 from __future__ import annotations
@@ -73,9 +74,11 @@ def _piece(model: str, chat: bool, text: str, done: bool, count: int) -> dict[st
 class UpstreamProtocol(asyncio.Protocol):
     """One client connection: parse requests, answer them one at a time, in order."""
 
-    def __init__(self, chunks: int, pause: float) -> None:
+    def __init__(self, chunks: int, pause: float, max_predict: int = 0) -> None:
         self.chunks = chunks
         self.pause = pause
+        self.max_predict = max_predict
+        """Most lines (tokens) an answer gets whatever ``num_predict`` asks (0: no cap)."""
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.busy = False
@@ -171,6 +174,8 @@ class UpstreamProtocol(asyncio.Protocol):
             model = str(data.get("model", "m"))
             options = data.get("options") or {}
             count = int(options.get("num_predict", self.chunks))
+            if self.max_predict:
+                count = min(count, self.max_predict)
             if data.get("stream", True) is False:
                 text = "hello" if count == self.chunks else "".join(
                     f"t{i} " for i in range(count))
@@ -238,11 +243,11 @@ def _dechunk(buffer: bytes, position: int) -> tuple[bytes, int] | None:
         position += size + 2
 
 
-async def serve(host: str, port: int, chunks: int, pause: float) -> None:
+async def serve(host: str, port: int, chunks: int, pause: float, max_predict: int = 0) -> None:
     """Serve until SIGTERM or SIGINT; prints ``listening <port>`` when ready."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: UpstreamProtocol(chunks, pause), host, port,
-                                      backlog=1024)
+    server = await loop.create_server(lambda: UpstreamProtocol(chunks, pause, max_predict),
+                                      host, port, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     print(f"listening {bound}", flush=True)
     stop = loop.create_future()
@@ -260,10 +265,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="lines in a streamed answer (default 200)")
     parser.add_argument("--pause-ms", type=float, default=5.0,
                         help="pause between streamed lines, in ms (default 5)")
+    parser.add_argument("--max-predict", type=int, default=0,
+                        help="most lines an answer gets whatever options.num_predict asks "
+                             "(default 0: no cap)")
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the benchmark upstream listens on loopback only")
-    asyncio.run(serve(args.host, args.port, args.chunks, args.pause_ms / 1000.0))
+    if args.max_predict < 0:
+        parser.error("--max-predict cannot be negative")
+    asyncio.run(serve(args.host, args.port, args.chunks, args.pause_ms / 1000.0,
+                      args.max_predict))
     return 0
 
 
