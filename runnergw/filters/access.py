@@ -12,11 +12,11 @@ from zope.interface import implementer
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import IFilter
 from runnergw.config.roles import RoleSettings
-from runnergw.filters.ollama_request import ollama_endpoint, ollama_request, store_request
+from runnergw.filters.ollama_request import ollama_endpoint, ollama_request, store_fields
 from runnergw.filters.role import role_rules
 from runnergw.ollama.gojson import GoJsonError
 from runnergw.ollama.model_names import ModelPatterns, normalize_model_name
-from runnergw.ollama.rewrites import pin_keep_alive, requested_model, set_model
+from runnergw.ollama.rewrites import keep_alive_fields, model_fields, requested_model
 
 if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext
@@ -160,15 +160,12 @@ class AccessFilter:
             raise Reject(400, "model is required", reason="no model")
         name = access.resolve(model)
         request.model = exchange.model = name
-        body = None
+        fields = {}
         if name != normalize_model_name(model):
-            body = set_model(request.body, name)
+            fields.update(model_fields(request.body, request.endpoint, name))
         if access.rules.keep_alive is not None:
-            current = body or request.body
-            pinned = pin_keep_alive(current, request.endpoint, access.rules.keep_alive)
-            if pinned is not current:
-                body = pinned
-        store_request(exchange, request, body)
+            fields.update(keep_alive_fields(request.endpoint, access.rules.keep_alive))
+        store_fields(exchange, request, fields)
 
     def response_body(self, exchange: Exchange, body: bytes) -> bytes | None:
         """Keep only the models the role may use in a model list."""

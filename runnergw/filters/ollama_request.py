@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import attrs
 
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.ollama.endpoints import Endpoint, endpoint_for
-from runnergw.ollama.gojson import GoJsonError, JsonObject, decode_object, encode
+from runnergw.ollama.gojson import (
+    GoJsonError,
+    GoType,
+    JsonObject,
+    append_fields,
+    decode_object,
+    encode,
+)
 
-__all__ = ["OllamaRequest", "ollama_endpoint", "ollama_request", "store_request"]
+__all__ = ["OllamaRequest", "ollama_endpoint", "ollama_request", "store_fields"]
 
 _ENDPOINT = "ollama.endpoint"
 _REQUEST = "ollama.request"
@@ -18,7 +28,7 @@ _REQUEST = "ollama.request"
 class OllamaRequest:
     """The body of a request naming a model, parsed as Ollama's Go handlers parse it.
 
-    Filters change ``body`` and call ``store_request``; ``model`` is the model Ollama is
+    Filters set fields with ``store_fields``; ``model`` is the model Ollama is
     asked for once aliases are resolved.
     """
 
@@ -57,9 +67,30 @@ def ollama_request(exchange: Exchange) -> OllamaRequest | None:
     return request
 
 
-def store_request(exchange: Exchange, request: OllamaRequest, body: JsonObject | None) -> None:
-    """Make ``body`` (a changed copy, or None for no change) the body sent to Ollama."""
-    if body is None:
+def store_fields(exchange: Exchange, request: OllamaRequest, fields: Mapping[str, Any]) -> None:
+    """Set top-level ``fields`` in the body sent to Ollama (a dict value sets members of an
+    object field: ``options``, ``stream_options``), and in the parsed body later filters read.
+
+    When the body has none of these fields in any spelling, they are appended to the
+    client's bytes (no copy of megabytes of images is re-encoded); otherwise the body is
+    written again with each field once, so that no parser, Go's or another, can read a
+    repeated key otherwise than the gateway did.
+    """
+    if not fields:
         return
-    request.body = body
-    exchange.request_body = encode(body)
+    assert exchange.request_body is not None
+    body = request.body
+    if not any(body.has(name) for name in fields):
+        request.body = body.appended(fields)
+        exchange.request_body = append_fields(exchange.request_body, fields)
+        return
+    merged: dict[str, Any] = {}
+    for name, value in fields.items():
+        if type(value) is dict:
+            current = body.get(name, go_type=GoType.OBJECT) or JsonObject(())
+            # ``options`` is a Go map (exact keys); other objects are structs.
+            value = current.with_exact(value) if name == "options" else \
+                current.with_fields(value)
+        merged[name] = value
+    request.body = body.with_fields(merged)
+    exchange.request_body = encode(request.body)

@@ -14,7 +14,7 @@ from zope.interface import implementer
 from runnergw.chain.exchange import EndStream, Exchange, Reject
 from runnergw.chain.interfaces import IFilter
 from runnergw.config.roles import RoleSettings
-from runnergw.filters.ollama_request import ollama_endpoint, ollama_request, store_request
+from runnergw.filters.ollama_request import ollama_endpoint, ollama_request, store_fields
 from runnergw.filters.role import role_rules, subject_key
 from runnergw.limits.interfaces import when_known
 from runnergw.limits.parts import LimitParts
@@ -27,7 +27,7 @@ from runnergw.ollama.answers import (
 )
 from runnergw.ollama.endpoints import Endpoint
 from runnergw.ollama.gojson import GoJsonError, GoType, JsonObject
-from runnergw.ollama.rewrites import cap_generated_tokens, estimate_prompt_tokens
+from runnergw.ollama.rewrites import estimate_prompt_tokens, generation_cap
 from runnergw.usage.ledger import UsageEntry
 
 if TYPE_CHECKING:
@@ -203,8 +203,13 @@ class UsageFilter:
         cap = left if meter.rules.max_tokens is None else min(left, meter.rules.max_tokens)
         if _streams(request.body, meter.endpoint):
             return self._cap(exchange, meter, request, cap)
-        # A whole answer cannot be cut: its tokens are taken before it is asked for.
-        granted = self.state.lease_tokens(meter.key, meter.day, meter.quota, cap)
+        # A whole answer cannot be cut: its tokens (as many as it may have, the client's own
+        # limit counting) are taken before it is asked for.
+        try:
+            limit, _ = generation_cap(request.body, meter.endpoint, cap)
+        except GoJsonError as e:
+            raise Reject(400, str(e), reason="body not readable") from None
+        granted = self.state.lease_tokens(meter.key, meter.day, meter.quota, limit or cap)
         return when_known(granted, lambda count: self._lease_whole(exchange, meter, request,
                                                                    count))
 
@@ -217,15 +222,18 @@ class UsageFilter:
         self._cap(exchange, meter, request, granted)
 
     def _cap(self, exchange: Exchange, meter: _Meter, request: Any, cap: int | None) -> None:
-        body: JsonObject | None = None
+        if not meter.endpoint.generates:
+            return
+        fields: dict[str, Any] = {}
         try:
-            if cap is not None and meter.endpoint.generates:
-                body = cap_generated_tokens(request.body, meter.endpoint, cap)
-            if meter.endpoint.style == "openai" and meter.endpoint.generates:
-                body, meter.hide_usage_event = _ask_for_usage(body or request.body, body)
+            if cap is not None:
+                fields.update(generation_cap(request.body, meter.endpoint, cap)[1])
+            if meter.endpoint.style == "openai" and _usage_not_asked(request.body):
+                fields["stream_options"] = {"include_usage": True}
+                meter.hide_usage_event = True
         except GoJsonError as e:
             raise Reject(400, str(e), reason="body not readable") from None
-        store_request(exchange, request, body)
+        store_fields(exchange, request, fields)
 
     # While the answer is relayed.
 
@@ -364,17 +372,14 @@ def _streams(body: JsonObject, endpoint: Endpoint) -> bool:
     return body.get("stream") is not False  # a *bool: null is "not given", which streams
 
 
-def _ask_for_usage(body: JsonObject, changed: JsonObject | None) -> tuple[JsonObject | None,
-                                                                         bool]:
-    """Ask an OpenAI stream for its usage event (``stream_options.include_usage``) when the
-    client did not; the event is then kept from the client."""
+def _usage_not_asked(body: JsonObject) -> bool:
+    """True for an OpenAI stream whose client did not ask for the usage event
+    (``stream_options.include_usage``): the gateway asks for it (an object appended: Go adds
+    its members to the client's) and keeps it from the client."""
     if body.get("stream", go_type=GoType.SCALAR) is not True:
-        return changed, False
+        return False
     options = body.get("stream_options", go_type=GoType.OBJECT)
-    if options is not None and options.get("include_usage", go_type=GoType.SCALAR) is True:
-        return changed, False
-    wanted = (options or JsonObject(())).with_fields({"include_usage": True})
-    return body.with_fields({"stream_options": wanted}), True
+    return options is None or options.get("include_usage", go_type=GoType.SCALAR) is not True
 
 
 def _sse_data(event: bytes) -> bytes | None:

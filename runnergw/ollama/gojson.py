@@ -32,8 +32,8 @@ from typing import Any, Final
 
 import attrs
 
-__all__ = ["REMOVE", "GoJsonError", "GoType", "JsonObject", "decode_object", "encode",
-           "fold_key"]
+__all__ = ["REMOVE", "GoJsonError", "GoType", "JsonObject", "append_fields", "decode_object",
+           "encode", "fold_key"]
 
 _MAX_DEPTH: Final = 10_000
 """Go's ``encoding/json`` refuses deeper nesting."""
@@ -153,6 +153,17 @@ class JsonObject:
             if key == name:
                 return value
         return default
+
+    def has(self, name: str) -> bool:
+        """True when a key folds to ``name`` (even with a ``null`` value)."""
+        return name.lower() in self._folded_keys()
+
+    def appended(self, fields: Mapping[str, Any]) -> JsonObject:
+        """A copy with ``fields`` added after every pair (plain dicts become JsonObjects):
+        read as Go reads ``append_fields``'s bytes."""
+        added = tuple((name, JsonObject(tuple(value.items())) if type(value) is dict else value)
+                      for name, value in fields.items())
+        return JsonObject(self.pairs + added)
 
     def with_fields(self, fields: Mapping[str, Any]) -> JsonObject:
         """A copy where every pair whose key folds to a name in ``fields`` is removed, then
@@ -388,6 +399,28 @@ def encode(value: Any) -> bytes:
     except ValueError:
         raise ValueError("NaN and infinite numbers cannot be written as JSON") from None
     return text.encode("utf-8")
+
+
+def append_fields(body: bytes, fields: Mapping[str, Any]) -> bytes:
+    """``body`` (one JSON object, as ``decode_object`` accepted it) with ``fields`` written
+    after its last member, the rest of its bytes untouched.
+
+    Go reads a field given twice as the last one for a string, number, bool or pointer to
+    one, and an object given twice into one map or struct (members of the later one win):
+    appending sets a scalar field, or members of an object field (``options``,
+    ``stream_options``), exactly as ``JsonObject.appended`` reads them, without writing
+    the whole body again (a chat's images are megabytes).
+    """
+    if not fields:
+        return body
+    end = len(body.rstrip(b" \t\r\n"))
+    if end == 0 or body[end - 1:end] != b"}":
+        raise ValueError("not a JSON object")
+    written = ",".join(_ENCODER.encode(name) + ":" + _ENCODER.encode(_plain(value))
+                       for name, value in fields.items()).encode("utf-8")
+    head = body[:end - 1].rstrip(b" \t\r\n")
+    separator = b"" if head.endswith(b"{") else b","
+    return head + separator + written + b"}"
 
 
 def _encode_pairs(value: Any) -> bytes:

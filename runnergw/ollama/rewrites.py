@@ -32,8 +32,8 @@ from runnergw.ollama.endpoints import Endpoint
 from runnergw.ollama.gojson import REMOVE, GoJsonError, GoType, JsonObject, encode
 from runnergw.ollama.model_names import normalize_model_name
 
-__all__ = ["cap_generated_tokens", "estimate_prompt_tokens", "pin_keep_alive",
-           "requested_model", "set_model"]
+__all__ = ["estimate_prompt_tokens", "generation_cap", "keep_alive_fields", "model_fields",
+           "requested_model"]
 
 _LEGACY_NAME: Final = frozenset({"show", "pull", "push", "delete", "create"})
 """Endpoints that take the model in ``name`` when ``model`` is empty (older clients)."""
@@ -81,19 +81,19 @@ def requested_model(body: JsonObject, endpoint: Endpoint) -> str | None:
     return model or name or None
 
 
-def set_model(body: JsonObject, name: str) -> JsonObject:
-    """``body`` naming the model ``name``: ``model`` set, the older ``name`` removed (no
-    endpoint has another top-level ``name`` that Ollama reads)."""
-    return body.with_fields({"model": name, "name": REMOVE})
+def model_fields(body: JsonObject, endpoint: Endpoint, name: str) -> dict[str, Any]:
+    """The fields to set so that Ollama runs the model ``name``: ``model``, and the older
+    ``name`` removed where the body gives it (``REMOVE``)."""
+    fields: dict[str, Any] = {"model": name}
+    if endpoint.kind in _LEGACY_NAME and body.has("name"):
+        fields["name"] = REMOVE
+    return fields
 
 
-def pin_keep_alive(body: JsonObject, endpoint: Endpoint, value: str) -> JsonObject:
-    """``body`` with ``keep_alive`` set to ``value`` (a Go duration such as ``"5m"``) on the
-    native endpoints that read it (generate, chat, embed, embeddings); ``body`` itself on
-    any other endpoint, where Ollama reads no ``keep_alive``."""
-    if endpoint.kind not in _KEEPS_ALIVE:
-        return body
-    return body.with_fields({"keep_alive": value})
+def keep_alive_fields(endpoint: Endpoint, value: str | int) -> dict[str, Any]:
+    """The field to append to pin ``keep_alive`` on the endpoints that read it (none on the
+    others)."""
+    return {"keep_alive": value} if endpoint.kind in _KEEPS_ALIVE else {}
 
 
 def _count(value: Any, label: str, *, whole_floats: bool) -> int | None:
@@ -117,15 +117,18 @@ def _capped(asked: int | None, cap: int) -> int:
     return cap if asked is None or asked <= 0 else min(asked, cap)
 
 
-def cap_generated_tokens(body: JsonObject, endpoint: Endpoint, cap: int) -> JsonObject | None:
-    """``body`` asking for at most ``cap`` generated tokens, or None when it already does.
+def generation_cap(body: JsonObject, endpoint: Endpoint,
+                   cap: int) -> tuple[int | None, dict[str, Any]]:
+    """How many tokens the request may generate once capped at ``cap``, and the top-level
+    fields to append (``append_fields``) so that Ollama reads that cap: ``{}`` when the body
+    already asks for no more. The limit is None for endpoints that generate nothing.
 
     What the client asked is lowered, never raised. Native generate and chat:
-    ``options.num_predict`` (``options`` created when missing); OpenAI chat: ``max_tokens``,
-    the field Ollama reads, always set (to ``max_completion_tokens`` when only that one is
-    given), and ``max_completion_tokens`` lowered too when given; OpenAI completions:
-    ``max_tokens``. A count of 0 or less means no limit to Ollama, so it becomes ``cap``.
-    Endpoints that generate nothing are left alone (None).
+    ``options.num_predict`` (an ``options`` object appended: Go adds its members to the
+    client's); OpenAI chat: ``max_tokens``, the field Ollama reads, always set (to
+    ``max_completion_tokens`` when only that one is given), and ``max_completion_tokens``
+    lowered too when given; OpenAI completions: ``max_tokens``. A count of 0 or less means no
+    limit to Ollama, so it becomes ``cap``.
 
     Raises:
         GoJsonError: a count is not an integer (``options.num_predict`` may be a float
@@ -135,16 +138,14 @@ def cap_generated_tokens(body: JsonObject, endpoint: Endpoint, cap: int) -> Json
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise ValueError("cap must be a positive integer")
     if not endpoint.generates:
-        return None
+        return None, {}
     if endpoint.style == "ollama":
         options = body.get("options", go_type=GoType.OBJECT) or JsonObject(())
         asked = _count(options.get_exact("num_predict"), "options.num_predict",
                        whole_floats=True)
         limit = _capped(asked, cap)
-        if limit == asked:
-            return None
-        return body.with_fields({"options": options.with_exact({"num_predict": limit})})
-    fields: dict[str, int] = {}
+        return limit, ({} if limit == asked else {"options": {"num_predict": limit}})
+    fields: dict[str, Any] = {}
     asked = _count(body.get("max_tokens"), "max_tokens", whole_floats=False)
     limit = _capped(asked, cap)
     if endpoint.kind == "openai_chat":
@@ -158,7 +159,7 @@ def cap_generated_tokens(body: JsonObject, endpoint: Endpoint, cap: int) -> Json
                 limit = completion_limit
     if limit != asked:
         fields["max_tokens"] = limit
-    return body.with_fields(fields) if fields else None
+    return limit, fields
 
 
 def _utf8_size(value: Any) -> int:

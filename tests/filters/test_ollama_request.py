@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.exchange import Exchange, Reject
@@ -9,13 +12,13 @@ from runnergw.filters.ollama_request import (
     OllamaRequest,
     ollama_endpoint,
     ollama_request,
-    store_request,
+    store_fields,
 )
 from runnergw.ollama.endpoints import endpoint_for
-from runnergw.ollama.gojson import JsonObject
+from runnergw.ollama.gojson import REMOVE, GoType, JsonObject
 from runnergw.testing import make_exchange
 
-__all__ = ["OllamaEndpointTests", "OllamaRequestTests", "StoreRequestTests"]
+__all__ = ["OllamaEndpointTests", "OllamaRequestTests", "StoreFieldsTests"]
 
 
 def _exchange(path: str, body: bytes | None = None) -> Exchange:
@@ -69,7 +72,7 @@ class OllamaRequestTests(SynchronousTestCase):
 
     def test_parsed_once(self) -> None:
         """Every filter gets the same parsed request, even once the body was replaced: the
-        filters share its changes through ``store_request``."""
+        filters share its changes through ``store_fields``."""
         exchange = _exchange("/api/chat", b'{"model":"a"}')
         request = ollama_request(exchange)
         exchange.request_body = b"not json"
@@ -118,37 +121,55 @@ class OllamaRequestTests(SynchronousTestCase):
                          "line 1 column 32")
 
 
-class StoreRequestTests(SynchronousTestCase):
-    """A changed body made the one sent to Ollama."""
+class StoreFieldsTests(SynchronousTestCase):
+    """Fields set in the body sent to Ollama and in the parsed body later filters read."""
 
-    def test_re_encoded(self) -> None:
-        """The new body replaces the request's and is what the runner is sent, compact."""
-        exchange = _exchange("/api/chat", b'{ "model" : "a" }')
-        request = ollama_request(exchange)
-        assert request is not None
-        changed = request.body.with_fields({"model": "b", "keep_alive": "5m"})
-        store_request(exchange, request, changed)
-        self.assertIs(request.body, changed)
-        self.assertEqual(exchange.request_body, b'{"model":"b","keep_alive":"5m"}')
-        self.assertIs(ollama_request(exchange), request)
-
-    def test_duplicates_and_unicode_kept(self) -> None:
-        """Keys are written as they are, duplicates and non-ASCII included, in UTF-8."""
-        exchange = _exchange("/api/chat", '{"model":"a","o":{"k":1,"k":2},"\u017f":"é"}'
-                             .encode())
-        request = ollama_request(exchange)
-        assert request is not None
-        store_request(exchange, request, request.body.with_fields({"model": "b"}))
-        self.assertEqual(exchange.request_body,
-                         '{"o":{"k":1,"k":2},"\u017f":"é","model":"b"}'.encode())
-
-    def test_none_leaves_the_body(self) -> None:
-        """None (no change) leaves the body exactly as the client sent it."""
-        sent = b'{ "model" : "a", "model": "a" }'
+    def stored(self, sent: bytes, fields: dict[str, Any]) -> tuple[bytes, Any]:
         exchange = _exchange("/api/chat", sent)
         request = ollama_request(exchange)
         assert request is not None
-        body = request.body
-        store_request(exchange, request, None)
-        self.assertIs(request.body, body)
-        self.assertIs(exchange.request_body, sent)
+        store_fields(exchange, request, fields)
+        assert exchange.request_body is not None
+        self.assertIs(ollama_request(exchange), request)
+        return exchange.request_body, request.body
+
+    def test_absent_fields_appended(self) -> None:
+        """Fields the body does not have are appended to the client's bytes, which are
+        kept as they came (spacing included)."""
+        sent, body = self.stored(b'{ "model" : "a", "messages": [] }\n',
+                                 {"keep_alive": "5m", "options": {"num_predict": 9}})
+        self.assertEqual(sent, b'{ "model" : "a", "messages": []'
+                               b',"keep_alive":"5m","options":{"num_predict":9}}')
+        self.assertEqual(json.loads(sent), {"model": "a", "messages": [], "keep_alive": "5m",
+                                          "options": {"num_predict": 9}})
+        self.assertEqual(body.get("options", go_type=GoType.OBJECT).get_exact("num_predict"), 9)
+
+    def test_empty_object(self) -> None:
+        """An empty object gets the fields without a stray comma."""
+        sent, _ = self.stored(b"{}", {"model": "b"})
+        self.assertEqual(sent, b'{"model":"b"}')
+
+    def test_present_field_written_once(self) -> None:
+        """A field the body has, in any spelling, is written once: the body is encoded
+        again, so that no parser can read a repeated key otherwise."""
+        sent, body = self.stored(b'{"MODEL":"a","Keep_Alive":"1m"}', {"keep_alive": "5m"})
+        self.assertEqual(sent, b'{"MODEL":"a","keep_alive":"5m"}')
+        self.assertEqual(body.get("keep_alive"), "5m")
+
+    def test_object_members_merged(self) -> None:
+        """Members set in an object the client gave keep the client's other members."""
+        sent, _ = self.stored(b'{"model":"a","options":{"temperature":0,"num_predict":99}}',
+                              {"options": {"num_predict": 9}})
+        self.assertEqual(json.loads(sent), {"model": "a", "options": {"temperature": 0,
+                                                                      "num_predict": 9}})
+
+    def test_removed_field(self) -> None:
+        """``REMOVE`` drops a field (the older ``name`` once ``model`` is set)."""
+        sent, _ = self.stored(b'{"name":"a"}', {"model": "b", "name": REMOVE})
+        self.assertEqual(sent, b'{"model":"b"}')
+
+    def test_nothing_leaves_the_body(self) -> None:
+        """No fields: the body stays exactly as the client sent it."""
+        original = b'{ "model" : "a", "model": "a" }'
+        sent, _ = self.stored(original, {})
+        self.assertEqual(sent, original)

@@ -318,6 +318,17 @@ class WholeAnswerTests(_UsageTestCase):
         self.assertEqual(probe.seen, [_PROMPT_ESTIMATE + 100])
         self.assertEqual(self.received(run)["options"], {"num_predict": 100})
 
+    def test_client_limit_bounds_what_is_taken(self) -> None:
+        """A whole answer the client limits to 10 tokens takes 10 from the quota, not the
+        role's cap: other requests of the subject are not refused for tokens it cannot use."""
+        probe = _QuotaProbe(self.parts)
+        run = self.serve("/api/generate", _generate(stream=False, options={"num_predict": 10}),
+                         Answer.json({"model": _MODEL, "response": "ttt", "done": True,
+                                      "prompt_eval_count": 12, "eval_count": 3}),
+                         after=(probe,))
+        self.assertEqual(probe.seen, [_PROMPT_ESTIMATE + 10])
+        self.assertEqual(self.received(run)["options"], {"num_predict": 10})
+
     def test_native_unused_part_given_back(self) -> None:
         """Once answered, what the runner did not use goes back to the quota."""
         self.serve("/api/generate", _generate(stream=False), Answer.json(

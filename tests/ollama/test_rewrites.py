@@ -8,17 +8,17 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.ollama.endpoints import Endpoint, endpoint_for
-from runnergw.ollama.gojson import GoJsonError, JsonObject, decode_object, encode
+from runnergw.ollama.gojson import GoJsonError, GoType, JsonObject, decode_object, encode
 from runnergw.ollama.rewrites import (
-    cap_generated_tokens,
     estimate_prompt_tokens,
-    pin_keep_alive,
+    generation_cap,
+    keep_alive_fields,
+    model_fields,
     requested_model,
-    set_model,
 )
 
 __all__ = ["CapNativeTests", "CapOpenAITests", "EstimatePromptTokensTests",
-           "PinKeepAliveTests", "RequestedModelTests", "SetModelTests"]
+           "KeepAliveFieldsTests", "ModelFieldsTests", "RequestedModelTests"]
 
 
 def _endpoint(path: str) -> Endpoint:
@@ -41,6 +41,18 @@ OPENAI_EMBEDDINGS = _endpoint("/v1/embeddings")
 
 def _body(text: str) -> JsonObject:
     return decode_object(text.encode())
+
+
+def cap_generated_tokens(body: JsonObject, endpoint: Endpoint, cap: int) -> JsonObject | None:
+    """``body`` with ``generation_cap``'s fields set as the gateway sets them (members of
+    ``options`` merged into the client's), or None when the body asks for no more."""
+    _, fields = generation_cap(body, endpoint, cap)
+    if not fields:
+        return None
+    if "options" in fields:
+        merged = body.get("options", go_type=GoType.OBJECT) or JsonObject(())
+        fields = {**fields, "options": merged.with_exact(fields["options"])}
+    return body.with_fields(fields)
 
 
 def _seen(body: JsonObject | None) -> dict[str, Any]:
@@ -110,38 +122,36 @@ class RequestedModelTests(SynchronousTestCase):
         self.assertIsNone(requested_model(_body('{"model":"x"}'), TAGS))
 
 
-class SetModelTests(SynchronousTestCase):
-    """``set_model``: one model, under one key."""
+class ModelFieldsTests(SynchronousTestCase):
+    """``model_fields``: one model, under one key."""
 
     def test_replaces_every_spelling(self) -> None:
-        """Every spelling of ``model`` and ``name`` goes; ``model`` is set once."""
+        """Every spelling of ``model`` and the older ``name`` goes; ``model`` is set once."""
         body = _body('{"MODEL":"a","prompt":"p","model":"b","name":"c"}')
-        self.assertEqual(set_model(body, "alias:7b").pairs,
+        self.assertEqual(body.with_fields(model_fields(body, SHOW, "alias:7b")).pairs,
                          (("prompt", "p"), ("model", "alias:7b")))
 
+    def test_name_left_where_unread(self) -> None:
+        """Inference endpoints read no ``name``: only ``model`` is set."""
+        self.assertEqual(model_fields(_body('{"model":"a"}'), CHAT, "b"), {"model": "b"})
 
-class PinKeepAliveTests(SynchronousTestCase):
-    """``pin_keep_alive``: how long Ollama keeps the model loaded."""
+
+class KeepAliveFieldsTests(SynchronousTestCase):
+    """``keep_alive_fields``: how long Ollama keeps the model loaded."""
 
     def test_native_endpoints(self) -> None:
         """Generate, chat, embed and embeddings get the value, every spelling replaced."""
         for endpoint in (GENERATE, CHAT, EMBED, EMBEDDINGS):
             with self.subTest(endpoint=endpoint.kind):
                 body = _body('{"keep_alive":-1,"\\u212aeep_alive":"24h"}')
-                self.assertEqual(pin_keep_alive(body, endpoint, "5m").pairs,
+                self.assertEqual(body.with_fields(keep_alive_fields(endpoint, "5m")).pairs,
                                  (("keep_alive", "5m"),))
 
-    def test_added_when_missing(self) -> None:
-        """A body without ``keep_alive`` gets one."""
-        self.assertEqual(_seen(pin_keep_alive(_body('{"model":"m"}'), CHAT, "5m")),
-                         {"model": "m", "keep_alive": "5m"})
-
     def test_other_endpoints_unchanged(self) -> None:
-        """Endpoints that read no ``keep_alive`` get the body itself back."""
-        body = _body('{"model":"m","keep_alive":-1}')
+        """Endpoints that read no ``keep_alive`` get nothing set."""
         for endpoint in (OPENAI_CHAT, SHOW):
             with self.subTest(endpoint=endpoint.kind):
-                self.assertIs(pin_keep_alive(body, endpoint, "5m"), body)
+                self.assertEqual(keep_alive_fields(endpoint, "5m"), {})
 
 
 class CapNativeTests(SynchronousTestCase):
