@@ -14,6 +14,8 @@ from runnergw.logs import level_gate
 
 __all__ = ["AuditLog"]
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
 
 class AuditLog:
     """Appends JSON lines. ``reopen()`` (on SIGHUP) follows a file moved away by logrotate."""
@@ -44,7 +46,7 @@ class AuditLog:
         if self._stream is None:
             return
         try:
-            self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._stream.write(_ENCODER.encode(record) + "\n")
         except (OSError, ValueError):
             self.log.failure("Cannot write to the audit trail {path}", path=self.path)
 

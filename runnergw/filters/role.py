@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from zope.interface import implementer
 
-from runnergw.chain.exchange import Exchange, Reject
+from runnergw.chain.exchange import Exchange, Identity, Reject
 from runnergw.chain.interfaces import IFilter
 from runnergw.config.roles import RoleSettings
 from runnergw.config.runners import RunnerSettings
@@ -101,7 +100,8 @@ class RoleFilter:
         if role is None:
             role = self.default_role
         if role != identity.role:
-            identity = attrs.evolve(identity, role=role)
+            identity = Identity(identity.subject, role, identity.claims, identity.token_kind,
+                                identity.token_id)
             exchange.identity = identity
         if self.roles:
             rules = self.roles.get(role)

@@ -42,6 +42,9 @@ from the subject's other streams."""
 
 _METER = "usage.meter"
 
+_UNBOUNDED = 1 << 62
+"""The cap of a role without ``maxTokens``: the client's own limit, or none."""
+
 
 @attrs.define(eq=False)
 class _Meter:
@@ -177,49 +180,41 @@ class UsageFilter:
             raise Reject(400, f"this prompt (about {meter.prompt_estimate} tokens) is larger "
                               f'than the daily token quota of role "{meter.rules.name}" '
                               f"({meter.quota})", reason="prompt over the daily quota")
-        granted = self.state.lease_tokens(meter.key, meter.day, meter.quota,
-                                          meter.prompt_estimate)
-        return when_known(granted, lambda count: self._prompt_leased(exchange, meter, request,
-                                                                     count))
+        prompt = meter.prompt_estimate
+        generates = meter.endpoint.generates
+        whole = generates and not _streams(request.body, meter.endpoint)
+        if whole:
+            # A whole answer cannot be cut: as many tokens as it may have (the client's own
+            # limit counting) are taken before it is asked for.
+            try:
+                asked, _ = generation_cap(request.body, meter.endpoint,
+                                          meter.rules.max_tokens or _UNBOUNDED)
+            except GoJsonError as e:
+                raise Reject(400, str(e), reason="body not readable") from None
+            want = prompt + (asked or 0)
+        else:
+            want = prompt  # a stream takes its tokens as they come
+        lease = self.state.lease_tokens(meter.key, meter.day, meter.quota, want,
+                                        prompt + 1 if generates else prompt)
+        return when_known(lease, lambda result: self._leased(exchange, meter, request, whole,
+                                                             *result))
 
-    def _prompt_leased(self, exchange: Exchange, meter: _Meter, request: Any,
-                       granted: int) -> Any:
-        meter.leased += granted
-        if granted < meter.prompt_estimate:
-            raise self._quota_spent(meter, f"this prompt needs about {meter.prompt_estimate} "
-                                           f'tokens; the daily quota of role "{meter.rules.name}"'
-                                           f" has {granted} left")
-        if not meter.endpoint.generates:
-            return None
-        used = self.state.tokens_used(meter.key, meter.day)
-        return when_known(used, lambda count: self._clamp(exchange, meter, request, count))
-
-    def _clamp(self, exchange: Exchange, meter: _Meter, request: Any, used: int) -> Any:
-        assert meter.quota is not None
-        left = meter.quota - used
-        if left <= 0:
-            raise self._quota_spent(meter, f'the daily token quota of role "{meter.rules.name}"'
-                                           f" ({meter.quota}) is spent until the day ends")
-        cap = left if meter.rules.max_tokens is None else min(left, meter.rules.max_tokens)
-        if _streams(request.body, meter.endpoint):
-            return self._cap(exchange, meter, request, cap)
-        # A whole answer cannot be cut: its tokens (as many as it may have, the client's own
-        # limit counting) are taken before it is asked for.
-        try:
-            limit, _ = generation_cap(request.body, meter.endpoint, cap)
-        except GoJsonError as e:
-            raise Reject(400, str(e), reason="body not readable") from None
-        granted = self.state.lease_tokens(meter.key, meter.day, meter.quota, limit or cap)
-        return when_known(granted, lambda count: self._lease_whole(exchange, meter, request,
-                                                                   count))
-
-    def _lease_whole(self, exchange: Exchange, meter: _Meter, request: Any, granted: int) -> None:
-        meter.leased += granted
-        meter.generation_lease += granted
+    def _leased(self, exchange: Exchange, meter: _Meter, request: Any, whole: bool,
+                granted: int, left: int) -> None:
+        prompt = meter.prompt_estimate
         if granted == 0:
+            if left < prompt:
+                raise self._quota_spent(meter, f"this prompt needs about {prompt} tokens; the "
+                                               f'daily quota of role "{meter.rules.name}" has '
+                                               f"{left} left")
             raise self._quota_spent(meter, f'the daily token quota of role "{meter.rules.name}"'
                                            f" ({meter.quota}) is spent until the day ends")
-        self._cap(exchange, meter, request, granted)
+        meter.leased += granted
+        if whole:
+            meter.generation_lease = cap = granted - prompt
+        else:
+            cap = left if meter.rules.max_tokens is None else min(left, meter.rules.max_tokens)
+        self._cap(exchange, meter, request, cap)
 
     def _cap(self, exchange: Exchange, meter: _Meter, request: Any, cap: int | None) -> None:
         if not meter.endpoint.generates:
@@ -294,8 +289,8 @@ class UsageFilter:
         meter.relayed += 1
         if meter.quota is None or meter.relayed <= meter.generation_lease:
             return None
-        granted = self.state.lease_tokens(meter.key, meter.day, meter.quota, LEASE_BLOCK)
-        return when_known(granted, lambda count: self._more_leased(exchange, meter, count))
+        lease = self.state.lease_tokens(meter.key, meter.day, meter.quota, LEASE_BLOCK)
+        return when_known(lease, lambda result: self._more_leased(exchange, meter, result[0]))
 
     def _more_leased(self, exchange: Exchange, meter: _Meter, granted: int) -> None:
         meter.leased += granted

@@ -60,9 +60,12 @@ class ILimitState(Interface):
     def tokens_used(key: str, day: str) -> Any:  # type: ignore[misc]
         """Tokens counted for the key on ``day`` (ISO date), leases included."""
 
-    def lease_tokens(key: str, day: str, limit: int, want: int) -> Any:  # type: ignore[misc]
+    def lease_tokens(key: str, day: str, limit: int, want: int,  # type: ignore[misc]
+                     need: int = 1) -> Any:
         """Take up to ``want`` tokens of what ``limit`` leaves the key on ``day``, counting
-        them as used at once; how many were granted (0 when the quota is spent)."""
+        them as used at once, when at least ``need`` are left (else none): ``(granted,
+        left)``, ``left`` being what remains after the lease. One atomic step: the whole
+        admission of a request (its prompt, its cap) is one call."""
 
     def add_tokens(key: str, day: str, count: int) -> Any:  # type: ignore[misc]
         """Count ``count`` more tokens for the key on ``day`` (negative: give back an unused

@@ -171,13 +171,16 @@ class LocalLimitState:
     def tokens_used(self, key: str, day: str) -> int:
         return self._totals(day).get(key, 0)
 
-    def lease_tokens(self, key: str, day: str, limit: int, want: int) -> int:
+    def lease_tokens(self, key: str, day: str, limit: int, want: int,
+                     need: int = 1) -> tuple[int, int]:
         totals = self._totals(day)
         used = totals.get(key, 0)
-        granted = max(0, min(want, limit - used))
-        if granted:
-            totals[key] = used + granted
-        return granted
+        left = limit - used
+        if left < need or left <= 0:
+            return 0, max(0, left)
+        granted = min(want, left)
+        totals[key] = used + granted
+        return granted, left - granted
 
     def add_tokens(self, key: str, day: str, count: int) -> None:
         totals = self._totals(day)

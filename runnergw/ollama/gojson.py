@@ -128,13 +128,7 @@ class JsonObject:
             GoJsonError: an ``OBJECT``, ``STRUCT`` or ``SLICE`` field is given something
                 other than an object (an array) or ``null``: Ollama refuses such a body.
         """
-        by_field = self._by_field
-        if by_field is None:
-            by_field = {}
-            for folded, (_, value) in zip(self._folded_keys(), self.pairs, strict=True):
-                by_field.setdefault(folded, []).append(value)
-            object.__setattr__(self, "_by_field", by_field)
-        values = by_field.get(name.lower())
+        values = self._fields().get(name.lower())
         if not values:
             return default
         if go_type is GoType.ANY:
@@ -154,9 +148,19 @@ class JsonObject:
                 return value
         return default
 
+    def _fields(self) -> dict[str | None, list[Any]]:
+        """Folded key → the values given for it, in order (built once)."""
+        by_field = self._by_field
+        if by_field is None:
+            by_field = {}
+            for folded, (_, value) in zip(self._folded_keys(), self.pairs, strict=True):
+                by_field.setdefault(folded, []).append(value)
+            object.__setattr__(self, "_by_field", by_field)
+        return by_field
+
     def has(self, name: str) -> bool:
         """True when a key folds to ``name`` (even with a ``null`` value)."""
-        return name.lower() in self._folded_keys()
+        return name.lower() in self._fields()
 
     def appended(self, fields: Mapping[str, Any]) -> JsonObject:
         """A copy with ``fields`` added after every pair (plain dicts become JsonObjects):
@@ -401,6 +405,22 @@ def encode(value: Any) -> bytes:
     return text.encode("utf-8")
 
 
+def _small(value: Any) -> str:
+    """A field value the gateway sets (a count, a duration, a flag, a small object), written
+    without building an encoder for it."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return _string(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is dict:
+        return "{" + ",".join(_string(name) + ":" + _small(member)
+                              for name, member in value.items()) + "}"
+    return _ENCODER.encode(_plain(value))
+
+
 def append_fields(body: bytes, fields: Mapping[str, Any]) -> bytes:
     """``body`` (one JSON object, as ``decode_object`` accepted it) with ``fields`` written
     after its last member, the rest of its bytes untouched.
@@ -416,7 +436,7 @@ def append_fields(body: bytes, fields: Mapping[str, Any]) -> bytes:
     end = len(body.rstrip(b" \t\r\n"))
     if end == 0 or body[end - 1:end] != b"}":
         raise ValueError("not a JSON object")
-    written = ",".join(_ENCODER.encode(name) + ":" + _ENCODER.encode(_plain(value))
+    written = ",".join(_string(name) + ":" + _small(value)
                        for name, value in fields.items()).encode("utf-8")
     head = body[:end - 1].rstrip(b" \t\r\n")
     separator = b"" if head.endswith(b"{") else b","

@@ -31,7 +31,6 @@ __all__ = ["LedgerError", "UsageEntry", "UsageLedger"]
 _T = TypeVar("_T")
 _Key = tuple[str, str, str, str]
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
-_COUNT = attrs.validators.and_(attrs.validators.instance_of(int), attrs.validators.ge(0))
 
 _UPSERT = """
 INSERT INTO usage (day, subject, role, model, requests, prompt_tokens, completion_tokens,
@@ -64,18 +63,30 @@ class _Reactor(Protocol):
 @attrs.frozen
 class UsageEntry:
     """What one request used, or the sum of several with the same day, subject, role and
-    model."""
+    model.
 
-    day: str = attrs.field(validator=attrs.validators.matches_re(_DAY))
+    Made once per request: checked in one step (a bad day or a negative count is the
+    caller's bug, refused with ValueError where it is made), not field by field.
+    """
+
+    day: str
     """The ISO date (``2026-12-05``) in the configured time zone, as the caller counts days."""
     subject: str
     role: str
     model: str
-    prompt_tokens: int = attrs.field(validator=_COUNT)
-    completion_tokens: int = attrs.field(validator=_COUNT)
-    requests: int = attrs.field(default=1, validator=_COUNT)
-    truncated: int = attrs.field(default=0, validator=_COUNT)
+    prompt_tokens: int
+    completion_tokens: int
+    requests: int = 1
+    truncated: int = 0
     """1 when the gateway cut the answer at a quota."""
+
+    def __attrs_post_init__(self) -> None:
+        counts = (self.prompt_tokens, self.completion_tokens, self.requests, self.truncated)
+        if _DAY.match(self.day) is None:
+            raise ValueError(f"day must be an ISO date, got {self.day!r}")
+        for count in counts:
+            if type(count) is not int or count < 0:
+                raise ValueError(f"counts must be whole numbers of at least 0, got {counts}")
 
 
 @attrs.define

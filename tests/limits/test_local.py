@@ -185,10 +185,18 @@ class TokenTotalTests(SynchronousTestCase):
 
     def test_lease_within_limit(self) -> None:
         """A lease grants what is left at most, and counts it at once."""
-        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), 60)
-        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), 40)
-        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), 0)
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), (60, 40))
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), (40, 0))
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), (0, 0))
         self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 100)
+
+    def test_needed_or_nothing(self) -> None:
+        """A lease that needs more than is left takes nothing and says what is left."""
+        self.state.lease_tokens("alice", "2026-12-05", 100, 95)
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 20, need=10),
+                         (0, 5))
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 20, need=5),
+                         (5, 0))
 
     def test_give_back(self) -> None:
         """Unused leased tokens given back are free again."""
@@ -199,7 +207,7 @@ class TokenTotalTests(SynchronousTestCase):
     def test_usage_counted_past_the_limit(self) -> None:
         """Usage that happened is counted even beyond the limit."""
         self.state.add_tokens("alice", "2026-12-05", 150)
-        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 10), 0)
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 10), (0, 0))
         self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 150)
 
     def test_new_day_starts_from_nothing(self) -> None:
@@ -213,4 +221,4 @@ class TokenTotalTests(SynchronousTestCase):
     def test_seed(self) -> None:
         """Usage read from the ledger at start counts against today's quota."""
         self.state.seed("2026-12-05", {"alice": 90})
-        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), 10)
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 60), (10, 0))
