@@ -2,7 +2,9 @@
 
 Both framers take the bytes as they come off the connection, split anywhere, and give back
 whole units without their terminator, keeping the terminator so an unchanged unit is relayed
-byte for byte.
+byte for byte. ``take`` also gives the bytes of those units as they came (the read itself when
+it held whole units only and nothing was carried over): when no hook changes any of them, they
+are relayed in one write, never taken apart and put together again.
 """
 
 from __future__ import annotations
@@ -48,29 +50,57 @@ class LineFramer:
         reads costs linear work, not quadratic)."""
         self._size = 0
 
-    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        """The lines ``data`` completes, each as ``(line, terminator)``.
+    def take(self, data: bytes) -> tuple[bytes, list[bytes], None]:
+        """The lines ``data`` completes: their bytes as they came (the unfinished line
+        carried before them included, their newlines too), the lines without their newline,
+        and None (every line ends with the terminator). When nothing carried over and
+        ``data`` ends with a newline, the bytes are ``data`` itself.
 
         Raises:
             FramingError: a line, ended or not, is longer than the limit (however the
                 answer was split into reads).
         """
-        if b"\n" not in data:
+        pieces = self._pieces
+        limit = self._limit
+        if data[-1:] == b"\n" and not pieces:
+            # Whole lines and nothing carried over: the common case, as Ollama writes a line
+            # at a time.
+            lines = data.split(b"\n")
+            lines.pop()  # the empty bytes after the last newline
+            if len(data) > limit and max(map(len, lines)) > limit:
+                raise FramingError(f"a line longer than {limit} bytes")
+            return data, lines, None
+        cut = data.rfind(b"\n") + 1
+        if not cut:
             self._size += len(data)
-            if self._size > self._limit:
-                raise FramingError(f"a line longer than {self._limit} bytes")
-            self._pieces.append(data)
-            return []
-        if self._pieces:
-            self._pieces.append(data)
-            data = b"".join(self._pieces)
-        lines = data.split(b"\n")
-        rest = lines.pop()
-        self._pieces = [rest] if rest else []
+            if self._size > limit:
+                raise FramingError(f"a line longer than {limit} bytes")
+            pieces.append(data)
+            return b"", [], None
+        if cut == len(data):
+            whole, rest = data, b""
+        else:
+            whole, rest = data[:cut], data[cut:]
+        if pieces:
+            pieces.append(whole)
+            whole = b"".join(pieces)
+            pieces.clear()
+        if rest:
+            pieces.append(rest)
         self._size = len(rest)
-        if max(map(len, lines), default=0) > self._limit or self._size > self._limit:
-            raise FramingError(f"a line longer than {self._limit} bytes")
-        return [(line, b"\n") for line in lines]
+        lines = whole.split(b"\n")
+        lines.pop()
+        if (len(whole) > limit and max(map(len, lines)) > limit) or self._size > limit:
+            raise FramingError(f"a line longer than {limit} bytes")
+        return whole, lines, None
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """The lines ``data`` completes, each as ``(line, terminator)``.
+
+        Raises:
+            FramingError: as ``take``.
+        """
+        return [(line, b"\n") for line in self.take(data)[1]]
 
     def flush(self) -> list[tuple[bytes, bytes]]:
         """A last line the answer did not end with a newline."""
@@ -88,8 +118,11 @@ class EventFramer:
         self._limit = limit
         self._partial = b""
 
-    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        """The events ``data`` completes, each as ``(event, blank line)``.
+    def take(self, data: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
+        """The events ``data`` completes: their bytes as they came (what was carried before
+        them included), the events without their blank line, and each one's blank line.
+        When nothing carried over and ``data`` ends with a blank line, the bytes are
+        ``data`` itself.
 
         Raises:
             FramingError: an event, ended or not, is longer than the limit (however the
@@ -98,19 +131,33 @@ class EventFramer:
         if self._partial:
             data = self._partial + data
         events = []
+        ends = []
         start = 0
         for match in _EVENT_END.finditer(data):
-            events.append((data[start:match.start()], match.group()))
+            events.append(data[start:match.start()])
+            ends.append(match.group())
             start = match.end()
-        rest = data[start:]
+        if start == len(data):
+            whole, rest = data, b""
+        else:
+            whole, rest = data[:start], data[start:]
         # A "\r" at the very end may be the first half of "\r\n": it waits for the next read.
         self._partial = rest
         # The line ends at the end of an unfinished event may be the start of its blank line:
         # they do not count towards its length.
-        longest = max((len(event) for event, _ in events), default=0)
+        longest = max(map(len, events), default=0)
         if longest > self._limit or len(rest.rstrip(b"\r\n")) > self._limit:
             raise FramingError(f"an event longer than {self._limit} bytes")
-        return events
+        return whole, events, ends
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """The events ``data`` completes, each as ``(event, blank line)``.
+
+        Raises:
+            FramingError: as ``take``.
+        """
+        _, events, ends = self.take(data)
+        return list(zip(events, ends, strict=True))
 
     def flush(self) -> list[tuple[bytes, bytes]]:
         """A last event the answer did not end with a blank line (or the line ends after the

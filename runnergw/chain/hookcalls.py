@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.python.failure import Failure
 
-__all__ = ["call_each", "pass_through"]
+__all__ = ["call_each", "pass_on", "pass_through"]
 
 
 def _now_or_later(pending: Deferred[Any]) -> Any:
@@ -79,16 +79,33 @@ def pass_through(hooks: Sequence[Any], exchange: Any, value: bytes) -> bytes | D
     """
     for index, hook in enumerate(hooks):
         result = hook(exchange, value)
-        if result is None:
-            continue
+        if result is not None:
+            return pass_on(hooks, index, exchange, value, result)
+    return value
+
+
+def pass_on(hooks: Sequence[Any], index: int, exchange: Any, value: bytes,
+            result: Any) -> bytes | Deferred[bytes]:
+    """``pass_through`` from where ``hooks[index]``, shown ``value``, returned ``result``
+    (not None): its answer is taken, then the hooks after it run. For a caller that called
+    the first hooks itself and stopped at one that did not just keep the value."""
+    count = len(hooks)
+    while True:
         if isinstance(result, bytes):
             value = result
             if not value:
                 return value
-            continue
-        if inspect.isawaitable(result):
+        elif inspect.isawaitable(result):
             return _now_or_later(  # type: ignore[no-any-return]
                 ensureDeferred(_await_values(result, hooks[index + 1:], exchange, value)))
-        raise TypeError(f"{hook.__qualname__} returned {type(result).__name__}: a response "
-                        "hook returns None, bytes or an awaitable of either")
-    return value
+        else:
+            raise TypeError(f"{hooks[index].__qualname__} returned {type(result).__name__}: "
+                            "a response hook returns None, bytes or an awaitable of either")
+        index += 1
+        while index < count:
+            result = hooks[index](exchange, value)
+            if result is not None:
+                break
+            index += 1
+        else:
+            return value

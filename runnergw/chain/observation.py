@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 
 from runnergw.chain.exchange import EndStream, Exchange
 from runnergw.chain.framing import EventFramer, FramingError, LineFramer, framing_of
-from runnergw.chain.hookcalls import pass_through
+from runnergw.chain.hookcalls import pass_on, pass_through
 from runnergw.http.headers import Headers
 
 if TYPE_CHECKING:
@@ -86,7 +86,32 @@ def observe(owner: AnswerOwner, exchange: Exchange, filters: tuple[Any, ...],
     if framing == "json" and length is not None and length > limit:
         raise Unobservable(f"the runner's answer is larger than {limit} bytes")
     exchange.response_framing = framing
-    return ObservedAnswer(owner, exchange, hooks, framing, limit)
+    return ObservedAnswer(owner, exchange, _distinct(hooks), framing, limit)
+
+
+def _distinct(hooks: list[Any]) -> list[Any]:
+    """``hooks``, each a different object: an observed answer tells which hook answered by
+    identity. (Methods are bound anew for each observer; a function shared by several, a
+    static method, is wrapped for every observer after the first.)"""
+    seen: set[int] = set()
+    distinct = []
+    for hook in hooks:
+        if id(hook) in seen:
+            hook = _Alias(hook)
+        seen.add(id(hook))
+        distinct.append(hook)
+    return distinct
+
+
+class _Alias:
+    """A hook called through another object."""
+
+    def __init__(self, hook: Any) -> None:
+        self.hook = hook
+        self.__qualname__ = getattr(hook, "__qualname__", type(hook).__qualname__)
+
+    def __call__(self, exchange: Exchange, value: bytes) -> Any:
+        return self.hook(exchange, value)
 
 
 class ObservedAnswer:
@@ -119,21 +144,45 @@ class ObservedAnswer:
 
     def write(self, data: bytes) -> Pending:
         """Pass ``data`` (as it came) through the observers."""
-        if self.owner.gone:
+        owner = self.owner
+        if owner.gone:
             return None
-        if self._whole is not None:
-            self._whole_size += len(data)
-            if self._whole_size > self.limit:
-                raise Unobservable(f"the runner's answer is larger than {self.limit} bytes")
-            self._whole.append(data)
-            return None
-        if self.framer is None:
+        framer = self.framer
+        if framer is None:
+            if self._whole is not None:
+                self._whole_size += len(data)
+                if self._whole_size > self.limit:
+                    raise Unobservable(
+                        f"the runner's answer is larger than {self.limit} bytes")
+                self._whole.append(data)
+                return None
             return self._pass_units([(data, b"")])
         try:
-            units = self.framer.feed(data)
+            whole, units, ends = framer.take(data)
         except FramingError as e:
             raise Unobservable(str(e)) from None
-        return self._pass_units(units)
+        # Each complete unit goes through the hooks. As long as every hook keeps every unit
+        # as it is (returns None: no rewrite, no drop, nothing to wait for), the units are
+        # relayed as they came, in one write, without being put together again.
+        hooks, exchange = self.hooks, self.exchange
+        index = 0
+        try:
+            for index, unit in enumerate(units):
+                if not unit.strip():
+                    continue  # a blank line between units: relayed, shown to no hook
+                for hook in hooks:
+                    result = hook(exchange, unit)
+                    if result is not None:
+                        return self._divert(whole, units, ends, index, hook, result)
+                if owner.gone:
+                    return None
+        except EndStream as stop:
+            self._relay_first(whole, units, ends, index)
+            owner.end_stream(stop)
+            return None
+        if whole:
+            owner.client.write(whole)
+        return None
 
     def finish(self, _: object = None) -> Pending:
         """The answer is complete: pass what is left, then finish it."""
@@ -151,31 +200,74 @@ class ObservedAnswer:
 
     # Units: lines, events, chunks
 
-    def _pass_units(self, units: list[tuple[bytes, bytes]]) -> Pending:
-        out: list[bytes] = []
+    @staticmethod
+    def _offset(units: list[bytes], ends: list[bytes] | None, count: int) -> int:
+        """Where the first ``count`` units of a framer's ``take`` end in its bytes."""
+        if ends is None:  # each unit ends with one newline
+            return sum(map(len, units[:count])) + count
+        return sum(map(len, units[:count])) + sum(map(len, ends[:count]))
+
+    def _relay_first(self, whole: bytes, units: list[bytes], ends: list[bytes] | None,
+                     count: int) -> None:
+        """Relay the first ``count`` units of ``whole`` as they came."""
+        offset = self._offset(units, ends, count)
+        if offset:
+            self.owner.client.write(whole[:offset])
+
+    def _divert(self, whole: bytes, units: list[bytes], ends: list[bytes] | None,
+                index: int, hook: Any, result: Any) -> Pending:
+        """``hook`` did not just keep unit ``index`` of ``whole`` (the hooks before it did,
+        and every hook kept the units before it): those go as they came, this one goes on
+        from ``hook``'s answer, and the rest one by one."""
+        offset = self._offset(units, ends, index)
+        out = [whole[:offset]] if offset else []
+        position = next(i for i, each in enumerate(self.hooks) if each is hook)
+        end = b"\n" if ends is None else ends[index]
+        pending = self._pass_unit(units[index], end, out, (position, result))
+        if self.owner.gone:
+            return None
+        following = units[index + 1:]
+        rest = [(unit, b"\n") for unit in following] if ends is None \
+            else list(zip(following, ends[index + 1:], strict=True))
+        if pending is not None:
+            return self._wait(pending, out, rest)
+        return self._pass_units(rest, out)
+
+    def _pass_units(self, units: list[tuple[bytes, bytes]],
+                    out: list[bytes] | None = None) -> Pending:
+        if out is None:
+            out = []
         for index, (unit, end) in enumerate(units):
             pending = self._pass_unit(unit, end, out)
             if self.owner.gone:
                 return None
             if pending is not None:
-                self._flush(out)
-                rest = units[index + 1:]
-                if rest:
-                    # Runs while the queue is held: these go first, before what came since.
-                    pending.addCallback(lambda _, rest=rest: self.owner.put_first(
-                        self._pass_units, rest))
-                return pending
+                return self._wait(pending, out, units[index + 1:])
         self._flush(out)
         return None
 
-    def _pass_unit(self, unit: bytes, end: bytes, out: list[bytes]) -> Pending:
+    def _wait(self, pending: Deferred[Any], out: list[bytes],
+              rest: list[tuple[bytes, bytes]]) -> Deferred[Any]:
+        """A unit's hook answers later: what came before it goes now, what follows it in
+        the same write waits for it."""
+        self._flush(out)
+        if rest:
+            # Runs while the queue is held: these go first, before what came since.
+            pending.addCallback(lambda _: self.owner.put_first(self._pass_units, rest))
+        return pending
+
+    def _pass_unit(self, unit: bytes, end: bytes, out: list[bytes],
+                   resume: tuple[int, Any] | None = None) -> Pending:
+        """Pass one unit (``resume``: from where hook number ``resume[0]`` answered
+        ``resume[1]``, the hooks before it having kept the unit)."""
         if self.framer is not None and not unit.strip():
             # A blank line between NDJSON lines or SSE events: relayed, shown to no hook.
             # (Every chunk of other answers is shown, however blank.)
             out.append(unit + end)
             return None
         try:
-            result = pass_through(self.hooks, self.exchange, unit)
+            result = pass_through(self.hooks, self.exchange, unit) if resume is None \
+                else pass_on(self.hooks, resume[0], self.exchange, unit, resume[1])
         except EndStream as stop:
             self._flush(out)
             self.owner.end_stream(stop)

@@ -6,7 +6,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.framing import EventFramer, FramingError, LineFramer, framing_of
 
-__all__ = ["EventFramerTests", "FramingOfTests", "LineFramerTests"]
+__all__ = ["EventFramerTests", "EventTakeTests", "FramingOfTests", "LineFramerTests",
+           "LineTakeTests"]
 
 
 def _feed_all(framer: LineFramer | EventFramer,
@@ -169,3 +170,60 @@ class EventFramerTests(SynchronousTestCase):
         framer = EventFramer(10)
         error = self.assertRaises(FramingError, framer.feed, b"data: 01234\n\n")
         self.assertEqual(str(error), "an event longer than 10 bytes")
+
+
+class LineTakeTests(SynchronousTestCase):
+    """``LineFramer.take``: the bytes of the lines a read completes, and the lines."""
+
+    def test_whole_lines_are_the_read_itself(self) -> None:
+        """A read of whole lines, nothing carried over, is given back as it is."""
+        data = b'{"a": 1}\n\n{"b": 2}\r\n'
+        whole, lines, ends = LineFramer(100).take(data)
+        self.assertIs(whole, data)
+        self.assertEqual((lines, ends), ([b'{"a": 1}', b"", b'{"b": 2}\r'], None))
+
+    def test_carried_line_joined(self) -> None:
+        """The bytes include the line carried from the previous read, and stop after the
+        last newline; the rest waits."""
+        framer = LineFramer(100)
+        self.assertEqual(framer.take(b'{"a"'), (b"", [], None))
+        self.assertEqual(framer.take(b': 1}\n{"b": 2}\n{"c'),
+                         (b'{"a": 1}\n{"b": 2}\n', [b'{"a": 1}', b'{"b": 2}'], None))
+        self.assertEqual(framer.take(b'": 3}\n'), (b'{"c": 3}\n', [b'{"c": 3}'], None))
+        self.assertEqual(framer.flush(), [])
+
+    def test_read_ending_mid_line(self) -> None:
+        """A first read ending mid-line gives its whole lines; the unended one is flushed."""
+        framer = LineFramer(100)
+        self.assertEqual(framer.take(b"a\nb"), (b"a\n", [b"a"], None))
+        self.assertEqual(framer.flush(), [(b"b", b"")])
+
+    def test_read_longer_than_the_limit(self) -> None:
+        """A read longer than the limit is fine when each of its lines is within it."""
+        data = b"0123456789\n" * 3
+        self.assertEqual(LineFramer(10).take(data)[1], [b"0123456789"] * 3)
+
+    def test_long_line_in_a_read_of_whole_lines(self) -> None:
+        """One line over the limit in a read of whole lines is refused."""
+        error = self.assertRaises(FramingError, LineFramer(10).take, b"a\n0123456789A\nb\n")
+        self.assertEqual(str(error), "a line longer than 10 bytes")
+
+
+class EventTakeTests(SynchronousTestCase):
+    """``EventFramer.take``: the bytes of the events a read completes, the events and
+    their blank lines."""
+
+    def test_whole_events_are_the_read_itself(self) -> None:
+        """A read of whole events, nothing carried over, is given back as it is."""
+        data = b"data: a\r\n\r\ndata: b\n\n"
+        whole, events, ends = EventFramer(100).take(data)
+        self.assertIs(whole, data)
+        self.assertEqual((events, ends), ([b"data: a", b"data: b"], [b"\r\n\r\n", b"\n\n"]))
+
+    def test_carried_event_joined(self) -> None:
+        """The bytes include what was carried, and stop after the last blank line."""
+        framer = EventFramer(100)
+        self.assertEqual(framer.take(b"data: a\r\n\r"), (b"", [], []))
+        self.assertEqual(framer.take(b"\ndata: b\n"),
+                         (b"data: a\r\n\r\n", [b"data: a"], [b"\r\n\r\n"]))
+        self.assertEqual(framer.flush(), [(b"data: b\n", b"")])

@@ -8,10 +8,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.exchange import Reject, Reply
-from runnergw.chain.hookcalls import call_each, pass_through
+from runnergw.chain.hookcalls import call_each, pass_on, pass_through
 from runnergw.testing import make_exchange
 
-__all__ = ["CallEachTests", "PassThroughTests"]
+__all__ = ["CallEachTests", "PassOnTests", "PassThroughTests"]
 
 
 class _Step:
@@ -216,3 +216,55 @@ class PassThroughTests(SynchronousTestCase):
         error = self.assertRaises(TypeError, pass_through, [text], make_exchange(), b"x")
         self.assertIn("text", str(error))
         self.assertIn("returned str", str(error))
+
+
+class PassOnTests(SynchronousTestCase):
+    """``pass_on``: going on from a hook whose answer the caller already has."""
+
+    @staticmethod
+    def _journal(journal: list[tuple[str, bytes]], name: str, result: Any = None) -> Any:
+        def hook(exchange: Any, value: bytes) -> Any:
+            journal.append((name, value))
+            return result
+        hook.__qualname__ = name
+        return hook
+
+    def test_replacement_then_the_hooks_after(self) -> None:
+        """The answer replaces the value; only the hooks after the one that gave it run,
+        on the replacement."""
+        journal: list[tuple[str, bytes]] = []
+        hooks = [self._journal(journal, name) for name in ("a", "b", "c")]
+        self.assertEqual(pass_on(hooks, 1, make_exchange(), b"x", b"Y"), b"Y")
+        self.assertEqual(journal, [("c", b"Y")])
+
+    def test_later_hooks_may_replace_again(self) -> None:
+        """A hook after the one that answered may replace the value again."""
+        journal: list[tuple[str, bytes]] = []
+        hooks = [self._journal(journal, "a"), self._journal(journal, "b", b"Z"),
+                 self._journal(journal, "c")]
+        self.assertEqual(pass_on(hooks, 0, make_exchange(), b"x", b"Y"), b"Z")
+        self.assertEqual(journal, [("b", b"Y"), ("c", b"Z")])
+
+    def test_empty_drops(self) -> None:
+        """Empty bytes drop the value: the hooks after it are not called."""
+        journal: list[tuple[str, bytes]] = []
+        hooks = [self._journal(journal, "a"), self._journal(journal, "b")]
+        self.assertEqual(pass_on(hooks, 0, make_exchange(), b"x", b""), b"")
+        self.assertEqual(journal, [])
+
+    def test_later(self) -> None:
+        """An awaitable answer gives a Deferred; the hooks after run once it fires."""
+        journal: list[tuple[str, bytes]] = []
+        pending: Deferred[None] = Deferred()
+        hooks = [self._journal(journal, "a"), self._journal(journal, "b")]
+        result = pass_on(hooks, 0, make_exchange(), b"x", pending)
+        self.assertEqual(journal, [])
+        pending.callback(None)
+        self.assertEqual(self.successResultOf(result), b"x")
+        self.assertEqual(journal, [("b", b"x")])
+
+    def test_wrong_type_names_the_hook(self) -> None:
+        """An answer of the wrong type is a TypeError naming the hook that gave it."""
+        hooks = [self._journal([], "first"), self._journal([], "second")]
+        error = self.assertRaises(TypeError, pass_on, hooks, 1, make_exchange(), b"x", "oops")
+        self.assertIn("second returned str", str(error))

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.exchange import EndStream, Exchange, Reject
-from runnergw.testing import Answer, make_exchange, run_filters
+from runnergw.testing import Answer, RecordingClient, make_exchange, run_filters
 from tests.helpers.observers import (
     JSON,
     NDJSON,
@@ -25,8 +26,9 @@ from tests.helpers.observers import (
     streamed,
 )
 
-__all__ = ["ChunkTests", "EndStreamTests", "EventTests", "LineTests", "ObserverOrderTests",
-           "RefusedAnswerTests", "UnobservedTests", "WholeBodyTests"]
+__all__ = ["ChunkTests", "EndStreamTests", "EventTests", "KeptWriteTests", "LineTests",
+           "ObserverOrderTests", "RefusedAnswerTests", "UnobservedTests", "WholeBodyTests",
+           "WriteFallbackTests"]
 
 
 class UnobservedTests(ChainTestCase):
@@ -364,3 +366,227 @@ class RefusedAnswerTests(SynchronousTestCase):
         self.assertNotIn(b'"n": 2', run.body)
         self.assertTrue(run.terminal.stopped)
         self.assertEqual(run.exchange.outcome, "denied")
+
+
+class KeptWriteTests(ChainTestCase):
+    """A write of whole lines or events that every hook keeps goes out as it came."""
+
+    def test_lines_relayed_in_the_runners_write(self) -> None:
+        """Whole lines that every observer keeps reach the client in the runner's own write,
+        not copied, each line shown once to each observer."""
+        chunk = b'{"n": 1}\n{"n": 2}\n{"n": 3}\n'
+        outer, inner = LineObserver(name="outer"), LineObserver(name="inner")
+        run = self.serve([outer, inner], streamed(NDJSON, [chunk]))
+        self.assertEqual(len(run.client.writes), 1)
+        self.assertIs(run.client.writes[0], chunk)
+        self.assertEqual(inner.seen, [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}'])
+        self.assertEqual(outer.seen, inner.seen)
+
+    def test_blank_lines_in_the_write_kept(self) -> None:
+        """Blank lines and CRLF line ends inside such a write stay as they were."""
+        chunk = b'\n{"n": 1}\r\n \n{"n": 2}\n\n'
+        observer = LineObserver()
+        run = self.serve([observer], streamed(NDJSON, [chunk]))
+        self.assertIs(run.client.writes[0], chunk)
+        self.assertEqual(observer.seen, [b'{"n": 1}\r', b'{"n": 2}'])
+
+    def test_events_relayed_in_the_runners_write(self) -> None:
+        """Whole SSE events with each kind of blank line, kept, go out in the runner's write."""
+        chunk = b"data: one\r\n\r\n: ping\n\ndata: two\r\r"
+        observer = LineObserver()
+        run = self.serve([observer], streamed(SSE, [chunk]))
+        self.assertIs(run.client.writes[0], chunk)
+        self.assertEqual(observer.seen, [b"data: one", b": ping", b"data: two"])
+
+    def test_write_longer_than_the_limit_of_short_lines(self) -> None:
+        """A write longer than the observer's limit is fine when each of its lines is
+        within it."""
+        chunk = b'{"n": 1}\n' * 8
+        observer = LineObserver(max_size=10)
+        run = self.serve([observer], streamed(NDJSON, [chunk]))
+        self.assertEqual((run.body, run.client.aborted), (chunk, None))
+        self.assertEqual(len(observer.seen), 8)
+
+    def test_long_line_among_short_ones(self) -> None:
+        """One line over the limit in a write of short ones still ends the answer, before
+        any line of that write is shown or sent."""
+        observer = LineObserver(max_size=10)
+        chunk = b'{"n": 1}\n{"n": 123456}\n{"n": 3}\n'
+        run = self.serve([observer], streamed(NDJSON, [b"{}\n", chunk]))
+        self.assertEqual(run.body, b"{}\n")
+        self.assertEqual(run.client.aborted, "a line longer than 10 bytes")
+        self.assertEqual(observer.seen, [b"{}"])
+
+
+class WriteFallbackTests(ChainTestCase):
+    """Writes that cannot go out as they came: cut mid-line, a line changed, a hook that
+    answers later, the answer ended or the client gone mid-write."""
+
+    def test_write_ending_mid_line(self) -> None:
+        """A write ending mid-line sends its whole lines now and the rest with the next
+        write; once nothing is carried over, writes go out as they came again."""
+        chunks = [b'{"n": 1}\n{"n": 2}\n{"n"', b': 3}\n{"n": 4}\n', b'{"n": 5}\n']
+        observer = LineObserver()
+        run = self.serve([observer], streamed(NDJSON, chunks))
+        self.assertEqual(run.client.writes,
+                         [b'{"n": 1}\n{"n": 2}\n', b'{"n": 3}\n{"n": 4}\n', b'{"n": 5}\n'])
+        self.assertIs(run.client.writes[2], chunks[2])
+        self.assertEqual(observer.seen, [b'{"n": %d}' % n for n in range(1, 6)])
+
+    def test_write_ending_mid_event(self) -> None:
+        """An SSE write ending inside an event's blank line keeps that event for the next."""
+        chunks = [b"data: one\n\ndata: two\r\n\r", b"\ndata: three\n\n"]
+        observer = LineObserver()
+        run = self.serve([observer], streamed(SSE, chunks))
+        self.assertEqual(run.client.writes,
+                         [b"data: one\n\n", b"data: two\r\n\r\ndata: three\n\n"])
+        self.assertEqual(observer.seen, [b"data: one", b"data: two", b"data: three"])
+
+    def test_third_line_rewritten(self) -> None:
+        """A hook rewriting the 3rd line of a write changes that line only; the lines
+        around it go as they came, each shown once."""
+        observer = LineObserver(lambda line: b'{"n": "three"}' if b"3" in line else None)
+        chunk = b"".join(b'{"n": %d}\n' % n for n in range(1, 6))
+        run = self.serve([observer], streamed(NDJSON, [chunk]))
+        self.assertEqual(run.body, chunk.replace(b'{"n": 3}', b'{"n": "three"}'))
+        self.assertEqual(observer.seen, [b'{"n": %d}' % n for n in range(1, 6)])
+
+    def test_rewrite_by_the_second_observer(self) -> None:
+        """When the observer seeing a line second rewrites it, the first one is not shown
+        that line again."""
+        outer = LineObserver(lambda line: line.upper() if b"c" in line else None,
+                             name="outer")
+        inner = LineObserver(name="inner")
+        run = self.serve([outer, inner], streamed(NDJSON, [b"a\nb\nc\nd\n"]))
+        self.assertEqual(run.body, b"a\nb\nC\nd\n")
+        self.assertEqual(inner.seen, [b"a", b"b", b"c", b"d"])
+        self.assertEqual(outer.seen, [b"a", b"b", b"c", b"d"])
+
+    def test_rewrite_by_the_second_of_two_observers_sharing_a_hook(self) -> None:
+        """Two observers whose hook is one shared function: the second's rewrite is taken
+        as the second's, and the hook is called once per observer."""
+        calls: list[bytes] = []
+
+        def every_second_call(exchange: Exchange, line: bytes) -> bytes | None:
+            calls.append(line)
+            return line + b"!" if len(calls) % 2 == 0 else None
+
+        class Shared:
+            name = "shared"
+            response_line = staticmethod(every_second_call)
+
+            def request_headers(self, exchange: Exchange) -> None:
+                exchange.observe_response(self)
+
+        run = self.serve([Shared(), Shared()], streamed(NDJSON, [b"a\n"]))
+        self.assertEqual((run.body, calls), (b"a!\n", [b"a", b"a"]))
+
+    def test_rewritten_line_seen_by_the_next_observer(self) -> None:
+        """A line rewritten by the first observer reaches the next one rewritten."""
+        outer = LineObserver(name="outer")
+        inner = LineObserver(lambda line: b"B" if line == b"b" else None, name="inner")
+        run = self.serve([outer, inner], streamed(NDJSON, [b"a\nb\nc\n"]))
+        self.assertEqual((run.body, outer.seen), (b"a\nB\nc\n", [b"a", b"B", b"c"]))
+
+    def test_event_rewritten_keeps_each_blank_line(self) -> None:
+        """An event rewritten in the middle of a write keeps its own blank line, and the
+        events around it theirs."""
+        observer = LineObserver(lambda event: b"data: B" if event == b"data: b" else None)
+        run = self.serve([observer],
+                         streamed(SSE, [b"data: a\r\n\r\ndata: b\n\ndata: c\r\r"]))
+        self.assertEqual(run.body, b"data: a\r\n\r\ndata: B\n\ndata: c\r\r")
+
+    def test_line_dropped_mid_write(self) -> None:
+        """A line dropped in the middle of a write goes with its newline; the rest stays."""
+        observer = LineObserver(lambda line: b"" if line == b"b" else None)
+        run = self.serve([observer], streamed(NDJSON, [b"a\nb\nc\n"]))
+        self.assertEqual(run.body, b"a\nc\n")
+
+    def test_finished_coroutine_keeping_lines(self) -> None:
+        """An async hook that answers at once, keeping every line, changes nothing."""
+
+        async def keep(line: bytes) -> None:
+            return None
+
+        chunk = b"a\nb\nc\n"
+        run = self.serve([LineObserver(keep)], streamed(NDJSON, [chunk]))
+        self.assertEqual((run.body, run.client.finished), (chunk, True))
+
+    def test_later_hook_on_one_line_of_a_write(self) -> None:
+        """A hook answering later on the 2nd line of a write: the 1st goes at once, the
+        lines after it (and the writes after them) wait, then all go in order."""
+        pending: Deferred[None] = Deferred()
+        observer = LineObserver(lambda line: pending if line == b"b" else None)
+        exchange = make_exchange()
+        done = run_filters([observer], exchange,
+                           streamed(NDJSON, [b"a\nb\nc\nd\n", b"e\n"]))
+        assert exchange.route is not None
+        self.assertNoResult(done)
+        self.assertEqual(observer.seen, [b"a", b"b"])
+        self.assertTrue(exchange.route.terminal.paused)
+        pending.callback(None)
+        run = self.successResultOf(done)
+        self.assertEqual(run.body, b"a\nb\nc\nd\ne\n")
+        self.assertEqual(observer.seen, [b"a", b"b", b"c", b"d", b"e"])
+        self.assertTrue(run.client.finished)
+
+    def test_later_hook_of_the_second_observer(self) -> None:
+        """A later answer from the observer seeing a line second replaces that line, and the
+        first observer sees it once."""
+        pending: Deferred[bytes] = Deferred()
+        outer = LineObserver(lambda line: pending if line == b"b" else None, name="outer")
+        inner = LineObserver(name="inner")
+        done = run_filters([outer, inner], None, streamed(NDJSON, [b"a\nb\nc\n"]))
+        pending.callback(b"B")
+        run = self.successResultOf(done)
+        self.assertEqual(run.body, b"a\nB\nc\n")
+        self.assertEqual(inner.seen, [b"a", b"b", b"c"])
+
+    def test_end_stream_on_the_first_line_of_a_write(self) -> None:
+        """EndStream on the first line of a write sends none of that write's lines."""
+
+        def end(line: bytes) -> None:
+            if line == b"b":
+                raise EndStream(b"stop")
+
+        run = self.serve([LineObserver(end)], streamed(NDJSON, [b"a\n", b"b\nc\n"]))
+        self.assertEqual(run.client.writes, [b"a\n", b"stop\n"])
+        self.assertTrue(run.client.finished)
+
+    def test_end_stream_after_a_rewrite_in_the_same_write(self) -> None:
+        """EndStream after a line rewritten earlier in the same write sends the rewritten
+        line, then the final one."""
+
+        def hook(line: bytes) -> Any:
+            if line == b"d":
+                raise EndStream(b"stop")
+            return b"B" if line == b"b" else None
+
+        run = self.serve([LineObserver(hook)], streamed(NDJSON, [b"a\nb\nc\nd\ne\n"]))
+        self.assertEqual(run.body, b"a\nB\nc\nstop\n")
+
+    def test_end_stream_on_an_event_mid_write(self) -> None:
+        """EndStream on the 2nd event of a write sends the 1st with its own blank line."""
+
+        def end(event: bytes) -> None:
+            if event == b"data: b":
+                raise EndStream(b"data: [DONE]")
+
+        run = self.serve([LineObserver(end)],
+                         streamed(SSE, [b"data: a\r\n\r\ndata: b\r\n\r\ndata: c\n\n"]))
+        self.assertEqual(run.body, b"data: a\r\n\r\ndata: [DONE]\n\n")
+
+    def test_client_leaving_mid_write(self) -> None:
+        """A client that leaves while a line of a write is shown: the lines after it are
+        never shown, nothing of the write is sent."""
+        client = RecordingClient()
+
+        def leave(line: bytes) -> None:
+            if line == b"b":
+                client.leave()
+
+        observer = LineObserver(leave)
+        run = self.successResultOf(run_filters(
+            [observer], None, streamed(NDJSON, [b"x\n", b"a\nb\nc\n"]), client=client))
+        self.assertEqual(observer.seen, [b"x", b"a", b"b"])
+        self.assertEqual(run.client.writes, [b"x\n"])
