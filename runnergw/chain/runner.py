@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from runnergw.chain.body import BodyCollector, BodyTooLarge
@@ -143,7 +144,10 @@ class ChainRunner:
         else:
             collector.body_done()
         try:
-            body = await collector.result
+            result = collector.result
+            # A body that came with its head is whole at once: read without a wait.
+            body = result.result if result.called and not isinstance(
+                result.result, Failure) else await result
         except BodyTooLarge:
             raise Reject(413, f"request body larger than {limit} bytes") from None
         except ConnectionError:

@@ -10,12 +10,15 @@ from zope.interface import implementer
 from runnergw.chain.exchange import Exchange, Identity, Reject
 from runnergw.chain.interfaces import IFilter
 from runnergw.tokens.errors import TokenError
-from runnergw.tokens.verifier import TokenVerifier
+from runnergw.tokens.verifier import TokenVerifier, VerifiedToken
 
 if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext
 
 __all__ = ["TokenFilter"]
+
+_IDENTITIES_KEPT = 10000
+"""Identities remembered, one per verified token (as many as the verifier's cache keeps)."""
 
 
 def _token_id(token: str) -> str:
@@ -41,6 +44,9 @@ class TokenFilter:
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self.verifier = verifier
+        self._identities: dict[str, tuple[VerifiedToken, Identity]] = {}
+        """Token → the identity made of its verification: a token the verifier answers from
+        its cache (the same result) gets the same identity, without hashing the token again."""
 
     @classmethod
     def from_settings(cls, options: None, context: FilterContext) -> TokenFilter:
@@ -67,10 +73,19 @@ class TokenFilter:
         except TokenError as e:
             raise Reject(401, e.reason, headers=_challenge(e.reason),
                          reason=f"token {e.code}") from None
-        exchange.identity = Identity(
+        known = self._identities.get(token)
+        if known is not None and known[0] is verified:
+            exchange.identity = known[1]
+            return
+        identity = Identity(
             subject=verified.subject,
             role=verified.role,
             claims=verified.claims,
             token_kind=f"{verified.version}.{verified.purpose}",
             token_id=_token_id(token),
         )
+        identities = self._identities
+        if known is None and len(identities) >= _IDENTITIES_KEPT:
+            del identities[next(iter(identities))]
+        identities[token] = (verified, identity)
+        exchange.identity = identity

@@ -28,7 +28,6 @@ from runnergw.ollama.answers import (
 from runnergw.ollama.endpoints import Endpoint
 from runnergw.ollama.gojson import GoJsonError, GoType, JsonObject
 from runnergw.ollama.rewrites import estimate_prompt_tokens, generation_cap
-from runnergw.usage.ledger import UsageEntry
 
 if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext
@@ -352,10 +351,9 @@ class UsageFilter:
         if estimated:
             exchange.notes["prompt_tokens_estimated"] = True
         assert exchange.identity is not None
-        self.limits.record(UsageEntry(
-            day=meter.day, subject=meter.key, role=meter.rules.name,
-            model=exchange.model or "", prompt_tokens=prompt, completion_tokens=generated,
-            truncated=int(meter.truncated)))
+        self.limits.record_request(meter.day, meter.key, meter.rules.name,
+                                   exchange.model or "", prompt, generated,
+                                   int(meter.truncated))
 
 
 def _streams(body: JsonObject, endpoint: Endpoint) -> bool:

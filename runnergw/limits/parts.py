@@ -75,6 +75,20 @@ class LimitParts:
         if self.ledger is not None:
             self.ledger.record(entry)
 
+    def record_request(self, day: str, subject: str, role: str, model: str,
+                       prompt_tokens: int, completion_tokens: int, truncated: int = 0) -> None:
+        """``record`` of one request's counts, without a ``UsageEntry`` made for it (when
+        the ledger takes them so)."""
+        ledger = self.ledger
+        if ledger is None:
+            return
+        by_request = getattr(ledger, "record_request", None)
+        if by_request is None:
+            ledger.record(UsageEntry(day, subject, role, model, prompt_tokens,
+                                     completion_tokens, truncated=truncated))
+        else:
+            by_request(day, subject, role, model, prompt_tokens, completion_tokens, truncated)
+
     def stop(self) -> Deferred[None]:
         """Write what the ledger still holds and close it; a start still under way is
         waited for first (its failure is the start's to report)."""

@@ -197,18 +197,42 @@ class UsageLedger:
         nothing can be written: the entry is dropped and an error event logged (a request
         ending late must not fail because of the ledger).
         """
+        self._add((entry.day, entry.subject, entry.role, entry.model), entry.requests,
+                  entry.prompt_tokens, entry.completion_tokens, entry.truncated)
+
+    def record_request(self, day: str, subject: str, role: str, model: str,
+                       prompt_tokens: int, completion_tokens: int, truncated: int = 0) -> None:
+        """``record`` of one request's usage, without making a ``UsageEntry`` (the usage
+        filter, once per request); the same checks.
+
+        Raises:
+            ValueError: ``day`` is not an ISO date, or a count is not a whole number of at
+                least 0.
+        """
+        if (type(prompt_tokens) is not int or type(completion_tokens) is not int
+                or type(truncated) is not int or prompt_tokens < 0 or completion_tokens < 0
+                or truncated < 0 or _DAY.match(day) is None):
+            UsageEntry(day, subject, role, model, prompt_tokens, completion_tokens,
+                       truncated=truncated)  # raises, saying what is wrong
+        self._add((day, subject, role, model), 1, prompt_tokens, completion_tokens,
+                  truncated)
+
+    def _add(self, key: _Key, requests: int, prompt_tokens: int, completion_tokens: int,
+             truncated: int) -> None:
         if self._state == "closed":
             self.log.error("Usage ended after the ledger {path} closed is not recorded",
                            path=self.path)
             return
-        key = (entry.day, entry.subject, entry.role, entry.model)
         sums = self._pending.get(key)
         if sums is None:
             if len(self._pending) + len(self._writing or ()) >= 2 * self.max_pending:
                 self._drop()
                 return
             sums = self._pending[key] = _Sums()
-        sums.add(entry)
+        sums.requests += requests
+        sums.prompt_tokens += prompt_tokens
+        sums.completion_tokens += completion_tokens
+        sums.truncated += truncated
         if self._state == "open":
             self._flush_soon()
 

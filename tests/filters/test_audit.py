@@ -53,6 +53,22 @@ class AuditFilterTests(SynchronousTestCase):
         for secret in (token, "secret plan", "secret answer"):
             self.assertNotIn(secret, text)
 
+    def test_time_of_each_line(self) -> None:
+        """Each line gives the UTC time its request started, to the millisecond (rounded as
+        Python's datetime rounds it), also for requests in the same second and across a
+        second's end."""
+        audit = AuditFilter(self.audit_log)
+        moments = [NOW + 0.25, NOW + 0.9994, NOW + 0.9999996, NOW + 1.001, NOW + 86400.5]
+        for started in moments:
+            exchange = make_exchange("GET", "/api/tags")
+            exchange.notes.clear()  # the harness's own note, never sent to the runner
+            exchange.started = started
+            audit.done(exchange)
+        self.assertEqual([record["time"] for record in self.records()], [
+            "2023-11-14T22:13:20.250+00:00", "2023-11-14T22:13:20.999+00:00",
+            "2023-11-14T22:13:21.000+00:00", "2023-11-14T22:13:21.001+00:00",
+            "2023-11-15T22:13:20.500+00:00"])
+
     def test_refused_request(self) -> None:
         """A refused request is audited with its status, outcome and reason."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from runnergw.config.errors import ConfigErrors
 from runnergw.filters.audit import AuditFilter
 from runnergw.filters.token import TokenFilter
 from runnergw.testing import Answer, FilterRun, filter_from_settings, make_exchange, run_filters
-from tests.http.support import NOW, mint, token_verifier
+from runnergw.tokens.public_keys import load_public_keys
+from runnergw.tokens.verifier import TokenVerifier
+from tests.http.support import NOW, _key_files, mint, token_verifier
 
-__all__ = ["TokenFilterTests"]
+__all__ = ["TokenFilterTests", "TokenIdentityTests"]
 
 
 class TokenFilterTests(SynchronousTestCase):
@@ -137,3 +140,41 @@ class TokenFilterTests(SynchronousTestCase):
         self.assertIsInstance(filter_from_settings("token", verifier=token_verifier()),
                               TokenFilter)
 
+
+
+class TokenIdentityTests(SynchronousTestCase):
+    """One token filter serving the same tokens again, as a gateway does."""
+
+    def setUp(self) -> None:
+        self.now = NOW
+        self.filter = TokenFilter(TokenVerifier(
+            versions=("v4",), local_keys={},
+            public_keys={"v4": load_public_keys(_key_files()[1], 4)},
+            leeway=0.0, issuer=None, audience=None, clock=lambda: self.now))
+
+    def serve(self, token: str) -> FilterRun:
+        exchange = make_exchange("POST", "/api/chat", headers=[
+            ("Host", "gw"), ("Authorization", f"Bearer {token}")], body=b"{}")
+        return self.successResultOf(run_filters([self.filter], exchange,
+                                                Answer.json({"ok": True})))
+
+    def token_id(self, token: str) -> str:
+        identity = self.serve(token).exchange.identity
+        assert identity is not None
+        return identity.token_id
+
+    def test_each_token_keeps_its_own_id(self) -> None:
+        """Two tokens of one subject are told apart on every request, each by its own id."""
+        first, second = mint("alice"), mint("alice", now=NOW - 1)
+        ids = [self.token_id(token) for token in (first, second, first, second)]
+        expected = ["token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+                    for token in (first, second)]
+        self.assertEqual(ids, expected * 2)
+
+    def test_expiry_still_checked(self) -> None:
+        """A token that was accepted is refused once it expires, however often it was used."""
+        token = mint("alice", lifetime=60)
+        self.assertEqual(self.serve(token).status, 200)
+        self.assertEqual(self.serve(token).status, 200)
+        self.now = NOW + 61
+        self.assertEqual(self.serve(token).status, 401)

@@ -143,6 +143,26 @@ class LedgerTests(TestCase):
             ("2026-12-05", "bob", "user", "qwen", 1, 10, 20, 0),
         ])
 
+    async def test_one_request_recorded_without_an_entry(self) -> None:
+        """A request's counts given one by one are summed with the entries of its key, as
+        one more request."""
+        ledger = await self.ledger()
+        ledger.record(_entry())
+        ledger.record_request("2026-12-05", "alice", "user", "llama3", 1, 2, 1)
+        await ledger.flush()
+        self.assertEqual(_rows(self.path),
+                         [("2026-12-05", "alice", "user", "llama3", 2, 11, 22, 1)])
+
+    async def test_one_request_checked_as_an_entry(self) -> None:
+        """A bad day or a negative count given one by one is refused, and nothing kept."""
+        ledger = await self.ledger()
+        self.assertRaises(ValueError, ledger.record_request, "05/12/2026", "alice", "user",
+                          "llama3", 1, 2)
+        self.assertRaises(ValueError, ledger.record_request, "2026-12-05", "alice", "user",
+                          "llama3", 1, -2)
+        await ledger.flush()
+        self.assertEqual(_rows(self.path), [])
+
     async def test_writes_add_to_the_rows(self) -> None:
         """A later batch adds to the row of its key, it does not replace it."""
         ledger = await self.ledger()
