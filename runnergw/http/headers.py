@@ -69,6 +69,8 @@ class Headers:
     def remove_all(self, names: Iterable[str]) -> None:
         """Drop every field whose lower-case name is in ``names``."""
         drop = {n.lower() for n in names}
+        if not drop:
+            return
         kept = [(key, field) for key, field in zip(self._keys, self._fields, strict=True)
                 if key not in drop]
         self._keys = [key for key, _ in kept]
