@@ -140,8 +140,10 @@ class AccessFilter:
         elif endpoint.lists_models:
             if exchange.method == "HEAD":
                 # The length of the whole list would tell how many models are hidden: the
-                # list is asked for and filtered, and the client gets its length only.
+                # list is asked for and filtered, and the client gets its length only (the
+                # server sends no body to a HEAD). The audit still says HEAD.
                 exchange.method = "GET"
+                exchange.notes["method"] = "HEAD"
             exchange.observe_response(self, MODEL_LIST_LIMIT)
 
     def request_body(self, exchange: Exchange) -> None:

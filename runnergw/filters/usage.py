@@ -32,7 +32,7 @@ from runnergw.ollama.rewrites import estimate_prompt_tokens, generation_cap
 if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext
 
-__all__ = ["LEASE_BLOCK", "UsageFilter"]
+__all__ = ["LEASE_BLOCK", "WHOLE_ANSWER_LIMIT", "UsageFilter"]
 
 LEASE_BLOCK = 16
 """Generated tokens a stream takes from its subject's daily quota at a time: a stream asks
@@ -40,6 +40,10 @@ the shared state once per this many tokens, and at most this many minus one are 
 from the subject's other streams."""
 
 _METER = "usage.meter"
+
+WHOLE_ANSWER_LIMIT = 64 << 20
+"""Largest whole (not streamed) answer read for its counts: embeddings of a large batch are
+megabytes; an answer above it is a 502, never relayed uncounted."""
 
 _UNBOUNDED = 1 << 62
 """The cap of a role without ``maxTokens``: the client's own limit, or none."""
@@ -147,7 +151,7 @@ class UsageFilter:
         meter = _Meter(subject_key(exchange), self.limits.days.today(), rules, endpoint)
         exchange.metadata[_METER] = meter
         exchange.collect_body(self.max_body_size)
-        exchange.observe_response(self)
+        exchange.observe_response(self, WHOLE_ANSWER_LIMIT)
         if meter.quota is None:
             return None
         used = self.state.tokens_used(meter.key, meter.day)
@@ -193,15 +197,17 @@ class UsageFilter:
             want = prompt + (asked or 0)
         else:
             want = prompt  # a stream takes its tokens as they come
-        lease = self.state.lease_tokens(meter.key, meter.day, meter.quota, want,
-                                        prompt + 1 if generates else prompt)
+        need = prompt + 1 if generates else prompt
+        lease = self.state.lease_tokens(meter.key, meter.day, meter.quota, want, need)
+        # A lease takes nothing when less than ``need`` is left (and at least
+        # min(want, need) when it succeeds).
         return when_known(lease, lambda result: self._leased(exchange, meter, request, whole,
-                                                             *result))
+                                                             min(want, need), *result))
 
     def _leased(self, exchange: Exchange, meter: _Meter, request: Any, whole: bool,
-                granted: int, left: int) -> None:
+                least: int, granted: int, left: int) -> None:
         prompt = meter.prompt_estimate
-        if granted == 0:
+        if granted < least:
             if left < prompt:
                 raise self._quota_spent(meter, f"this prompt needs about {prompt} tokens; the "
                                                f'daily quota of role "{meter.rules.name}" has '
@@ -334,7 +340,10 @@ class UsageFilter:
         meter: _Meter | None = exchange.metadata.pop(_METER, None)
         if meter is None:
             return
-        answered = exchange.status == 200
+        # A client that left once its request was admitted made Ollama read the prompt
+        # (at least): it is charged, answer head or not.
+        answered = exchange.status == 200 or (exchange.outcome == "client_gone"
+                                              and meter.leased > 0)
         if meter.reported is not None:
             prompt, generated = meter.reported
             estimated = False

@@ -60,9 +60,9 @@ class LocalLimitState:
         """Places given back while a place was being handed to a waiter: handed on once
         that is done, not from inside it."""
         self._handing_over = False
-        self._day = ""
-        self._tokens: dict[str, int] = {}
-        """key → tokens counted on ``_day``; another day starts from nothing."""
+        self._days: dict[str, dict[str, int]] = {}
+        """Day → key → tokens counted: the current day and the one before (streams admitted
+        before midnight still take from their own day); older days are forgotten."""
 
     # Rate limits: a token bucket per key.
 
@@ -160,13 +160,15 @@ class LocalLimitState:
     # Daily token totals.
 
     def _totals(self, day: str) -> dict[str, int]:
-        if day != self._day:
-            if day < self._day:
-                # A late report of a day already over: it no longer limits anyone.
+        totals = self._days.get(day)
+        if totals is None:
+            if self._days and day < min(self._days):
+                # A late report of a day long over: it no longer limits anyone.
                 return {}
-            self._day = day
-            self._tokens = {}
-        return self._tokens
+            totals = self._days[day] = {}
+            while len(self._days) > 2:
+                del self._days[min(self._days)]
+        return totals
 
     def tokens_used(self, key: str, day: str) -> int:
         return self._totals(day).get(key, 0)

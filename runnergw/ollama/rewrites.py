@@ -211,7 +211,11 @@ def _chat_size(body: JsonObject, *, openai: bool) -> tuple[int, int]:
             text, images = _openai_content(_read(message, "content", GoType.ANY))
         else:
             text = _utf8_size(_read(message, "content", GoType.SCALAR))
+            text += _utf8_size(_read(message, "thinking", GoType.SCALAR))
             images = len(_read(message, "images", GoType.SLICE) or ())
+        calls = _read(message, "tool_calls", GoType.SLICE)
+        if calls:
+            text += len(encode(calls))
         size += text
         extra += _IMAGE_TOKENS * images
     tools = _read(body, "tools", GoType.SLICE)
@@ -226,7 +230,7 @@ def estimate_prompt_tokens(body: JsonObject, endpoint: Endpoint) -> int:
     size = extra = 0
     if kind == "generate":
         size = sum(_utf8_size(_read(body, name, GoType.SCALAR))
-                   for name in ("prompt", "system", "suffix"))
+                   for name in ("prompt", "system", "suffix", "template"))
         extra = _IMAGE_TOKENS * len(_read(body, "images", GoType.SLICE) or ())
         extra += len(_read(body, "context", GoType.SLICE) or ())
     elif kind in ("chat", "openai_chat"):

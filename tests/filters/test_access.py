@@ -565,7 +565,7 @@ class ModelListTests(_Serving):
         listed = json.dumps({"models": [_TAGS["models"][0], _TAGS["models"][2]]},
                             separators=(",", ":")).encode()
         self.assertEqual((run.status, run.client.length), (200, len(listed)))
-        self.assertEqual(run.exchange.method, "GET")
+        self.assertEqual((run.exchange.method, run.exchange.notes["method"]), ("GET", "HEAD"))
 
     def test_tags(self) -> None:
         """``/api/tags`` lists the role's models only, every other field kept."""

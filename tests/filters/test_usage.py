@@ -23,7 +23,7 @@ from runnergw.limits.parts import LimitParts
 from runnergw.testing import Answer, FilterRun, RecordingClient, make_exchange, run_filters
 from runnergw.usage.ledger import UsageEntry
 
-__all__ = ["ClientLeavesTests", "CountingTests", "DailyQuotaTests", "GenerationCapTests",
+__all__ = ["ReviewedEdgeTests", "ClientLeavesTests", "CountingTests", "DailyQuotaTests", "GenerationCapTests",
            "NoQuotaTests", "ReadyTests", "StreamCutTests", "UsageEventTests",
            "WholeAnswerTests", "ZoneTests"]
 
@@ -857,3 +857,55 @@ class ReadyTests(_UsageTestCase):
         """Requests that run no model are served meanwhile."""
         run = self.start("/api/show", {"model": _MODEL}, Answer.json({}))
         self.assertEqual(self.successResultOf(run).status, 200)
+
+
+class _LeavesAfterAdmission:
+    """Placed after ``usage``: the client leaves once its request was admitted, before the
+    runner answers (the server records ``client_gone``, as here)."""
+
+    name = "leaves"
+
+    def __init__(self, client: RecordingClient) -> None:
+        self.client = client
+
+    def request_body(self, exchange: Exchange) -> None:
+        exchange.outcome = "client_gone"
+        self.client.leave()
+
+
+class ReviewedEdgeTests(_UsageTestCase):
+    """Edges: empty embeddings, large whole answers, clients that leave early, templates."""
+
+    def test_empty_embedding_input_admitted(self) -> None:
+        """An embedding of nothing (an estimate of 0 tokens) is admitted, not refused as if
+        the quota were spent."""
+        run = self.serve("/api/embed", {"model": _MODEL, "input": ""},
+                         Answer.json({"embeddings": [], "prompt_eval_count": 0}))
+        self.assertEqual(run.status, 200)
+
+    def test_large_whole_answer_counted(self) -> None:
+        """A whole answer of megabytes (a batch of embeddings) is relayed and counted."""
+        vectors = [[0.123456789] * 1024 for _ in range(120)]
+        run = self.serve("/api/embed", {"model": _MODEL, "input": ["a"] * 120},
+                         Answer.json({"embeddings": vectors, "prompt_eval_count": 240}))
+        self.assertGreater(len(run.body), 1 << 20)
+        self.assertEqual((run.status, run.exchange.notes["prompt_tokens"]), (200, 240))
+
+    def test_client_gone_before_the_answer_charged_its_prompt(self) -> None:
+        """A client that leaves before the runner's head (while Ollama reads the prompt) is
+        charged the prompt's estimate: leaving early does not make prompts free."""
+        client = RecordingClient(_raw(_generate()))
+        run = self.successResultOf(self.start("/api/generate", _generate(), _native_stream(3),
+                                              client=client,
+                                              after=(_LeavesAfterAdmission(client),)))
+        self.assertEqual(self.used(), _PROMPT_ESTIMATE)
+        self.assertEqual(run.exchange.notes["prompt_tokens"], _PROMPT_ESTIMATE)
+        self.assertEqual(len(self.ledger.entries), 1)
+
+    def test_template_counted_in_the_estimate(self) -> None:
+        """A prompt carried in ``template`` counts: it is no way round the quota."""
+        run = self.serve("/api/generate", _generate(prompt="", template="y" * 8000),
+                         _native_stream(3))
+        self.assertEqual((run.status, run.json()["error"] if run.status != 200 else None),
+                         (400, 'this prompt (about 2000 tokens) is larger than the daily '
+                               'token quota of role "user" (1000)'))

@@ -211,12 +211,27 @@ class TokenTotalTests(SynchronousTestCase):
         self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 150)
 
     def test_new_day_starts_from_nothing(self) -> None:
-        """The next day has its own totals; a late report of the last one changes nothing."""
+        """The next day has its own totals."""
         self.state.add_tokens("alice", "2026-12-05", 100)
         self.assertEqual(self.state.tokens_used("alice", "2026-12-06"), 0)
-        self.state.add_tokens("alice", "2026-12-05", 50)
-        self.assertEqual(self.state.tokens_used("alice", "2026-12-06"), 0)
-        self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 0)
+
+    def test_day_before_still_limits_its_streams(self) -> None:
+        """After midnight, a stream admitted the day before still takes from that day's
+        quota: it is not let through without limit."""
+        self.state.add_tokens("alice", "2026-12-05", 95)
+        self.state.add_tokens("bob", "2026-12-06", 1)
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 16), (5, 0))
+        self.assertEqual(self.state.lease_tokens("alice", "2026-12-05", 100, 16), (0, 0))
+
+    def test_older_days_forgotten(self) -> None:
+        """Only the current day and the one before are kept; a report of an older day
+        changes nothing."""
+        self.state.add_tokens("alice", "2026-12-04", 50)
+        self.state.add_tokens("alice", "2026-12-05", 10)
+        self.state.add_tokens("alice", "2026-12-06", 1)
+        self.state.add_tokens("alice", "2026-12-04", 50)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-04"), 0)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 10)
 
     def test_seed(self) -> None:
         """Usage read from the ledger at start counts against today's quota."""
