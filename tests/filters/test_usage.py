@@ -23,8 +23,8 @@ from runnergw.limits.parts import LimitParts
 from runnergw.testing import Answer, FilterRun, RecordingClient, make_exchange, run_filters
 from runnergw.usage.ledger import UsageEntry
 
-__all__ = ["ReviewedEdgeTests", "ClientLeavesTests", "CountingTests", "DailyQuotaTests", "GenerationCapTests",
-           "NoQuotaTests", "ReadyTests", "StreamCutTests", "UsageEventTests",
+__all__ = ["ClientLeavesTests", "CountingTests", "DailyQuotaTests", "GenerationCapTests",
+           "NoQuotaTests", "ReviewedEdgeTests", "ReadyTests", "StreamCutTests", "UsageEventTests",
            "WholeAnswerTests", "ZoneTests"]
 
 _EVENING = datetime(2026, 12, 5, 22, tzinfo=timezone.utc).timestamp()
