@@ -187,6 +187,22 @@ def _load_pipeline_keys(settings: Settings, errors: list[ConfigError],
     return verifier, signer
 
 
+def _check_ledger_path(settings: Settings, errors: list[ConfigError]) -> None:
+    """The usage ledger's file must be one the gateway can create or write: found now, not
+    when the service has started (its thread opens it then)."""
+    path = Path(settings.policy.ledger_path)
+    directory = path.parent
+    problem = None
+    if not directory.is_dir():
+        problem = f"{path}: the directory {directory} does not exist"
+    elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        problem = f"{path}: cannot read and write it"
+    elif not path.exists() and not os.access(directory, os.W_OK | os.X_OK):
+        problem = f"{path}: cannot create files in {directory}"
+    if problem is not None:
+        errors.append(ConfigError(settings.policy.origin, "policy.ledgerPath", problem))
+
+
 def prepare(settings: Settings, clock: Callable[[], float] = time.time) -> GatewayParts:
     """Load everything the settings point at.
 
@@ -207,6 +223,8 @@ def prepare(settings: Settings, clock: Callable[[], float] = time.time) -> Gatew
         except TLSConfigError as e:
             key = "server.keyPath" if e.path == server.key_path else "server.certificatePath"
             errors.append(ConfigError(Origin(settings.config_path), key, str(e)))
+    if settings.roles:
+        _check_ledger_path(settings, errors)
     audit_log = None
     try:
         audit_log = AuditLog(settings.audit.path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from twisted.internet.testing import MemoryReactorClock
@@ -25,12 +26,14 @@ class PrepareTests(SynchronousTestCase):
         self.directory = Path(self.mktemp())
         self.directory.mkdir()
 
-    def settings(self, paseto: dict, server: dict | None = None, audit: str = "-") -> Settings:
+    def settings(self, paseto: dict, server: dict | None = None, audit: str = "-",
+                 **extra: Any) -> Settings:
         document = {
             "paseto": paseto,
             "runners": [{"host": "127.0.0.1:11434", "path": "/"}],
             "server": server or {"address": "127.0.0.1:0"},
             "audit": {"path": audit},
+            **extra,
         }
         path = self.directory / "settings.yaml"
         path.write_text(yaml.safe_dump(document))
@@ -120,6 +123,24 @@ class PrepareTests(SynchronousTestCase):
         problems = self.problems(self.settings({"publicPath": pub},
                                                audit=str(self.directory / "no" / "audit.log")))
         self.assertIn("audit.path", problems[0])
+
+    def test_ledger_in_a_missing_directory(self) -> None:
+        """With roles, a usage ledger the gateway could not create is a startup error at
+        ``policy.ledgerPath``, not a failure once the service runs."""
+        _, pub = self.keypair()
+        ledger = self.directory / "no" / "usage.sqlite"
+        problems = self.problems(self.settings({"publicPath": pub}, roles={"user": {}},
+                                               policy={"ledgerPath": str(ledger)}))
+        self.assertEqual(len(problems), 1)
+        self.assertIn(f"policy.ledgerPath: {ledger}: the directory {ledger.parent} does not "
+                      "exist", problems[0])
+
+    def test_ledger_not_checked_without_roles(self) -> None:
+        """Without roles there is no ledger to check."""
+        _, pub = self.keypair()
+        parts = prepare(self.settings({"publicPath": pub},
+                                      policy={"ledgerPath": "/nonexistent/usage.sqlite"}))
+        parts.audit_log.close()
 
     def test_development_keys_created_on_loopback_only(self) -> None:
         """Missing signing keys are created for a loopback gateway, not for a public one."""
