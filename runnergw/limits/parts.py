@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.logger import Logger
 
 from runnergw.config.settings import Settings
 from runnergw.limits.days import QuotaDays
 from runnergw.limits.interfaces import ILimitState
 from runnergw.limits.local import LocalLimitState
-from runnergw.logs import level_gate
 from runnergw.usage.ledger import UsageEntry, UsageLedger
 
 __all__ = ["LimitParts"]
@@ -23,8 +21,6 @@ class LimitParts:
     Until ``start`` has read today's usage from the ledger, ``ready`` gives a Deferred that
     requests counting tokens wait for: a restart never forgets what was used today.
     """
-
-    log = Logger(observer=level_gate)
 
     def __init__(self, state: ILimitState, days: QuotaDays, ledger: UsageLedger | None) -> None:
         self.state = state
@@ -70,15 +66,10 @@ class LimitParts:
         for waiter in waiting:
             waiter.callback(None)
 
-    def record(self, entry: UsageEntry) -> None:
-        """Add one request's usage to the ledger (written in the background)."""
-        if self.ledger is not None:
-            self.ledger.record(entry)
-
     def record_request(self, day: str, subject: str, role: str, model: str,
                        prompt_tokens: int, completion_tokens: int, truncated: int = 0) -> None:
-        """``record`` of one request's counts, without a ``UsageEntry`` made for it (when
-        the ledger takes them so)."""
+        """Add one request's counts to the ledger (written in the background), without a
+        ``UsageEntry`` made for them when the ledger takes them so."""
         ledger = self.ledger
         if ledger is None:
             return

@@ -33,6 +33,12 @@ def _entry(subject: str = "alice", *, day: str = "2026-12-05", prompt: int = 10,
                       prompt_tokens=prompt, completion_tokens=completion)
 
 
+def _record(parts: LimitParts, entry: UsageEntry) -> None:
+    """Record ``entry`` as the usage filter does."""
+    parts.record_request(entry.day, entry.subject, entry.role, entry.model,
+                         entry.prompt_tokens, entry.completion_tokens, entry.truncated)
+
+
 class _Ledger:
     """Stands for the usage ledger: its answers are given by the test."""
 
@@ -76,7 +82,7 @@ class WithoutLedgerTests(SynchronousTestCase):
     def test_start_record_stop(self) -> None:
         """Starting and stopping succeed at once, and usage is recorded nowhere."""
         self.assertIsNone(self.successResultOf(self.parts.start()))
-        self.parts.record(_entry())
+        _record(self.parts, _entry())
         self.assertIsNone(self.successResultOf(self.parts.stop()))
         self.assertIsNone(self.parts.ready())
 
@@ -163,7 +169,7 @@ class SeedingTests(SynchronousTestCase):
     def test_record_and_stop(self) -> None:
         """Usage goes to the ledger; stopping closes it."""
         self.successResultOf(self.parts.start())
-        self.parts.record(_entry())
+        _record(self.parts, _entry())
         self.assertEqual(self.ledger.entries, [_entry()])
         self.successResultOf(self.parts.stop())
         self.assertTrue(self.ledger.closed)
@@ -209,10 +215,10 @@ class LedgerRestartTests(TestCase):
         not."""
         before = self.make_parts()
         await before.start()
-        before.record(_entry("alice", prompt=10, completion=20))
-        before.record(_entry("alice", prompt=5, completion=5, model="qwen3:latest"))
-        before.record(_entry("bob", prompt=1, completion=2))
-        before.record(_entry("alice", day="2026-12-04", prompt=500, completion=500))
+        _record(before, _entry("alice", prompt=10, completion=20))
+        _record(before, _entry("alice", prompt=5, completion=5, model="qwen3:latest"))
+        _record(before, _entry("bob", prompt=1, completion=2))
+        _record(before, _entry("alice", day="2026-12-04", prompt=500, completion=500))
         await before.stop()
 
         after = self.make_parts()
@@ -236,7 +242,7 @@ class LedgerRestartTests(TestCase):
         flush interval."""
         parts = self.make_parts()
         await parts.start()
-        parts.record(_entry("alice", prompt=10, completion=20))
+        _record(parts, _entry("alice", prompt=10, completion=20))
         self.assertEqual(self.rows(), [])
         await parts.stop()
         self.assertEqual(self.rows(), [("2026-12-05", "alice", 10, 20)])
