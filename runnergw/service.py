@@ -7,7 +7,7 @@ import signal
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import gatherResults, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -23,6 +23,7 @@ from runnergw.limits.parts import LimitParts
 from runnergw.logs import level_gate
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
+from runnergw.systemd.notify import Notifier
 from runnergw.tls.certificate_files import TLSConfigError
 
 __all__ = ["GatewayService"]
@@ -31,12 +32,14 @@ __all__ = ["GatewayService"]
 class GatewayService(MultiService):
     """Listens on ``server.address`` and serves every route.
 
-    SIGHUP reloads the TLS files and reopens the audit file.
+    SIGHUP reloads the TLS files and reopens the audit file. Under systemd (``$NOTIFY_SOCKET``)
+    the service manager is told when the gateway is ready, reloading and stopping.
     """
 
     log = Logger(observer=level_gate)
 
-    def __init__(self, settings: Settings, parts: GatewayParts, reactor: Any) -> None:
+    def __init__(self, settings: Settings, parts: GatewayParts, reactor: Any,
+                 notifier: Notifier | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.parts = parts
@@ -58,6 +61,11 @@ class GatewayService(MultiService):
         self._previous_hup: Any = None
         self._jobs_lock: int | None = None
         """Held while the gateway runs: one gateway per jobs directory."""
+        self.notifier = notifier if notifier is not None else Notifier.from_environment(reactor)
+        self.url = ""
+        """Where the gateway serves, once started."""
+        self._announced = False
+        """Whether the service manager was told the gateway is ready."""
 
     def privilegedStartService(self) -> None:
         """Take the jobs directory, then bind the listener now (before privileges drop); a
@@ -100,19 +108,21 @@ class GatewayService(MultiService):
                 self.log.info("Removed {count} job directories left by an earlier run",
                               count=removed)
         super().startService()
-        if self.limits is not None:
-            self.limits.start().addErrback(self._ledger_failed)
         bound = self.port.getHost()  # type: ignore[union-attr]
         scheme = "https" if self.parts.tls is not None else "http"
         host = f"[{bound.host}]" if ":" in bound.host else bound.host
-        self.log.info("runnergw listening on {url}", event="listening",
-                      url=f"{scheme}://{host}:{bound.port}")
+        self.url = f"{scheme}://{host}:{bound.port}"
+        self.log.info("runnergw listening on {url}", event="listening", url=self.url)
+        # Ready once the listener is bound and the usage ledger (when quotas need one) is open.
+        opened = self.limits.start() if self.limits is not None else succeed(None)
+        opened.addCallbacks(self._announce_ready, self._ledger_failed)
         try:
             self._previous_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:
             self._previous_hup = None  # not the main thread (embedded use): no signal
 
     def stopService(self) -> Any:
+        self.notifier.stopping(f"stopping: {self._connections()}")
         if self._previous_hup is not None:
             signal.signal(signal.SIGHUP, self._previous_hup)
             self._previous_hup = None
@@ -132,7 +142,23 @@ class GatewayService(MultiService):
             # Last: the exchanges ended above have recorded their usage.
             limits = self.limits
             stopped.addBoth(lambda result: limits.stop().addCallback(lambda _: result))
+        stopped.addBoth(lambda result: (self.notifier.stop(), result)[1])
         return stopped
+
+    def describe(self) -> str:
+        """The status line ``systemctl status`` shows."""
+        return f"serving on {self.url}: {self._connections()}"
+
+    def _connections(self) -> str:
+        count = len(self.factory.connections)
+        return f"{count} open connection{'' if count == 1 else 's'}"
+
+    def _announce_ready(self, _: object) -> None:
+        if not self.running:
+            return  # stopped while the ledger opened
+        self._announced = True
+        self.notifier.ready(self.describe())
+        self.notifier.start(self.describe)
 
     def _ledger_failed(self, failure: Failure) -> None:
         """Quotas cannot be kept without the ledger: the gateway stops."""
@@ -148,6 +174,9 @@ class GatewayService(MultiService):
 
     def reload(self) -> None:
         """Reload the TLS certificate and key for new connections and reopen the audit file."""
+        announced = self._announced and self.running
+        if announced:
+            self.notifier.reloading()
         if self.parts.tls is not None:
             try:
                 self.parts.tls.reload()
@@ -159,3 +188,5 @@ class GatewayService(MultiService):
         except OSError as e:
             self.log.error("Cannot reopen the audit trail {path}: {error}",
                            path=self.parts.audit_log.path, error=str(e))
+        if announced:
+            self.notifier.ready(self.describe())

@@ -1,0 +1,1 @@
+"""Running under systemd: the notify protocol (readiness, reload, stop, status, watchdog)."""

@@ -1,0 +1,144 @@
+"""A real ``twistd runnergw`` under a stand-in service manager: the notify messages read from
+the datagram socket named by ``$NOTIFY_SOCKET``, around real signals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredQueue
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import DatagramProtocol, Protocol
+from twisted.trial.unittest import TestCase
+
+from runnergw.tokens.key_generation import write_signing_keypair
+from tests.test_twistd import _TWISTD, _Twistd
+
+__all__ = ["TwistdNotifyTests"]
+
+
+class _Manager(DatagramProtocol):
+    """Queues each notify message as text."""
+
+    def __init__(self, queue: DeferredQueue[Any]) -> None:
+        self.queue = queue
+
+    def datagramReceived(self, datagram: bytes, address: Any) -> None:
+        self.queue.put(datagram.decode("utf-8"))
+
+
+class _NotifiedTwistd(_Twistd):
+    """Also queues its end, as ``("ended", exit code, signal)``, so a wait for a message that
+    will never come ends with the process."""
+
+    def __init__(self, queue: DeferredQueue[Any]) -> None:
+        super().__init__()
+        self.queue = queue
+
+    def processEnded(self, reason: Any) -> None:
+        super().processEnded(reason)
+        self.queue.put(("ended", getattr(reason.value, "exitCode", None),
+                        getattr(reason.value, "signal", None)))
+
+
+class TwistdNotifyTests(TestCase):
+    """The plugin under twistd tells the service manager what it does."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.directory = Path(self.mktemp()).resolve()
+        self.directory.mkdir(parents=True)
+        # A unix socket path is limited to 108 bytes: a short directory, not the trial one.
+        short = tempfile.mkdtemp(prefix="notify-")
+        self.addCleanup(shutil.rmtree, short)
+        self.socket_path = os.path.join(short, "notify")
+        self.queue: DeferredQueue[Any] = DeferredQueue()
+        port = reactor.listenUNIXDatagram(self.socket_path, _Manager(self.queue))
+        self.addCleanup(port.stopListening)
+
+    def start(self) -> _NotifiedTwistd:
+        write_signing_keypair(self.directory / "paseto.key", self.directory / "paseto.pub")
+        config = self.directory / "settings.yaml"
+        config.write_text(yaml.safe_dump({
+            "paseto": {"publicPath": str(self.directory / "paseto.pub")},
+            "runners": [{"host": "127.0.0.1:9", "path": "/"}],
+            "server": {"address": "127.0.0.1:0"},
+            "audit": {"path": ""},
+        }))
+        process = _NotifiedTwistd(self.queue)
+        # The end is reported through the queue; the log's listening event is not waited for.
+        process.listening.addErrback(lambda _: None)
+        argv = [sys.executable, "-c", _TWISTD, "--logger", "runnergw.logs.json_observer",
+                "-n", "--pidfile=", "runnergw", "--config", str(config)]
+        environment = {key: value for key, value in os.environ.items()
+                       if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV",
+                                              "NOTIFY_", "WATCHDOG_"))}
+        environment["NOTIFY_SOCKET"] = self.socket_path
+        transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
+                                         path=str(self.directory))
+
+        def stop() -> Any:
+            if not process.ended.called:
+                try:
+                    transport.signalProcess("KILL")
+                except ProcessExitedAlready:
+                    pass
+            return process.ended
+
+        self.addCleanup(stop)
+        return process
+
+    async def message(self, process: _NotifiedTwistd) -> str:
+        """The next notify message; fails when twistd ended instead."""
+        item = await self.queue.get()
+        if isinstance(item, tuple):
+            self.fail(f"twistd ended ({item[1]}) before the next message: {process.output!r}")
+        return item
+
+    async def test_ready_reload_stop(self) -> None:
+        """READY=1 comes once the port takes connections and names it; SIGHUP is announced
+        with RELOADING=1 and the monotonic time, then READY=1; SIGTERM with STOPPING=1, and
+        the process then exits cleanly."""
+        process = self.start()
+        ready = await self.message(process)
+        head, status = ready.split("\n")
+        self.assertEqual(head, "READY=1")
+        prefix = "STATUS=serving on http://127.0.0.1:"
+        self.assertTrue(status.startswith(prefix), ready)
+        port = int(status[len(prefix):].split(":")[0])
+        client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Protocol())
+        client.transport.loseConnection()
+
+        before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        os.kill(process.transport.pid, signal.SIGHUP)
+        reloading = (await self.message(process)).split("\n")
+        after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.assertEqual(reloading[0], "RELOADING=1")
+        name, _, value = reloading[1].partition("=")
+        self.assertEqual(name, "MONOTONIC_USEC")
+        self.assertTrue(before <= int(value) <= after, (before, value, after))
+        self.assertEqual((await self.message(process)).split("\n")[0], "READY=1")
+
+        os.kill(process.transport.pid, signal.SIGTERM)
+        rest = [await self.queue.get(), await self.queue.get()]
+        # twistd ends by the signal that stopped it, which systemd counts as a clean stop.
+        self.assertIn(("ended", None, signal.SIGTERM), rest, process.output)
+        [stopping] = [item for item in rest if not isinstance(item, tuple)]
+        self.assertTrue(stopping.startswith("STOPPING=1\nSTATUS=stopping: "), stopping)
+
+    async def test_nothing_before_ready(self) -> None:
+        """The first message the service manager gets is READY=1: no status, no watchdog
+        before the gateway serves."""
+        process = self.start()
+        first = await self.message(process)
+        self.assertTrue(first.startswith("READY=1\n"), first)
