@@ -42,9 +42,11 @@ class FilteredClient:
     log = Logger(observer=level_gate)
 
     def __init__(self, route: Route, exchange: Exchange, client: IClientStream) -> None:
-        self.route = route
         self.exchange = exchange
+        self.stream = client
+        """The client's own stream; ``client`` is it as the route's heads reach it."""
         self.client = client
+        self.route = route
         self.head_sent = False
         """True once a head was given (it may still wait for a hook or a whole JSON body)."""
         self._ended = False
@@ -59,6 +61,20 @@ class FilteredClient:
         """Operations waiting behind a hook that answers later (None: nothing waits)."""
         self._settled_waiters: list[Deferred[None]] = []
         client.when_gone(self._fire_gone)
+
+    @property
+    def route(self) -> Route:
+        """The route being served (the chain sets it once it matched the path)."""
+        return self._route
+
+    @route.setter
+    def route(self, route: Route) -> None:
+        self._route = route
+        timing = route.server_timing
+        # Every head goes to the client through ``client`` (observed answers' too), so the
+        # route's Server-Timing header is added there, whoever sends it.
+        self.client = self.stream if timing is None else timing.stream(self.stream,
+                                                                       self.exchange)
 
     @property
     def record(self) -> Exchange:

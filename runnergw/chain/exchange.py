@@ -104,6 +104,10 @@ class Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     first_byte_at: float | None = None
+    upstream_sent_at: float | None = None
+    """Clock reading when the request head was written to the runner (the last try's)."""
+    upstream_head_at: float | None = None
+    """Clock reading when the runner's response head arrived (None: none came)."""
     finished_at: float | None = None
     upstream: str | None = None
     outcome: str = "ok"

@@ -12,6 +12,7 @@ import attrs
 from runnergw.chain.exchange import Reject
 from runnergw.chain.hooks import ChainHooks
 from runnergw.chain.interfaces import IFilter, ITerminal
+from runnergw.chain.timing import ServerTiming
 from runnergw.http.interfaces import StreamPolicy, error_body_json
 
 __all__ = ["Route", "Router", "error_body_detail", "error_body_ollama", "error_body_openai"]
@@ -56,6 +57,8 @@ class Route:
     api_error_bodies: tuple[tuple[str, Callable[[int, str], bytes]], ...] = ()
     """Decoded API path prefixes answered in another error shape than ``error_body`` (on
     an Ollama route, ``/v1/`` in OpenAI's)."""
+    server_timing: ServerTiming | None = None
+    """Adds ``Server-Timing`` to every response head of the route (None: no header)."""
     policy: StreamPolicy = attrs.field(
         init=False, eq=False, repr=False,
         default=attrs.Factory(lambda route: StreamPolicy(route.max_body_size, route.error_body),

@@ -105,6 +105,7 @@ class _ResponseRelay:
 
     def response_head(self, head: ResponseHead) -> None:
         self._head_seen = True
+        self.exchange.upstream_head_at = self.clock.seconds()
         self._rearm(self.runner.idle_timeout, self._idle_timeout)
         length = head.content_length if not head.chunked else None
         self.client.send_head(head.status, head.headers, length)
@@ -257,6 +258,7 @@ class OllamaTerminal:
                         client: IClientStream, head: bytes) -> None:
         relay = _ResponseRelay(self, connection, client, exchange)
         client.when_gone(relay.client_gone)
+        exchange.upstream_sent_at = self.clock.seconds()
         if not exchange.has_body:
             connection.send_request(exchange.method, head, relay, "none")
         else:
