@@ -36,6 +36,8 @@ class ServerSettings:
     """Largest whole header block."""
     allow_plaintext: bool = False
     """Listen on a non-loopback address without TLS (only behind another TLS terminator)."""
+    server_timing: bool = True
+    """Add ``Server-Timing`` (the gateway's and the runner's time) to runner answers."""
 
     @property
     def tls_enabled(self) -> bool:
@@ -76,6 +78,7 @@ class ServerSettings:
             max_header_fields=section.integer("maxHeaderFields", defaults.max_header_fields, 8),
             max_header_bytes=section.size("maxHeaderBytes", defaults.max_header_bytes),
             allow_plaintext=section.boolean("allowPlaintext", False),
+            server_timing=section.boolean("serverTiming", defaults.server_timing),
         )
         if bool(settings.certificate_path) != bool(settings.key_path):
             missing = "keyPath" if settings.certificate_path else "certificatePath"

@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 
 from runnergw.chain.route import Route, error_body_openai
+from runnergw.chain.timing import ServerTiming
 from runnergw.config.errors import ConfigError
 from runnergw.config.runners import POLICY_FILTERS, RunnerSettings
 from runnergw.filters.registry import FilterContext, build_chain
@@ -80,5 +81,6 @@ def build_runner_routes(context: FilterContext, reactor: Any,
             terminal=OllamaTerminal(runner, pool, reactor),
             max_body_size=runner.max_body_size,
             api_error_bodies=(("/v1/", error_body_openai),),
+            server_timing=ServerTiming(reactor) if context.settings.server.server_timing else None,
         ))
     return routes

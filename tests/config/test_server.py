@@ -109,6 +109,15 @@ class ServerSettingsTests(SynchronousTestCase):
             "settings.yaml:2: server.maxHeaderLine: expected at least 256, got 100",
             "settings.yaml:3: server.maxHeaderFields: expected at least 8, got 2"])
 
+    def test_server_timing(self) -> None:
+        """``serverTiming`` is on unless turned off; anything but a boolean is refused."""
+        self.assertTrue(self.read("")[0].server_timing)
+        settings, errors = self.read("  serverTiming: false\n")
+        self.assertEqual((settings.server_timing, errors), (False, []))
+        _, errors = self.read("  serverTiming: sometimes\n")
+        self.assertEqual(len(errors), 1)
+        self.assertIn("settings.yaml:2: server.serverTiming:", errors[0])
+
     def test_unknown_key(self) -> None:
         """A misspelt key is an error at its line."""
         _, errors = self.read("  adress: :8443\n")

@@ -62,6 +62,18 @@ class RunnerRouteTests(SynchronousTestCase):
                 self.assertIs(route.terminal.runner, runner)
                 self.assertIs(route.error_body, error_body_ollama)
 
+    def test_server_timing(self) -> None:
+        """Runner routes time their heads on the reactor's clock, as their terminal does;
+        ``server.serverTiming: false`` leaves them without."""
+        runners = [{"name": "local", "host": "127.0.0.1:11434", "path": "/a"}]
+        [route], _ = _build(write_node(self, runners=runners), self.reactor)
+        assert route.server_timing is not None
+        self.assertIs(route.server_timing.clock, self.reactor)
+        self.assertIs(route.terminal.clock, self.reactor)
+        [route], _ = _build(write_node(self, runners=runners,
+                                       server={"serverTiming": False}), self.reactor)
+        self.assertIsNone(route.server_timing)
+
     def test_pools_named_after_their_runner(self) -> None:
         """Each runner has its own pool, named as log lines name the runner, keeping at
         most ``maxConnections`` idle connections."""

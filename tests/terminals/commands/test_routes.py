@@ -128,6 +128,15 @@ class RouteTests(_Node):
         self.assertEqual([f.name for f in routes[0].filters],
                          ["websaas", "role", "mediaLimits", "audit"])
 
+    def test_no_server_timing(self) -> None:
+        """Command routes answer the SaaS byte for byte as before: no ``Server-Timing``,
+        though runner routes have it by default."""
+        self.model("a", descriptor("process-a", "true <result>"))
+        settings = self.settings()
+        routes, _ = self.build(settings)
+        self.assertTrue(settings.server.server_timing)
+        self.assertEqual([r.server_timing for r in routes], [None])
+
     def test_every_route_shares_one_job_launcher(self) -> None:
         """The models share the job parts: one launcher process for the node."""
         self.model("a", descriptor("process-a", "true <result>"))
