@@ -113,13 +113,14 @@ class GatewayService(MultiService):
         host = f"[{bound.host}]" if ":" in bound.host else bound.host
         self.url = f"{scheme}://{host}:{bound.port}"
         self.log.info("runnergw listening on {url}", event="listening", url=self.url)
-        # Ready once the listener is bound and the usage ledger (when quotas need one) is open.
-        opened = self.limits.start() if self.limits is not None else succeed(None)
-        opened.addCallbacks(self._announce_ready, self._ledger_failed)
+        # SIGHUP is handled before readiness is announced: a reload may follow at once.
         try:
             self._previous_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:
             self._previous_hup = None  # not the main thread (embedded use): no signal
+        # Ready once the listener is bound and the usage ledger (when quotas need one) is open.
+        opened = self.limits.start() if self.limits is not None else succeed(None)
+        opened.addCallbacks(self._announce_ready, self._ledger_failed)
 
     def stopService(self) -> Any:
         self.notifier.stopping(f"stopping: {self._connections()}")
