@@ -23,6 +23,15 @@ from runnergw.limits.parts import LimitParts
 from runnergw.logs import level_gate
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
+from runnergw.systemd.activation import (
+    ActivationError,
+    choose_listener,
+    forget_environment,
+    make_non_blocking,
+    passed_sockets,
+    probe,
+    start_environment,
+)
 from runnergw.systemd.notify import Notifier
 from runnergw.tls.certificate_files import TLSConfigError
 
@@ -68,23 +77,53 @@ class GatewayService(MultiService):
         """Whether the service manager was told the gateway is ready."""
 
     def privilegedStartService(self) -> None:
-        """Take the jobs directory, then bind the listener now (before privileges drop); a
-        failure of either is fatal."""
+        """Take the jobs directory, then listen now (before privileges drop): on the socket
+        systemd passed when there is one, else on ``server.address``; a failure of either is
+        fatal."""
         super().privilegedStartService()
         self._lock_jobs_path()
+        factory: Any = self.factory
+        if self.parts.tls is not None:
+            factory = TLSMemoryBIOFactory(self.parts.tls, False, self.factory)
+        if self._adopt_passed_socket(factory):
+            return
         address = self.settings.server.address
         host = address.host or "::"
         endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
         endpoint = endpoint_type(self.reactor, address.port, interface=host)
-        factory: Any = self.factory
-        if self.parts.tls is not None:
-            factory = TLSMemoryBIOFactory(self.parts.tls, False, self.factory)
         outcome: list[Any] = []
         endpoint.listen(factory).addBoth(outcome.append)
         if not outcome or isinstance(outcome[0], Failure):
             reason = outcome[0].getErrorMessage() if outcome else "no answer"
             raise SystemExit(f"runnergw: cannot listen on {address}: {reason}")
         self.port = outcome[0]
+
+    def _adopt_passed_socket(self, factory: Any) -> bool:
+        """Listen on the socket the service manager passed (``LISTEN_FDS``), if any; the
+        ``LISTEN_*`` variables are then removed so programs the gateway starts do not take
+        them for theirs."""
+        try:
+            sockets = passed_sockets(start_environment(os.environ), os.getpid())
+            chosen = choose_listener(sockets)
+        except ActivationError as e:
+            raise SystemExit(f"runnergw: socket activation: {e}") from e
+        forget_environment(os.environ, sockets, keep=chosen)
+        if chosen is None:
+            return False
+        family = probe(chosen.fd).family
+        try:
+            make_non_blocking(chosen.fd)
+            self.port = self.reactor.adoptStreamPort(chosen.fd, family, factory)
+        except Exception as e:
+            raise SystemExit(f"runnergw: cannot listen on the socket passed as "
+                             f"{chosen.describe()}: {e}") from e
+        os.close(chosen.fd)  # the port listens on its own copy
+        self.log.info("Listening on the socket passed by the service manager, {socket}, "
+                      "at {address}; server.address ({configured}) is not used",
+                      event="socket_adopted", socket=chosen.describe(),
+                      address=_describe_host(self.port.getHost()),  # type: ignore[union-attr]
+                      configured=str(self.settings.server.address))
+        return True
 
     def _lock_jobs_path(self) -> None:
         pipelines = self.settings.pipelines
@@ -191,3 +230,8 @@ class GatewayService(MultiService):
                            path=self.parts.audit_log.path, error=str(e))
         if announced:
             self.notifier.ready(self.describe())
+
+
+def _describe_host(address: Any) -> str:
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{host}:{address.port}"

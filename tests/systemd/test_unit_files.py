@@ -11,10 +11,11 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-__all__ = ["ContribDirectoryTests", "ServiceUnitTests", "VerifyTests"]
+__all__ = ["ContribDirectoryTests", "ServiceUnitTests", "SocketUnitTests", "VerifyTests"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 _UNIT = _ROOT / "contrib" / "systemd" / "runnergw.service"
+_SOCKET = _UNIT.with_name("runnergw.socket")
 
 
 def _settings(text: str) -> dict[tuple[str, str], list[str]]:
@@ -81,6 +82,30 @@ class ServiceUnitTests(SynchronousTestCase):
         self.assertEqual(self.value("LogsDirectory"), "runnergw")
 
 
+class SocketUnitTests(SynchronousTestCase):
+    """What the shipped socket unit asks of systemd."""
+
+    def setUp(self) -> None:
+        self.settings = _settings(_SOCKET.read_text())
+
+    def value(self, key: str, section: str = "Socket") -> str:
+        [value] = self.settings[(section, key)]
+        return value
+
+    def test_listens_on_443_for_the_service(self) -> None:
+        """systemd listens on the HTTPS port and hands the socket to the gateway's service."""
+        self.assertEqual(self.value("ListenStream"), "443")
+        self.assertEqual(self.value("Service"), "runnergw.service")
+
+    def test_one_gateway_for_every_connection(self) -> None:
+        """The listening socket is passed (``Accept=no``), not one gateway per connection."""
+        self.assertEqual(self.value("Accept"), "no")
+
+    def test_named_as_the_gateway_looks_for_it(self) -> None:
+        """The socket is passed under the name the gateway takes first."""
+        self.assertEqual(self.value("FileDescriptorName"), "runnergw")
+
+
 class VerifyTests(SynchronousTestCase):
     """``systemd-analyze verify`` on the shipped unit."""
 
@@ -89,14 +114,18 @@ class VerifyTests(SynchronousTestCase):
         if self.analyze is None:
             raise self.skipTest("systemd-analyze is not installed (Debian package systemd)")
 
-    def verify(self, text: str) -> tuple[int, list[str]]:
-        """Verify the unit ``text`` as ``runnergw.service`` in a directory of its own; the exit
-        status, and the lines of output that are about it (not about the host's own units)."""
+    def verify(self, text: str, socket: str | None = None) -> tuple[int, list[str]]:
+        """Verify the unit ``text`` as ``runnergw.service`` in a directory of its own, with the
+        socket unit ``socket`` next to it when given (then both are verified); the exit
+        status, and the lines of output that are about them (not about the host's own units)."""
         directory = Path(self.mktemp()).absolute()
         directory.mkdir(parents=True)
-        unit = directory / "runnergw.service"
-        unit.write_text(text)
-        done = subprocess.run([str(self.analyze), "verify", "--man=no", str(unit)],
+        units = [directory / "runnergw.service"]
+        units[0].write_text(text)
+        if socket is not None:
+            units.append(directory / "runnergw.socket")
+            units[1].write_text(socket)
+        done = subprocess.run([str(self.analyze), "verify", "--man=no", *map(str, units)],
                               capture_output=True, text=True, timeout=60, check=False)
         lines = (done.stdout + done.stderr).splitlines()
         return done.returncode, [line for line in lines if "runnergw" in line]
@@ -115,6 +144,16 @@ class VerifyTests(SynchronousTestCase):
         """The unit as shipped (but for the program's path) has no error nor warning."""
         self.assertEqual(self.verify(self.shipped()), (0, []))
 
+    def test_shipped_socket_unit_is_clean(self) -> None:
+        """The socket unit with the service it activates has no error nor warning."""
+        self.assertEqual(self.verify(self.shipped(), _SOCKET.read_text()), (0, []))
+
+    def test_a_mistake_in_the_socket_unit_is_reported(self) -> None:
+        """A misspelt setting in the socket unit is seen (the check above is not vacuous)."""
+        socket = _SOCKET.read_text().replace("ListenStream=", "ListenStrem=")
+        status, lines = self.verify(self.shipped(), socket)
+        self.assertTrue(any("ListenStrem" in line for line in lines), (status, lines))
+
     def test_a_mistake_is_reported(self) -> None:
         """A misspelt setting in the unit is seen (the check above is not vacuous)."""
         status, lines = self.verify(self.shipped().replace("ProtectHome=", "ProtectHom="))
@@ -124,10 +163,14 @@ class VerifyTests(SynchronousTestCase):
 class ContribDirectoryTests(SynchronousTestCase):
     """What ships next to the unit, and where it is described."""
 
-    def test_no_socket_unit(self) -> None:
-        """No ``.socket`` unit ships: the gateway does not take its listener from systemd
-        yet, and a socket unit would hold the port it then fails to bind."""
-        self.assertEqual(sorted(p.name for p in _UNIT.parent.iterdir()), ["runnergw.service"])
+    def test_service_and_socket_units(self) -> None:
+        """The service unit ships with its socket unit, and nothing else."""
+        self.assertEqual(sorted(p.name for p in _UNIT.parent.iterdir()),
+                         ["runnergw.service", "runnergw.socket"])
+
+    def test_readme_points_to_the_socket_unit(self) -> None:
+        """The README names the shipped socket unit."""
+        self.assertIn("contrib/systemd/runnergw.socket", (_ROOT / "README.md").read_text())
 
     def test_readme_points_to_the_shipped_unit(self) -> None:
         """The README names the shipped unit instead of keeping a copy that would drift."""
