@@ -39,7 +39,8 @@ __all__ = ["GatewayService"]
 
 
 class GatewayService(MultiService):
-    """Listens on ``server.address`` and serves every route.
+    """Listens on ``server.address`` (or on the socket systemd passes, ``LISTEN_FDS``) and
+    serves every route.
 
     SIGHUP reloads the TLS files and reopens the audit file. Under systemd (``$NOTIFY_SOCKET``)
     the service manager is told when the gateway is ready, reloading and stopping.
