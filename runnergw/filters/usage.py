@@ -19,15 +19,23 @@ from runnergw.filters.role import role_rules, subject_key
 from runnergw.limits.interfaces import when_known
 from runnergw.limits.parts import LimitParts
 from runnergw.ollama.answers import (
+    carries_text,
+    embed_usage,
     is_usage_only_event,
     native_final_line,
     native_usage,
     openai_final_events,
     openai_usage,
+    sse_data,
 )
 from runnergw.ollama.endpoints import Endpoint
-from runnergw.ollama.gojson import GoJsonError, GoType, JsonObject
-from runnergw.ollama.rewrites import estimate_prompt_tokens, generation_cap
+from runnergw.ollama.gojson import GoJsonError
+from runnergw.ollama.rewrites import (
+    answer_streams,
+    estimate_prompt_tokens,
+    generation_cap,
+    usage_not_asked,
+)
 
 if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext
@@ -185,7 +193,7 @@ class UsageFilter:
                               f"({meter.quota})", reason="prompt over the daily quota")
         prompt = meter.prompt_estimate
         generates = meter.endpoint.generates
-        whole = generates and not _streams(request.body, meter.endpoint)
+        whole = generates and not answer_streams(request.body, meter.endpoint)
         if whole:
             # A whole answer cannot be cut: as many tokens as it may have (the client's own
             # limit counting) are taken before it is asked for.
@@ -228,7 +236,7 @@ class UsageFilter:
         try:
             if cap is not None:
                 fields.update(generation_cap(request.body, meter.endpoint, cap)[1])
-            if meter.endpoint.style == "openai" and _usage_not_asked(request.body):
+            if meter.endpoint.style == "openai" and usage_not_asked(request.body):
                 fields["stream_options"] = {"include_usage": True}
                 meter.hide_usage_event = True
         except GoJsonError as e:
@@ -253,14 +261,9 @@ class UsageFilter:
         return self._generated(exchange, meter)
 
     def _native_line(self, exchange: Exchange, meter: _Meter, line: bytes) -> Any:
-        try:
-            document = json.loads(line)
-        except ValueError:
+        document = _stream_object(meter, line)
+        if document is None:
             return None
-        if not isinstance(document, dict):
-            return None
-        if not meter.stream_seen:
-            meter.note_stream(document)
         reported = native_usage(document)
         if reported is not None:
             meter.reported = reported
@@ -270,23 +273,16 @@ class UsageFilter:
         return None
 
     def _sse_event(self, exchange: Exchange, meter: _Meter, event: bytes) -> Any:
-        data = _sse_data(event)
-        if data is None or data == b"[DONE]":
+        data = sse_data(event)
+        document = None if data is None or data == b"[DONE]" else _stream_object(meter, data)
+        if document is None:
             return None
-        try:
-            document = json.loads(data)
-        except ValueError:
-            return None
-        if not isinstance(document, dict):
-            return None
-        if not meter.stream_seen:
-            meter.note_stream(document)
         reported = openai_usage(document)
         if reported is not None:
             meter.reported = reported
         if is_usage_only_event(document):
             return b"" if meter.hide_usage_event else None
-        if not _carries_text(document):
+        if not carries_text(document):
             return None
         return self._generated(exchange, meter)
 
@@ -330,7 +326,7 @@ class UsageFilter:
             if meter.endpoint.style == "openai":
                 meter.reported = openai_usage(document)
             else:
-                meter.reported = native_usage(document) or _embed_usage(document)
+                meter.reported = native_usage(document) or embed_usage(document)
         return None
 
     # Afterwards.
@@ -365,52 +361,15 @@ class UsageFilter:
                                    int(meter.truncated))
 
 
-def _streams(body: JsonObject, endpoint: Endpoint) -> bool:
-    """Whether the answer streams: Ollama's API streams unless ``stream`` is false, the
-    OpenAI-compatible one only when it is true."""
-    if endpoint.style == "openai":
-        # A Go bool there: a null leaves it as it was.
-        return body.get("stream", go_type=GoType.SCALAR) is True
-    return body.get("stream") is not False  # a *bool: null is "not given", which streams
-
-
-def _usage_not_asked(body: JsonObject) -> bool:
-    """True for an OpenAI stream whose client did not ask for the usage event
-    (``stream_options.include_usage``): the gateway asks for it (an object appended: Go adds
-    its members to the client's) and keeps it from the client."""
-    if body.get("stream", go_type=GoType.SCALAR) is not True:
-        return False
-    options = body.get("stream_options", go_type=GoType.OBJECT)
-    return options is None or options.get("include_usage", go_type=GoType.SCALAR) is not True
-
-
-def _sse_data(event: bytes) -> bytes | None:
-    """The data of an SSE event (its ``data:`` lines joined), None when it has none."""
-    parts = [line[5:].lstrip(b" ") for line in event.split(b"\n")
-             if line.startswith(b"data:")]
-    return b"\n".join(parts) if parts else None
-
-
-def _carries_text(chunk: dict[str, Any]) -> bool:
-    """True when an OpenAI stream chunk carries generated text (or a tool call)."""
-    choices = chunk.get("choices")
-    if not isinstance(choices, list):
-        return False
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")
-                                        or delta.get("reasoning")):
-            return True
-        if choice.get("text"):
-            return True
-    return False
-
-
-def _embed_usage(document: dict[str, Any]) -> tuple[int, int] | None:
-    """``/api/embed`` reports its prompt tokens without ``done``."""
-    count = document.get("prompt_eval_count")
-    if isinstance(count, int) and not isinstance(count, bool):
-        return count, 0
-    return None
+def _stream_object(meter: _Meter, data: bytes) -> dict[str, Any] | None:
+    """A streamed line's (or event's) JSON object, None when it is none; the first one
+    tells the meter the stream's model and id."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    if not meter.stream_seen:
+        meter.note_stream(document)
+    return document

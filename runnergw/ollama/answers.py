@@ -15,8 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["is_usage_only_event", "native_final_line", "native_usage",
-           "openai_final_events", "openai_usage"]
+__all__ = ["carries_text", "embed_usage", "is_usage_only_event", "native_final_line",
+           "native_usage", "openai_final_events", "openai_usage", "sse_data"]
 
 
 def _count(value: Any) -> int:
@@ -95,3 +95,35 @@ def openai_final_events(kind: str, model: str, created: int, chunk_id: str) -> b
     chunk = {"id": chunk_id, "object": kind_object, "created": created, "model": model,
              "system_fingerprint": "fp_ollama", "choices": [choice]}
     return b"data: " + _json(chunk) + b"\n\ndata: [DONE]"
+
+
+def sse_data(event: bytes) -> bytes | None:
+    """The data of an SSE event (its ``data:`` lines joined), None when it has none."""
+    parts = [line[5:].lstrip(b" ") for line in event.split(b"\n")
+             if line.startswith(b"data:")]
+    return b"\n".join(parts) if parts else None
+
+
+def carries_text(chunk: Mapping[str, Any]) -> bool:
+    """True when an OpenAI stream chunk carries generated text (or a tool call)."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")
+                                        or delta.get("reasoning")):
+            return True
+        if choice.get("text"):
+            return True
+    return False
+
+
+def embed_usage(document: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``/api/embed``'s counts, (prompt tokens, 0): it reports them without ``done``."""
+    count = document.get("prompt_eval_count")
+    if isinstance(count, int) and not isinstance(count, bool):
+        return count, 0
+    return None

@@ -32,8 +32,8 @@ from runnergw.ollama.endpoints import Endpoint
 from runnergw.ollama.gojson import REMOVE, GoJsonError, GoType, JsonObject, encode
 from runnergw.ollama.model_names import normalize_model_name
 
-__all__ = ["estimate_prompt_tokens", "generation_cap", "keep_alive_fields", "model_fields",
-           "requested_model"]
+__all__ = ["answer_streams", "estimate_prompt_tokens", "generation_cap", "keep_alive_fields",
+           "model_fields", "requested_model", "usage_not_asked"]
 
 _LEGACY_NAME: Final = frozenset({"show", "pull", "push", "delete", "create"})
 """Endpoints that take the model in ``name`` when ``model`` is empty (older clients)."""
@@ -243,3 +243,22 @@ def estimate_prompt_tokens(body: JsonObject, endpoint: Endpoint) -> int:
         size = _utf8_size(_read(body, "prompt", GoType.SCALAR))
     tokens = math.ceil(size / 4) + extra
     return max(tokens, 1) if endpoint.generates else tokens
+
+
+def answer_streams(body: JsonObject, endpoint: Endpoint) -> bool:
+    """Whether the answer streams: Ollama's API streams unless ``stream`` is false, the
+    OpenAI-compatible one only when it is true."""
+    if endpoint.style == "openai":
+        # A Go bool there: a null leaves it as it was.
+        return body.get("stream", go_type=GoType.SCALAR) is True
+    return body.get("stream") is not False  # a *bool: null is "not given", which streams
+
+
+def usage_not_asked(body: JsonObject) -> bool:
+    """True for an OpenAI stream whose client did not ask for the usage event
+    (``stream_options.include_usage``): the gateway asks for it (an object appended: Go adds
+    its members to the client's) and keeps it from the client."""
+    if body.get("stream", go_type=GoType.SCALAR) is not True:
+        return False
+    options = body.get("stream_options", go_type=GoType.OBJECT)
+    return options is None or options.get("include_usage", go_type=GoType.SCALAR) is not True

@@ -12,15 +12,18 @@ from openai.types.chat import ChatCompletionChunk
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.ollama.answers import (
+    carries_text,
+    embed_usage,
     is_usage_only_event,
     native_final_line,
     native_usage,
     openai_final_events,
     openai_usage,
+    sse_data,
 )
 
 __all__ = ["NativeFinalLineTests", "NativeUsageTests", "OpenAIFinalEventsTests",
-           "OpenAIUsageTests"]
+           "OpenAIUsageTests", "StreamReadingTests"]
 
 _CREATED_AT = "2024-05-01T12:00:00.123456789Z"
 
@@ -166,3 +169,28 @@ class OpenAIFinalEventsTests(SynchronousTestCase):
     def test_other_kinds(self) -> None:
         """Endpoints without an OpenAI-style stream are a caller's mistake."""
         self.assertRaises(ValueError, openai_final_events, "chat", "m", 1, "id")
+
+
+class StreamReadingTests(SynchronousTestCase):
+    """What the usage filter reads of a streamed or whole answer."""
+
+    def test_sse_data(self) -> None:
+        """An event's ``data:`` lines are joined; an event without one has no data."""
+        self.assertEqual(sse_data(b'data: {"a":1}'), b'{"a":1}')
+        self.assertEqual(sse_data(b"event: x\ndata:one\ndata: two"), b"one\ntwo")
+        self.assertIsNone(sse_data(b": keep-alive"))
+
+    def test_carries_text(self) -> None:
+        """A chunk with content, a tool call or completion text is a token; a role-only or
+        finishing chunk is not."""
+        self.assertTrue(carries_text({"choices": [{"delta": {"content": "Hi"}}]}))
+        self.assertTrue(carries_text({"choices": [{"delta": {"tool_calls": [{}]}}]}))
+        self.assertTrue(carries_text({"choices": [{"text": "Hi"}]}))
+        self.assertFalse(carries_text({"choices": [{"delta": {"role": "assistant"}}]}))
+        self.assertFalse(carries_text({"choices": "odd"}))
+
+    def test_embed_usage(self) -> None:
+        """``/api/embed`` counts its prompt only; a missing or odd count is no count."""
+        self.assertEqual(embed_usage({"prompt_eval_count": 7}), (7, 0))
+        self.assertIsNone(embed_usage({"prompt_eval_count": True}))
+        self.assertIsNone(embed_usage({}))

@@ -10,14 +10,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from runnergw.ollama.endpoints import Endpoint, endpoint_for
 from runnergw.ollama.gojson import GoJsonError, GoType, JsonObject, decode_object, encode
 from runnergw.ollama.rewrites import (
+    answer_streams,
     estimate_prompt_tokens,
     generation_cap,
     keep_alive_fields,
     model_fields,
     requested_model,
+    usage_not_asked,
 )
 
-__all__ = ["CapNativeTests", "CapOpenAITests", "EstimatePromptTokensTests",
+__all__ = ["AnswerStreamsTests", "CapNativeTests", "CapOpenAITests", "EstimatePromptTokensTests",
            "KeepAliveFieldsTests", "ModelFieldsTests", "RequestedModelTests"]
 
 
@@ -386,3 +388,26 @@ class EstimatePromptTokensTests(SynchronousTestCase):
         body = _body('{"messages":"x","prompt":5,"tools":7}')
         self.assertEqual(estimate_prompt_tokens(body, CHAT), 1)
         self.assertEqual(estimate_prompt_tokens(body, GENERATE), 1)
+
+
+class AnswerStreamsTests(SynchronousTestCase):
+    """Whether the answer streams, and whether a stream's client asked for usage."""
+
+    def test_native_streams_unless_false(self) -> None:
+        """Ollama's API streams unless ``stream`` is false (a null is "not given")."""
+        self.assertTrue(answer_streams(_body('{"model":"m"}'), CHAT))
+        self.assertTrue(answer_streams(_body('{"stream":false,"stream":null}'), CHAT))
+        self.assertFalse(answer_streams(_body('{"STREAM":false}'), GENERATE))
+
+    def test_openai_streams_only_when_true(self) -> None:
+        """The OpenAI API streams only when asked; a null after true leaves it true."""
+        self.assertFalse(answer_streams(_body('{"model":"m"}'), OPENAI_CHAT))
+        self.assertTrue(answer_streams(_body('{"stream":true,"stream":null}'), OPENAI_CHAT))
+
+    def test_usage_not_asked(self) -> None:
+        """A stream without ``include_usage`` did not ask; one with it did; a whole answer
+        has its usage anyway."""
+        self.assertTrue(usage_not_asked(_body('{"stream":true}')))
+        self.assertFalse(usage_not_asked(
+            _body('{"stream":true,"stream_options":{"include_usage":true}}')))
+        self.assertFalse(usage_not_asked(_body('{"stream":false}')))
