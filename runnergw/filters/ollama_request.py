@@ -9,14 +9,8 @@ import attrs
 
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.ollama.endpoints import Endpoint, endpoint_for
-from runnergw.ollama.gojson import (
-    GoJsonError,
-    GoType,
-    JsonObject,
-    append_fields,
-    decode_object,
-    encode,
-)
+from runnergw.ollama.gojson import GoJsonError, GoType, JsonObject, decode_object
+from runnergw.ollama.gojson_writing import append_fields, encode
 
 __all__ = ["OllamaRequest", "ollama_endpoint", "ollama_request", "store_fields"]
 

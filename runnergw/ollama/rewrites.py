@@ -29,7 +29,8 @@ import math
 from typing import Any, Final
 
 from runnergw.ollama.endpoints import Endpoint
-from runnergw.ollama.gojson import REMOVE, GoJsonError, GoType, JsonObject, encode
+from runnergw.ollama.gojson import REMOVE, GoJsonError, GoType, JsonObject
+from runnergw.ollama.gojson_writing import encode
 from runnergw.ollama.model_names import normalize_model_name
 
 __all__ = ["answer_streams", "estimate_prompt_tokens", "generation_cap", "keep_alive_fields",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.ollama.gojson import (
@@ -12,11 +10,10 @@ from runnergw.ollama.gojson import (
     GoType,
     JsonObject,
     decode_object,
-    encode,
     fold_key,
 )
 
-__all__ = ["DecodeObjectTests", "EncodeTests", "FoldKeyTests", "GetExactTests",
+__all__ = ["DecodeObjectTests", "FoldKeyTests", "GetExactTests",
            "GetObjectTests", "GetSliceTests", "GetTests", "ToPythonTests", "WithFieldsTests"]
 
 
@@ -377,59 +374,3 @@ class ToPythonTests(SynchronousTestCase):
         while isinstance(value, dict):
             value, depth = value["a"], depth + 1
         self.assertEqual((depth, value), (5000, 1))
-
-
-class EncodeTests(SynchronousTestCase):
-    """``encode``: compact UTF-8 JSON that reads back the same."""
-
-    def test_compact_utf8(self) -> None:
-        """No spaces, non-ASCII written as UTF-8."""
-        self.assertEqual(encode({"a": [1, "\u00e9"], "b": None}),
-                         '{"a":[1,"\u00e9"],"b":null}'.encode())
-
-    def test_duplicates_kept(self) -> None:
-        """A JsonObject is written pair by pair, duplicates included."""
-        self.assertEqual(encode(JsonObject([("a", 1), ("a", 2)])), b'{"a":1,"a":2}')
-
-    def test_round_trip(self) -> None:
-        """A decoded body written and read again is the same."""
-        body = _object('{"model":"m","options":{"temperature":0.7,"stop":["\\n"]},'
-                       '"messages":[{"role":"user","content":"\\u0000 \\"q\\""}],'
-                       '"x":[],"y":{},"z":[true,false,null,-0.5,12]}')
-        self.assertEqual(decode_object(encode(body)), body)
-
-    def test_floats_round_trip(self) -> None:
-        """Floats are written so that they read back equal."""
-        values = [0.1, 1e-7, 1e300, 5e-324, 123456789.123456789, -2.5]
-        self.assertEqual(json.loads(encode(values)), values)
-
-    def test_non_finite_refused(self) -> None:
-        """NaN and infinities cannot be written."""
-        for value in (float("nan"), float("inf"), float("-inf")):
-            with self.subTest(value=value):
-                self.assertRaises(ValueError, encode, {"a": value})
-
-    def test_bools_are_not_numbers(self) -> None:
-        """``True`` is written ``true``, not ``1``."""
-        self.assertEqual(encode([True, False, 1, 0]), b"[true,false,1,0]")
-
-    def test_tuples_are_arrays(self) -> None:
-        """Tuples are written as arrays."""
-        self.assertEqual(encode({"a": (1, 2)}), b'{"a":[1,2]}')
-
-    def test_control_characters_escaped(self) -> None:
-        """Control characters in strings are escaped."""
-        self.assertEqual(encode("a\nb\x01"), b'"a\\nb\\u0001"')
-
-    def test_lone_surrogate_refused(self) -> None:
-        """A lone surrogate cannot be written as UTF-8."""
-        self.assertRaises(ValueError, encode, "\ud800")
-
-    def test_other_types_refused(self) -> None:
-        """Keys that are not strings, and values of other types, are refused."""
-        self.assertRaises(TypeError, encode, {1: "a"})
-        self.assertRaises(TypeError, encode, {"a": object()})
-
-    def test_deep_value(self) -> None:
-        """A value nested deeper than Python recursion goes is written all the same."""
-        self.assertEqual(encode(_deep_object(5000)), b'{"a":' * 5000 + b"1" + b"}" * 5000)

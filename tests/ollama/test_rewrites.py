@@ -8,7 +8,8 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.ollama.endpoints import Endpoint, endpoint_for
-from runnergw.ollama.gojson import GoJsonError, GoType, JsonObject, decode_object, encode
+from runnergw.ollama.gojson import GoJsonError, GoType, JsonObject, decode_object
+from runnergw.ollama.gojson_writing import encode
 from runnergw.ollama.rewrites import (
     answer_streams,
     estimate_prompt_tokens,
