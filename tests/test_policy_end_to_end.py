@@ -20,6 +20,7 @@ from tests.helpers.policy import (
     PREFIX,
     USER_MODELS,
     call,
+    spend_after_first_token,
     start_policy_proxy,
     stream_request,
 )
@@ -133,17 +134,7 @@ class DailyQuotaTests(TestCase):
         upstream.fake.gated = True
         token = gateway.token(subject="alice", role="user")
 
-        async def step(received: int) -> None:
-            seen = upstream.fake.requests[0]
-            if received == 1:
-                # The stream took a block of the quota with its first token; a second
-                # request of alice spends the rest.
-                upstream.fake.gated = False
-                other = await call(self, gateway, "POST", "/api/generate", token,
-                                   {"model": "llama3.2:1b", "prompt": "Hi"})
-                self.assertEqual(other.status, 200)
-            await seen.held()
-            seen.release()
+        step = spend_after_first_token(self, upstream, gateway, token)
 
         def generate(c: ollama.Client) -> list[ollama.GenerateResponse]:
             parts = []

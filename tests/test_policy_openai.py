@@ -13,7 +13,13 @@ from twisted.trial.unittest import TestCase
 
 from runnergw.filters.usage import LEASE_BLOCK
 from tests.helpers.ollama_proxy import in_thread_with, openai_client
-from tests.helpers.policy import PREFIX, USER_MODELS, call, start_policy_proxy, usage_report
+from tests.helpers.policy import (
+    PREFIX,
+    USER_MODELS,
+    spend_after_first_token,
+    start_policy_proxy,
+    usage_report,
+)
 
 __all__ = ["OpenAIAccessTests", "OpenAIQuotaTests", "OpenAIUsageTests"]
 
@@ -125,15 +131,7 @@ class OpenAIQuotaTests(TestCase):
         upstream.fake.gated = True
         token = gateway.token(subject="alice", role="user")
 
-        async def step(received: int) -> None:
-            seen = upstream.fake.requests[0]
-            if received == 1:
-                upstream.fake.gated = False
-                other = await call(self, gateway, "POST", "/api/generate", token,
-                                   {"model": "llama3.2:1b", "prompt": "Hi"})
-                self.assertEqual(other.status, 200)
-            await seen.held()
-            seen.release()
+        step = spend_after_first_token(self, upstream, gateway, token)
 
         def chat(c: openai.OpenAI) -> list[Any]:
             chunks = []

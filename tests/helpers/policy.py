@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.trial.unittest import TestCase
@@ -22,6 +23,7 @@ __all__ = [
     "call",
     "go_reads",
     "policy_roles",
+    "spend_after_first_token",
     "start_policy_proxy",
     "stream_request",
     "usage_report",
@@ -109,3 +111,23 @@ async def usage_report(gateway: RunningGateway, *options: str) -> list[dict[str,
         raise AssertionError(f"runnergw usage ended with {status}: {err.getvalue()}")
     rows: list[dict[str, Any]] = json.loads(out.getvalue())
     return rows
+
+
+def spend_after_first_token(testcase: TestCase, upstream: FakeRunner, gateway: RunningGateway,
+                            token: str) -> Callable[[int], Awaitable[None]]:
+    """The step a streaming test runs (from the reactor) after each chunk its client reads:
+    after the first, another generation of the same subject spends what the stream's lease
+    left of the quota; then the fake's next held piece goes out."""
+
+    async def step(received: int) -> None:
+        seen = upstream.fake.requests[0]
+        if received == 1:
+            # The stream took a block of the quota with its first token.
+            upstream.fake.gated = False
+            other = await call(testcase, gateway, "POST", "/api/generate", token,
+                               {"model": "llama3.2:1b", "prompt": "Hi"})
+            testcase.assertEqual(other.status, 200)
+        await seen.held()
+        seen.release()
+
+    return step
