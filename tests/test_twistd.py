@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -14,46 +13,14 @@ import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
 
 from runnergw.tokens.key_generation import write_signing_keypair
 from tests.helpers.certs import make_ca
-
-_TWISTD = "from twisted.scripts.twistd import run; run()"
-
-
-class _Twistd(ProcessProtocol):
-    """Collects output; ``listening`` fires with the URL from the JSON log's listening event."""
-
-    def __init__(self) -> None:
-        self.listening: Deferred[str] = Deferred()
-        self.ended: Deferred[int] = Deferred()
-        self.output = b""
-        self._pending = b""
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        self._pending += data
-        while b"\n" in self._pending and not self.listening.called:
-            line, self._pending = self._pending.split(b"\n", 1)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "listening":
-                self.listening.callback(event["url"])
-
-    def errReceived(self, data: bytes) -> None:
-        self.output += data
-
-    def processEnded(self, reason: Any) -> None:
-        code = reason.value.exitCode if reason.check(ProcessTerminated, ProcessDone) else -1
-        if not self.listening.called:
-            self.listening.errback(RuntimeError(f"twistd ended ({code}): {self.output!r}"))
-        self.ended.callback(code)
+from tests.helpers.twistd import TWISTD, TwistdProcess
 
 
 class _PeerCertificate(Protocol):
@@ -81,9 +48,9 @@ class TwistdTests(TestCase):
         self.directory = Path(self.mktemp()).resolve()
         self.directory.mkdir(parents=True)
 
-    def start(self, *options: str) -> _Twistd:
-        process = _Twistd()
-        argv = [sys.executable, "-c", _TWISTD, "--logger", "runnergw.logs.json_observer",
+    def start(self, *options: str) -> TwistdProcess:
+        process = TwistdProcess()
+        argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
                 "-n", "--pidfile=", "runnergw", *options]
         environment = {key: value for key, value in os.environ.items()
                        if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV"))}

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from runnergw.service import GatewayService
 from runnergw.systemd.notify import Notifier
 from tests.helpers.node_settings import write_node
-from tests.systemd.test_notify import _Manager
+from tests.helpers.notify_socket import ServiceManagerSocket
 
 __all__ = ["ReadyTests", "ReloadNotifyTests", "StopNotifyTests"]
 
@@ -38,7 +38,7 @@ class _ServiceCase(SynchronousTestCase):
     def setUp(self) -> None:
         previous = signal.getsignal(signal.SIGHUP)
         self.addCleanup(signal.signal, signal.SIGHUP, previous)
-        self.manager = _Manager(self)
+        self.manager = ServiceManagerSocket(self)
         self.reactor = MemoryReactorClock()
 
     def service(self, watchdog: float | None = None) -> GatewayService:

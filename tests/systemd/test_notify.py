@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from typing import Any
 
@@ -19,40 +18,14 @@ from runnergw.systemd.notify import (
     notify_address,
     watchdog_interval,
 )
+from tests.helpers.notify_socket import ServiceManagerSocket
 
 __all__ = ["AddressTests", "MessageTests", "MonotonicTests", "NoSocketTests",
            "SendFailureTests", "StatusRefreshTests", "WatchdogIntervalTests", "WatchdogTests"]
 
 
-class _Manager:
-    """A service manager's end: a datagram socket bound at ``name`` (``@…`` for an abstract
-    one), read without blocking."""
-
-    def __init__(self, testcase: SynchronousTestCase, abstract: bool = False) -> None:
-        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        testcase.addCleanup(self.socket.close)
-        if abstract:
-            self.socket.bind("")  # autobind: a unique abstract name
-            self.name = "@" + self.socket.getsockname()[1:].decode("ascii")
-        else:
-            # A unix socket path is limited to 108 bytes: a short directory of its own, not
-            # the deep trial temp directory.
-            directory = tempfile.mkdtemp(prefix="notify-")
-            testcase.addCleanup(shutil.rmtree, directory)
-            self.name = os.path.join(directory, "notify")
-            self.socket.bind(self.name)
-
-    def messages(self) -> list[str]:
-        """Every datagram received so far, in order."""
-        received = []
-        while True:
-            try:
-                received.append(self.socket.recv(4096, socket.MSG_DONTWAIT).decode("utf-8"))
-            except BlockingIOError:
-                return received
-
-
-def _notifier(manager: _Manager, clock: Clock | None = None, **environ: str) -> Notifier:
+def _notifier(manager: ServiceManagerSocket, clock: Clock | None = None,
+              **environ: str) -> Notifier:
     return Notifier.from_environment(clock or Clock(), {"NOTIFY_SOCKET": manager.name, **environ},
                                      pid=4242)
 
@@ -117,21 +90,21 @@ class MessageTests(SynchronousTestCase):
 
     def test_ready_with_status(self) -> None:
         """Ready: ``READY=1`` and the status line, in one datagram."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         _notifier(manager).ready("serving on https://127.0.0.1:8443: 0 open connections")
         self.assertEqual(manager.messages(),
                          ["READY=1\nSTATUS=serving on https://127.0.0.1:8443: 0 open connections"])
 
     def test_abstract_socket(self) -> None:
         """An abstract ``@name`` socket receives the messages too."""
-        manager = _Manager(self, abstract=True)
+        manager = ServiceManagerSocket(self, abstract=True)
         _notifier(manager).ready("serving")
         self.assertEqual(manager.messages(), ["READY=1\nSTATUS=serving"])
 
     def test_reload_sequence(self) -> None:
         """A reload: ``RELOADING=1`` with ``MONOTONIC_USEC`` of when it began, then
         ``READY=1``."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         notifier = Notifier(manager.name, Clock(), monotonic=lambda: 123456789)
         notifier.ready("serving")
         notifier.reloading()
@@ -144,13 +117,13 @@ class MessageTests(SynchronousTestCase):
 
     def test_stopping(self) -> None:
         """A stop: ``STOPPING=1`` and what is being stopped."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         _notifier(manager).stopping("stopping: 2 open connections")
         self.assertEqual(manager.messages(), ["STOPPING=1\nSTATUS=stopping: 2 open connections"])
 
     def test_status_is_one_line(self) -> None:
         """A status with line breaks is sent on one line: a newline would start a field."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         _notifier(manager).status("first\nREADY=1")
         self.assertEqual(manager.messages(), ["STATUS=first READY=1"])
 
@@ -197,7 +170,7 @@ class WatchdogTests(SynchronousTestCase):
 
     def test_pings_every_half_timeout(self) -> None:
         """With ``WatchdogSec=4`` a ping goes at start, then every 2 seconds, not sooner."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         clock = Clock()
         notifier = _notifier(manager, clock, WATCHDOG_USEC="4000000")
         notifier.start(lambda: "serving")
@@ -211,7 +184,7 @@ class WatchdogTests(SynchronousTestCase):
 
     def test_no_ping_without_watchdog(self) -> None:
         """Without ``WATCHDOG_USEC`` nothing is pinged."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         clock = Clock()
         notifier = _notifier(manager, clock)
         notifier.ready("serving")
@@ -221,7 +194,7 @@ class WatchdogTests(SynchronousTestCase):
 
     def test_no_ping_for_another_process(self) -> None:
         """``WATCHDOG_PID`` of another process: nothing is pinged."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         clock = Clock()
         notifier = _notifier(manager, clock, WATCHDOG_USEC="4000000", WATCHDOG_PID="1")
         notifier.ready("serving")
@@ -232,7 +205,7 @@ class WatchdogTests(SynchronousTestCase):
     def test_pings_go_on_while_stopping(self) -> None:
         """A stop under way is still watched (a stop that hangs is caught); ``stop`` ends the
         pings."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         clock = Clock()
         notifier = _notifier(manager, clock, WATCHDOG_USEC="4000000")
         notifier.start(lambda: "serving")
@@ -251,7 +224,7 @@ class StatusRefreshTests(SynchronousTestCase):
 
     def test_changed_status_sent(self) -> None:
         """Every 5 seconds the status is looked at again and sent when it changed only."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         clock = Clock()
         notifier = _notifier(manager, clock)
         connections = [0]
@@ -267,7 +240,7 @@ class StatusRefreshTests(SynchronousTestCase):
 
     def test_refresh_ends_when_stopping(self) -> None:
         """Once stopping, the stopping status stays."""
-        manager = _Manager(self)
+        manager = ServiceManagerSocket(self)
         clock = Clock()
         notifier = _notifier(manager, clock)
         notifier.start(lambda: "serving")

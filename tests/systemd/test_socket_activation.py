@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 
 from runnergw.tokens.key_generation import write_signing_keypair
 from tests.helpers.certs import make_ca
-from tests.test_twistd import _TWISTD
+from tests.helpers.twistd import TWISTD
 
 __all__ = ["SocketActivationTests"]
 
@@ -109,7 +109,7 @@ class SocketActivationTests(TestCase):
         # The tool gives the program a clean environment but for these (-E).
         passed = [f"--setenv=PYTHONPATH={os.environ.get('PYTHONPATH', '')}"]
         argv = [self.tool, f"--listen=127.0.0.1:{port}", "--fdname=runnergw", *passed,
-                sys.executable, "-c", _TWISTD, "--logger", "runnergw.logs.json_observer",
+                sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
                 "-n", "--pidfile=", "runnergw", "--config", str(config)]
         transport = reactor.spawnProcess(process, self.tool, argv, env=dict(os.environ),
                                          path=str(self.directory))

@@ -21,7 +21,7 @@ from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.trial.unittest import TestCase
 
 from runnergw.tokens.key_generation import write_signing_keypair
-from tests.test_twistd import _TWISTD, _Twistd
+from tests.helpers.twistd import TWISTD, TwistdProcess
 
 __all__ = ["TwistdNotifyTests"]
 
@@ -36,7 +36,7 @@ class _Manager(DatagramProtocol):
         self.queue.put(datagram.decode("utf-8"))
 
 
-class _NotifiedTwistd(_Twistd):
+class _NotifiedTwistd(TwistdProcess):
     """Also queues its end, as ``("ended", exit code, signal)``, so a wait for a message that
     will never come ends with the process."""
 
@@ -78,7 +78,7 @@ class TwistdNotifyTests(TestCase):
         process = _NotifiedTwistd(self.queue)
         # The end is reported through the queue; the log's listening event is not waited for.
         process.listening.addErrback(lambda _: None)
-        argv = [sys.executable, "-c", _TWISTD, "--logger", "runnergw.logs.json_observer",
+        argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
                 "-n", "--pidfile=", "runnergw", "--config", str(config)]
         environment = {key: value for key, value in os.environ.items()
                        if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV",
