@@ -11,6 +11,7 @@ import attrs
 
 from runnergw.chain.exchange import Reject
 from runnergw.chain.hooks import ChainHooks
+from runnergw.chain.inflight import InFlight
 from runnergw.chain.interfaces import IFilter, ITerminal
 from runnergw.chain.timing import ServerTiming
 from runnergw.http.interfaces import StreamPolicy, error_body_json
@@ -108,6 +109,8 @@ class Router:
     def __init__(self, routes: Sequence[Route], fallback: Route) -> None:
         self.routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
         self.fallback = fallback
+        self.inflight = InFlight()
+        """The exchanges that began on this router (a reload retires it once they end)."""
 
     def match(self, path: str, query: str = "") -> tuple[Route, str]:
         """Return the route and the path to forward (prefix stripped).

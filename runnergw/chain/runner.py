@@ -15,6 +15,7 @@ from runnergw.chain.body import BodyCollector, BodyTooLarge
 from runnergw.chain.client import FilteredClient
 from runnergw.chain.exchange import Exchange, Reject, Reply, exchange_for
 from runnergw.chain.hookcalls import call_each
+from runnergw.chain.inflight import InFlight
 from runnergw.chain.route import Route, Router
 from runnergw.http.headers import Headers, forwardable_request_headers
 from runnergw.http.interfaces import IClientStream, IRequestHandler
@@ -35,6 +36,10 @@ class ChainRunner:
 
     def __init__(self, router: Router) -> None:
         self.router = router
+        """Routes for new exchanges; replacing it (a reload) leaves those under way on the
+        router they began with."""
+        self.inflight = InFlight()
+        """Every exchange under way, whichever router it began with (a drain waits for it)."""
 
     def handle(self, stream: IClientStream) -> Deferred[None]:
         """Serve one request the server has read the head of; the Deferred fires when the
@@ -46,11 +51,22 @@ class ChainRunner:
         return ensureDeferred(self._serve(exchange, client))
 
     async def _serve(self, exchange: Exchange, client: IClientStream) -> None:
-        route = self.router.fallback
+        router = self.router
+        self.inflight.enter()
+        router.inflight.enter()
+        try:
+            await self._serve_on(router, exchange, client)
+        finally:
+            router.inflight.leave()
+            self.inflight.leave()
+
+    async def _serve_on(self, router: Router, exchange: Exchange,
+                        client: IClientStream) -> None:
+        route = router.fallback
         client.policy = route.policy
         filtered = FilteredClient(route, exchange, client)
         try:
-            route, exchange.upstream_path = self.router.match(exchange.path, exchange.query)
+            route, exchange.upstream_path = router.match(exchange.path, exchange.query)
             exchange.route = filtered.route = route
             # Escapes were checked by the router (no encoded slash, NUL or bad UTF-8).
             exchange.api_path = unquote(exchange.upstream_path)
@@ -60,7 +76,7 @@ class ChainRunner:
             if exchange.route is None:
                 # Refused before a route was matched (a malformed path): answered in the
                 # shape of the route the path plainly names, if any.
-                route = filtered.route = self.router.shape_for(exchange.path)
+                route = filtered.route = router.shape_for(exchange.path)
             self._refuse(route, exchange, filtered, rejection)
         except Exception:
             self.log.failure(

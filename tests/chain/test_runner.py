@@ -18,7 +18,8 @@ from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
 from runnergw.testing import RecordingClient, make_exchange
 
-__all__ = ["ChainOrderTests", "EarlyAnswerTests", "FailClosedTests", "RefusalTests", "RoutingTests"]
+__all__ = ["ChainOrderTests", "EarlyAnswerTests", "FailClosedTests", "InFlightTests",
+           "MalformedPathShapeTests", "RefusalTests", "RoutingTests"]
 
 
 @implementer(IFilter)
@@ -413,3 +414,57 @@ class MalformedPathShapeTests(SynchronousTestCase):
         self.successResultOf(runner.serve(exchange, client))
         self.assertEqual((client.status, json.loads(client.body)),
                          (400, {"detail": "malformed percent-escape in the path"}))
+
+
+class InFlightTests(_GatewayTestCase):
+    """Exchanges under way are counted on the runner and on the router they began with, so a
+    reload can retire an old router and a drain can wait for the last exchange."""
+
+    def _held(self) -> tuple[ChainRunner, Deferred[None]]:
+        """A gateway whose terminal answers only when the returned Deferred fires."""
+        release: Deferred[None] = Deferred()
+
+        def hold(exchange: Exchange, client: Any, send_head: Any) -> Deferred[None]:
+            def answer(_: object) -> None:
+                send_head(200, Headers([("Content-Type", "text/plain")]), 2)
+                client.write(b"ok")
+                client.finish()
+            return release.addCallback(answer)
+
+        self.terminal = _Terminal(self.journal, hold)
+        return self.gateway(), release
+
+    def test_counted_until_over(self) -> None:
+        """An exchange is under way from its start to its end, on the runner and its router."""
+        gateway, release = self._held()
+        router = gateway.router
+        self.serve(gateway)
+        self.assertEqual((gateway.inflight.count, router.inflight.count), (1, 1))
+        idle = router.inflight.when_idle()
+        self.assertNoResult(idle)
+        release.callback(None)
+        self.successResultOf(idle)
+        self.assertEqual((gateway.inflight.count, router.inflight.count), (0, 0))
+
+    def test_stays_on_the_router_it_began_with(self) -> None:
+        """After the router is replaced, an exchange under way is still counted on the old
+        one, and new exchanges on the new one."""
+        gateway, release = self._held()
+        old = gateway.router
+        self.serve(gateway)
+        gateway.router = Router([], Route("", (), (), None))
+        _, client, _ = self.serve(gateway, _exchange("/api/chat"))
+        self.assertEqual(client.status, 404)
+        self.assertEqual((old.inflight.count, gateway.router.inflight.count,
+                          gateway.inflight.count), (1, 0, 1))
+        release.callback(None)
+        self.assertEqual((old.inflight.count, gateway.inflight.count), (0, 0))
+
+    def test_refused_exchange_leaves(self) -> None:
+        """A refused exchange is not left counted (a drain would otherwise wait for ever)."""
+        def refuse(exchange: Exchange) -> None:
+            raise Reject(403, "no")
+        gateway = self.gateway(refuse)
+        _, client, done = self.serve(gateway)
+        self.successResultOf(done)
+        self.assertEqual((client.status, gateway.inflight.count), (403, 0))
