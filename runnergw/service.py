@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from runnergw.chain.runner import ChainRunner
 from runnergw.config.settings import Settings
 from runnergw.http.head import HeadLimits
+from runnergw.health import Readiness
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.jobs.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
 from runnergw.limits.parts import LimitParts
@@ -76,6 +77,11 @@ class GatewayService(MultiService):
         """Where the gateway serves, once started."""
         self._announced = False
         """Whether the service manager was told the gateway is ready."""
+        self.readiness = Readiness()
+        """What ``/readyz`` answers: draining, and the terminals' own reasons."""
+        self.readiness.add_check(self._terminals_ready)
+        self.reload_results: dict[str, int] = {"ok": 0, "failed": 0}
+        """How many reloads succeeded and failed since the start (the metrics show them)."""
 
     def privilegedStartService(self) -> None:
         """Take the jobs directory, then listen now (before privileges drop): on the socket
@@ -185,6 +191,16 @@ class GatewayService(MultiService):
             stopped.addBoth(lambda result: limits.stop().addCallback(lambda _: result))
         stopped.addBoth(lambda result: (self.notifier.stop(), result)[1])
         return stopped
+
+    def _terminals_ready(self) -> list[str]:
+        """The reasons the current routes' terminals give (``not_ready_reasons()``, for a
+        runner without a healthy host)."""
+        reasons: list[str] = []
+        for route in self.router.routes:
+            check = getattr(route.terminal, "not_ready_reasons", None)
+            if check is not None:
+                reasons.extend(check())
+        return reasons
 
     def describe(self) -> str:
         """The status line ``systemctl status`` shows."""
