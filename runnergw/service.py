@@ -16,8 +16,8 @@ from twisted.python.failure import Failure
 
 from runnergw.chain.runner import ChainRunner
 from runnergw.config.settings import Settings
-from runnergw.http.head import HeadLimits
 from runnergw.health import Readiness
+from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.jobs.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
 from runnergw.limits.parts import LimitParts
