@@ -8,14 +8,10 @@ aggregate to the thread and writes it in one transaction.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import sqlite3
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.threads import deferToThreadPool
@@ -24,29 +20,13 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from runnergw.logs import level_gate
-from runnergw.usage.schema import LedgerError, check_schema, create_schema
+from runnergw.usage.entry import UsageEntry, UsageKey, UsageSums, is_day
+from runnergw.usage.schema import LedgerError
+from runnergw.usage.store import close_ledger_file, open_ledger_file, read_day_totals, write_batch
 
 __all__ = ["LedgerError", "UsageEntry", "UsageLedger"]
 
 _T = TypeVar("_T")
-_Key = tuple[str, str, str, str]
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
-
-_UPSERT = """
-INSERT INTO usage (day, subject, role, model, requests, prompt_tokens, completion_tokens,
-                   truncated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (day, subject, role, model) DO UPDATE SET
-    requests = requests + excluded.requests,
-    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-    completion_tokens = completion_tokens + excluded.completion_tokens,
-    truncated = truncated + excluded.truncated
-"""
-
-_TOTALS = """
-SELECT subject, SUM(prompt_tokens + completion_tokens) FROM usage WHERE day = ?
-GROUP BY subject
-"""
 
 
 class _Reactor(Protocol):
@@ -58,80 +38,6 @@ class _Reactor(Protocol):
 
     def callFromThread(self, f: Callable[..., Any], *args: Any,
                        **kwargs: Any) -> None: ...
-
-
-@attrs.frozen
-class UsageEntry:
-    """What one request used, or the sum of several with the same day, subject, role and
-    model.
-
-    Made once per request: checked in one step (a bad day or a negative count is the
-    caller's bug, refused with ValueError where it is made), not field by field.
-    """
-
-    day: str
-    """The ISO date (``2026-12-05``) in the configured time zone, as the caller counts days."""
-    subject: str
-    role: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    requests: int = 1
-    truncated: int = 0
-    """1 when the gateway cut the answer at a quota."""
-
-    def __attrs_post_init__(self) -> None:
-        counts = (self.prompt_tokens, self.completion_tokens, self.requests, self.truncated)
-        if _DAY.match(self.day) is None:
-            raise ValueError(f"day must be an ISO date, got {self.day!r}")
-        for count in counts:
-            if type(count) is not int or count < 0:
-                raise ValueError(f"counts must be whole numbers of at least 0, got {counts}")
-
-
-@attrs.define
-class _Sums:
-    """The counts of one (day, subject, role, model), as they grow in memory."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    truncated: int = 0
-
-    def add(self, other: UsageEntry | _Sums) -> None:
-        """Add the counts of ``other``."""
-        self.requests += other.requests
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.truncated += other.truncated
-
-
-def _connect(path: str, factory: type[sqlite3.Connection]) -> sqlite3.Connection:
-    """Open (creating it if need be) the ledger file, its schema made or checked, in WAL
-    mode; the caller's thread owns the connection.
-
-    Raises:
-        LedgerError: the directory is missing, the file cannot be opened, is not a ledger or
-            is of a newer schema.
-    """
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        raise LedgerError(path, f"no directory {directory}")
-    try:
-        connection = sqlite3.connect(path, isolation_level=None, factory=factory)
-    except sqlite3.Error as e:
-        raise LedgerError(path, f"cannot open ({e})") from e
-    try:
-        if check_schema(connection, path) == 0:
-            create_schema(connection)
-        connection.execute("PRAGMA journal_mode = WAL")
-    except sqlite3.Error as e:
-        connection.close()
-        raise LedgerError(path, f"cannot open ({e})") from e
-    except BaseException:
-        connection.close()
-        raise
-    return connection
 
 
 class UsageLedger:
@@ -163,8 +69,8 @@ class UsageLedger:
         """Touched only in the pool's thread (the ``_in_thread_*`` methods)."""
         self._state = "new"
         """new, opening, open, closing, closed."""
-        self._pending: dict[_Key, _Sums] = {}
-        self._writing: dict[_Key, _Sums] | None = None
+        self._pending: dict[UsageKey, UsageSums] = {}
+        self._writing: dict[UsageKey, UsageSums] | None = None
         """The batch being written (one at a time)."""
         self._written: list[Deferred[bool]] = []
         self._timer: IDelayedCall | None = None
@@ -211,13 +117,13 @@ class UsageLedger:
         """
         if (type(prompt_tokens) is not int or type(completion_tokens) is not int
                 or type(truncated) is not int or prompt_tokens < 0 or completion_tokens < 0
-                or truncated < 0 or _DAY.match(day) is None):
+                or truncated < 0 or not is_day(day)):
             UsageEntry(day, subject, role, model, prompt_tokens, completion_tokens,
                        truncated=truncated)  # raises, saying what is wrong
         self._add((day, subject, role, model), 1, prompt_tokens, completion_tokens,
                   truncated)
 
-    def _add(self, key: _Key, requests: int, prompt_tokens: int, completion_tokens: int,
+    def _add(self, key: UsageKey, requests: int, prompt_tokens: int, completion_tokens: int,
              truncated: int) -> None:
         if self._state == "closed":
             self.log.error("Usage ended after the ledger {path} closed is not recorded",
@@ -228,7 +134,7 @@ class UsageLedger:
             if len(self._pending) + len(self._writing or ()) >= 2 * self.max_pending:
                 self._drop()
                 return
-            sums = self._pending[key] = _Sums()
+            sums = self._pending[key] = UsageSums()
         sums.requests += requests
         sums.prompt_tokens += prompt_tokens
         sums.completion_tokens += completion_tokens
@@ -309,7 +215,7 @@ class UsageLedger:
         self._writing = batch
         self._in_thread(self._in_thread_write, batch).addBoth(self._ended_write, batch)
 
-    def _ended_write(self, result: None | Failure, batch: dict[_Key, _Sums]) -> None:
+    def _ended_write(self, result: None | Failure, batch: dict[UsageKey, UsageSums]) -> None:
         self._writing = None
         succeeded = not isinstance(result, Failure)
         if succeeded:
@@ -320,7 +226,7 @@ class UsageLedger:
                 self._dropped = 0
         else:
             for key, sums in batch.items():
-                self._pending.setdefault(key, _Sums()).add(sums)
+                self._pending.setdefault(key, UsageSums()).add(sums)
             self._failing = True
             self.log.failure("Cannot write {rows} usage rows to the ledger {path}; kept in "
                              "memory for the next try", result, rows=len(batch), path=self.path)
@@ -404,35 +310,19 @@ class UsageLedger:
     # The ledger's thread: the only place the connection is used
 
     def _in_thread_open(self) -> None:
-        self._connection = _connect(self.path, self._factory)
+        self._connection = open_ledger_file(self.path, self._factory)
 
-    def _in_thread_write(self, batch: dict[_Key, _Sums]) -> None:
+    def _in_thread_write(self, batch: dict[UsageKey, UsageSums]) -> None:
         connection = self._connection
         assert connection is not None
-        rows = [(*key, sums.requests, sums.prompt_tokens, sums.completion_tokens,
-                 sums.truncated) for key, sums in batch.items()]
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.executemany(_UPSERT, rows)
-            connection.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-            raise
+        write_batch(connection, batch)
 
     def _in_thread_totals(self, day: str) -> dict[str, int]:
         connection = self._connection
         assert connection is not None
-        return {subject: int(total) for subject, total in connection.execute(_TOTALS, (day,))}
+        return read_day_totals(connection, day)
 
     def _in_thread_close(self) -> None:
         connection, self._connection = self._connection, None
         assert connection is not None
-        try:
-            # Back to a rollback journal, so a report run while the gateway is stopped
-            # finds no WAL to read and creates no -wal/-shm files; a reader holding the
-            # file keeps it in WAL, which is as good.
-            with contextlib.suppress(sqlite3.OperationalError):
-                connection.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            connection.close()
+        close_ledger_file(connection)
