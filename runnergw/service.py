@@ -88,6 +88,8 @@ class GatewayService(MultiService):
         self.metrics: GatewayMetrics | None = None
         """The Prometheus metrics (None when ``metrics.address`` is off)."""
         self._metrics_listener: MetricsListener | None = None
+        self.metrics_url = ""
+        """Where ``/metrics``, ``/healthz`` and ``/readyz`` are served, once started."""
         if settings.metrics.enabled:
             self.metrics = GatewayMetrics(self, reactor)
             self.factory.handler.observers.append(self.metrics.observe)
@@ -162,6 +164,7 @@ class GatewayService(MultiService):
                 self.port = None
             raise
         self._metrics_listener = listener
+        self.metrics_url = url
         self.log.info("Metrics, /healthz and /readyz on {url}", event="metrics_listening",
                       url=url)
 

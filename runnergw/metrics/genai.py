@@ -15,7 +15,6 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from runnergw.chain.exchange import Exchange
 from runnergw.filters.ollama_request import ollama_endpoint
-from runnergw.terminals.ollama import OllamaTerminal
 
 __all__ = ["DURATION_BUCKETS", "TIME_PER_OUTPUT_TOKEN_BUCKETS", "TIME_TO_FIRST_TOKEN_BUCKETS",
            "TOKEN_USAGE_BUCKETS", "GenAIMetrics", "SYSTEM"]
@@ -75,12 +74,12 @@ class GenAIMetrics:
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def observe(self, exchange: Exchange) -> None:
-        """Record ``exchange`` when it is an inference request a runner answered."""
+        """Record ``exchange`` when it is an inference request a runner answered (a
+        pipeline's paths are none of Ollama's inference endpoints)."""
         if not 200 <= exchange.status < 300 or exchange.finished_at is None:
             return
-        route = exchange.route
-        if route is None or not isinstance(route.terminal, OllamaTerminal):
-            return
+        if exchange.upstream is None:
+            return  # answered by the gateway, not by a runner
         endpoint = ollama_endpoint(exchange)
         operation = _OPERATIONS.get(endpoint.kind) if endpoint is not None else None
         if operation is None:
