@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
+from runnergw.service import GatewayService
 from tests.helpers.gateway import RunningGateway, start_gateway
+from tests.helpers.node_settings import write_node
 from tests.helpers.policy import call, start_policy_proxy
 
-__all__ = ["GatewayMetricsTests", "MetricsOffTests"]
+__all__ = ["GatewayMetricsTests", "MetricsListenerStartTests", "MetricsOffTests"]
 
 _MODEL = "llama3.2:1b"
+_RUNNER = {"host": "127.0.0.1:1", "path": "/ollama"}
 
 
 async def scrape(gateway: RunningGateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -93,3 +100,51 @@ class MetricsOffTests(TestCase):
         self.assertIsNone(gateway.service.metrics)
         self.assertEqual(gateway.service.metrics_url, "")
         self.assertEqual(gateway.service.factory.handler.observers, [])
+
+
+class MetricsListenerStartTests(TestCase):
+    """The metrics listener as the service starts it."""
+
+    timeout = 10
+
+    def setUp(self) -> None:
+        previous = signal.getsignal(signal.SIGHUP)
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def test_logged_where_it_listens(self) -> None:
+        """The ``metrics_listening`` event gives the URL bound (port 0: the port chosen)."""
+        node = write_node(self, runners=[_RUNNER])
+        service = GatewayService(node.settings, node.parts, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        [event] = [e for e in self.events if e.get("event") == "metrics_listening"]
+        self.assertEqual(event["url"], service.metrics_url)
+        self.assertRegex(service.metrics_url, r"^http://127\.0\.0\.1:[1-9][0-9]*$")
+
+    def test_port_taken_is_fatal(self) -> None:
+        """A metrics port already taken stops the start, naming ``metrics.address``; the
+        gateway's own port is not left open."""
+        taken = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        node = write_node(self, runners=[_RUNNER],
+                          extra={"metrics": {"address": f"127.0.0.1:{port}"}})
+        service = GatewayService(node.settings, node.parts, reactor)
+        error = self.assertRaises(SystemExit, service.privilegedStartService)
+        self.assertIn(f"runnergw: cannot listen on metrics.address 127.0.0.1:{port}: ",
+                      str(error))
+        self.assertIsNone(service.port)
+
+    def test_exposed_address_warned(self) -> None:
+        """An address other machines reach is served, and logged as a warning."""
+        node = write_node(self, runners=[_RUNNER], extra={"metrics": {"address": ":9464"}})
+        memory = MemoryReactorClock()
+        service = GatewayService(node.settings, node.parts, memory)
+        service.privilegedStartService()
+        [warning] = [e for e in self.events if e.get("event") == "metrics_exposed"]
+        self.assertEqual(warning["log_level"].name, "warn")
+        self.assertEqual([(port, interface) for port, _, _, interface in memory.tcpServers],
+                         [(0, "127.0.0.1"), (9464, "::")])
