@@ -216,6 +216,16 @@ def report(results: list[gb.Result], args: argparse.Namespace,
                       f"{(1 - ratio) * 100:.1f} % lost (goal < {GOAL_THROUGHPUT_COST * 100:g} "
                       f"%); p50 {p50_d:+.3f} ms"))
     print()
+    for clients in (1, args.clients):
+        cpu_off, cpu_on, cpu_d = _per_round(results, clients, lambda r: r.gateway_cpu_us)
+        if cpu_on == cpu_on and cpu_on:
+            print(f"INFO: gateway CPU per request, {clients} client"
+                  f"{'s' if clients > 1 else ''}: off {cpu_off:.0f} us, on {cpu_on:.0f} us "
+                  f"({cpu_d:+.0f} us; as a CPU-bound throughput ratio {cpu_off / cpu_on:.3f})")
+    others = max((r.cpu.get("others", 0.0) for r in results), default=0.0)
+    if others > 15:
+        print(f"warning: other processes used up to {others:.0f} % of a core during a case; "
+              "throughput figures are disturbed (the CPU per request less so)")
     size, lines = len(scraper.last), scraper.last.count(b"\n")
     print(f"INFO: {scraper.scrapes} scrapes of /metrics during the run, every "
           f"{scraper.interval:g} s ({size} bytes, {lines} lines at the end); "
