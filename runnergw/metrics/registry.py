@@ -32,7 +32,6 @@ class GatewayMetrics:
         self.exchanges = ExchangeMetrics(self.registry, clock)
         self.genai = GenAIMetrics(self.registry)
         self.jobs = JobMetrics(self.registry)
-        self.service = service
 
         def routes() -> Any:
             return service.factory.handler.router.routes
