@@ -206,6 +206,7 @@ def write_settings(directory: Path, upstream_port: int, gateway_port: int) -> di
                      "filters": ["token", "role", "rewrite", "bench.line_observer.LineObserver",
                                  "audit"]}],
         "audit": {"path": str(paths["audit"])},
+        "metrics": {"address": f"{HOST}:0"},  # never the default port of a real one
     }
     paths["settings"].write_text(json.dumps(document, indent=2) + "\n")
     return paths

@@ -156,6 +156,7 @@ class Setup:
                        {"address": f"{HOST}:{port}", "certificatePath": str(self.cert),
                         "keyPath": str(self.key)}),
             "audit": {"path": str(self.directory / f"audit-{name}.log")},
+            "metrics": {"address": f"{HOST}:0"},  # never the default port of a real one
             "pipelines": {
                 "modelsPath": str(self.models),
                 "jobsPath": str(self.jobs),

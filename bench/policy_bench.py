@@ -134,6 +134,7 @@ def write_settings(directory: Path, upstream_port: int, ports: dict[str, int]
                        "publicPath": str(paths["public"])},
             "server": {"address": f"{HOST}:{ports[name]}",
                        "certificatePath": str(paths["cert"]), "keyPath": str(paths["key"])},
+            "metrics": {"address": f"{HOST}:0"},  # never the default port of a real one
         }
 
     policy = {  # JSON is YAML

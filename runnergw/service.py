@@ -22,6 +22,9 @@ from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.jobs.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
 from runnergw.limits.parts import LimitParts
 from runnergw.logs import level_gate
+from runnergw.metrics.listener import MetricsListener
+from runnergw.metrics.pages import metrics_root
+from runnergw.metrics.registry import GatewayMetrics
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
 from runnergw.systemd.activation import (
@@ -82,6 +85,14 @@ class GatewayService(MultiService):
         self.readiness.add_check(self._terminals_ready)
         self.reload_results: dict[str, int] = {"ok": 0, "failed": 0}
         """How many reloads succeeded and failed since the start (the metrics show them)."""
+        self.metrics: GatewayMetrics | None = None
+        """The Prometheus metrics (None when ``metrics.address`` is off)."""
+        self._metrics_listener: MetricsListener | None = None
+        self.metrics_url = ""
+        """Where ``/metrics``, ``/healthz`` and ``/readyz`` are served, once started."""
+        if settings.metrics.enabled:
+            self.metrics = GatewayMetrics(self, reactor)
+            self.factory.handler.observers.append(self.metrics.observe)
 
     def privilegedStartService(self) -> None:
         """Take the jobs directory, then listen now (before privileges drop): on the socket
@@ -93,6 +104,7 @@ class GatewayService(MultiService):
         if self.parts.tls is not None:
             factory = TLSMemoryBIOFactory(self.parts.tls, False, self.factory)
         if self._adopt_passed_socket(factory):
+            self._listen_metrics()
             return
         address = self.settings.server.address
         host = address.host or "::"
@@ -104,6 +116,7 @@ class GatewayService(MultiService):
             reason = outcome[0].getErrorMessage() if outcome else "no answer"
             raise SystemExit(f"runnergw: cannot listen on {address}: {reason}")
         self.port = outcome[0]
+        self._listen_metrics()
 
     def _adopt_passed_socket(self, factory: Any) -> bool:
         """Listen on the socket the service manager passed (``LISTEN_FDS``), if any; the
@@ -131,6 +144,29 @@ class GatewayService(MultiService):
                       address=_describe_host(self.port.getHost()),  # type: ignore[union-attr]
                       configured=str(self.settings.server.address))
         return True
+
+    def _listen_metrics(self) -> None:
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics.address``; a failure
+        to bind it is fatal."""
+        address = self.settings.metrics.address
+        if self.metrics is None or address is None or self._metrics_listener is not None:
+            return
+        warning = self.settings.metrics.exposure_warning()
+        if warning is not None:
+            self.log.warn(warning, event="metrics_exposed")
+        listener = MetricsListener(self.reactor, address,
+                                   metrics_root(self.metrics.registry, self.readiness))
+        try:
+            url = listener.listen()
+        except SystemExit:
+            if self.port is not None:  # not left open behind the failure
+                self.port.stopListening()
+                self.port = None
+            raise
+        self._metrics_listener = listener
+        self.metrics_url = url
+        self.log.info("Metrics, /healthz and /readyz on {url}", event="metrics_listening",
+                      url=url)
 
     def _lock_jobs_path(self) -> None:
         pipelines = self.settings.pipelines
@@ -180,6 +216,9 @@ class GatewayService(MultiService):
         self.factory.close_connections()
         if port is not None:
             waits.append(port.stopListening())
+        if self._metrics_listener is not None:
+            waits.append(self._metrics_listener.stop())
+            self._metrics_listener = None
         self.parts.audit_log.close()
         if self._jobs_lock is not None:
             os.close(self._jobs_lock)

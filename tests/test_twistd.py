@@ -92,6 +92,7 @@ class TwistdTests(TestCase):
             "server": {"address": "127.0.0.1:0", "certificatePath": str(first.fullchain_path),
                        "keyPath": str(first.key_path)},
             "audit": {"path": str(self.directory / "audit.log")},
+            "metrics": {"address": "127.0.0.1:0"},
         }))
         process = self.start("--config", str(config))
         url = yield process.listening
@@ -128,6 +129,7 @@ class TwistdTests(TestCase):
         (self.directory / "settings").mkdir()
         shipped = yaml.safe_load((project / "settings" / "settings.yaml").read_text())
         shipped["server"]["address"] = "127.0.0.1:0"
+        shipped["metrics"] = {"address": "127.0.0.1:0"}
         (self.directory / "settings" / "settings.yaml").write_text(yaml.safe_dump(shipped))
         shutil.copytree(project / "models-enabled", self.directory / "models-enabled")
         process = self.start()

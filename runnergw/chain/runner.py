@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -40,6 +41,9 @@ class ChainRunner:
         router they began with."""
         self.inflight = InFlight()
         """Every exchange under way, whichever router it began with (a drain waits for it)."""
+        self.observers: list[Callable[[Exchange], object]] = []
+        """Called with each exchange once it is over, after its ``done`` hooks (the
+        metrics); one that raises is logged and the others still run."""
 
     def handle(self, stream: IClientStream) -> Deferred[None]:
         """Serve one request the server has read the head of; the Deferred fires when the
@@ -100,6 +104,12 @@ class ChainRunner:
             pending = self._done(route, exchange)
             if pending is not None:
                 await pending
+            for observe in self.observers:
+                try:
+                    observe(exchange)
+                except Exception:
+                    self.log.failure("Observing the end of request {request_id} failed",
+                                     request_id=exchange.request_id)
 
     async def _run(self, route: Route, exchange: Exchange, client: FilteredClient) -> None:
         exchange.upstream_headers = forwardable_request_headers(exchange.headers)

@@ -22,21 +22,33 @@ from runnergw.chain.exchange import Exchange
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
 
-__all__ = ["ServerTiming", "TimedStream", "server_timing_value"]
+__all__ = ["ServerTiming", "TimedStream", "gateway_seconds", "server_timing_value",
+           "upstream_seconds"]
 
 
 def _milliseconds(seconds: float) -> str:
     return f"{max(seconds, 0.0) * 1000:.3f}"
 
 
+def upstream_seconds(exchange: Exchange) -> float | None:
+    """The runner's time to its response head (the header's ``upstream``), None when no
+    runner head came."""
+    sent, head = exchange.upstream_sent_at, exchange.upstream_head_at
+    return None if sent is None or head is None else head - sent
+
+
+def gateway_seconds(exchange: Exchange, head_sent_at: float) -> float:
+    """The gateway's own time up to a head sent at ``head_sent_at`` (the header's ``gw``)."""
+    return head_sent_at - exchange.started - (upstream_seconds(exchange) or 0.0)
+
+
 def server_timing_value(exchange: Exchange, head_sent_at: float) -> str:
     """The header's value for a head sent at ``head_sent_at`` (a clock reading)."""
-    total = head_sent_at - exchange.started
-    sent, head = exchange.upstream_sent_at, exchange.upstream_head_at
-    if sent is None or head is None:
-        return f"gw;dur={_milliseconds(total)}"
-    upstream = head - sent
-    return f"gw;dur={_milliseconds(total - upstream)}, upstream;dur={_milliseconds(upstream)}"
+    upstream = upstream_seconds(exchange)
+    gateway = _milliseconds(gateway_seconds(exchange, head_sent_at))
+    if upstream is None:
+        return f"gw;dur={gateway}"
+    return f"gw;dur={gateway}, upstream;dur={_milliseconds(upstream)}"
 
 
 class ServerTiming:

@@ -8,6 +8,7 @@ import attrs
 
 from runnergw.config.audit import AuditSettings
 from runnergw.config.logging import LoggingSettings
+from runnergw.config.metrics import MetricsSettings
 from runnergw.config.paseto import PasetoSettings
 from runnergw.config.pipelines import PipelineSettings
 from runnergw.config.policy import PolicySettings
@@ -39,6 +40,7 @@ class Settings:
     roles: Mapping[str, RoleSettings] = attrs.field(factory=dict)
     """Role name → its rules on Ollama routes; empty: any valid token, no limits."""
     policy: PolicySettings = attrs.field(factory=PolicySettings)
+    metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
 
     @property
     def config_path(self) -> str:
@@ -65,6 +67,7 @@ class Settings:
             ),
             roles=roles,
             policy=policy,
+            metrics=MetricsSettings.from_yaml(root.section("metrics")),
         )
         if roles and policy.default_role not in roles:
             known = ", ".join(roles)

@@ -99,11 +99,13 @@ def start_gateway(
     pipelines: dict[str, Any] | None = None,
     roles: dict[str, Any] | None = None,
     policy: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> RunningGateway:
     """Write settings and keys into a temporary directory and start the gateway on port 0.
 
     With ``roles``, the usage ledger is ``usage.sqlite`` in that directory unless ``policy``
-    names another ``ledgerPath``.
+    names another ``ledgerPath``. The metrics listen on a port of their own (``metrics``
+    replaces that section).
     """
     directory = Path(testcase.mktemp())
     directory.mkdir(parents=True)
@@ -126,6 +128,7 @@ def start_gateway(
         "runners": runners,
         "server": server_section,
         "audit": {"path": str(audit_path)},
+        "metrics": metrics if metrics is not None else {"address": "127.0.0.1:0"},
     }
     if pipelines is not None:
         document["pipelines"] = pipelines

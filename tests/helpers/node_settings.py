@@ -55,6 +55,8 @@ def write_node(
         "server": {"address": "127.0.0.1:0", **(server or {})},
         "audit": {"path": ""},
         "runners": [dict(runner) for runner in runners],
+        # A port of its own: never the default, which another gateway may hold.
+        "metrics": {"address": "127.0.0.1:0"},
     }
     if descriptors is not None:
         models = directory / "models"

@@ -17,10 +17,12 @@ TWISTD = "from twisted.scripts.twistd import run; run()"
 
 
 class TwistdProcess(ProcessProtocol):
-    """Collects output; ``listening`` fires with the URL from the JSON log's listening event."""
+    """Collects output; ``listening`` fires with the URL from the JSON log's listening event,
+    ``metrics_listening`` (before it) with the metrics listener's."""
 
     def __init__(self) -> None:
         self.listening: Deferred[str] = Deferred()
+        self.metrics_listening: Deferred[str] = Deferred()
         self.ended: Deferred[int] = Deferred()
         self.output = b""
         self._pending = b""
@@ -36,6 +38,8 @@ class TwistdProcess(ProcessProtocol):
                 continue
             if event.get("event") == "listening":
                 self.listening.callback(event["url"])
+            elif event.get("event") == "metrics_listening":
+                self.metrics_listening.callback(event["url"])
 
     def errReceived(self, data: bytes) -> None:
         self.output += data

@@ -103,6 +103,7 @@ class SocketActivationTests(TestCase):
             "paseto": {"publicPath": str(self.directory / "paseto.pub")},
             "runners": [{"host": "127.0.0.1:9", "path": "/"}],
             "audit": {"path": ""},
+            "metrics": {"address": "127.0.0.1:0"},
             **settings,
         }))
         process = _Activator()

@@ -74,6 +74,7 @@ class TwistdNotifyTests(TestCase):
             "runners": [{"host": "127.0.0.1:9", "path": "/"}],
             "server": {"address": "127.0.0.1:0"},
             "audit": {"path": ""},
+            "metrics": {"address": "127.0.0.1:0"},
         }))
         process = _NotifiedTwistd(self.queue)
         # The end is reported through the queue; the log's listening event is not waited for.

@@ -31,6 +31,7 @@ from runnergw.jobs.process import Job, JobResult, start_job
 from runnergw.jobs.slots import Admission, JobSlots, QueueFull
 from runnergw.jobs.workdir import make_job_directory, remove_job_directory
 from runnergw.logs import level_gate
+from runnergw.metrics.jobs import note_job
 from runnergw.models.form import FormError, check_form
 from runnergw.models.template import TemplateError, fill_command
 from runnergw.models.types import ModelDescriptor
@@ -205,6 +206,7 @@ class CommandTerminal:
             try:
                 # What a command prints is not its answer (its outputs are): stdout goes to
                 # /dev/null, and only the end of stderr is kept, for the error detail.
+                started = self.jobs.reactor.seconds()
                 job = await start_job(self.jobs.launcher, self.jobs.reactor, argv,
                                       directory, self.jobs.environment(directory),
                                       self.settings.timeout, stdout_limit=0)
@@ -222,15 +224,19 @@ class CommandTerminal:
                 result = await job.result
             except CancelledError:
                 exchange.notes["job_killed"] = True
+                note_job(exchange, self.jobs.reactor.seconds() - started, "killed")
                 await job.ended  # the directory stays the job's until its processes are gone
                 return None
             except LauncherLost as e:
+                note_job(exchange, self.jobs.reactor.seconds() - started, "lost")
                 await job.ended
                 raise node_failure(exchange, e, "job", "The job was lost",
                                    self.jobs.jobs_path) from None
         finally:
             release_slot()
         exchange.notes["exit_code"] = result.exit_code
+        note_job(exchange, self.jobs.reactor.seconds() - started, "timeout" if result.timed_out
+                 else "ok" if result.exit_code == 0 else "failed")
         if result.timed_out:
             exchange.outcome = "timeout"
             raise Reject(408, "Command execution timed out", reason="command timed out")

@@ -1,0 +1,1 @@
+"""Prometheus metrics and the health pages, served on a listener of their own."""

@@ -1,0 +1,37 @@
+"""The pipeline models' lines: requests waiting for a job slot, jobs running."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from twisted.trial.unittest import SynchronousTestCase
+
+from runnergw.jobs.slots import JobSlots
+from runnergw.metrics.pipeline_queues import PipelineQueueCollector
+
+__all__ = ["PipelineQueueTests"]
+
+
+class PipelineQueueTests(SynchronousTestCase):
+    """``runnergw_pipeline_queue_depth`` and ``runnergw_pipeline_jobs_running``."""
+
+    def test_depth_and_running(self) -> None:
+        """One job runs, two wait: the figures of the route, read at the scrape."""
+        slots = JobSlots(1, 4)
+        routes: list[Any] = [SimpleNamespace(name="cp", terminal=SimpleNamespace(slots=slots)),
+                             SimpleNamespace(name="ollama", terminal=object())]
+        registry = CollectorRegistry()
+        registry.register(PipelineQueueCollector(lambda: routes))
+        for _ in range(3):
+            slots.acquire()
+        self.assertEqual(registry.get_sample_value("runnergw_pipeline_queue_depth",
+                                                   {"route": "cp"}), 2.0)
+        self.assertEqual(registry.get_sample_value("runnergw_pipeline_jobs_running",
+                                                   {"route": "cp"}), 1.0)
+        self.assertIsNone(registry.get_sample_value("runnergw_pipeline_queue_depth",
+                                                    {"route": "ollama"}))
+        slots.release()
+        self.assertEqual(registry.get_sample_value("runnergw_pipeline_queue_depth",
+                                                   {"route": "cp"}), 1.0)
