@@ -82,7 +82,7 @@ class RunnerRouteTests(SynchronousTestCase):
             {"name": "gpu", "host": "127.0.0.1:11435", "path": "/b"},
         ])
         routes, _ = _build(node, self.reactor)
-        pools = [route.terminal.pool for route in routes]
+        pools = [route.terminal.hosts.hosts[0].pool for route in routes]
         self.assertEqual([(p.name, p.max_idle) for p in pools], [("local", 3), ("gpu", 64)])
         self.assertIsNot(pools[0], pools[1])
 
@@ -96,7 +96,7 @@ class RunnerRouteTests(SynchronousTestCase):
         ])
         routes, _ = _build(node, self.reactor)
         for route in routes:
-            route.terminal.pool.endpoint.connect(Factory.forProtocol(Protocol))
+            route.terminal.hosts.hosts[0].pool.endpoint.connect(Factory.forProtocol(Protocol))
         self.assertEqual([(host, port) for host, port, *_ in self.reactor.tcpClients],
                          [("127.0.0.1", 11434), ("::1", 11435), ("127.0.0.1", 11436)])
         self.assertEqual(self.reactor.tcpClients[0][3], 3.0)
@@ -146,7 +146,8 @@ class HttpsRunnerTests(TLSTestCase):
         client = LineClient()
         self.addCleanup(lambda: client.transport.loseConnection() if client.transport
                         else None)
-        await route.terminal.pool.endpoint.connect(Factory.forProtocol(lambda: client))
+        endpoint = route.terminal.hosts.hosts[0].pool.endpoint
+        await endpoint.connect(Factory.forProtocol(lambda: client))
         await client.handshake
         return client
 
