@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -13,9 +14,10 @@ from runnergw.config.runners import POLICY_FILTERS
 from runnergw.filters.registry import FilterContext, build_chain
 from runnergw.terminals.ollama import OllamaTerminal
 from runnergw.upstream.balancer import HostBalancer
+from runnergw.upstream.host import HostKey
 from runnergw.upstream.registry import UpstreamHosts
 
-__all__ = ["build_runner_routes"]
+__all__ = ["build_runner_routes", "runner_host_keys"]
 
 _ROLE_FILTERS = ("role", "access")
 """What a runner's chain needs for the ``roles`` section to hold on it."""
@@ -59,3 +61,10 @@ def build_runner_routes(context: FilterContext, reactor: Any, errors: list[Confi
             server_timing=ServerTiming(reactor) if context.settings.server.server_timing else None,
         ))
     return routes
+
+
+def runner_host_keys(routes: Iterable[Route]) -> frozenset[HostKey]:
+    """The keys of every host the runner routes among ``routes`` use: what
+    ``UpstreamHosts.retain`` keeps once these routes are the ones served."""
+    return frozenset(host.key for route in routes if isinstance(route.terminal, OllamaTerminal)
+                     for host in route.terminal.hosts.hosts)
