@@ -15,7 +15,7 @@ from tests.helpers.gateway import RunningGateway, start_gateway
 from tests.helpers.killable_ollama import KillableOllama, LogWatch
 from tests.helpers.ollama_proxy import generate_request
 
-__all__ = ["KilledHostTests"]
+__all__ = ["AffinityTests", "KilledHostTests"]
 
 
 class KilledHostTests(TestCase):
@@ -92,3 +92,36 @@ class KilledHostTests(TestCase):
                          (502, b'{"error": "runner pool is unreachable"}'))
         self.assertEqual(self.gateway.service.readiness.reasons(),
                          ["runner pool: no healthy host"])
+
+
+async def _polled(host: KillableOllama) -> None:
+    """Once the gateway read the host's loaded models (``/api/ps`` answered)."""
+    while not any(seen.path == "/api/ps" for seen in host.fake.requests):
+        await host.fake.next_request()
+    [poll, *_] = [seen for seen in host.fake.requests if seen.path == "/api/ps"]
+    await poll.finished
+
+
+class AffinityTests(TestCase):
+    """With a ``roles`` section, the access filter reads the model, and the host that has
+    it loaded gets the request."""
+
+    timeout = 20
+
+    async def test_model_loaded_on_one_host(self) -> None:
+        """Every request for a model goes to the host that has it loaded (one request at a
+        time: never more than the slack busier than the other)."""
+        cold, warm = KillableOllama(reactor), KillableOllama(reactor)
+        for host in (cold, warm):
+            self.addCleanup(host.stop)
+        cold.fake.models, warm.fake.models = ["qwen2.5:7b"], ["llama3.2:1b"]
+        gateway = start_gateway(self, [{"name": "pool", "path": "/pool",
+                                        "hosts": [cold.address, warm.address]}],
+                                roles={"user": {"models": ["*"]}})
+        await _polled(cold)
+        await _polled(warm)
+        for _ in range(4):
+            response = await raw_exchange(self, gateway, generate_request(
+                gateway, "/pool", extra_headers=b"Connection: close\r\n"))
+            self.assertEqual(response.status, 200)
+        self.assertEqual((len(cold.generations()), len(warm.generations())), (0, 4))
