@@ -248,7 +248,7 @@ class OllamaTerminal:
                          reason="no host to try")
         while (host := self.hosts.choose(model, tried)) is not None:
             try:
-                connection = await self._connect(host, exchange, client)
+                connection = await self._connect(host, client)
             except _Failed as failed:
                 tried.append(host)
                 failure = failed.reject
@@ -281,7 +281,7 @@ class OllamaTerminal:
         exchange.outcome = "timeout" if failure.status == 504 else "upstream_error"
         raise failure
 
-    async def _connect(self, host: UpstreamHost, exchange: Exchange,
+    async def _connect(self, host: UpstreamHost,
                        client: IClientStream) -> UpstreamConnection | None:
         pending = host.acquire()
         client.when_gone(pending.cancel)
