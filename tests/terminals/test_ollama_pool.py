@@ -58,6 +58,19 @@ class RetryBeforeSendingTests(_PoolTestCase):
         self.assertEqual(client.status, 200)
         self.assertEqual([host.healthy for host in self.balancer.hosts], [False, True])
 
+    def test_connection_reset_before_writing_goes_to_the_next_host(self) -> None:
+        """A new connection that is already closed when the request would be written takes
+        nothing: the other host gets the request."""
+        done, client = self.serve(self.generate(), _BODY)
+        closed, untouched = self.pools[0].connection()
+        reset(closed)
+        self.pools[0].waiting.pop(0).callback(closed)
+        connection, _ = self.pools[1].open()
+        connection.dataReceived(OK)
+        self.successResultOf(done)
+        self.assertEqual((client.status, untouched.value()), (200, b""))
+        self.assertFalse(self.balancer.hosts[0].healthy)
+
     def test_every_host_refusing_is_a_502(self) -> None:
         """When no host accepts, the client hears that the runner is unreachable, after
         one try per host."""
