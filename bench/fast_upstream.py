@@ -12,7 +12,9 @@ against, with as little work per request as possible:
   than that leaves the answer as it was), and the lines are paced ``--pause-ms`` apart on a
   fixed schedule counted from the first line, so the upstream's own timer jitter does not pile
   up over a long stream.
-* ``GET /`` answers ``Ollama is running``; anything else is a 404 JSON error.
+* ``GET /`` answers ``Ollama is running``, ``GET /api/version`` a version and ``GET /api/ps``
+  the model ``m:latest`` as loaded (what a runner pool probes and polls); anything else is a
+  404 JSON error.
 
 Connections are kept alive (HTTP/1.1 default, ``Connection: close`` honoured) and pipelined
 requests are answered in order.  Request bodies may come with ``Content-Length`` or chunked.
@@ -182,6 +184,13 @@ class UpstreamProtocol(asyncio.Protocol):
                 self._send_json("200 OK", _piece(model, chat, text, True, count), close)
             else:
                 self._stream(model, chat, count, close)
+            return
+        if path == "/api/version" and method == "GET":
+            self._send_json("200 OK", {"version": "0.12.0"}, close)
+            return
+        if path == "/api/ps" and method == "GET":
+            self._send_json("200 OK", {"models": [{"name": "m:latest", "model": "m:latest"}]},
+                            close)
             return
         if path == "/" and method in ("GET", "HEAD"):
             assert self.transport is not None

@@ -190,6 +190,10 @@ class GatewayService(MultiService):
                 self.log.info("Removed {count} job directories left by an earlier run",
                               count=removed)
         super().startService()
+        for route in self.router.routes:
+            start = getattr(route.terminal, "start", None)
+            if start is not None:
+                start()  # a runner reads its hosts' loaded models while the gateway serves
         bound = self.port.getHost()  # type: ignore[union-attr]
         scheme = "https" if self.parts.tls is not None else "http"
         host = f"[{bound.host}]" if ":" in bound.host else bound.host

@@ -10,10 +10,11 @@ import attrs
 
 from runnergw.config.errors import Origin
 from runnergw.config.filters import FilterSpec, read_filter_specs
-from runnergw.config.reader import MapReader, parse_listen_address
+from runnergw.config.reader import MapReader
+from runnergw.config.runner_pool import PoolSettings, RunnerHost, read_hosts, read_pool
 
-__all__ = ["RewriteSettings", "RunnerSettings", "DEFAULT_FILTERS", "POLICY_FILTERS",
-           "read_runners"]
+__all__ = ["RewriteSettings", "RunnerHost", "RunnerSettings", "DEFAULT_FILTERS",
+           "POLICY_FILTERS", "read_runners"]
 
 DEFAULT_FILTERS = ("token", "role", "rewrite", "audit")
 """A runner's chain when it lists none and no ``roles`` section exists."""
@@ -82,6 +83,7 @@ class RunnerSettings:
     path: str
     """Prefix matched on whole path segments and stripped before forwarding."""
     host: str
+    """The first of ``hosts``."""
     port: int
     scheme: str = "http"
     filters: tuple[FilterSpec, ...] = tuple(FilterSpec(name) for name in DEFAULT_FILTERS)
@@ -96,6 +98,10 @@ class RunnerSettings:
     ca_path: str = ""
     """CA bundle that verifies an ``https`` runner (empty: the system's trust store)."""
     rewrite: RewriteSettings = attrs.field(factory=RewriteSettings)
+    hosts: tuple[RunnerHost, ...] = attrs.field(
+        default=attrs.Factory(lambda self: (RunnerHost(self.host, self.port),), takes_self=True))
+    """Every Ollama server of the runner (``host`` alone, or ``hosts``)."""
+    pool: PoolSettings = attrs.field(factory=PoolSettings)
     yaml_path: str = ""
     origins: Mapping[str, Origin] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -129,18 +135,8 @@ def _read_runner(section: MapReader, index: int,
     defaults = RunnerSettings(name="", path="/", host="", port=0)
     name = section.string("name") or f"runner{index}"
     path = _check_prefix(section, section.string("path", "/"))
-    host_text = section.string("host")
-    host, port = "", 0
-    if not host_text:
-        section.error("host", 'required: the runner\'s "host:port", as "127.0.0.1:11434"')
-    else:
-        try:
-            address = parse_listen_address(host_text)
-            host, port = address.host, address.port
-            if not host:
-                raise ValueError(f'expected "host:port", got "{host_text}"')
-        except ValueError as e:
-            section.error("host", str(e))
+    hosts = read_hosts(section)
+    host, port = (hosts[0].host, hosts[0].port) if hosts else ("", 0)
     rewrite = RewriteSettings.from_yaml(section.section("rewrite"))
     settings = RunnerSettings(
         name=name,
@@ -156,6 +152,8 @@ def _read_runner(section: MapReader, index: int,
         max_connections=section.integer("maxConnections", defaults.max_connections, 1, 10000),
         ca_path=section.string("caPath"),
         rewrite=rewrite,
+        hosts=hosts,
+        pool=read_pool(section),
         yaml_path=section.path,
         origins={key: section.origin_of(key) for key in ("filters", "caPath", "path")},
     )

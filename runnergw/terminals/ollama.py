@@ -16,8 +16,9 @@ from runnergw.chain.interfaces import ITerminal
 from runnergw.config.runners import RunnerSettings
 from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
+from runnergw.upstream.balancer import HostBalancer, HostStatus
 from runnergw.upstream.connection import UpstreamConnection
-from runnergw.upstream.pool import UpstreamPool
+from runnergw.upstream.host import UpstreamHost
 from runnergw.upstream.response import ResponseHead, UpstreamProtocolError
 
 __all__ = ["OllamaTerminal"]
@@ -30,11 +31,13 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class _Failed(Exception):
     """The runner failed before its response head: ``reject`` says what the client gets."""
 
-    def __init__(self, reject: Reject, stale: bool = False) -> None:
+    def __init__(self, reject: Reject, stale: bool = False, unsent: bool = False) -> None:
         super().__init__(reject)
         self.reject = reject
         self.stale = stale
         """True when a reused connection broke before answering (worth one more try)."""
+        self.unsent = unsent
+        """True when nothing of the request reached the runner (another host may take it)."""
 
 
 @implementer(IPushProducer)
@@ -202,57 +205,98 @@ class _ResponseRelay:
 
 @implementer(ITerminal)
 class OllamaTerminal:
-    """Proxies to one runner over a pool of persistent connections."""
+    """Proxies to one runner: to one of its hosts, each with persistent connections."""
 
     stores_body = False
     """The body streams to the runner; the chain runs request_body hooks on a collected one."""
 
     log = Logger(observer=level_gate)
 
-    def __init__(self, runner: RunnerSettings, pool: UpstreamPool, clock: IReactorTime) -> None:
+    def __init__(self, runner: RunnerSettings, hosts: HostBalancer, clock: IReactorTime) -> None:
         self.runner = runner
-        self.pool = pool
+        self.hosts = hosts
         self.clock = clock
 
+    def start(self) -> None:
+        """The gateway serves: the hosts' loaded models are read from now on."""
+        self.hosts.start()
+
     def stop(self) -> Deferred[None]:
-        """Close the runner's connections (the gateway stops)."""
-        return self.pool.close()
+        """Stop probes and polls and close every host's connections (the gateway stops)."""
+        return self.hosts.close()
+
+    def upstream_hosts(self) -> tuple[HostStatus, ...]:
+        """Each host's state (health, ejections, requests under way, loaded models)."""
+        return self.hosts.statuses()
+
+    def not_ready_reasons(self) -> list[str]:
+        """``runner NAME: no healthy host`` while every host is ejected."""
+        return self.hosts.not_ready_reasons()
 
     async def handle(self, exchange: Exchange, client: IClientStream) -> None:
-        """Send the request upstream and relay the response (see ``ITerminal``)."""
+        """Send the request upstream and relay the response (see ``ITerminal``).
+
+        A try that sent nothing upstream (the connect failed, or the connection closed before
+        a byte was written) goes on to another host; a bodiless request whose reused
+        connection turned out closed is sent once more. Nothing else is sent twice.
+        """
         exchange.upstream = self.runner.name
-        head = self._request_head(exchange)
-        for attempt in (1, 2):
-            connection = await self._connect(exchange, client)
+        model = exchange.model  # named by a filter that read the body; None when none did
+        tried: list[UpstreamHost] = []
+        stale_retried = False
+        failure = Reject(502, f"runner {self.runner.name} is unreachable",
+                         reason="no host to try")
+        while (host := self.hosts.choose(model, tried)) is not None:
+            try:
+                connection = await self._connect(host, client)
+            except _Failed as failed:
+                tried.append(host)
+                failure = failed.reject
+                if client.gone:
+                    break
+                continue
             if connection is None:
                 return
             try:
-                await self._exchange(connection, exchange, client, head)
+                if connection.lost:
+                    host.failed("the connection closed before the request was sent")
+                    raise _Failed(Reject(502, f"runner {self.runner.name} closed the connection",
+                                         reason="connection closed before sending"), unsent=True)
+                await self._exchange(connection, exchange, client,
+                                     self._request_head(exchange, host.address))
                 return
             except _Failed as failed:
-                retry = failed.stale and attempt == 1 and not exchange.has_body
-                if not retry or client.gone:
+                if failed.unsent:
+                    tried.append(host)
+                elif failed.stale and not stale_retried and not exchange.has_body:
+                    stale_retried = True
+                else:
                     raise failed.reject from None
+                if client.gone:
+                    raise failed.reject from None
+                failure = failed.reject
                 exchange.outcome = "ok"
             finally:
-                self.pool.release(connection)
+                host.release(connection)
+        exchange.outcome = "timeout" if failure.status == 504 else "upstream_error"
+        raise failure
 
-    async def _connect(self, exchange: Exchange,
+    async def _connect(self, host: UpstreamHost,
                        client: IClientStream) -> UpstreamConnection | None:
-        pending = self.pool.acquire()
+        pending = host.acquire()
         client.when_gone(pending.cancel)
         try:
             return await pending
         except CancelledError:
             return None
         except net_error.TimeoutError:
-            exchange.outcome = "timeout"
-            raise Reject(504, f"runner {self.runner.name} did not accept the connection in time",
-                         reason="connect timeout") from None
+            raise _Failed(Reject(504, f"runner {self.runner.name} did not accept the "
+                                      f"connection in time", reason="connect timeout"),
+                          unsent=True) from None
         except _CONNECT_FAILURES as e:
-            exchange.outcome = "upstream_error"
-            raise Reject(502, f"runner {self.runner.name} is unreachable",
-                         reason=f"connect failed: {type(e).__name__}") from None
+            raise _Failed(Reject(502, f"runner {self.runner.name} is unreachable",
+                                 reason=f"connect failed: {type(e).__name__}"),
+                          unsent=True) from None
 
     async def _exchange(self, connection: UpstreamConnection, exchange: Exchange,
                         client: IClientStream, head: bytes) -> None:
@@ -269,7 +313,7 @@ class OllamaTerminal:
             client.start_body(body)
         await relay.over
 
-    def _request_head(self, exchange: Exchange) -> bytes:
+    def _request_head(self, exchange: Exchange, netloc: str) -> bytes:
         headers = exchange.upstream_headers
         headers.set("X-Forwarded-For", exchange.client_address)
         headers.set("X-Forwarded-Proto", "https" if exchange.secure else "http")
@@ -280,7 +324,7 @@ class OllamaTerminal:
         target = exchange.upstream_path
         if exchange.query:
             target += "?" + exchange.query
-        lines = [f"{exchange.method} {target} HTTP/1.1\r\nHost: {self.runner.netloc}\r\n"]
+        lines = [f"{exchange.method} {target} HTTP/1.1\r\nHost: {netloc}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers)
         if exchange.content_length is None:
             lines.append("Transfer-Encoding: chunked\r\n")

@@ -2,57 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
-from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.ssl import Certificate, optionsForClientTLS
 
 from runnergw.chain.route import Route, error_body_openai
 from runnergw.chain.timing import ServerTiming
 from runnergw.config.errors import ConfigError
-from runnergw.config.runners import POLICY_FILTERS, RunnerSettings
+from runnergw.config.runners import POLICY_FILTERS
 from runnergw.filters.registry import FilterContext, build_chain
 from runnergw.terminals.ollama import OllamaTerminal
-from runnergw.upstream.pool import UpstreamPool
+from runnergw.upstream.balancer import HostBalancer
+from runnergw.upstream.host import HostKey
+from runnergw.upstream.registry import UpstreamHosts
 
-__all__ = ["build_runner_routes"]
+__all__ = ["build_runner_routes", "runner_host_keys"]
 
 _ROLE_FILTERS = ("role", "access")
 """What a runner's chain needs for the ``roles`` section to hold on it."""
 
 
-def _runner_endpoint(reactor: Any, runner: RunnerSettings) -> IStreamClientEndpoint:
-    """How to reach a runner: TCP (IPv4, IPv6 or a name), wrapped in TLS for ``https``."""
-    endpoint: IStreamClientEndpoint
-    if isIPAddress(runner.host):
-        endpoint = TCP4ClientEndpoint(reactor, runner.host, runner.port,
-                                      timeout=runner.connect_timeout)
-    elif isIPv6Address(runner.host):
-        endpoint = TCP6ClientEndpoint(reactor, runner.host, runner.port,
-                                      timeout=runner.connect_timeout)
-    else:
-        endpoint = HostnameEndpoint(reactor, runner.host, runner.port,
-                                    timeout=runner.connect_timeout)
-    if runner.scheme == "https":
-        trust = None
-        if runner.ca_path:
-            with open(runner.ca_path, "rb") as stream:
-                trust = Certificate.loadPEM(stream.read())
-        endpoint = wrapClientTLS(optionsForClientTLS(runner.host, trustRoot=trust), endpoint)
-    return endpoint
+def build_runner_routes(context: FilterContext, reactor: Any, errors: list[ConfigError],
+                        hosts: UpstreamHosts | None = None) -> list[Route]:
+    """A route per runner; problems (filters, CA bundles) are appended to ``errors``.
 
-
-def build_runner_routes(context: FilterContext, reactor: Any,
-                        errors: list[ConfigError]) -> list[Route]:
-    """A route per runner; problems (filters, CA bundles) are appended to ``errors``."""
+    The runners' hosts come from ``hosts`` (a new registry when None): routes built again
+    with the same registry share the hosts that stay, with their connections and health.
+    """
+    registry = hosts if hosts is not None else UpstreamHosts(reactor)
     routes = []
     for runner in context.settings.runners:
         filters, problems = build_chain(runner.filters, attrs.evolve(context, route=runner))
@@ -67,20 +45,26 @@ def build_runner_routes(context: FilterContext, reactor: Any,
                     f"{' and '.join(missing)} (leave filters out for the default chain: "
                     f"{', '.join(POLICY_FILTERS)})"))
         try:
-            endpoint = _runner_endpoint(reactor, runner)
+            members = [registry.get_or_create(runner, address) for address in runner.hosts]
         except OSError as e:
             errors.append(ConfigError(runner.origins["caPath"], f"{runner.yaml_path}.caPath",
                                       f"{runner.ca_path}: {e.strerror}"))
             continue
-        pool = UpstreamPool(endpoint, reactor, name=runner.name,
-                            max_idle=runner.max_connections)
         routes.append(Route(
             name=runner.name,
             prefix=runner.prefix_segments,
             filters=filters,
-            terminal=OllamaTerminal(runner, pool, reactor),
+            terminal=OllamaTerminal(runner, HostBalancer(runner.name, members, runner.pool),
+                                    reactor),
             max_body_size=runner.max_body_size,
             api_error_bodies=(("/v1/", error_body_openai),),
             server_timing=ServerTiming(reactor) if context.settings.server.server_timing else None,
         ))
     return routes
+
+
+def runner_host_keys(routes: Iterable[Route]) -> frozenset[HostKey]:
+    """The keys of every host the runner routes among ``routes`` use: what
+    ``UpstreamHosts.retain`` keeps once these routes are the ones served."""
+    return frozenset(host.key for route in routes if isinstance(route.terminal, OllamaTerminal)
+                     for host in route.terminal.hosts.hosts)

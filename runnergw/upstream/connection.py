@@ -60,6 +60,12 @@ class UpstreamConnection(Protocol):
         self.request_complete = True
         self.response_complete = True
         self.lost = False
+        self.answered = False
+        """True once the runner's response to the current request came in whole."""
+        self.dropped = False
+        """True when the runner closed the connection in the middle of the current exchange
+        (its response head seen, or on a fresh connection): a reset, not a keep-alive
+        connection it had closed while idle."""
         self._broken = False
         self._reading_paused = False
 
@@ -79,8 +85,10 @@ class UpstreamConnection(Protocol):
             if self._decoder is not None and self._head is not None and (
                 self._head.content_length is None and not self._head.chunked
             ):
+                self.answered = True
                 handler.response_done()
             else:
+                self.dropped = self._head is not None or not self.reused
                 handler.response_failed(ConnectionLost("the runner closed the connection"))
         self.pool.connection_lost(self)
 
@@ -120,6 +128,7 @@ class UpstreamConnection(Protocol):
         self._decoder = None
         self._buffer = b""
         self._chunked_request = body == "chunked"
+        self.answered = self.dropped = False
         self.request_complete = body == "none"
         self.response_complete = False
         self.resume_reading()
@@ -214,6 +223,7 @@ class UpstreamConnection(Protocol):
         if decoder.done and self._handler is not None:
             handler, self._handler = self._handler, None
             self.response_complete = True
+            self.answered = True
             handler.response_done()
 
     def _fail(self, reason: UpstreamProtocolError) -> None:

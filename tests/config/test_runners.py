@@ -66,7 +66,7 @@ class RunnerSettingsTests(SynchronousTestCase):
         _, errors = _read(self, "runners:\n  - path: /a\n  - host: ':11434'\n")
         self.assertEqual(errors, [
             'settings.yaml:2: runners[0].host: required: the runner\'s "host:port", as '
-            '"127.0.0.1:11434"',
+            '"127.0.0.1:11434" (or hosts: a list of them)',
             'settings.yaml:3: runners[1].host: expected "host:port", got ":11434"'])
 
     def test_timeouts_longer_than_zero(self) -> None:

@@ -17,8 +17,9 @@ from runnergw.chain.route import Route, error_body_ollama
 from runnergw.config.errors import ConfigError
 from runnergw.filters.registry import FilterContext
 from runnergw.terminals.ollama import OllamaTerminal
-from runnergw.terminals.ollama_routes import build_runner_routes
+from runnergw.terminals.ollama_routes import build_runner_routes, runner_host_keys
 from runnergw.tls.reloadable import ReloadableServerTLS
+from runnergw.upstream.registry import UpstreamHosts
 from tests.helpers.certs import make_ca
 from tests.helpers.node_settings import Node, write_node
 from tests.helpers.tls_echo import LineClient, TLSTestCase
@@ -26,12 +27,13 @@ from tests.helpers.tls_echo import LineClient, TLSTestCase
 __all__ = ["HttpsRunnerTests", "RunnerRouteTests"]
 
 
-def _build(node: Node, reactor: Any) -> tuple[list[Route], list[str]]:
+def _build(node: Node, reactor: Any, hosts: UpstreamHosts | None = None
+           ) -> tuple[list[Route], list[str]]:
     """The runner routes of ``node``, and its problems as an operator reads them."""
     context = FilterContext(settings=node.settings, clock=reactor,
                             audit_log=node.parts.audit_log, verifier=node.parts.verifier)
     errors: list[ConfigError] = []
-    routes = build_runner_routes(context, reactor, errors)
+    routes = build_runner_routes(context, reactor, errors, hosts)
     return routes, [str(error).replace(str(node.path), "settings.yaml") for error in errors]
 
 
@@ -82,9 +84,35 @@ class RunnerRouteTests(SynchronousTestCase):
             {"name": "gpu", "host": "127.0.0.1:11435", "path": "/b"},
         ])
         routes, _ = _build(node, self.reactor)
-        pools = [route.terminal.pool for route in routes]
+        pools = [route.terminal.hosts.hosts[0].pool for route in routes]
         self.assertEqual([(p.name, p.max_idle) for p in pools], [("local", 3), ("gpu", 64)])
         self.assertIsNot(pools[0], pools[1])
+
+    def test_a_runner_of_several_hosts(self) -> None:
+        """A runner listing ``hosts`` has a host (and connection pool) for each, in order."""
+        node = write_node(self, runners=[
+            {"name": "gpu", "hosts": ["127.0.0.1:11434", "[::1]:11435"], "path": "/a"}])
+        [route], _ = _build(node, self.reactor)
+        self.assertEqual([host.address for host in route.terminal.hosts.hosts],
+                         ["127.0.0.1:11434", "[::1]:11435"])
+        self.assertEqual([host.pool.name for host in route.terminal.hosts.hosts],
+                         ["gpu 127.0.0.1:11434", "gpu [::1]:11435"])
+
+    def test_hosts_kept_across_builds(self) -> None:
+        """Routes built again with the same registry (settings read again) use the same
+        hosts for the same addresses; the registry then closes only the hosts no runner
+        names any more."""
+        hosts = UpstreamHosts(self.reactor)
+        before = write_node(self, runners=[
+            {"name": "gpu", "hosts": ["127.0.0.1:11434", "127.0.0.1:11435"], "path": "/a"}])
+        after = write_node(self, runners=[
+            {"name": "gpu", "hosts": ["127.0.0.1:11435", "127.0.0.1:11436"], "path": "/a"}])
+        [old], _ = _build(before, self.reactor, hosts)
+        [new], _ = _build(after, self.reactor, hosts)
+        self.assertIs(new.terminal.hosts.hosts[0], old.terminal.hosts.hosts[1])
+        self.successResultOf(hosts.retain(runner_host_keys([new])))
+        self.assertEqual(hosts.keys(), runner_host_keys([new]))
+        self.assertEqual({host.port for host in hosts.keys()}, {11435, 11436})
 
     def test_connections_reach_the_runner(self) -> None:
         """A pool connects to its runner's address, IPv4, IPv6 or by name, within its
@@ -96,7 +124,7 @@ class RunnerRouteTests(SynchronousTestCase):
         ])
         routes, _ = _build(node, self.reactor)
         for route in routes:
-            route.terminal.pool.endpoint.connect(Factory.forProtocol(Protocol))
+            route.terminal.hosts.hosts[0].pool.endpoint.connect(Factory.forProtocol(Protocol))
         self.assertEqual([(host, port) for host, port, *_ in self.reactor.tcpClients],
                          [("127.0.0.1", 11434), ("::1", 11435), ("127.0.0.1", 11436)])
         self.assertEqual(self.reactor.tcpClients[0][3], 3.0)
@@ -146,7 +174,8 @@ class HttpsRunnerTests(TLSTestCase):
         client = LineClient()
         self.addCleanup(lambda: client.transport.loseConnection() if client.transport
                         else None)
-        await route.terminal.pool.endpoint.connect(Factory.forProtocol(lambda: client))
+        endpoint = route.terminal.hosts.hosts[0].pool.endpoint
+        await endpoint.connect(Factory.forProtocol(lambda: client))
         await client.handshake
         return client
 

@@ -17,7 +17,9 @@ from runnergw.chain.timing import ServerTiming
 from runnergw.config.runners import RunnerSettings
 from runnergw.terminals.ollama import OllamaTerminal
 from runnergw.testing import RecordingClient, make_exchange
+from runnergw.upstream.balancer import HostBalancer
 from runnergw.upstream.connection import UpstreamConnection
+from runnergw.upstream.host import HostKey, UpstreamHost
 from runnergw.upstream.pool import UpstreamPool
 from tests.helpers.clients import raw_exchange
 from tests.helpers.ollama_proxy import start_proxy
@@ -52,8 +54,10 @@ class TerminalTimingTests(SynchronousTestCase):
         self.transport = StringTransport()
         self.connection.makeConnection(self.transport)
         runner = RunnerSettings(name="local", path="/r", host="127.0.0.1", port=11434)
-        route = Route("local", ("r",), (), OllamaTerminal(runner, _OnePool(self.connection),
-                                                          self.clock),
+        host = UpstreamHost(HostKey("http", "127.0.0.1", 11434), _OnePool(self.connection),
+                            self.clock, "local")
+        terminal = OllamaTerminal(runner, HostBalancer("local", [host], runner.pool), self.clock)
+        route = Route("local", ("r",), (), terminal,
                       server_timing=ServerTiming(self.clock))
         self.runner = ChainRunner(Router([route], Route("", (), (), None)))
         self.client = RecordingClient()
