@@ -13,12 +13,12 @@ import attrs
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import TestCase
 
 from runnergw.usage.ledger import LedgerError, UsageEntry, UsageLedger
 from runnergw.usage.schema import create_schema
 
-__all__ = ["LedgerFileTests", "LedgerTests", "UsageEntryTests"]
+__all__ = ["LedgerFileTests", "LedgerTests"]
 
 
 class _Clock(Clock):
@@ -76,24 +76,6 @@ def _rows(path: Path) -> list[tuple[Any, ...]]:
     """The file's rows, read apart from the ledger."""
     with closing(sqlite3.connect(path)) as connection:
         return list(connection.execute("SELECT * FROM usage ORDER BY day, subject, role, model"))
-
-
-class UsageEntryTests(SynchronousTestCase):
-    """What a filter hands the ledger."""
-
-    def test_defaults_to_one_request_not_cut(self) -> None:
-        """An entry is one request, not truncated, unless said otherwise."""
-        entry = _entry()
-        self.assertEqual((entry.requests, entry.truncated), (1, 0))
-
-    def test_day_is_an_iso_date(self) -> None:
-        """A day in another shape would sort and compare wrongly in the report."""
-        self.assertRaises(ValueError, _entry, day="05/12/2026")
-        self.assertRaises(ValueError, _entry, day="2026-12-05T00:00")
-
-    def test_counts_are_not_negative(self) -> None:
-        """A negative count is a caller's bug, refused where it is made."""
-        self.assertRaises(ValueError, _entry, prompt=-1)
 
 
 class LedgerTests(TestCase):
