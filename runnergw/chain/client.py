@@ -21,6 +21,8 @@ from zope.interface import implementer
 
 from runnergw.chain.body import run_body_hooks
 from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
+from runnergw.chain.final_error import RETRY_AFTER, final_error_unit, unit_separator
+from runnergw.chain.framing import framing_of
 from runnergw.chain.hookcalls import call_each
 from runnergw.chain.observation import ObservedAnswer, Unobservable, observe
 from runnergw.chain.producer import GatedProducer
@@ -60,6 +62,10 @@ class FilteredClient:
         self._held: deque[tuple[Callable[[Any], Any], Any]] | None = None
         """Operations waiting behind a hook that answers later (None: nothing waits)."""
         self._settled_waiters: list[Deferred[None]] = []
+        self._length: int | None = None
+        """The length the terminal gave its answer (None: streamed)."""
+        self._tail = b""
+        """The last two bytes relayed untouched (where a unit may have been cut short)."""
         client.when_gone(self._fire_gone)
 
     @property
@@ -128,6 +134,7 @@ class FilteredClient:
         if self.head_sent or self.gone:
             return
         self.head_sent = True
+        self._length = length
         self.exchange.status = status
         self.exchange.response_headers = headers
         self._submit(self._run_head_hooks, length)
@@ -140,6 +147,7 @@ class FilteredClient:
             return
         observed = self._observed
         if observed is None:
+            self._tail = data[-2:] if len(data) > 1 else self._tail[-1:] + data
             self.client.write(data)
             return
         # What _execute(_write_now, data) does, without its calls: this runs per write of
@@ -346,6 +354,7 @@ class FilteredClient:
         if self.gone:
             return None
         if self._observed is None:
+            self._tail = data[-2:] if len(data) > 1 else self._tail[-1:] + data
             self.client.write(data)
             return None
         return self._observed.write(data)
@@ -370,6 +379,39 @@ class FilteredClient:
             self.client.write(stop.final + (framer.terminator if framer is not None else b""))
         self.client.finish()
         self._ended = True
+        self._fire_gone()
+
+    def end_now(self, message: str) -> None:
+        """The gateway stops (``ITerminal.stop``): end the answer under way now, cleanly.
+
+        Nothing of it reached the client yet: a 503 with ``Retry-After``. A streamed NDJSON or
+        SSE answer: a last error line or event after what was relayed, then its proper end.
+        Anything else already under way cannot end well: its connection is dropped.
+        """
+        if self._ended or self.client.gone:
+            return
+        exchange = self.exchange
+        if exchange.outcome == "ok":
+            exchange.outcome = "shutdown"
+            exchange.reason = "the gateway stopped before the answer was complete"
+        if not self.client.head_sent:
+            self.fail(503, message, Headers([("Retry-After", RETRY_AFTER)]),
+                      reason=exchange.reason)
+            return
+        observed = self._observed
+        if observed is not None:
+            framing, tail = observed.framing, b""  # observers relay whole units only
+        else:
+            framing = framing_of(exchange.response_headers.get("content-type")) \
+                if self._length is None else "bytes"
+            tail = self._tail
+        unit = final_error_unit(framing, message)
+        self._ended = True
+        if unit is None:
+            self.client.abort(exchange.reason or message)
+        else:
+            self.client.write(unit_separator(framing, tail) + unit)
+            self.client.finish()
         self._fire_gone()
 
     def _end_with(self, status: int, headers: Headers, body: bytes) -> None:

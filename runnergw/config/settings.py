@@ -20,6 +20,7 @@ from runnergw.config.runners import (
     read_runners,
 )
 from runnergw.config.server import ServerSettings
+from runnergw.config.shutdown import ShutdownSettings
 
 __all__ = ["Settings"]
 
@@ -39,6 +40,7 @@ class Settings:
     roles: Mapping[str, RoleSettings] = attrs.field(factory=dict)
     """Role name → its rules on Ollama routes; empty: any valid token, no limits."""
     policy: PolicySettings = attrs.field(factory=PolicySettings)
+    shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
 
     @property
     def config_path(self) -> str:
@@ -65,6 +67,7 @@ class Settings:
             ),
             roles=roles,
             policy=policy,
+            shutdown=ShutdownSettings.from_yaml(root.section("shutdown")),
         )
         if roles and policy.default_role not in roles:
             known = ", ".join(roles)

@@ -13,6 +13,7 @@ from zope.interface import implementer
 
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import ITerminal
+from runnergw.chain.under_way import UnderWay
 from runnergw.config.runners import RunnerSettings
 from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
@@ -213,13 +214,23 @@ class OllamaTerminal:
         self.runner = runner
         self.pool = pool
         self.clock = clock
+        self.under_way = UnderWay()
 
     def stop(self) -> Deferred[None]:
-        """Close the runner's connections (the gateway stops)."""
+        """End the answers under way with a final error (their runner requests are closed
+        with them), then close the runner's connections (see ``ITerminal.stop``)."""
+        self.under_way.end_all()
         return self.pool.close()
 
     async def handle(self, exchange: Exchange, client: IClientStream) -> None:
         """Send the request upstream and relay the response (see ``ITerminal``)."""
+        self.under_way.add(client)
+        try:
+            await self._handle(exchange, client)
+        finally:
+            self.under_way.discard(client)
+
+    async def _handle(self, exchange: Exchange, client: IClientStream) -> None:
         exchange.upstream = self.runner.name
         head = self._request_head(exchange)
         for attempt in (1, 2):
