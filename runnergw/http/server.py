@@ -14,6 +14,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -89,8 +90,20 @@ class GatewayHTTPProtocol(Protocol):
         self.factory.connections.add(self)
         self._start_timer("header", self.timeouts.header, self._head_timed_out)
 
+    @property
+    def idle(self) -> bool:
+        """True between requests (no exchange under way on the connection)."""
+        return self._current is None and not self._closed
+
+    def close_if_idle(self) -> None:
+        """Close the connection now if it waits for a next request with nothing of one
+        received (the gateway stops)."""
+        if self.idle and not self._buffer:
+            self._close()
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.factory.connections.discard(self)
+        self.factory.connection_closed()
         self._closed = True
         self._stop_timer()
         if self._current is not None:
@@ -293,7 +306,10 @@ class GatewayHTTPProtocol(Protocol):
         An unread body is drained only when its length is declared, small, and within the
         route's limit, and when the client did not wait for ``100 Continue``: such a client
         may never send the body it announced, and what it sends next must not be taken for it.
+        Never once the gateway stops (``GatewayHTTPFactory.close_when_idle``).
         """
+        if self.factory.closing:
+            return False
         if stream.body_complete or stream.reading_body():
             return True
         if stream.head.expect_continue:
@@ -305,7 +321,7 @@ class GatewayHTTPProtocol(Protocol):
 
     def response_finished(self, stream: ClientStream) -> None:
         """The response is out; read the next request once the body is consumed too."""
-        if not stream.keep_alive:
+        if not stream.keep_alive or self.factory.closing:
             if stream.reading_body():
                 self._linger(stream)
             else:
@@ -378,6 +394,33 @@ class GatewayHTTPFactory(Factory):
         self.dates = _DateCache(clock)
         self.noisy = False
         self.connections: set[GatewayHTTPProtocol] = set()
+        self.closing = False
+        """Set once the gateway stops accepting: no connection is kept alive any more."""
+        self._closed_waiters: list[Deferred[None]] = []
+
+    def close_when_idle(self) -> None:
+        """The gateway stops accepting: close the connections waiting for a next request,
+        and each other one once its exchange is over (its answer says ``Connection: close``
+        when its head is still to be sent)."""
+        self.closing = True
+        for protocol in list(self.connections):
+            protocol.close_if_idle()
+        self.connection_closed()
+
+    def when_closed(self) -> Deferred[None]:
+        """Fires once no client connection is open (at once when none is)."""
+        if not self.connections:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred(self._closed_waiters.remove)
+        self._closed_waiters.append(waiter)
+        return waiter
+
+    def connection_closed(self) -> None:
+        """A connection closed: those waiting for the last one are told."""
+        if not self.connections and self._closed_waiters:
+            waiters, self._closed_waiters = self._closed_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     def close_connections(self) -> None:
         """Drop every client connection (shutdown; nothing waits for a TLS goodbye)."""

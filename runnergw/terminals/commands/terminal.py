@@ -77,6 +77,11 @@ class CommandTerminal:
             upload_fields=frozenset(f.id for f in uploads),
         )
 
+    @property
+    def running_jobs(self) -> int:
+        """How many jobs run now (the status line shows them)."""
+        return len(self._running)
+
     def stop(self) -> Deferred[None]:
         """End the exchanges under way (a 503 for a client still waiting, see
         ``ITerminal.stop``), kill every running job's process group at once (none starts any
