@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -133,7 +133,7 @@ class Drain:
         if self._idle.called:
             self._all_finished(None)
             return
-        self._idle.addCallback(self._all_finished)
+        self._idle.addCallbacks(self._all_finished, lambda failure: failure.trap(CancelledError))
         self._timer = self.clock.callLater(grace, self._grace_over)
 
     def _close_doors(self) -> None:
