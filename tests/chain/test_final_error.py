@@ -1,5 +1,6 @@
-"""Ending an answer under way because the gateway stops (``FilteredClient.end_now``): a
-final well-formed error unit on a stream, a 503 before anything was sent."""
+"""The final error unit of a stream the gateway ends, and ending an answer under way because
+the gateway stops (``FilteredClient.end_now``): a final well-formed error unit on a stream, a
+503 before anything was sent."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.client import FilteredClient
+from runnergw.chain.final_error import final_error_unit, unit_separator
 from runnergw.chain.route import Route
 from runnergw.http.headers import Headers
 from runnergw.testing import RecordingClient, make_exchange
 from tests.helpers.observers import LineObserver
 
-__all__ = ["EndNowTests"]
+__all__ = ["EndNowTests", "FinalUnitTests"]
 
 _NDJSON = Headers([("Content-Type", "application/x-ndjson")])
 _SSE = Headers([("Content-Type", "text/event-stream")])
@@ -97,3 +99,34 @@ class EndNowTests(SynchronousTestCase):
         filtered.send_head(200, Headers(_NDJSON), None)
         filtered.end_now("stopping")
         self.assertEqual(told, [True])
+
+
+class FinalUnitTests(SynchronousTestCase):
+    """The bytes of the final unit, and what must come before it."""
+
+    def test_ndjson_line(self) -> None:
+        """One JSON object line, as Ollama writes its errors."""
+        self.assertEqual(final_error_unit("ndjson", 'a "quoted" stop'),
+                         b'{"error": "a \\"quoted\\" stop"}\n')
+
+    def test_sse_event(self) -> None:
+        """One ``data:`` event in OpenAI's error shape, ended by a blank line."""
+        unit = final_error_unit("sse", "stop")
+        assert unit is not None
+        self.assertTrue(unit.endswith(b"\n\n"))
+        self.assertEqual(json.loads(unit[len(b"data: "):]),
+                         {"error": {"message": "stop", "type": "api_error", "param": None,
+                                    "code": None}})
+
+    def test_other_framings_have_none(self) -> None:
+        """A JSON body or raw bytes have no unit that could end them well."""
+        self.assertIsNone(final_error_unit("json", "stop"))
+        self.assertIsNone(final_error_unit("bytes", "stop"))
+
+    def test_separators(self) -> None:
+        """A unit cut short is ended before the final one; a whole one needs nothing."""
+        for framing, tail, separator in (("ndjson", b"}\n", b""), ("ndjson", b'"}', b"\n"),
+                                         ("ndjson", b"", b""), ("sse", b"\n\n", b""),
+                                         ("sse", b"}\n", b"\n"), ("sse", b"}}", b"\n\n")):
+            with self.subTest(framing=framing, tail=tail):
+                self.assertEqual(unit_separator(framing, tail), separator)
