@@ -177,7 +177,7 @@ class Drain:
         bytes), then the normal stop."""
         self.state = "ending"
         self.notifier.status(self._describe())
-        closed = self.factory.when_closed()
+        closed = self.factory.connections.when_empty()
         waiting = self.clock.callLater(CLOSE_WAIT, closed.cancel)
 
         def over(_: object) -> None:

@@ -149,7 +149,6 @@ class DrainSequenceTests(SynchronousTestCase):
         gateway.begin()
         gateway.clock.advance(0.5)
         gateway.factory.connections.discard(connection)
-        gateway.factory.connection_closed()
         self.assertEqual(gateway.stopped_at, 0.5)
 
 

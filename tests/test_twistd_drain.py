@@ -200,8 +200,9 @@ class TwistdDrainTests(_TwistdCase):
     """SIGTERM with a stream under way."""
 
     async def test_stream_finishing_inside_the_grace(self) -> None:
-        """The client gets the whole answer and its proper end; the gateway still serves new
-        requests during the readiness delay, then exits 0."""
+        """The client gets the whole answer and its proper end; systemd is told the gateway
+        stops and asked to wait; new requests are still served during the readiness delay;
+        the process exits 0."""
         process = self.start({"readinessDelay": "3s", "grace": "30s"})
         url = await process.listening
         await self.notice("READY=1")
@@ -209,6 +210,9 @@ class TwistdDrainTests(_TwistdCase):
         os.kill(process.transport.pid, signal.SIGTERM)
         stopping = await self.notice("STOPPING=1")
         self.assertIn("draining: 1 left", stopping)
+        # systemd is asked to wait for the delay and the grace (and a margin) at once.
+        extend = await self.notice("EXTEND_TIMEOUT_USEC=")
+        self.assertGreaterEqual(int(extend.partition("=")[2]), 33_000_000)
         # During the readiness delay a new request is still served.
         self.fake.gated = False
         late = await self.request(url, "/api/version")

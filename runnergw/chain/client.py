@@ -20,9 +20,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from runnergw.chain.body import run_body_hooks
+from runnergw.chain.ending import AnswerEnding
 from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
-from runnergw.chain.final_error import RETRY_AFTER, final_error_unit, unit_separator
-from runnergw.chain.framing import framing_of
 from runnergw.chain.hookcalls import call_each
 from runnergw.chain.observation import ObservedAnswer, Unobservable, observe
 from runnergw.chain.producer import GatedProducer
@@ -38,7 +37,7 @@ __all__ = ["FilteredClient"]
 
 
 @implementer(IClientStream)
-class FilteredClient:
+class FilteredClient(AnswerEnding):
     """One exchange's client stream, seen through its route's response hooks."""
 
     log = Logger(observer=level_gate)
@@ -232,23 +231,6 @@ class FilteredClient:
             self.write(reply.body)
         self.finish()
 
-    def fail(self, status: int, message: str, headers: Headers | None = None,
-             reason: str | None = None) -> None:
-        """Answer with the route's error instead of the answer under way, when nothing of it
-        reached the client yet (its head may be held for observers); else drop the connection
-        (``reason`` says why)."""
-        if self._ended:
-            return
-        if self.client.head_sent:
-            self._ended = True
-            self.client.abort(reason or message)
-            self._fire_gone()
-            return
-        headers = headers if headers is not None else Headers()
-        headers.set("Content-Type", "application/json; charset=utf-8")
-        self._end_with(status, headers, self.route.error_body_for(self.exchange.api_path)(
-            status, message))
-
     # The queue: operations wait, in order, behind a hook that answers later.
 
     def _submit(self, operation: Callable[[Any], Any], argument: Any) -> None:
@@ -366,62 +348,6 @@ class FilteredClient:
             self.client.finish()
             return None
         return self._observed.finish()
-
-    # Ending the answer from inside the chain
-
-    def end_stream(self, stop: EndStream) -> None:
-        """A filter ended the answer: send its last unit, finish, and stop the terminal."""
-        if self._ended:
-            return
-        self.exchange.record_truncation(stop)
-        if stop.final:
-            framer = self._observed.framer if self._observed is not None else None
-            self.client.write(stop.final + (framer.terminator if framer is not None else b""))
-        self.client.finish()
-        self._ended = True
-        self._fire_gone()
-
-    def end_now(self, message: str) -> None:
-        """The gateway stops (``ITerminal.stop``): end the answer under way now, cleanly.
-
-        Nothing of it reached the client yet: a 503 with ``Retry-After``. A streamed NDJSON or
-        SSE answer: a last error line or event after what was relayed, then its proper end.
-        Anything else already under way cannot end well: its connection is dropped.
-        """
-        if self._ended or self.client.gone:
-            return
-        exchange = self.exchange
-        if exchange.outcome == "ok":
-            exchange.outcome = "shutdown"
-            exchange.reason = "the gateway stopped before the answer was complete"
-        if not self.client.head_sent:
-            self.fail(503, message, Headers([("Retry-After", RETRY_AFTER)]),
-                      reason=exchange.reason)
-            return
-        observed = self._observed
-        if observed is not None:
-            framing, tail = observed.framing, b""  # observers relay whole units only
-        else:
-            framing = framing_of(exchange.response_headers.get("content-type")) \
-                if self._length is None else "bytes"
-            tail = self._tail
-        unit = final_error_unit(framing, message)
-        self._ended = True
-        if unit is None:
-            self.client.abort(exchange.reason or message)
-        else:
-            self.client.write(unit_separator(framing, tail) + unit)
-            self.client.finish()
-        self._fire_gone()
-
-    def _end_with(self, status: int, headers: Headers, body: bytes) -> None:
-        """Answer with an error instead of what the terminal sends (nothing was sent yet)."""
-        self._ended = True
-        self.client.send_head(status, headers, len(body))
-        if self.exchange.method != "HEAD":
-            self.client.write(body)
-        self.client.finish()
-        self._fire_gone()
 
     def _hook_failed(self, failure: Failure) -> None:
         if self._ended:

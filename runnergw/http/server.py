@@ -14,12 +14,12 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from runnergw.http.connections import OpenConnections
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
 from runnergw.http.interfaces import IRequestHandler, StreamPolicy
@@ -103,7 +103,6 @@ class GatewayHTTPProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.factory.connections.discard(self)
-        self.factory.connection_closed()
         self._closed = True
         self._stop_timer()
         if self._current is not None:
@@ -393,10 +392,10 @@ class GatewayHTTPFactory(Factory):
         self.secure = secure
         self.dates = _DateCache(clock)
         self.noisy = False
-        self.connections: set[GatewayHTTPProtocol] = set()
+        self.connections = OpenConnections()
+        """The open client connections (``GatewayHTTPProtocol``)."""
         self.closing = False
         """Set once the gateway stops accepting: no connection is kept alive any more."""
-        self._closed_waiters: list[Deferred[None]] = []
 
     def close_when_idle(self) -> None:
         """The gateway stops accepting: close the connections waiting for a next request,
@@ -405,22 +404,6 @@ class GatewayHTTPFactory(Factory):
         self.closing = True
         for protocol in list(self.connections):
             protocol.close_if_idle()
-        self.connection_closed()
-
-    def when_closed(self) -> Deferred[None]:
-        """Fires once no client connection is open (at once when none is)."""
-        if not self.connections:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred(self._closed_waiters.remove)
-        self._closed_waiters.append(waiter)
-        return waiter
-
-    def connection_closed(self) -> None:
-        """A connection closed: those waiting for the last one are told."""
-        if not self.connections and self._closed_waiters:
-            waiters, self._closed_waiters = self._closed_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
 
     def close_connections(self) -> None:
         """Drop every client connection (shutdown; nothing waits for a TLS goodbye)."""
