@@ -245,10 +245,12 @@ class GatewayService(MultiService):
         return port.stopListening() if port is not None else None
 
     def _end_under_way(self) -> Deferred[Any]:
-        """End what the current routes' terminals have under way (the drain's grace is
-        over)."""
-        return gatherResults([d for d in (route.terminal.stop() for route in self.router.routes
-                                          if route.terminal is not None) if d is not None])
+        """End what is under way (the drain's grace is over): the current routes' terminals
+        stop, then any exchange left (waiting in a filter, or begun before a reload)."""
+        stopped = [route.terminal.stop() for route in self.router.routes
+                   if route.terminal is not None]
+        self.factory.handler.under_way.end_all()
+        return gatherResults([d for d in stopped if d is not None])
 
     def reopen_audit(self) -> None:
         """Reopen the audit file (SIGUSR1, after logrotate renamed it)."""

@@ -17,6 +17,7 @@ from runnergw.chain.exchange import Exchange, Reject, Reply, exchange_for
 from runnergw.chain.hookcalls import call_each
 from runnergw.chain.inflight import InFlight
 from runnergw.chain.route import Route, Router
+from runnergw.chain.under_way import UnderWay
 from runnergw.http.headers import Headers, forwardable_request_headers
 from runnergw.http.interfaces import IClientStream, IRequestHandler
 from runnergw.logs import level_gate
@@ -40,6 +41,9 @@ class ChainRunner:
         router they began with."""
         self.inflight = InFlight()
         """Every exchange under way, whichever router it began with (a drain waits for it)."""
+        self.under_way = UnderWay()
+        """Their clients, wherever they are in the chain: a drain's end ends those its
+        terminals' ``stop()`` did not (waiting in a filter, or on a retired router)."""
 
     def handle(self, stream: IClientStream) -> Deferred[None]:
         """Serve one request the server has read the head of; the Deferred fires when the
@@ -65,6 +69,7 @@ class ChainRunner:
         route = router.fallback
         client.policy = route.policy
         filtered = FilteredClient(route, exchange, client)
+        self.under_way.add(filtered)
         try:
             route, exchange.upstream_path = router.match(exchange.path, exchange.query)
             exchange.route = filtered.route = route
@@ -95,6 +100,7 @@ class ChainRunner:
                         500, f"internal error (request {exchange.request_id})")
                 ), hooks=False)
         finally:
+            self.under_way.discard(filtered)
             if filtered.busy:
                 await filtered.settled()
             pending = self._done(route, exchange)

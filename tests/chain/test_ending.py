@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.client import FilteredClient
-from runnergw.chain.route import Route
+from runnergw.chain.route import Route, Router
+from runnergw.chain.runner import ChainRunner
 from runnergw.http.headers import Headers
-from runnergw.testing import RecordingClient, make_exchange
+from runnergw.testing import Answer, CannedTerminal, RecordingClient, make_exchange
 from tests.helpers.observers import LineObserver
 
-__all__ = ["EndNowTests"]
+__all__ = ["EndNowTests", "WaitingExchangeTests"]
 
 _NDJSON = Headers([("Content-Type", "application/x-ndjson")])
 _SSE = Headers([("Content-Type", "text/event-stream")])
@@ -97,3 +99,35 @@ class EndNowTests(SynchronousTestCase):
         filtered.send_head(200, Headers(_NDJSON), None)
         filtered.end_now("stopping")
         self.assertEqual(told, [True])
+
+
+class _Waits:
+    """A filter whose request hook waits (for a concurrency slot, say) until told."""
+
+    name = "waits"
+
+    def __init__(self) -> None:
+        self.slot: Deferred[None] = Deferred()
+
+    def request_headers(self, exchange: object) -> Deferred[None]:
+        return self.slot
+
+
+class WaitingExchangeTests(SynchronousTestCase):
+    """An exchange that has not reached its terminal when the gateway stops."""
+
+    def test_exchange_waiting_in_a_filter_gets_a_503(self) -> None:
+        """The runner's exchanges under way are ended too: one waiting in a filter gets a
+        503 with Retry-After, and its terminal is never called."""
+        waits = _Waits()
+        terminal = CannedTerminal(Answer.ndjson({"n": 1}))
+        runner = ChainRunner(Router([Route("test", (), (waits,), terminal)],  # type: ignore[arg-type]
+                                    Route("", (), (), None)))
+        client = RecordingClient()
+        done = runner.serve(make_exchange("GET", "/api/tags"), client)
+        self.assertEqual(len(runner.under_way), 1)
+        runner.under_way.end_all()
+        self.successResultOf(done)
+        self.assertEqual((client.status, client.header("retry-after")), (503, "10"))
+        self.assertFalse(terminal.called)
+        self.assertEqual(runner.inflight.count, 0)
