@@ -222,7 +222,8 @@ class GatewayService(MultiService):
         """The status line ``systemctl status`` shows: connections, exchanges under way,
         jobs running, and the drain's progress while it runs."""
         exchanges = self.factory.handler.inflight.count
-        jobs = sum(getattr(route.terminal, "running_jobs", 0) for route in self.router.routes)
+        routes = self.factory.handler.router.routes
+        jobs = sum(getattr(route.terminal, "running_jobs", 0) for route in routes)
         line = (f"serving on {self.url}: {self._connections()}, "
                 f"{_count(exchanges, 'exchange')} under way, {_count(jobs, 'job')} running")
         if self.drain.running:
@@ -247,7 +248,7 @@ class GatewayService(MultiService):
     def _end_under_way(self) -> Deferred[Any]:
         """End what is under way (the drain's grace is over): the current routes' terminals
         stop, then any exchange left (waiting in a filter, or begun before a reload)."""
-        stopped = [route.terminal.stop() for route in self.router.routes
+        stopped = [route.terminal.stop() for route in self.factory.handler.router.routes
                    if route.terminal is not None]
         self.factory.handler.under_way.end_all()
         return gatherResults([d for d in stopped if d is not None])
