@@ -90,4 +90,5 @@ class ITerminal(Interface):
         streamed NDJSON or SSE answer gets a last well-formed error line or event and its
         proper end; any other answer already started has its connection dropped. The work
         behind it stops (the runner's request is closed, a job's process group killed).
-        Nothing new is started afterwards."""
+        The caller sends the terminal no new exchange afterwards (its router is retired, or
+        the gateway accepts nothing any more)."""
