@@ -183,8 +183,8 @@ class _TwistdCase(TestCase):
         return client, record
 
 
-def _lines(data: bytes) -> list[Any]:
-    """The NDJSON lines of a chunked answer."""
+def _content(data: bytes) -> bytes:
+    """The body of a chunked answer."""
     head, _, body = data.partition(b"\r\n\r\n")
     content = b""
     while body:
@@ -193,7 +193,12 @@ def _lines(data: bytes) -> list[Any]:
         if size == 0:
             break
         content, body = content + rest[:size], rest[size + 2:]
-    return [json.loads(line) for line in content.splitlines()]
+    return content
+
+
+def _lines(data: bytes) -> list[Any]:
+    """The NDJSON lines of a chunked answer."""
+    return [json.loads(line) for line in _content(data).splitlines()]
 
 
 class TwistdDrainTests(_TwistdCase):
@@ -242,6 +247,27 @@ class TwistdDrainTests(_TwistdCase):
         self.assertEqual(lines[-1], {"error": "the gateway is shutting down"})
         self.assertEqual(lines[0].get("response"), "t0 ")
         self.assertEqual(code, DRAIN_CUT, process.output)
+
+    async def test_openai_stream_cut_after_the_grace(self) -> None:
+        """An OpenAI-style SSE stream outlasting the grace ends with an error event in
+        OpenAI's shape and its proper end."""
+        process = self.start({"readinessDelay": 0, "grace": "1s"})
+        url = await process.listening
+        self.fake.gated = True
+        arrived = self.fake.next_request()
+        client = await self.request(url, "/v1/chat/completions", json.dumps(
+            {"model": "llama3.2:1b", "stream": True, "max_tokens": 3,
+             "messages": [{"role": "user", "content": "hi"}]}).encode())
+        await (await arrived).held()
+        await client.until(lambda data: b'"t0 "' in data)
+        os.kill(process.transport.pid, signal.SIGTERM)
+        await client.until(lambda data: data.endswith(b"0\r\n\r\n"))
+        self.assertEqual(await process.ended, DRAIN_CUT, process.output)
+        events = _content(client.data).split(b"\n\n")
+        self.assertEqual(events[-1], b"")
+        self.assertTrue(events[-2].startswith(b"data: "), events)
+        error = json.loads(events[-2][len(b"data: "):])["error"]
+        self.assertEqual(error["message"], "the gateway is shutting down")
 
     async def test_second_sigterm_cuts_at_once(self) -> None:
         """A second SIGTERM during the readiness delay ends the stream at once."""
