@@ -7,7 +7,7 @@ import signal
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 
 from runnergw.chain.runner import ChainRunner
 from runnergw.config.settings import Settings
+from runnergw.drain import Drain
 from runnergw.health import Readiness
 from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
@@ -27,6 +28,7 @@ from runnergw.metrics.pages import metrics_root
 from runnergw.metrics.registry import GatewayMetrics
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
+from runnergw.stop_signals import SignalHandlers
 from runnergw.systemd.activation import (
     ActivationError,
     choose_listener,
@@ -46,7 +48,8 @@ class GatewayService(MultiService):
     """Listens on ``server.address`` (or on the socket systemd passes, ``LISTEN_FDS``) and
     serves every route.
 
-    SIGHUP reloads the TLS files and reopens the audit file. Under systemd (``$NOTIFY_SOCKET``)
+    SIGHUP reloads the TLS files and reopens the audit file. SIGTERM (or SIGINT) drains
+    (``runnergw.drain``); SIGUSR1 reopens the audit file. Under systemd (``$NOTIFY_SOCKET``)
     the service manager is told when the gateway is ready, reloading and stopping.
     """
 
@@ -93,6 +96,15 @@ class GatewayService(MultiService):
         if settings.metrics.enabled:
             self.metrics = GatewayMetrics(self, reactor)
             self.factory.handler.observers.append(self.metrics.observe)
+        self.drain = Drain(settings.shutdown, reactor, readiness=self.readiness,
+                           notifier=self.notifier, factory=self.factory,
+                           inflight=self.factory.handler.inflight,
+                           stop_listening=self._stop_listening,
+                           end_under_way=self._end_under_way, stop=reactor.stop)
+        """What SIGTERM starts; tells, once over, whether it was clean (the exit status)."""
+        self._signals = SignalHandlers(reactor, {
+            signal.SIGTERM: self._on_stop_signal, signal.SIGINT: self._on_stop_signal,
+            signal.SIGUSR1: lambda _: self.reopen_audit()})
 
     def privilegedStartService(self) -> None:
         """Take the jobs directory, then listen now (before privileges drop): on the socket
@@ -204,12 +216,16 @@ class GatewayService(MultiService):
             self._previous_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:
             self._previous_hup = None  # not the main thread (embedded use): no signal
+        # The reactor installs its own stop signal handlers as it starts running (they would
+        # stop it at once): these replace them then.
+        self.reactor.callWhenRunning(self._install_signals)
         # Ready once the listener is bound and the usage ledger (when quotas need one) is open.
         opened = self.limits.start() if self.limits is not None else succeed(None)
         opened.addCallbacks(self._announce_ready, self._ledger_failed)
 
     def stopService(self) -> Any:
         self.notifier.stopping(f"stopping: {self._connections()}")
+        self._signals.uninstall()
         if self._previous_hup is not None:
             signal.signal(signal.SIGHUP, self._previous_hup)
             self._previous_hup = None
@@ -246,12 +262,50 @@ class GatewayService(MultiService):
         return reasons
 
     def describe(self) -> str:
-        """The status line ``systemctl status`` shows."""
-        return f"serving on {self.url}: {self._connections()}"
+        """The status line ``systemctl status`` shows: connections, exchanges under way,
+        jobs running, and the drain's progress while it runs."""
+        exchanges = self.factory.handler.inflight.count
+        routes = self.factory.handler.router.routes
+        jobs = sum(getattr(route.terminal, "running_jobs", 0) for route in routes)
+        line = (f"serving on {self.url}: {self._connections()}, "
+                f"{_count(exchanges, 'exchange')} under way, {_count(jobs, 'job')} running")
+        if self.drain.running:
+            line += f"; {self.drain.describe()}"
+        return line
 
     def _connections(self) -> str:
-        count = len(self.factory.connections)
-        return f"{count} open connection{'' if count == 1 else 's'}"
+        return f"{_count(len(self.factory.connections), 'open connection')}"
+
+    def _install_signals(self) -> None:
+        if self.running:
+            self._signals.install()
+
+    def _on_stop_signal(self, signum: int) -> None:
+        self.drain.begin(signal.Signals(signum).name, self.describe)
+
+    def _stop_listening(self) -> Deferred[None] | None:
+        """Refuse new connections (the drain)."""
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None
+
+    def _end_under_way(self) -> Deferred[Any]:
+        """End what is under way (the drain's grace is over): the current routes' terminals
+        stop, then any exchange left (waiting in a filter, or begun before a reload)."""
+        stopped = [route.terminal.stop() for route in self.factory.handler.router.routes
+                   if route.terminal is not None]
+        self.factory.handler.under_way.end_all()
+        return gatherResults([d for d in stopped if d is not None])
+
+    def reopen_audit(self) -> None:
+        """Reopen the audit file (SIGUSR1, after logrotate renamed it)."""
+        try:
+            self.parts.audit_log.reopen()
+        except OSError as e:
+            self.log.error("Cannot reopen the audit trail {path}: {error}",
+                           event="audit_reopen_failed", path=self.parts.audit_log.path,
+                           error=str(e))
+            return
+        self.log.info("Audit trail reopened", event="audit_reopened")
 
     def _announce_ready(self, _: object) -> None:
         if not self.running:
@@ -290,6 +344,10 @@ class GatewayService(MultiService):
                            path=self.parts.audit_log.path, error=str(e))
         if announced:
             self.notifier.ready(self.describe())
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _describe_host(address: Any) -> str:

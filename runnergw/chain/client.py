@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from runnergw.chain.body import run_body_hooks
+from runnergw.chain.ending import AnswerEnding
 from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
 from runnergw.chain.hookcalls import call_each
 from runnergw.chain.observation import ObservedAnswer, Unobservable, observe
@@ -36,7 +37,7 @@ __all__ = ["FilteredClient"]
 
 
 @implementer(IClientStream)
-class FilteredClient:
+class FilteredClient(AnswerEnding):
     """One exchange's client stream, seen through its route's response hooks."""
 
     log = Logger(observer=level_gate)
@@ -60,6 +61,10 @@ class FilteredClient:
         self._held: deque[tuple[Callable[[Any], Any], Any]] | None = None
         """Operations waiting behind a hook that answers later (None: nothing waits)."""
         self._settled_waiters: list[Deferred[None]] = []
+        self._length: int | None = None
+        """The length the terminal gave its answer (None: streamed)."""
+        self._tail = b""
+        """The last two bytes relayed untouched (where a unit may have been cut short)."""
         client.when_gone(self._fire_gone)
 
     @property
@@ -128,6 +133,7 @@ class FilteredClient:
         if self.head_sent or self.gone:
             return
         self.head_sent = True
+        self._length = length
         self.exchange.status = status
         self.exchange.response_headers = headers
         self._submit(self._run_head_hooks, length)
@@ -140,6 +146,7 @@ class FilteredClient:
             return
         observed = self._observed
         if observed is None:
+            self._tail = data[-2:] if len(data) > 1 else self._tail[-1:] + data
             self.client.write(data)
             return
         # What _execute(_write_now, data) does, without its calls: this runs per write of
@@ -223,23 +230,6 @@ class FilteredClient:
         if self.exchange.method != "HEAD":
             self.write(reply.body)
         self.finish()
-
-    def fail(self, status: int, message: str, headers: Headers | None = None,
-             reason: str | None = None) -> None:
-        """Answer with the route's error instead of the answer under way, when nothing of it
-        reached the client yet (its head may be held for observers); else drop the connection
-        (``reason`` says why)."""
-        if self._ended:
-            return
-        if self.client.head_sent:
-            self._ended = True
-            self.client.abort(reason or message)
-            self._fire_gone()
-            return
-        headers = headers if headers is not None else Headers()
-        headers.set("Content-Type", "application/json; charset=utf-8")
-        self._end_with(status, headers, self.route.error_body_for(self.exchange.api_path)(
-            status, message))
 
     # The queue: operations wait, in order, behind a hook that answers later.
 
@@ -346,6 +336,7 @@ class FilteredClient:
         if self.gone:
             return None
         if self._observed is None:
+            self._tail = data[-2:] if len(data) > 1 else self._tail[-1:] + data
             self.client.write(data)
             return None
         return self._observed.write(data)
@@ -357,29 +348,6 @@ class FilteredClient:
             self.client.finish()
             return None
         return self._observed.finish()
-
-    # Ending the answer from inside the chain
-
-    def end_stream(self, stop: EndStream) -> None:
-        """A filter ended the answer: send its last unit, finish, and stop the terminal."""
-        if self._ended:
-            return
-        self.exchange.record_truncation(stop)
-        if stop.final:
-            framer = self._observed.framer if self._observed is not None else None
-            self.client.write(stop.final + (framer.terminator if framer is not None else b""))
-        self.client.finish()
-        self._ended = True
-        self._fire_gone()
-
-    def _end_with(self, status: int, headers: Headers, body: bytes) -> None:
-        """Answer with an error instead of what the terminal sends (nothing was sent yet)."""
-        self._ended = True
-        self.client.send_head(status, headers, len(body))
-        if self.exchange.method != "HEAD":
-            self.client.write(body)
-        self.client.finish()
-        self._fire_gone()
 
     def _hook_failed(self, failure: Failure) -> None:
         if self._ended:

@@ -80,4 +80,15 @@ class ITerminal(Interface):
         "runs them after collecting a body a filter asked for.")
 
     def stop():  # type: ignore[no-untyped-def]
-        """The gateway stops: end what is under way and free resources; returns a Deferred."""
+        """End what is under way now, cleanly, and free resources; returns a Deferred that
+        fires once they are freed. The gateway's drain calls it when its grace is over, and
+        a reload when it retires the terminal of a replaced route; calling it again is
+        harmless.
+
+        An exchange under way ends as the chain's client ends it (``FilteredClient.end_now``):
+        a client that has had nothing of the answer gets a 503 with ``Retry-After``; a
+        streamed NDJSON or SSE answer gets a last well-formed error line or event and its
+        proper end; any other answer already started has its connection dropped. The work
+        behind it stops (the runner's request is closed, a job's process group killed).
+        The caller sends the terminal no new exchange afterwards (its router is retired, or
+        the gateway accepts nothing any more)."""

@@ -18,6 +18,7 @@ from runnergw.chain.exchange import Exchange, Reject, Reply, exchange_for
 from runnergw.chain.hookcalls import call_each
 from runnergw.chain.inflight import InFlight
 from runnergw.chain.route import Route, Router
+from runnergw.chain.under_way import UnderWay
 from runnergw.http.headers import Headers, forwardable_request_headers
 from runnergw.http.interfaces import IClientStream, IRequestHandler
 from runnergw.logs import level_gate
@@ -44,6 +45,9 @@ class ChainRunner:
         self.observers: list[Callable[[Exchange], object]] = []
         """Called with each exchange once it is over, after its ``done`` hooks (the
         metrics); one that raises is logged and the others still run."""
+        self.under_way = UnderWay()
+        """Their clients, wherever they are in the chain: a drain's end ends those its
+        terminals' ``stop()`` did not (waiting in a filter, or on a retired router)."""
 
     def handle(self, stream: IClientStream) -> Deferred[None]:
         """Serve one request the server has read the head of; the Deferred fires when the
@@ -69,6 +73,7 @@ class ChainRunner:
         route = router.fallback
         client.policy = route.policy
         filtered = FilteredClient(route, exchange, client)
+        self.under_way.add(filtered)
         try:
             route, exchange.upstream_path = router.match(exchange.path, exchange.query)
             exchange.route = filtered.route = route
@@ -99,6 +104,7 @@ class ChainRunner:
                         500, f"internal error (request {exchange.request_id})")
                 ), hooks=False)
         finally:
+            self.under_way.discard(filtered)
             if filtered.busy:
                 await filtered.settled()
             pending = self._done(route, exchange)

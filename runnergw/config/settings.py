@@ -21,6 +21,7 @@ from runnergw.config.runners import (
     read_runners,
 )
 from runnergw.config.server import ServerSettings
+from runnergw.config.shutdown import ShutdownSettings
 
 __all__ = ["Settings"]
 
@@ -41,6 +42,7 @@ class Settings:
     """Role name → its rules on Ollama routes; empty: any valid token, no limits."""
     policy: PolicySettings = attrs.field(factory=PolicySettings)
     metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
+    shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
 
     @property
     def config_path(self) -> str:
@@ -68,6 +70,7 @@ class Settings:
             roles=roles,
             policy=policy,
             metrics=MetricsSettings.from_yaml(root.section("metrics")),
+            shutdown=ShutdownSettings.from_yaml(root.section("shutdown")),
         )
         if roles and policy.default_role not in roles:
             known = ", ".join(roles)

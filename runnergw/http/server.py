@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from runnergw.http.connections import OpenConnections
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
 from runnergw.http.interfaces import IRequestHandler, StreamPolicy
@@ -88,6 +89,17 @@ class GatewayHTTPProtocol(Protocol):
             set_no_delay(True)
         self.factory.connections.add(self)
         self._start_timer("header", self.timeouts.header, self._head_timed_out)
+
+    @property
+    def idle(self) -> bool:
+        """True between requests (no exchange under way on the connection)."""
+        return self._current is None and not self._closed
+
+    def close_if_idle(self) -> None:
+        """Close the connection now if it waits for a next request with nothing of one
+        received (the gateway stops)."""
+        if self.idle and not self._buffer:
+            self._close()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.factory.connections.discard(self)
@@ -293,7 +305,10 @@ class GatewayHTTPProtocol(Protocol):
         An unread body is drained only when its length is declared, small, and within the
         route's limit, and when the client did not wait for ``100 Continue``: such a client
         may never send the body it announced, and what it sends next must not be taken for it.
+        Never once the gateway stops (``GatewayHTTPFactory.close_when_idle``).
         """
+        if self.factory.closing:
+            return False
         if stream.body_complete or stream.reading_body():
             return True
         if stream.head.expect_continue:
@@ -305,7 +320,7 @@ class GatewayHTTPProtocol(Protocol):
 
     def response_finished(self, stream: ClientStream) -> None:
         """The response is out; read the next request once the body is consumed too."""
-        if not stream.keep_alive:
+        if not stream.keep_alive or self.factory.closing:
             if stream.reading_body():
                 self._linger(stream)
             else:
@@ -377,7 +392,18 @@ class GatewayHTTPFactory(Factory):
         self.secure = secure
         self.dates = _DateCache(clock)
         self.noisy = False
-        self.connections: set[GatewayHTTPProtocol] = set()
+        self.connections = OpenConnections()
+        """The open client connections (``GatewayHTTPProtocol``)."""
+        self.closing = False
+        """Set once the gateway stops accepting: no connection is kept alive any more."""
+
+    def close_when_idle(self) -> None:
+        """The gateway stops accepting: close the connections waiting for a next request,
+        and each other one once its exchange is over (its answer says ``Connection: close``
+        when its head is still to be sent)."""
+        self.closing = True
+        for protocol in list(self.connections):
+            protocol.close_if_idle()
 
     def close_connections(self) -> None:
         """Drop every client connection (shutdown; nothing waits for a TLS goodbye)."""

@@ -13,6 +13,7 @@ from zope.interface import implementer
 
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import ITerminal
+from runnergw.chain.under_way import UnderWay
 from runnergw.config.runners import RunnerSettings
 from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
@@ -216,13 +217,17 @@ class OllamaTerminal:
         self.runner = runner
         self.hosts = hosts
         self.clock = clock
+        self.under_way = UnderWay()
 
     def start(self) -> None:
         """The gateway serves: the hosts' loaded models are read from now on."""
         self.hosts.start()
 
     def stop(self) -> Deferred[None]:
-        """Stop probes and polls and close every host's connections (the gateway stops)."""
+        """End the answers under way with a final error (their runner requests are closed
+        with them), then stop probes and polls and close every host's connections (see
+        ``ITerminal.stop``)."""
+        self.under_way.end_all()
         return self.hosts.close()
 
     def upstream_hosts(self) -> tuple[HostStatus, ...]:
@@ -240,6 +245,13 @@ class OllamaTerminal:
         a byte was written) goes on to another host; a bodiless request whose reused
         connection turned out closed is sent once more. Nothing else is sent twice.
         """
+        self.under_way.add(client)
+        try:
+            await self._handle(exchange, client)
+        finally:
+            self.under_way.discard(client)
+
+    async def _handle(self, exchange: Exchange, client: IClientStream) -> None:
         exchange.upstream = self.runner.name
         model = exchange.model  # named by a filter that read the body; None when none did
         tried: list[UpstreamHost] = []

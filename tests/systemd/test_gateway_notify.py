@@ -63,7 +63,8 @@ class ReadyTests(_ServiceCase):
         service = self.service()
         service.startService()
         self.assertEqual(self.manager.messages(), [
-            f"READY=1\nSTATUS=serving on {self.url(service)}: 0 open connections"])
+            f"READY=1\nSTATUS=serving on {self.url(service)}: 0 open connections, "
+            "0 exchanges under way, 0 jobs running"])
 
     def test_ready_waits_for_the_usage_ledger(self) -> None:
         """With quotas, ready comes only once the usage ledger is open."""
@@ -73,7 +74,8 @@ class ReadyTests(_ServiceCase):
         self.assertEqual(self.manager.messages(), [])
         limits.opened.callback(None)
         self.assertEqual(self.manager.messages(), [
-            f"READY=1\nSTATUS=serving on {self.url(service)}: 0 open connections"])
+            f"READY=1\nSTATUS=serving on {self.url(service)}: 0 open connections, "
+            "0 exchanges under way, 0 jobs running"])
 
     def test_never_ready_without_the_ledger(self) -> None:
         """A ledger that cannot be opened stops the gateway, which is never said ready."""
@@ -93,7 +95,8 @@ class ReadyTests(_ServiceCase):
         service.factory.connections.update({object(), object()})  # type: ignore[arg-type]
         self.reactor.advance(5)
         self.assertEqual(self.manager.messages(), [
-            f"STATUS=serving on {self.url(service)}: 2 open connections"])
+            f"STATUS=serving on {self.url(service)}: 2 open connections, "
+            "0 exchanges under way, 0 jobs running"])
 
     def test_watchdog_started_with_ready(self) -> None:
         """With a watchdog, the first ping follows ready, the next one its interval later."""
@@ -115,7 +118,8 @@ class ReloadNotifyTests(_ServiceCase):
         service.reload()
         self.assertEqual(self.manager.messages(), [
             "RELOADING=1\nMONOTONIC_USEC=42\nSTATUS=reloading",
-            f"READY=1\nSTATUS=serving on {self.url(service)}: 0 open connections"])
+            f"READY=1\nSTATUS=serving on {self.url(service)}: 0 open connections, "
+            "0 exchanges under way, 0 jobs running"])
 
     def test_no_ready_from_a_reload_before_start_finished(self) -> None:
         """A SIGHUP while the ledger still opens does not make the gateway look ready."""

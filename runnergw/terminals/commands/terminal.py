@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import ITerminal
+from runnergw.chain.under_way import UnderWay
 from runnergw.config.pipelines import ModelSettings
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
@@ -67,6 +68,7 @@ class CommandTerminal:
         self.cooperator = cooperator
         self.slots = JobSlots(settings.concurrency, settings.queue_size)
         self._running: set[Job] = set()
+        self.under_way = UnderWay()
         self._stopping = False
         uploads = model.upload_fields
         self.limits = UploadLimits(
@@ -76,10 +78,17 @@ class CommandTerminal:
             upload_fields=frozenset(f.id for f in uploads),
         )
 
+    @property
+    def running_jobs(self) -> int:
+        """How many jobs run now (the status line shows them)."""
+        return len(self._running)
+
     def stop(self) -> Deferred[None]:
-        """Kill every running job at once (none starts any more); fires once the job launcher
-        shared by the command routes is stopped."""
+        """End the exchanges under way (a 503 for a client still waiting, see
+        ``ITerminal.stop``), kill every running job's process group at once (none starts any
+        more); fires once the job launcher shared by the command routes is stopped."""
         self._stopping = True
+        self.under_way.end_all()
         for job in list(self._running):
             job.kill_now()
         return self.jobs.stop()
@@ -91,6 +100,13 @@ class CommandTerminal:
         if exchange.method != "POST":
             raise Reject(405, "Method Not Allowed", headers=(("Allow", "POST"),))
         exchange.upstream = self.model.endpoint
+        self.under_way.add(client)
+        try:
+            await self._handle(exchange, client)
+        finally:
+            self.under_way.discard(client)
+
+    async def _handle(self, exchange: Exchange, client: Any) -> None:
         try:
             # Refused before the upload: it would only wait for a slot that is not there.
             admission = self.slots.admit()

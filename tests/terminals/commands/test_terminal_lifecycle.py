@@ -59,7 +59,7 @@ class ShutdownTests(TestCase):
         await process_gone(job.pid)
         answer = await waiting
         self.assertEqual((answer.status, answer.json),
-                         (503, {"detail": "The node is stopping, try again later"}))
+                         (503, {"detail": "the gateway is shutting down"}))
         await running
         await stopped
         self.assertEqual(control.started_tags(), {"running"})
