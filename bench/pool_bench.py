@@ -112,6 +112,7 @@ def write_settings(directory: Path, hosts: list[int], gateway_port: int) -> dict
                      "hosts": [f"{HOST}:{port}" for port in hosts],
                      "filters": ["token", "audit"]}],
         "audit": {"path": str(paths["audit"])},
+        "metrics": {"address": f"{HOST}:0"},
     }
     paths["settings"].write_text(json.dumps(document, indent=2) + "\n")
     return paths

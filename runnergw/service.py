@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from runnergw.chain.runner import ChainRunner
 from runnergw.config.settings import Settings
 from runnergw.drain import Drain
+from runnergw.exit_status import DRAIN_CUT, FAILED_AT_START
 from runnergw.health import Readiness
 from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
@@ -83,6 +84,8 @@ class GatewayService(MultiService):
         """Where the gateway serves, once started."""
         self._announced = False
         """Whether the service manager was told the gateway is ready."""
+        self._failed_at_start = False
+        """Whether the gateway stopped because a part it needs could not start."""
         self.readiness = Readiness()
         """What ``/readyz`` answers: draining, and the terminals' own reasons."""
         self.readiness.add_check(self._terminals_ready)
@@ -321,7 +324,14 @@ class GatewayService(MultiService):
         self.log.critical("Cannot open the usage ledger {path}: {error}; stopping",
                           event="ledger_failed", path=self.settings.policy.ledger_path,
                           error=failure.getErrorMessage())
+        self._failed_at_start = True
         self.reactor.stop()
+
+    def exit_status(self) -> int:
+        """What the process should exit with once stopped (``runnergw.exit_status``)."""
+        if self._failed_at_start:
+            return FAILED_AT_START
+        return DRAIN_CUT if self.drain.clean is False else 0
 
     def _on_sighup(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.reload)

@@ -37,7 +37,7 @@ def makeService(options: Options) -> IService:
     """Load keys and certificates and build the gateway service (errors exit non-zero)."""
     from twisted.internet import reactor
 
-    from runnergw.exit_status import exit_with_drain_status
+    from runnergw.exit_status import exit_with_status
     from runnergw.logs import level_gate
     from runnergw.service import GatewayService
     from runnergw.startup import ensure_development_keys, prepare
@@ -50,7 +50,7 @@ def makeService(options: Options) -> IService:
         service: Any = GatewayService(settings, parts, reactor)
     except ConfigErrors as e:
         raise SystemExit(f"runnergw: {e}") from e
-    exit_with_drain_status(service.drain)
+    exit_with_status(service.exit_status)
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall streams for tens of milliseconds.
     gc.collect()

@@ -1,4 +1,4 @@
-"""The exit status after a drain, as a real Python process ends with it."""
+"""The exit status, as a real Python process ends with it."""
 
 from __future__ import annotations
 
@@ -12,36 +12,28 @@ from runnergw.exit_status import DRAIN_CUT
 __all__ = ["ExitStatusTests"]
 
 _PROGRAM = """
-import sys
-from runnergw.exit_status import exit_with_drain_status
+from runnergw.exit_status import exit_with_status
 
-class Drain:
-    clean = None
-
-drain = Drain()
-exit_with_drain_status(drain)
-drain.clean = {clean}
+status = [0]
+exit_with_status(lambda: status[0])
+status[0] = {status}
 print("last words")
 """
 
 
-def _run(clean: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _PROGRAM.format(clean=clean)],
+def _run(status: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _PROGRAM.format(status=status)],
                           capture_output=True, text=True, timeout=30, check=False)
 
 
 class ExitStatusTests(SynchronousTestCase):
     """What the service manager sees when the process ends."""
 
-    def test_clean_drain_exits_0(self) -> None:
-        """Every exchange finished within the grace: status 0."""
-        self.assertEqual(_run(True).returncode, 0)
+    def test_clean_stop_exits_0(self) -> None:
+        """A clean stop keeps Python's own status, 0."""
+        self.assertEqual(_run(0).returncode, 0)
 
     def test_cut_drain_exits_non_zero_with_its_output_flushed(self) -> None:
         """Something had to be cut: DRAIN_CUT, and what was printed is not lost."""
-        done = _run(False)
+        done = _run(DRAIN_CUT)
         self.assertEqual((done.returncode, done.stdout), (DRAIN_CUT, "last words\n"))
-
-    def test_stop_without_a_drain_leaves_the_status_alone(self) -> None:
-        """A stop that did not drain (no SIGTERM) keeps Python's own status."""
-        self.assertEqual(_run(None).returncode, 0)

@@ -92,6 +92,7 @@ class TwistdPoolTests(TestCase):
                          "pool": {"ejectAfter": 1, "ejectFor": "100ms",
                                   "probeInterval": "100ms"}}],
             "server": {"address": "127.0.0.1:0"},
+            "metrics": {"address": "127.0.0.1:0"},
             "audit": {"path": ""},
         }))
         process = _LoggingTwistd()

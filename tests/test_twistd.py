@@ -18,6 +18,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
 
+from runnergw.exit_status import FAILED_AT_START
 from runnergw.tokens.key_generation import write_signing_keypair
 from tests.helpers.certs import make_ca
 from tests.helpers.twistd import TWISTD, TwistdProcess
@@ -140,3 +141,26 @@ class TwistdTests(TestCase):
         self.assertTrue((self.directory / "keys" / "node_private.pem").exists())
         self.assertIn(b"runnergw token public", process.output)
 
+
+    @inlineCallbacks
+    def test_ledger_that_cannot_open_stops_with_a_config_status(self) -> None:
+        """A usage ledger that is no ledger (found when it is opened, after listening) stops
+        the gateway with status 78, which systemd shows as ``78/CONFIG``, and the log
+        names the file."""
+        write_signing_keypair(self.directory / "paseto.key", self.directory / "paseto.pub")
+        ledger = self.directory / "usage.sqlite"
+        ledger.write_bytes(b"not a database " * 100)
+        config = self.directory / "settings.yaml"
+        config.write_text(yaml.safe_dump({
+            "paseto": {"publicPath": str(self.directory / "paseto.pub")},
+            "runners": [{"host": "127.0.0.1:9", "path": "/"}],
+            "server": {"address": "127.0.0.1:0"},
+            "metrics": {"address": "127.0.0.1:0"},
+            "roles": {"user": {"models": ["llama3"]}},
+            "policy": {"defaultRole": "user", "ledgerPath": str(ledger)},
+        }))
+        process = self.start("--config", str(config))
+        code = yield process.ended
+        self.assertEqual(code, FAILED_AT_START, process.output)
+        self.assertIn(b'"event": "ledger_failed"', process.output)
+        self.assertIn(str(ledger).encode(), process.output)

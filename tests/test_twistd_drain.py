@@ -125,6 +125,7 @@ class _TwistdCase(TestCase):
             "server": {"address": "127.0.0.1:0"},
             "audit": {"path": str(self.audit_path)},
             "shutdown": shutdown,
+            "metrics": {"address": "127.0.0.1:0"},
         }))
         process = _Twistd()
         argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
