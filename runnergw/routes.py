@@ -10,7 +10,7 @@ from runnergw.config.errors import ConfigError, ConfigErrors
 from runnergw.config.settings import Settings
 from runnergw.filters.audit import AuditFilter
 from runnergw.filters.registry import FilterContext
-from runnergw.limits.parts import LimitParts
+from runnergw.kept import KeptParts
 from runnergw.startup import GatewayParts
 from runnergw.terminals.commands.routes import build_pipeline_routes
 from runnergw.terminals.ollama_routes import build_runner_routes
@@ -27,21 +27,22 @@ ROUTE_KINDS: Sequence[RouteKind] = (build_runner_routes, build_pipeline_routes)
 
 def build_router(settings: Settings, parts: GatewayParts, reactor: Any,
                  kinds: Sequence[RouteKind] = ROUTE_KINDS,
-                 limits: LimitParts | None = None) -> Router:
+                 kept: KeptParts | None = None) -> Router:
     """Every route of every terminal kind, and the fallback that answers 404.
 
-    ``limits`` are the role filters' shared parts (the service starts and stops them); with
-    a ``roles`` section and none given, unstarted ones are made (to check the settings).
+    ``kept`` are the parts every generation of routes shares (limits, job launcher: the
+    service owns them, starts and stops them); when none are given, unstarted ones are
+    made for these routes alone (to check the settings).
 
     Raises:
         ConfigErrors: every problem (filters and their options, CA bundles, descriptors,
             two routes on one prefix).
     """
-    if limits is None and settings.roles:
-        limits = LimitParts.from_settings(settings, reactor)
+    if kept is None:
+        kept = KeptParts.from_settings(settings, reactor)
     context = FilterContext(settings=settings, clock=reactor, audit_log=parts.audit_log,
                             verifier=parts.verifier, saas_verifier=parts.saas_verifier,
-                            signer=parts.signer, limits=limits)
+                            signer=parts.signer, limits=kept.limits, jobs=kept.jobs)
     errors: list[ConfigError] = []
     routes: list[Route] = []
     taken: dict[tuple[str, ...], str] = {}

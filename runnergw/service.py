@@ -22,11 +22,12 @@ from runnergw.health import Readiness
 from runnergw.http.head import HeadLimits
 from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
 from runnergw.jobs.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
-from runnergw.limits.parts import LimitParts
+from runnergw.kept import KeptParts
 from runnergw.logs import level_gate
 from runnergw.metrics.listener import MetricsListener
 from runnergw.metrics.pages import metrics_root
 from runnergw.metrics.registry import GatewayMetrics
+from runnergw.reload import Reloader
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts
 from runnergw.stop_signals import SignalHandlers
@@ -40,7 +41,6 @@ from runnergw.systemd.activation import (
     start_environment,
 )
 from runnergw.systemd.notify import Notifier
-from runnergw.tls.certificate_files import TLSConfigError
 
 __all__ = ["GatewayService"]
 
@@ -49,9 +49,10 @@ class GatewayService(MultiService):
     """Listens on ``server.address`` (or on the socket systemd passes, ``LISTEN_FDS``) and
     serves every route.
 
-    SIGHUP reloads the TLS files and reopens the audit file. SIGTERM (or SIGINT) drains
-    (``runnergw.drain``); SIGUSR1 reopens the audit file. Under systemd (``$NOTIFY_SOCKET``)
-    the service manager is told when the gateway is ready, reloading and stopping.
+    SIGHUP reloads everything (``runnergw.reload``) and reopens the audit file. SIGTERM (or
+    SIGINT) drains (``runnergw.drain``); SIGUSR1 reopens the audit file. Under systemd
+    (``$NOTIFY_SOCKET``) the service manager is told when the gateway is ready, reloading and
+    stopping.
     """
 
     log = Logger(observer=level_gate)
@@ -63,8 +64,10 @@ class GatewayService(MultiService):
         self.parts = parts
         self.reactor = reactor
         server = settings.server
-        self.limits = LimitParts.from_settings(settings, reactor) if settings.roles else None
-        self.router = build_router(settings, parts, reactor, limits=self.limits)
+        self.kept = KeptParts.from_settings(settings, reactor)
+        """The parts every generation of routes shares: a reload keeps them."""
+        self.limits = self.kept.limits
+        self.router = build_router(settings, parts, reactor, kept=self.kept)
         self.factory = GatewayHTTPFactory(
             ChainRunner(self.router),
             reactor,
@@ -76,6 +79,8 @@ class GatewayService(MultiService):
             secure=parts.tls is not None,
         )
         self.port: IListeningPort | None = None
+        self.socket_passed = False
+        """Whether the listener is a socket the service manager passed (``LISTEN_FDS``)."""
         self._previous_hup: Any = None
         self._jobs_lock: int | None = None
         """Held while the gateway runs: one gateway per jobs directory."""
@@ -91,6 +96,7 @@ class GatewayService(MultiService):
         self.readiness.add_check(self._terminals_ready)
         self.reload_results: dict[str, int] = {"ok": 0, "failed": 0}
         """How many reloads succeeded and failed since the start (the metrics show them)."""
+        self.reloader = Reloader(self, announced=lambda: self._announced and self.running)
         self.metrics: GatewayMetrics | None = None
         """The Prometheus metrics (None when ``metrics.address`` is off)."""
         self._metrics_listener: MetricsListener | None = None
@@ -153,6 +159,7 @@ class GatewayService(MultiService):
             raise SystemExit(f"runnergw: cannot listen on the socket passed as "
                              f"{chosen.describe()}: {e}") from e
         os.close(chosen.fd)  # the port listens on its own copy
+        self.socket_passed = True
         self.log.info("Listening on the socket passed by the service manager, {socket}, "
                       "at {address}; server.address ({configured}) is not used",
                       event="socket_adopted", socket=chosen.describe(),
@@ -336,24 +343,11 @@ class GatewayService(MultiService):
     def _on_sighup(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.reload)
 
-    def reload(self) -> None:
-        """Reload the TLS certificate and key for new connections and reopen the audit file."""
-        announced = self._announced and self.running
-        if announced:
-            self.notifier.reloading()
-        if self.parts.tls is not None:
-            try:
-                self.parts.tls.reload()
-            except TLSConfigError as e:
-                self.log.error("TLS reload failed, still serving the previous certificate: "
-                               "{error}", event="tls_reload_failed", error=str(e))
-        try:
-            self.parts.audit_log.reopen()
-        except OSError as e:
-            self.log.error("Cannot reopen the audit trail {path}: {error}",
-                           path=self.parts.audit_log.path, error=str(e))
-        if announced:
-            self.notifier.ready(self.describe())
+    def reload(self) -> Deferred[bool]:
+        """Read the settings and everything they point at again and serve them, or keep the
+        running configuration when anything is wrong (see ``runnergw.reload``); reopen the
+        audit file. Fires with whether the reload succeeded."""
+        return self.reloader.request()
 
 
 def _count(number: int, noun: str) -> str:

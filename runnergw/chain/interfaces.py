@@ -82,8 +82,8 @@ class ITerminal(Interface):
     def stop():  # type: ignore[no-untyped-def]
         """End what is under way now, cleanly, and free resources; returns a Deferred that
         fires once they are freed. The gateway's drain calls it when its grace is over, and
-        a reload when it retires the terminal of a replaced route; calling it again is
-        harmless.
+        a reload retires the terminal of a replaced route with it unless the terminal has a
+        ``retire()`` (below); calling it again is harmless.
 
         An exchange under way ends as the chain's client ends it (``FilteredClient.end_now``):
         a client that has had nothing of the answer gets a 503 with ``Retry-After``; a
@@ -91,4 +91,9 @@ class ITerminal(Interface):
         proper end; any other answer already started has its connection dropped. The work
         behind it stops (the runner's request is closed, a job's process group killed).
         The caller sends the terminal no new exchange afterwards (its router is retired, or
-        the gateway accepts nothing any more)."""
+        the gateway accepts nothing any more).
+
+        A terminal that shares parts with the routes a reload builds (the job launcher, the
+        runner hosts kept across reloads) also defines ``retire()``: called once the
+        exchanges that began on its replaced route are over, it frees what is its own alone
+        and leaves the shared parts running."""

@@ -50,6 +50,12 @@ class JobParts:
         for waiter in waiters:
             waiter.callback(None)
 
+    def update(self, ffprobe: str | None, extra_environment: Mapping[str, str]) -> None:
+        """Take a reload's ffprobe and ``pipelines.environment`` for the jobs that start from
+        now on (the launcher, its niceness and the jobs directory stay)."""
+        self.ffprobe = ffprobe
+        self.extra_environment = dict(extra_environment)
+
     def environment(self, directory: str) -> dict[str, str]:
         """A small clean environment, plus what the operator set (``pipelines.environment``):
         nothing of the gateway's own (its keys) reaches a job."""

@@ -124,6 +124,14 @@ class ReloadableServerTLS:
         )
         self._warn_about(loaded)
 
+    def serve_as(self, other: ReloadableServerTLS) -> None:
+        """Serve what ``other`` loaded to new connections, and read its files from now on:
+        a reload loads the new files (checked with the rest of the settings) into
+        ``other``, while the listener keeps asking this one."""
+        self.certificate_path = other.certificate_path
+        self.key_path = other.key_path
+        self._current = other._current
+
     def _describe(self, loaded: LoadedServerTLS) -> dict[str, str]:
         """Return the log fields that identify a loaded certificate."""
         return {

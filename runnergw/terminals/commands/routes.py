@@ -91,8 +91,10 @@ def build_pipeline_routes(context: FilterContext, reactor: Any,
     _check_chain(settings, models, errors)
     if context.signer is None:
         return []
-    jobs = JobParts(reactor, pipelines.jobs_path, shutil.which("ffprobe"),
-                    pipelines.environment, pipelines.job_niceness)
+    jobs = context.jobs
+    if jobs is None:
+        jobs = JobParts(reactor, pipelines.jobs_path, shutil.which("ffprobe"),
+                        pipelines.environment, pipelines.job_niceness)
     cooperator = Cooperator(scheduler=lambda step: reactor.callLater(0, step))
     routes = []
     reported: set[tuple[Any, str, str]] = set()

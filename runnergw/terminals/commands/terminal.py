@@ -87,11 +87,17 @@ class CommandTerminal:
         """End the exchanges under way (a 503 for a client still waiting, see
         ``ITerminal.stop``), kill every running job's process group at once (none starts any
         more); fires once the job launcher shared by the command routes is stopped."""
+        self.retire()
+        return self.jobs.stop()
+
+    def retire(self) -> None:
+        """A reload replaced this route and its exchanges are over: end what may be left
+        and let no job start any more. The job launcher is left to the routes that
+        replaced it (``KeptParts``)."""
         self._stopping = True
         self.under_way.end_all()
         for job in list(self._running):
             job.kill_now()
-        return self.jobs.stop()
 
     async def handle(self, exchange: Exchange, client: Any) -> None:
         """See ``ITerminal``: the body is only read from here, after every filter passed."""
