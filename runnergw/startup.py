@@ -115,7 +115,8 @@ def _load_verifier(settings: Settings, errors: list[ConfigError],
             continue
         for version in paseto.versions:
             try:
-                public.setdefault(version, []).extend(load_public_keys(data, int(version[1:])))
+                keys = load_public_keys(data, int(version[1:]))
+                public.setdefault(version, []).extend(keys)
             except KeyFileError as e:
                 errors.append(ConfigError(_origin(settings, "publicPath"), "paseto.publicPath",
                                           f"{path}: {e}"))
