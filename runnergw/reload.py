@@ -118,12 +118,12 @@ class Reloader:
         except _Refused as refused:
             self._reopen_running_audit()
             service.reload_results["failed"] += 1
-            count = len(refused.errors)
-            self.log.error("Reload refused, still serving the previous configuration: "
-                           "{count} problem{s}", event="reload_refused", count=count,
-                           s="" if count == 1 else "s")
             for error in refused.errors:
                 self.log.error("Reload: {problem}", event="reload_problem", problem=str(error))
+            count = len(refused.errors)
+            self.log.error("Reload refused, still serving the previous configuration: "
+                           "{count} problem{s} above", event="reload_refused", count=count,
+                           s="" if count == 1 else "s")
             return False
         self._swap(candidate)
         self._reopen_running_audit()
