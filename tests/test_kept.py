@@ -1,0 +1,58 @@
+"""The parts kept across reloads: made from the settings, lent to every generation of
+routes."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from runnergw.kept import KeptParts
+from runnergw.routes import build_router
+from tests.helpers.command_gateway import example
+from tests.helpers.node_settings import write_node
+
+__all__ = ["KeptPartsTests"]
+
+_RUNNER = {"host": "127.0.0.1:1", "path": "/a"}
+
+
+class KeptPartsTests(SynchronousTestCase):
+    """``KeptParts.from_settings`` and its use by ``build_router``."""
+
+    def test_none_needed(self) -> None:
+        """Without roles and pipelines nothing is kept."""
+        node = write_node(self, runners=[_RUNNER])
+        self.assertEqual(KeptParts.from_settings(node.settings, MemoryReactorClock()),
+                         KeptParts())
+
+    def test_limits_with_roles(self) -> None:
+        """A ``roles`` section needs limits, on the configured ledger, not yet open."""
+        ledger = os.path.abspath(self.mktemp())
+        node = write_node(self, runners=[_RUNNER], extra={
+            "roles": {"user": {"models": ["*"]}}, "policy": {"ledgerPath": ledger}})
+        kept = KeptParts.from_settings(node.settings, MemoryReactorClock())
+        assert kept.limits is not None and kept.limits.ledger is not None
+        self.assertEqual(kept.limits.ledger.path, ledger)
+        self.assertIsNone(kept.jobs)
+
+    def test_jobs_with_pipelines(self) -> None:
+        """Pipelines need the job parts, in the configured jobs directory."""
+        node = write_node(self, descriptors={"text-stats": example("text-stats")})
+        kept = KeptParts.from_settings(node.settings, MemoryReactorClock())
+        assert kept.jobs is not None
+        self.assertEqual(kept.jobs.jobs_path, node.settings.pipelines.jobs_path)
+
+    def test_routes_use_the_kept_parts(self) -> None:
+        """Two routers built with the same kept parts share the job parts: the command
+        terminals of both generations use the one launcher."""
+        node = write_node(self, descriptors={"text-stats": example("text-stats")})
+        reactor = MemoryReactorClock()
+        kept = KeptParts.from_settings(node.settings, reactor)
+        first = build_router(node.settings, node.parts, reactor, kept=kept)
+        second = build_router(node.settings, node.parts, reactor, kept=kept)
+        terminals = [router.routes[0].terminal for router in (first, second)]
+        self.assertIsNot(terminals[0], terminals[1])
+        self.assertEqual([t.jobs for t in terminals],  # type: ignore[union-attr]
+                         [kept.jobs, kept.jobs])
