@@ -268,6 +268,15 @@ class KeptPartsTests(_ReloadCase):
         self.assertEqual(service.reloader.retirements, [])
         self.assertEqual(stopped, [])
 
+    def test_job_environment_applies(self) -> None:
+        """``pipelines.environment`` reaches the jobs that start after the reload."""
+        service = self.start(write_node(self, descriptors={"text-stats": example("text-stats")}))
+        self.rewrite(lambda d: d["pipelines"].update(environment={"CUDA_VISIBLE_DEVICES": "1"}))
+        self.assertTrue(self.reload(service))
+        jobs = service.kept.jobs
+        assert jobs is not None
+        self.assertEqual(jobs.environment("/d")["CUDA_VISIBLE_DEVICES"], "1")
+
 
 class LimitCountersTests(TestCase):
     """The role limits' counters, with the real usage ledger."""
@@ -311,6 +320,28 @@ class LimitCountersTests(TestCase):
         self.assertTrue(await service.reload())
         self.assertIs(service.limits, limits)
         self.assertEqual(await call(), 429)
+
+
+    async def test_roles_appearing(self) -> None:
+        """A ``roles`` section added by a reload gets its limits at once, started (its
+        ledger open), and kept by the service, which stops them when the gateway stops."""
+        directory = Path(self.mktemp()).absolute()
+        directory.mkdir()
+        node = write_node(self, runners=[{"host": "127.0.0.1:1", "path": "/a"}])
+        service = GatewayService(node.settings, node.parts, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertIsNone(service.limits)
+        document = yaml.safe_load(node.path.read_text())
+        document["roles"] = {"user": {"models": ["*"]}}
+        document["policy"] = {"ledgerPath": str(directory / "usage.sqlite")}
+        node.path.write_text(yaml.safe_dump(document))
+        self.assertTrue(await service.reload())
+        limits = service.limits
+        assert limits is not None
+        self.assertIs(service.kept.limits, limits)
+        self.assertIsNone(limits.ready())
+        self.assertTrue((directory / "usage.sqlite").exists())
 
 
 async def _answer_empty(exchange: Any, client: Any) -> None:
