@@ -2,8 +2,9 @@
 
 A reload builds new routes (filters, terminals) from new settings; what these parts hold must
 not start again with them: the limit counters and the usage ledger (a reload must not give
-every subject a fresh quota), the job launcher (jobs under way keep running). Each generation
-of routes uses them; only the service stops them, when the gateway stops.
+every subject a fresh quota), the job launcher (jobs under way keep running), the runner
+hosts (their connections, health and loaded models). Each generation of routes uses them;
+what the current routes use is stopped with them when the gateway stops.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import attrs
 from runnergw.config.settings import Settings
 from runnergw.jobs.parts import JobParts
 from runnergw.limits.parts import LimitParts
+from runnergw.upstream.registry import UpstreamHosts
 
 __all__ = ["KeptParts"]
 
@@ -37,6 +39,9 @@ class KeptParts:
     """The job launcher and the jobs directory of the pipelines, when they are enabled; the
     command routes stop it when the gateway stops (``CommandTerminal.stop``), never when a
     reload retires them (``CommandTerminal.retire``)."""
+    hosts: UpstreamHosts | None = None
+    """The runners' hosts, by key: a runner a reload keeps keeps its hosts; the reload
+    closes those no route uses any more once the routes it replaced are idle."""
 
     @classmethod
     def from_settings(cls, settings: Settings, reactor: Any) -> KeptParts:
@@ -47,4 +52,4 @@ class KeptParts:
             jobs = JobParts(reactor, pipelines.jobs_path, shutil.which("ffprobe"),
                             pipelines.environment, pipelines.job_niceness)
         limits = LimitParts.from_settings(settings, reactor) if settings.roles else None
-        return cls(limits=limits, jobs=jobs)
+        return cls(limits=limits, jobs=jobs, hosts=UpstreamHosts(reactor))

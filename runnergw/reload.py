@@ -33,6 +33,7 @@ from runnergw.logs import level_gate
 from runnergw.retirement import retire_when_idle
 from runnergw.routes import build_router
 from runnergw.startup import GatewayParts, prepare
+from runnergw.terminals.ollama_routes import runner_host_keys
 
 if TYPE_CHECKING:
     from runnergw.chain.route import Router
@@ -74,6 +75,8 @@ class Reloader:
         self.announced = announced
         self.retirements: list[Deferred[None]] = []
         """Each replaced configuration's retirement, until it is done."""
+        self._retiring: list[Router] = []
+        """The replaced routers whose exchanges are not all over: their hosts stay."""
         self._busy = False
         self._queued: list[Deferred[bool]] = []
 
@@ -117,6 +120,7 @@ class Reloader:
             candidate = await self._build()
         except _Refused as refused:
             self._reopen_running_audit()
+            self._retain_hosts()  # a runner host the refused routes made is closed
             service.reload_results["failed"] += 1
             for error in refused.errors:
                 self.log.error("Reload: {problem}", event="reload_problem", problem=str(error))
@@ -213,12 +217,35 @@ class Reloader:
         level_gate.set_level(candidate.settings.logging.level)
         service.settings, service.parts = candidate.settings, candidate.parts
         factory.handler.router = service.router = candidate.router
+        if service.running:
+            for route in candidate.router.routes:
+                start = getattr(route.terminal, "start", None)
+                if start is not None:
+                    start()
         also = [] if old_parts.audit_log is candidate.parts.audit_log else \
             [old_parts.audit_log.close]
+        self._retiring.append(old_router)
         retirement = retire_when_idle(old_router, also)
+        retirement.addCallback(self._retired, old_router)
         if not retirement.called:
             self.retirements.append(retirement)
             retirement.addBoth(lambda result: (self.retirements.remove(retirement), result)[1])
+
+    def _retired(self, _: object, router: Router) -> None:
+        self._retiring.remove(router)
+        self._retain_hosts()
+
+    def _retain_hosts(self) -> None:
+        """Close the runner hosts that neither the current routes nor those still retiring
+        use (a runner removed, or its host's settings changed)."""
+        hosts = self.service.kept.hosts
+        if hosts is None:
+            return
+        routes = [*self.service.router.routes,
+                  *(route for router in self._retiring for route in router.routes)]
+        hosts.retain(runner_host_keys(routes)).addErrback(
+            lambda failure: self.log.failure("Closing an unused runner host failed", failure,
+                                             event="retire_failed"))
 
     def _reopen_running_audit(self) -> None:
         """Follow an audit file moved away (logrotate), as every SIGHUP does."""

@@ -30,9 +30,9 @@ def build_router(settings: Settings, parts: GatewayParts, reactor: Any,
                  kept: KeptParts | None = None) -> Router:
     """Every route of every terminal kind, and the fallback that answers 404.
 
-    ``kept`` are the parts every generation of routes shares (limits, job launcher: the
-    service owns them, starts and stops them); when none are given, unstarted ones are
-    made for these routes alone (to check the settings).
+    ``kept`` are the parts every generation of routes shares (limits, job launcher, runner
+    hosts: the service owns them); when none are given, unstarted ones are made for these
+    routes alone (to check the settings).
 
     Raises:
         ConfigErrors: every problem (filters and their options, CA bundles, descriptors,
@@ -42,7 +42,8 @@ def build_router(settings: Settings, parts: GatewayParts, reactor: Any,
         kept = KeptParts.from_settings(settings, reactor)
     context = FilterContext(settings=settings, clock=reactor, audit_log=parts.audit_log,
                             verifier=parts.verifier, saas_verifier=parts.saas_verifier,
-                            signer=parts.signer, limits=kept.limits, jobs=kept.jobs)
+                            signer=parts.signer, limits=kept.limits, jobs=kept.jobs,
+                            hosts=kept.hosts)
     errors: list[ConfigError] = []
     routes: list[Route] = []
     taken: dict[tuple[str, ...], str] = {}

@@ -21,11 +21,14 @@ _RUNNER = {"host": "127.0.0.1:1", "path": "/a"}
 class KeptPartsTests(SynchronousTestCase):
     """``KeptParts.from_settings`` and its use by ``build_router``."""
 
-    def test_none_needed(self) -> None:
-        """Without roles and pipelines nothing is kept."""
+    def test_hosts_only(self) -> None:
+        """Without roles and pipelines only the runner hosts' registry is kept (empty until
+        routes are built)."""
         node = write_node(self, runners=[_RUNNER])
-        self.assertEqual(KeptParts.from_settings(node.settings, MemoryReactorClock()),
-                         KeptParts())
+        kept = KeptParts.from_settings(node.settings, MemoryReactorClock())
+        self.assertEqual((kept.limits, kept.jobs), (None, None))
+        assert kept.hosts is not None
+        self.assertEqual(kept.hosts.keys(), frozenset())
 
     def test_limits_with_roles(self) -> None:
         """A ``roles`` section needs limits, on the configured ledger, not yet open."""
@@ -56,3 +59,16 @@ class KeptPartsTests(SynchronousTestCase):
         self.assertIsNot(terminals[0], terminals[1])
         self.assertEqual([t.jobs for t in terminals],  # type: ignore[union-attr]
                          [kept.jobs, kept.jobs])
+
+    def test_runner_hosts_shared(self) -> None:
+        """Two routers built with the same kept parts reach the runner through the same
+        host (its connections and health)."""
+        node = write_node(self, runners=[_RUNNER])
+        reactor = MemoryReactorClock()
+        kept = KeptParts.from_settings(node.settings, reactor)
+        routers = [build_router(node.settings, node.parts, reactor, kept=kept)
+                   for _ in range(2)]
+        hosts = [router.routes[0].terminal.hosts.hosts for router in routers]  # type: ignore
+        self.assertEqual(len(hosts[0]), 1)
+        self.assertIs(hosts[0][0], hosts[1][0])
+

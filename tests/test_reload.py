@@ -31,8 +31,8 @@ from tests.helpers.command_gateway import example
 from tests.helpers.node_settings import Node, write_node
 
 __all__ = ["BrokenReloadTests", "GoodReloadTests", "KeptPartsTests", "LimitCountersTests",
-           "NotifyTests",
-           "QueueTests", "RetirementTests", "TLSReloadTests"]
+           "NotifyTests", "QueueTests", "RetirementTests", "RunnerHostsTests",
+           "TLSReloadTests"]
 
 _RUNNER = {"host": "127.0.0.1:1", "path": "/a", "filters": ["audit"]}
 
@@ -200,7 +200,7 @@ class RetirementTests(_ReloadCase):
 
     def hold(self, service: GatewayService) -> tuple[Deferred[None], Any, list[str]]:
         """An exchange under way on the current route: its terminal answers when the
-        returned Deferred fires; the calls to its ``stop`` are listed."""
+        returned Deferred fires; the calls to its ``retire`` are listed."""
         [route] = service.router.routes
         answer: Deferred[None] = Deferred()
         stops: list[str] = []
@@ -211,7 +211,7 @@ class RetirementTests(_ReloadCase):
             client.finish()
 
         self.patch(route.terminal, "handle", handle)
-        self.patch(route.terminal, "stop", lambda: (stops.append(route.name), succeed(None))[1])
+        self.patch(route.terminal, "retire", lambda: stops.append(route.name))
         client = RecordingClient()
         runner = service.factory.handler  # type: ignore[attr-defined]
         exchange = make_exchange("GET", "/a/api/tags")
@@ -232,8 +232,8 @@ class RetirementTests(_ReloadCase):
         self.assertIs(exchange.route, route)
         self.assertEqual(route.name, "runner0")
 
-    def test_old_terminals_stopped_once_idle(self) -> None:
-        """The old route's terminal is stopped only once its last exchange is over."""
+    def test_old_terminals_retired_once_idle(self) -> None:
+        """The old route's terminal is retired only once its last exchange is over."""
         service = self.start(write_node(self, runners=[_RUNNER]))
         answer, (done, *_), stops = self.hold(service)
         self.rewrite(lambda d: d["runners"][0].update(name="renamed"))
@@ -276,6 +276,54 @@ class KeptPartsTests(_ReloadCase):
         jobs = service.kept.jobs
         assert jobs is not None
         self.assertEqual(jobs.environment("/d")["CUDA_VISIBLE_DEVICES"], "1")
+
+
+class RunnerHostsTests(_ReloadCase):
+    """The runner hosts, kept across reloads by their settings."""
+
+    def hosts(self, service: GatewayService) -> dict[str, Any]:
+        return {route.name: route.terminal.hosts.hosts[0]  # type: ignore[union-attr]
+                for route in service.router.routes}
+
+    def test_runner_kept_keeps_its_host(self) -> None:
+        """A runner whose host settings stay keeps its host (connections, health) across a
+        reload that changes its filters."""
+        service = self.start(write_node(self, runners=[_RUNNER]))
+        [before] = self.hosts(service).values()
+        self.rewrite(lambda d: d["runners"][0].update(filters=["rewrite", "audit"]))
+        self.assertTrue(self.reload(service))
+        [after] = self.hosts(service).values()
+        self.assertIs(after, before)
+
+    def test_removed_runner_host_closed_once_idle(self) -> None:
+        """The host of a runner a reload removed is closed once the exchanges on the old
+        routes are over, not before."""
+        service = self.start(write_node(self, runners=[_RUNNER]))
+        [host] = self.hosts(service).values()
+        closed: list[bool] = []
+        self.patch(host, "close", lambda: (closed.append(True), succeed(None))[1])
+        old = service.router
+        old.inflight.enter()
+        self.rewrite(lambda d: d["runners"][0].update(host="127.0.0.1:2"))
+        self.assertTrue(self.reload(service))
+        self.assertEqual(closed, [])
+        old.inflight.leave()
+        self.assertEqual(closed, [True])
+
+    def test_refused_reload_closes_the_hosts_it_made(self) -> None:
+        """A refused reload leaves no host behind that no route uses."""
+        service = self.start(write_node(self, runners=[_RUNNER]))
+        hosts = service.kept.hosts
+        assert hosts is not None
+        before = hosts.keys()
+
+        def change(document: dict[str, Any]) -> None:
+            document["runners"].append({"host": "127.0.0.1:3", "path": "/c",
+                                        "filters": ["nosuchfilter"]})
+
+        self.rewrite(change)
+        self.assertFalse(self.reload(service))
+        self.assertEqual(hosts.keys(), before)
 
 
 class LimitCountersTests(TestCase):

@@ -47,6 +47,8 @@ class FilterContext:
     signer: ResponseSigner | None = None
     jobs: Any = None
     """The command routes' shared job parts (launcher, ffprobe, environment), if any."""
+    hosts: Any = None
+    """The runner hosts kept across reloads (``UpstreamHosts``), if any."""
     route: Any = None
     """The route's settings: ``RunnerSettings``, or a pipeline route with its descriptor."""
     limits: LimitParts | None = None

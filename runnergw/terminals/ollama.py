@@ -230,6 +230,11 @@ class OllamaTerminal:
         self.under_way.end_all()
         return self.hosts.close()
 
+    def retire(self) -> None:
+        """A reload replaced this route and its exchanges are over: its hosts stay, as the
+        registry kept across reloads holds them; it closes those no route uses any more."""
+        self.under_way.end_all()
+
     def upstream_hosts(self) -> tuple[HostStatus, ...]:
         """Each host's state (health, ejections, requests under way, loaded models)."""
         return self.hosts.statuses()

@@ -27,9 +27,12 @@ def build_runner_routes(context: FilterContext, reactor: Any, errors: list[Confi
                         hosts: UpstreamHosts | None = None) -> list[Route]:
     """A route per runner; problems (filters, CA bundles) are appended to ``errors``.
 
-    The runners' hosts come from ``hosts`` (a new registry when None): routes built again
+    The runners' hosts come from ``hosts``, else from ``context.hosts`` (the registry the
+    service keeps across reloads), else a new registry: routes built again
     with the same registry share the hosts that stay, with their connections and health.
     """
+    if hosts is None:
+        hosts = context.hosts
     registry = hosts if hosts is not None else UpstreamHosts(reactor)
     routes = []
     for runner in context.settings.runners:
