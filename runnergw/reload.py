@@ -116,6 +116,9 @@ class Reloader:
 
     async def _reload(self) -> bool:
         service = self.service
+        if service.readiness.draining:
+            self.log.warn("Reload ignored: the gateway is draining", event="reload_ignored")
+            return False
         try:
             candidate = await self._build()
         except _Refused as refused:

@@ -30,9 +30,9 @@ from tests.helpers.certs import make_ca
 from tests.helpers.command_gateway import example
 from tests.helpers.node_settings import Node, write_node
 
-__all__ = ["BrokenReloadTests", "GoodReloadTests", "KeptPartsTests", "LimitCountersTests",
-           "NotifyTests", "QueueTests", "RetirementTests", "RunnerHostsTests",
-           "TLSReloadTests"]
+__all__ = ["BrokenReloadTests", "DrainingTests", "GoodReloadTests", "KeptPartsTests",
+           "LimitCountersTests", "NotifyTests", "QueueTests", "RetirementTests",
+           "RunnerHostsTests", "TLSReloadTests"]
 
 _RUNNER = {"host": "127.0.0.1:1", "path": "/a", "filters": ["audit"]}
 
@@ -447,6 +447,22 @@ class NotifyTests(_ReloadCase):
         self.rewrite(lambda d: d.update(unknown=1))
         self.assertFalse(self.reload(service))
         self.assertEqual(notifier.sent, ["READY=1", "RELOADING=1", "READY=1"])
+
+
+class DrainingTests(_ReloadCase):
+    """A reload once the gateway drains."""
+
+    def test_ignored(self) -> None:
+        """The routes the drain is ending are not replaced; the reload is logged as
+        ignored, not counted."""
+        service = self.start(write_node(self, runners=[_RUNNER]))
+        before = service.router
+        service.readiness.draining = True
+        self.rewrite(lambda d: d["runners"][0].update(path="/b"))
+        self.assertFalse(self.reload(service))
+        self.assertIs(service.router, before)
+        self.assertEqual(len(self.logged("reload_ignored")), 1)
+        self.assertEqual(service.reload_results, {"ok": 0, "failed": 0})
 
 
 class QueueTests(_ReloadCase):
