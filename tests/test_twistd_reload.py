@@ -93,6 +93,8 @@ class _TwistdCase(TestCase):
             "runners": [{"host": f"127.0.0.1:{port}", "path": "/ollama"}],
             "server": {"address": "127.0.0.1:0"},
             "audit": {"path": ""},
+            "metrics": {"address": "127.0.0.1:0"},
+            "shutdown": {"readinessDelay": "0s", "grace": "5s"},
         }
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = 16
