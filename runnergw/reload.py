@@ -218,6 +218,7 @@ class Reloader:
         if jobs is not None:
             jobs.update(shutil.which("ffprobe"), candidate.settings.pipelines.environment)
         level_gate.set_level(candidate.settings.logging.level)
+        service.drain.settings = candidate.settings.shutdown
         service.settings, service.parts = candidate.settings, candidate.parts
         factory.handler.router = service.router = candidate.router
         if service.running:

@@ -126,6 +126,14 @@ class GoodReloadTests(_ReloadCase):
         self.assertTrue(self.reload(service))
         self.assertEqual(level_gate.level, LogLevel.error)
 
+    def test_shutdown_settings_apply(self) -> None:
+        """The drain of a later SIGTERM uses the reloaded ``shutdown`` settings."""
+        service = self.start(write_node(self, runners=[_RUNNER]))
+        self.rewrite(lambda d: d.update(shutdown={"readinessDelay": "1s", "grace": "7s"}))
+        self.assertTrue(self.reload(service))
+        self.assertEqual((service.drain.settings.readiness_delay, service.drain.settings.grace),
+                         (1.0, 7.0))
+
     def test_head_limits_apply_to_new_connections(self) -> None:
         """New request head limits and timeouts are what the next connection gets."""
         service = self.start(write_node(self, runners=[_RUNNER]))

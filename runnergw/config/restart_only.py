@@ -26,7 +26,8 @@ def keep_running_values(running: Settings, new: Settings, *, socket_passed: bool
     that differ.
 
     The listener keeps its address (``server.address``; not named when the socket came
-    from the service manager, which chooses it) and whether it speaks TLS; the pipelines
+    from the service manager, which chooses it) and whether it speaks TLS, and so does the
+    metrics listener (``metrics.address``); the pipelines
     keep their jobs directory (locked by this gateway) and the launcher's niceness, and
     the section cannot appear or go; the usage ledger and the quota day's time zone stay
     while a ``roles`` section made them (``limits_kept``).
@@ -62,8 +63,18 @@ def keep_running_values(running: Settings, new: Settings, *, socket_passed: bool
             if was != wanted:
                 changes.append(RestartOnly(f"policy.{key}", str(was), str(wanted)))
                 policy = attrs.evolve(policy, **{attribute: was})
-    kept = attrs.evolve(new, server=server, pipelines=pipelines, policy=policy)
+    metrics = new.metrics
+    if metrics.address != running.metrics.address:
+        changes.append(RestartOnly("metrics.address", _address(running.metrics.address),
+                                   _address(metrics.address)))
+        metrics = attrs.evolve(metrics, address=running.metrics.address)
+    kept = attrs.evolve(new, server=server, pipelines=pipelines, policy=policy,
+                        metrics=metrics)
     return kept, changes
+
+
+def _address(address: object) -> str:
+    return "off" if address is None else str(address)
 
 
 def _present(enabled: bool) -> str:

@@ -94,3 +94,12 @@ class KeepRunningValuesTests(SynchronousTestCase):
         self.assertEqual(kept.policy.ledger_path, "a.sqlite")
         kept, changes = keep_running_values(running, new, limits_kept=False)
         self.assertEqual((changes, kept.policy.ledger_path), ([], "b.sqlite"))
+
+    def test_metrics_listener_kept(self) -> None:
+        """The metrics listener keeps its address, or stays off."""
+        running = self.load({**_BASE, "metrics": {"address": "off"}})
+        new = self.load({**_BASE, "metrics": {"address": "127.0.0.1:9100"}})
+        kept, changes = keep_running_values(running, new)
+        self.assertEqual(changes, [RestartOnly("metrics.address", "off", "127.0.0.1:9100")])
+        self.assertFalse(kept.metrics.enabled)
+
