@@ -2,7 +2,9 @@
 
 The certificate chain and key files are read and checked by
 :mod:`runnergw.tls.certificate_files`.  acme.sh renews certificates every 60 days; the
-operator then sends SIGHUP and the gateway calls :meth:`ReloadableServerTLS.reload`.
+operator then sends SIGHUP: the gateway loads the files into a new
+:class:`ReloadableServerTLS` and, when the whole reload is good, the listener's one takes it
+over (:meth:`ReloadableServerTLS.serve_as`).
 
 Use it as::
 
@@ -10,7 +12,7 @@ Use it as::
 
 listened on with a plain ``TCP4ServerEndpoint`` or ``TCP6ServerEndpoint``.  The TLS factory
 asks :meth:`ReloadableServerTLS.serverConnectionForTLS` for an ``OpenSSL.SSL.Connection``
-once per accepted TCP connection, so a reload changes the certificate for connections
+once per accepted TCP connection, so a certificate taken over is served to connections
 accepted afterwards while connections already open keep the one they started with.
 
 Each load builds the server's TLS settings (versions, ciphers, ALPN) as
@@ -105,29 +107,13 @@ class ReloadableServerTLS:
         """
         return SSL.Connection(self._current.context, None)
 
-    def reload(self) -> None:
-        """Read the files again and serve the new certificate to new connections.
-
-        Connections already open are not affected.  If the new files cannot be served, the
-        previous certificate stays in use and the error is raised for the caller to report;
-        this method logs only successful reloads.
-
-        Raises:
-            TLSConfigError: The new files cannot be served; nothing has changed.
-        """
-        loaded = load_server_tls(self.certificate_path, self.key_path)
-        self._current = loaded
-        self.log.info(
-            "Reloaded TLS certificate {certificate_path} for {names}"
-            " (serial {serial}), valid until {not_after}",
-            **self._describe(loaded),
-        )
-        self._warn_about(loaded)
-
     def serve_as(self, other: ReloadableServerTLS) -> None:
-        """Serve what ``other`` loaded to new connections, and read its files from now on:
-        a reload loads the new files (checked with the rest of the settings) into
-        ``other``, while the listener keeps asking this one."""
+        """Serve what ``other`` loaded to new connections, and take its files as ours.
+
+        A reload loads the files again into a new object (which raises ``TLSConfigError``
+        when they cannot be served: nothing has changed then) and, once the rest of the
+        settings is good too, the listener's creator takes it over. Connections already
+        open are not affected."""
         self.certificate_path = other.certificate_path
         self.key_path = other.key_path
         self._current = other._current

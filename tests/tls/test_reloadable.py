@@ -41,7 +41,7 @@ class ReloadTests(TLSTestCase):
         self.assertEqual(before.peer_fingerprint(), first.fingerprint)
 
         _install(second, self.live_certificate, self.live_key)
-        creator.reload()
+        creator.serve_as(ReloadableServerTLS(self.live_certificate, self.live_key))
         self.assertEqual(creator.not_after, second.certificate.not_valid_after_utc)
 
         after = await self.connect(port)
@@ -59,7 +59,8 @@ class ReloadTests(TLSTestCase):
         port = await self.serve(creator)
 
         Path(self.live_key).write_bytes(b"garbage\n")
-        error = self.assertRaises(TLSConfigError, creator.reload)
+        error = self.assertRaises(TLSConfigError, ReloadableServerTLS, self.live_certificate,
+                                  self.live_key)
         self.assertEqual(error.path, self.live_key)
 
         client = await self.connect(port)
@@ -76,9 +77,10 @@ class ReloadTests(TLSTestCase):
         port = await self.serve(creator)
 
         _install(second, self.live_certificate, self.live_key)
-        creator.reload()
+        creator.serve_as(ReloadableServerTLS(self.live_certificate, self.live_key))
         shutil.copyfile(third.fullchain_path, self.live_certificate)
-        error = self.assertRaises(TLSConfigError, creator.reload)
+        error = self.assertRaises(TLSConfigError, ReloadableServerTLS, self.live_certificate,
+                                  self.live_key)
         self.assertEqual(error.path, self.live_key)
         self.assertIn(f"does not match the certificate {self.live_certificate}", str(error))
 
@@ -94,8 +96,8 @@ class ReloadTests(TLSTestCase):
         creator = ReloadableServerTLS(self.live_certificate, self.live_key)
         _install(second, self.live_certificate, self.live_key)
         with capturedLogs() as events:
-            creator.reload()
-        reloads = [event for event in events if "Reloaded" in event.get("log_format", "")]
+            creator.serve_as(ReloadableServerTLS(self.live_certificate, self.live_key))
+        reloads = [event for event in events if "Loaded" in event.get("log_format", "")]
         self.assertEqual(len(reloads), 1)
         message = formatEvent(reloads[0])
         self.assertIn("gateway.example", message)
