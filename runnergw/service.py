@@ -243,6 +243,12 @@ class GatewayService(MultiService):
         port, self.port = self.port, None
         waits = [route.terminal.stop() for route in self.router.routes
                  if route.terminal is not None]
+        # The kept parts are stopped whatever routes use them now: a reload may have left
+        # no command route to stop the launcher, and retired routes' hosts close here too.
+        if self.kept.jobs is not None:
+            waits.append(self.kept.jobs.stop())
+        if self.kept.hosts is not None:
+            waits.append(self.kept.hosts.close())
         self.factory.close_connections()
         if port is not None:
             waits.append(port.stopListening())

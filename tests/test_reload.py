@@ -286,6 +286,22 @@ class KeptPartsTests(_ReloadCase):
         self.assertEqual(jobs.environment("/d")["CUDA_VISIBLE_DEVICES"], "1")
 
 
+    def test_launcher_stopped_with_the_gateway_after_its_routes_went(self) -> None:
+        """A reload that removed every descriptor leaves no command route to stop the job
+        launcher: the gateway stops it all the same when it stops."""
+        service = self.start(write_node(self, descriptors={"text-stats": example("text-stats")}))
+        jobs = service.kept.jobs
+        assert jobs is not None
+        stopped: list[bool] = []
+        self.patch(jobs, "stop", lambda: (stopped.append(True), succeed(None))[1])
+        for descriptor in (self.node.path.parent / "models").glob("*.json"):
+            descriptor.unlink()
+        self.assertTrue(self.reload(service))
+        self.assertEqual(service.router.routes, [])
+        self.successResultOf(service.stopService())
+        self.assertEqual(stopped, [True])
+
+
 class RunnerHostsTests(_ReloadCase):
     """The runner hosts, kept across reloads by their settings."""
 
