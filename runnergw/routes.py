@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from runnergw.chain.route import Route, Router, error_body_detail, error_body_ollama
+from runnergw.chain.timing import ServerTiming
 from runnergw.config.errors import ConfigError, ConfigErrors
 from runnergw.config.settings import Settings
 from runnergw.filters.audit import AuditFilter
@@ -60,6 +61,9 @@ def build_router(settings: Settings, parts: GatewayParts, reactor: Any,
         raise ConfigErrors(errors)
     # A node that only serves pipelines answers unknown paths as the FastAPI node did.
     only_pipelines = not settings.runners and settings.pipelines.enabled
+    # Where runners are served, their 404s carry Server-Timing as their routes' answers do.
+    timed = settings.runners and settings.server.server_timing
     fallback = Route(name="", prefix=(), filters=(AuditFilter(parts.audit_log),), terminal=None,
-                     error_body=error_body_detail if only_pipelines else error_body_ollama)
+                     error_body=error_body_detail if only_pipelines else error_body_ollama,
+                     server_timing=ServerTiming(reactor) if timed else None)
     return Router(routes, fallback)

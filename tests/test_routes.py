@@ -167,3 +167,13 @@ class FallbackTests(SynchronousTestCase):
         _, client = self.answer(write_node(self, runners=[_RUNNER], descriptors={
             "text-stats": example("text-stats")}))
         self.assertEqual(client.body, b'{"error": "no runner serves this path"}')
+
+    def test_server_timing_where_runners_are_served(self) -> None:
+        """A 404 of a node with runners carries ``Server-Timing`` as its runners' answers
+        do; a node serving only models, like the FastAPI node, sends none."""
+        _, client = self.answer(write_node(self, runners=[_RUNNER]))
+        self.assertTrue(client.headers.get("server-timing", "").startswith("gw;dur="))
+        _, client = self.answer(write_node(self, descriptors={"text-stats":
+                                                              example("text-stats")}))
+        self.assertIsNone(client.headers.get("server-timing"))
+

@@ -1,7 +1,7 @@
 """The ``Server-Timing`` response header: what the gateway and the runner cost a request.
 
-On runner routes (and unless ``server.serverTiming: false``), every response head the client
-gets carries ``Server-Timing: gw;dur=<ms>, upstream;dur=<ms>`` (W3C Server Timing, durations
+On runner routes and the 404s of a node with runners (unless ``server.serverTiming: false``),
+every response head the client gets carries ``Server-Timing: gw;dur=<ms>, upstream;dur=<ms>`` (W3C Server Timing, durations
 in milliseconds). ``upstream`` runs from the request head written to the runner to the
 runner's response head; ``gw`` is the rest of the time from the client's request head to the
 response head sent. An answer the gateway makes itself, before any runner head (a refusal, a
