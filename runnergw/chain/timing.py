@@ -1,12 +1,13 @@
 """The ``Server-Timing`` response header: what the gateway and the runner cost a request.
 
 On runner routes and the 404s of a node with runners (unless ``server.serverTiming: false``),
-every response head the client gets carries ``Server-Timing: gw;dur=<ms>, upstream;dur=<ms>`` (W3C Server Timing, durations
-in milliseconds). ``upstream`` runs from the request head written to the runner to the
-runner's response head; ``gw`` is the rest of the time from the client's request head to the
-response head sent. An answer the gateway makes itself, before any runner head (a refusal, a
-502, a 504), carries ``gw`` alone. A runner's own ``Server-Timing`` fields are kept: ours is
-one more field, which HTTP reads as the end of the same list.
+every response head the client gets carries ``Server-Timing: gw;dur=<ms>, upstream;dur=<ms>``
+(W3C Server Timing, durations in milliseconds). ``upstream`` runs from the request head
+written to the runner to the runner's response head; ``gw`` is the rest of the time from the
+client's request head to the response head sent. An answer the gateway makes itself, before
+any runner head (a refusal, a 502, a 504), carries ``gw`` alone. A runner's own
+``Server-Timing`` fields are kept: ours is one more field, which HTTP reads as the end of the
+same list.
 
 Every time is a reading of the reactor's clock, as ``Exchange.started`` is.
 """
