@@ -232,6 +232,9 @@ class GatewayHTTPProtocol(Protocol):
             event="bad_request", peer=self.transport.getPeer().host,
             status=error.status, message=error.message,
         )
+        if stream is None:  # no exchange: the chain (and its metrics) never saw it
+            refused = self.factory.refused
+            refused[error.status] = refused.get(error.status, 0) + 1
         policy = stream.policy if stream is not None else self.factory.default_policy
         body = policy.error_body(error.status, error.message)
         request_id_field = b"" if stream is None else b"X-Request-Id: %s\r\n" % (
@@ -396,6 +399,9 @@ class GatewayHTTPFactory(Factory):
         """The open client connections (``GatewayHTTPProtocol``)."""
         self.closing = False
         """Set once the gateway stops accepting: no connection is kept alive any more."""
+        self.refused: dict[int, int] = {}
+        """Requests refused before any exchange began (a malformed or too slow head), by
+        status: the metrics count them."""
 
     def close_when_idle(self) -> None:
         """The gateway stops accepting: close the connections waiting for a next request,

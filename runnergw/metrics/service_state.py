@@ -1,5 +1,6 @@
 """What the gateway has under way, read when Prometheus scrapes: open connections, exchanges
-under way, whether it drains, and the reloads since the start."""
+under way, whether it drains, the reloads since the start and the requests the HTTP server
+refused before any exchange began."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ __all__ = ["ServiceStateCollector"]
 
 class ServiceStateCollector(Collector):
     """``runnergw_open_connections``, ``runnergw_exchanges_in_progress``,
-    ``runnergw_draining`` and ``runnergw_reloads_total{result}``, from ``service``: its
-    ``factory.connections``, the chain runner's ``inflight``, ``readiness`` and
+    ``runnergw_draining``, ``runnergw_reloads_total{result}`` and
+    ``runnergw_http_refused_total{status}``, from ``service``: its ``factory.connections``
+    and ``factory.refused``, the chain runner's ``inflight``, ``readiness`` and
     ``reload_results``."""
 
     def __init__(self, service: Any) -> None:
@@ -35,3 +37,9 @@ class ServiceStateCollector(Collector):
         for result in ("ok", "failed"):
             reloads.add_metric((result,), service.reload_results.get(result, 0))
         yield reloads
+        refused = CounterMetricFamily(
+            "runnergw_http_refused", "Requests the HTTP server refused before any route saw "
+            "them (malformed, too large or too slow heads), by status", labels=("status",))
+        for status, count in sorted(service.factory.refused.items()):
+            refused.add_metric((str(status),), count)
+        yield refused

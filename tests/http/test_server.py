@@ -339,6 +339,12 @@ class RefusalLogTests(_RefusalTestCase):
         self.assertEqual((events[0]["status"], events[0]["peer"]), (505, "192.168.1.1"))
         self.assertNotIn("log_failure", events[0])
 
+    def test_refusal_counted_by_status(self) -> None:
+        """The factory counts refusals made before any exchange, by status (the metrics
+        read it: the chain never sees these requests)."""
+        protocol, _ = self.request(b"GET / HTTP/2.0\r\n" + _HOST + b"\r\n")
+        self.assertEqual(protocol.factory.refused, {505: 1})
+
 
 class SplitHeadTests(_RefusalTestCase):
     """However a bad head is cut into packets, the answer is the same."""

@@ -21,7 +21,7 @@ class ServiceStateTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.inflight = InFlight()
         self.service: Any = SimpleNamespace(
-            factory=SimpleNamespace(connections={object(), object()},
+            factory=SimpleNamespace(connections={object(), object()}, refused={},
                                     handler=SimpleNamespace(inflight=self.inflight)),
             readiness=Readiness(), reload_results={"ok": 0, "failed": 0})
         self.registry = CollectorRegistry()
@@ -51,3 +51,11 @@ class ServiceStateTests(SynchronousTestCase):
         self.assertEqual(self.value("runnergw_draining"), 0.0)
         self.service.readiness.draining = True
         self.assertEqual(self.value("runnergw_draining"), 1.0)
+
+    def test_refused_before_any_route(self) -> None:
+        """Requests the HTTP server refused by itself are counted by status."""
+        self.assertIsNone(self.value("runnergw_http_refused_total", status="400"))
+        self.service.factory.refused.update({400: 2, 431: 1})
+        self.assertEqual(self.value("runnergw_http_refused_total", status="400"), 2.0)
+        self.assertEqual(self.value("runnergw_http_refused_total", status="431"), 1.0)
+
