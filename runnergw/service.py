@@ -305,11 +305,13 @@ class GatewayService(MultiService):
         return port.stopListening() if port is not None else None
 
     def _end_under_way(self) -> Deferred[Any]:
-        """End what is under way (the drain's grace is over): the current routes' terminals
-        stop, then any exchange left (waiting in a filter, or begun before a reload)."""
+        """End what is under way (the drain's grace is over): every exchange first, whichever
+        routes it began on (a 503 or a final error line), then the current routes'
+        terminals stop (jobs killed, connections closed). In the other order, stopping the
+        shared job launcher would fail a job begun before a reload with a 500."""
+        self.factory.handler.under_way.end_all()
         stopped = [route.terminal.stop() for route in self.factory.handler.router.routes
                    if route.terminal is not None]
-        self.factory.handler.under_way.end_all()
         return gatherResults([d for d in stopped if d is not None])
 
     def reopen_audit(self) -> None:

@@ -66,3 +66,20 @@ class ServiceDrainTests(SynchronousTestCase):
         self.assertEqual((self.stopped_listening, self.service.port), ([5.0], None))
         self.assertTrue(self.reactor.hasStopped)
         self.assertIs(self.service.drain.clean, True)
+
+    def test_exchanges_ended_before_the_terminals_stop(self) -> None:
+        """When the grace is over, every exchange under way is ended (its client told the
+        gateway is shutting down) before the terminals stop: a job begun before a reload
+        is answered 503, not failed by the stopped launcher."""
+        journal: list[str] = []
+
+        class _Client:
+            def end_now(self, message: str) -> None:
+                journal.append(f"ended: {message}")
+
+        client = _Client()
+        self.service.factory.handler.under_way.add(client)
+        [route] = self.service.router.routes
+        self.patch(route.terminal, "stop", lambda: journal.append("terminal stopped"))
+        self.service._end_under_way()
+        self.assertEqual(journal, ["ended: the gateway is shutting down", "terminal stopped"])
