@@ -10,7 +10,7 @@ _READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 _WRITE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 OUTCOMES = frozenset(("ok", "denied", "refused", "client_error", "upstream_error", "timeout",
-                      "client_gone", "truncated", "error", "command_failed"))
+                      "client_gone", "truncated", "error", "command_failed", "shutdown"))
 """The outcomes the gateway records; anything else is counted as ``other``."""
 
 _REASON_PREFIXES: tuple[tuple[str, str], ...] = (
@@ -40,6 +40,7 @@ _REASON_PREFIXES: tuple[tuple[str, str], ...] = (
     ("invalid request body", "body"),
     ("queue full", "queue_full"),
     ("stopping", "stopping"),
+    ("the gateway stopped", "stopping"),
     ("command", "command"),
     ("upload", "form"),
     ("bad multipart", "form"),

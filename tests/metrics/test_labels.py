@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.metrics.labels import (
+    OUTCOMES,
     REASON_KINDS,
     method_class,
     outcome_label,
@@ -12,7 +16,7 @@ from runnergw.metrics.labels import (
     status_label,
 )
 
-__all__ = ["MethodClassTests", "OutcomeAndStatusTests", "ReasonKindTests"]
+__all__ = ["EveryOutcomeTests", "MethodClassTests", "OutcomeAndStatusTests", "ReasonKindTests"]
 
 
 class MethodClassTests(SynchronousTestCase):
@@ -35,7 +39,7 @@ class OutcomeAndStatusTests(SynchronousTestCase):
     def test_known_outcomes_kept(self) -> None:
         """The gateway's outcomes are labels as they are."""
         for outcome in ("ok", "denied", "refused", "client_gone", "upstream_error", "timeout",
-                        "truncated", "error", "command_failed"):
+                        "truncated", "error", "command_failed", "shutdown"):
             self.assertEqual(outcome_label(outcome), outcome)
 
     def test_other_outcomes(self) -> None:
@@ -73,6 +77,7 @@ class ReasonKindTests(SynchronousTestCase):
                 ("upstream closed the connection before answering", "upstream"),
                 ("first byte timeout", "upstream"), ("runner sent nothing for 30s", "upstream"),
                 ("internal error", "internal"), ("no runner serves this path", "not_found"),
+                ("the gateway stopped before the answer was complete", "stopping"),
                 (None, ""), ("", "")):
             with self.subTest(reason=reason):
                 self.assertEqual(reason_kind(reason), kind)
@@ -81,3 +86,18 @@ class ReasonKindTests(SynchronousTestCase):
     def test_free_text_is_other(self) -> None:
         """A reason of no known kind is ``other``, never its text."""
         self.assertEqual(reason_kind("subject alice@example.com asked /secret/path"), "other")
+
+
+class EveryOutcomeTests(SynchronousTestCase):
+    """No outcome the gateway records falls into ``other`` by mistake."""
+
+    def test_outcomes_set_in_the_code_are_labels(self) -> None:
+        """Every ``exchange.outcome = "…"`` in the package is one of OUTCOMES (a drain's
+        ``shutdown`` was once counted as ``other``)."""
+        package = Path(__file__).resolve().parents[2] / "runnergw"
+        found = set()
+        for path in package.rglob("*.py"):
+            found.update(re.findall(r'\.outcome = "([a-z_]+)"', path.read_text()))
+        self.assertIn("shutdown", found)
+        self.assertEqual(sorted(found - OUTCOMES), [])
+
