@@ -50,6 +50,13 @@ class _Refused(Exception):
         self.errors = errors
 
 
+class _Abandoned(_Refused):
+    """A stop began while the new configuration was built: it is not swapped in."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+
 @attrs.frozen
 class _Candidate:
     """A new configuration, checked and built, not yet serving."""
@@ -92,7 +99,9 @@ class Reloader:
         return waiter
 
     def _run(self, waiters: list[Deferred[bool]]) -> None:
-        announced = self.announced()
+        # Once a stop began, the service manager hears no more of reloads (STOPPING=1 was
+        # the last word it should get before the exit).
+        announced = self.announced() and not self.service.readiness.draining
         if announced:
             self.service.notifier.reloading()
         ensureDeferred(self._reload()).addBoth(self._finished, waiters, announced)
@@ -104,7 +113,7 @@ class Reloader:
                              "configuration", ok, event="reload_failed")
             self.service.reload_results["failed"] += 1
             ok = False
-        if announced:
+        if announced and not self.service.readiness.draining:
             self.service.notifier.ready(self.service.describe())
         for waiter in waiters:
             waiter.callback(ok)
@@ -121,6 +130,11 @@ class Reloader:
             return False
         try:
             candidate = await self._build()
+        except _Abandoned:
+            self._retain_hosts()  # a runner host the abandoned routes made is closed
+            self.log.warn("Reload abandoned: the gateway began to stop while it was built",
+                          event="reload_ignored")
+            return False
         except _Refused as refused:
             self._reopen_running_audit()
             self._retain_hosts()  # a runner host the refused routes made is closed
@@ -177,6 +191,8 @@ class Reloader:
                 router = build_router(settings, parts, service.reactor, kept=kept)
             except ConfigErrors as e:
                 raise _Refused(e.errors) from e
+            if service.readiness.draining or not service.running:
+                raise _Abandoned()  # the ledger opened while a stop began
         except _Refused:
             if parts.audit_log is not service.parts.audit_log:
                 parts.audit_log.close()

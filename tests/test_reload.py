@@ -488,6 +488,44 @@ class DrainingTests(_ReloadCase):
         self.assertEqual(len(self.logged("reload_ignored")), 1)
         self.assertEqual(service.reload_results, {"ok": 0, "failed": 0})
 
+    def test_not_announced(self) -> None:
+        """After STOPPING=1 the service manager hears no RELOADING=1 or READY=1."""
+        notifier = _RecordingNotifier(MemoryReactorClock())
+        service = self.start(write_node(self, runners=[_RUNNER]), notifier)
+        service.readiness.draining = True
+        self.assertFalse(self.reload(service))
+        self.assertEqual(notifier.sent, ["READY=1"])
+
+    def test_stop_beginning_while_the_reload_is_built(self) -> None:
+        """A stop that begins while the reload waits (for the ledger of a ``roles`` section
+        that appeared) is not undone: the new routes are not swapped in, the limits they
+        opened are stopped, and the service manager hears no READY=1 after STOPPING=1."""
+        notifier = _RecordingNotifier(MemoryReactorClock())
+        service = self.start(write_node(self, runners=[_RUNNER]), notifier)
+        before = service.router
+        opened: Deferred[None] = Deferred()
+        stopped: list[bool] = []
+
+        class _Limits:
+            def stop(self) -> Deferred[None]:
+                stopped.append(True)
+                return succeed(None)
+
+        async def start_limits(settings: Any) -> Any:
+            await opened
+            return _Limits()
+
+        self.patch(service.reloader, "_start_limits", start_limits)
+        self.rewrite(lambda d: d.update(roles={"user": {"models": ["*"]}},
+                                        policy={"defaultRole": "user"}))
+        reloaded = service.reload()
+        service.readiness.draining = True
+        opened.callback(None)
+        self.assertFalse(self.successResultOf(reloaded))
+        self.assertIs(service.router, before)
+        self.assertEqual(stopped, [True])
+        self.assertEqual(notifier.sent, ["READY=1", "RELOADING=1"])
+
 
 class QueueTests(_ReloadCase):
     """Reloads asked for while one runs."""
