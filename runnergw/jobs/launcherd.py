@@ -344,10 +344,12 @@ def serve(control: socket.socket, niceness: int = 0) -> None:
     if niceness:
         os.nice(niceness)
     # Signals meant for the gateway reach this process too (Ctrl-C in the terminal of
-    # ``twistd -n``, a HUP to reload, the TERM a service manager sends every process of the
-    # service): the gateway decides when its jobs end, and closes the socket to end this
-    # one. Jobs get every signal back at its default.
-    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+    # ``twistd -n``, a HUP to reload, a USR1 to reopen the audit file sent to every process
+    # of the service, the TERM a service manager sends every process of the service): the
+    # gateway decides when its jobs end, and closes the socket to end this one. Jobs get
+    # every signal back at its default.
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT,
+                   signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, signal.SIG_IGN)
     Launcher(control).serve()
 

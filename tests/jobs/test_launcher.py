@@ -139,7 +139,8 @@ class LauncherTests(TestCase):
         await (await start_job(self.launcher, reactor, ["true"], str(self.directory),
                                self.environment, 30.0)).result
         pid = self.launcher_pid()
-        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT,
+                       signal.SIGUSR1, signal.SIGUSR2):
             os.kill(pid, signum)
         result = await (await start_job(self.launcher, reactor, ["printf", "alive"],
                                         str(self.directory), self.environment, 30.0)).result
