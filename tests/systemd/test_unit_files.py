@@ -11,6 +11,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from runnergw.exit_status import FAILED_AT_START
+
 __all__ = ["ContribDirectoryTests", "ServiceUnitTests", "SocketUnitTests", "VerifyTests"]
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +62,12 @@ class ServiceUnitTests(SynchronousTestCase):
     def test_reload_is_sighup(self) -> None:
         """``systemctl reload`` sends SIGHUP to the gateway."""
         self.assertEqual(shlex.split(self.value("ExecReload"))[1:], ["-HUP", "$MAINPID"])
+
+    def test_no_restart_loop_on_a_configuration_failure(self) -> None:
+        """A gateway that stopped because the usage ledger could not start (status 78) is
+        not restarted every two seconds for ever: it would fail again."""
+        self.assertEqual(self.value("Restart"), "on-failure")
+        self.assertEqual(self.value("RestartPreventExitStatus"), str(FAILED_AT_START))
 
     def test_own_user(self) -> None:
         """The gateway (and its jobs) run as ``runnergw``, not root."""
