@@ -11,9 +11,12 @@ ReadinessCheck = Callable[[], list[str]]
 
 
 class Readiness:
-    """Not ready while draining, or while any registered check names a reason."""
+    """Not ready while starting or draining, or while any registered check names a reason."""
 
     def __init__(self) -> None:
+        self.starting = False
+        """Set while the gateway starts: it listens, but a part it needs (the usage ledger)
+        is not ready yet, and the service manager has not been told it is."""
         self.draining = False
         """Set when a stop begins: the load balancer must stop sending new work at once."""
         self._checks: list[ReadinessCheck] = []
@@ -29,7 +32,9 @@ class Readiness:
 
     def reasons(self) -> list[str]:
         """Why the gateway is not ready; empty when it is."""
-        reasons = ["draining"] if self.draining else []
+        reasons = ["starting"] if self.starting else []
+        if self.draining:
+            reasons.append("draining")
         for check in self._checks:
             reasons.extend(check())
         return reasons

@@ -191,7 +191,7 @@ class Reloader:
                 router = build_router(settings, parts, service.reactor, kept=kept)
             except ConfigErrors as e:
                 raise _Refused(e.errors) from e
-            if service.readiness.draining or not service.running:
+            if service.readiness.draining:
                 raise _Abandoned()  # the ledger opened while a stop began
         except _Refused:
             if parts.audit_log is not service.parts.audit_log:

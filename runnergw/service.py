@@ -92,6 +92,7 @@ class GatewayService(MultiService):
         self._failed_at_start = False
         """Whether the gateway stopped because a part it needs could not start."""
         self.readiness = Readiness()
+        self.readiness.starting = True  # until READY=1
         """What ``/readyz`` answers: draining, and the terminals' own reasons."""
         self.readiness.add_check(self._terminals_ready)
         self.reload_results: dict[str, int] = {"ok": 0, "failed": 0}
@@ -329,6 +330,8 @@ class GatewayService(MultiService):
         if not self.running:
             return  # stopped while the ledger opened
         self._announced = True
+        self.readiness.starting = False
+        self.log.info("runnergw ready", event="ready")
         self.notifier.ready(self.describe())
         self.notifier.start(self.describe)
 

@@ -27,3 +27,12 @@ class ReadinessTests(SynchronousTestCase):
         self.assertEqual(readiness.reasons(), ["draining", "runner ollama: no healthy host"])
         readiness.remove_check(pool)
         self.assertEqual(readiness.reasons(), ["draining"])
+
+    def test_starting(self) -> None:
+        """A gateway still starting (listening, its ledger not open yet) is not ready."""
+        readiness = Readiness()
+        readiness.starting = True
+        self.assertEqual(readiness.reasons(), ["starting"])
+        readiness.starting = False
+        self.assertEqual(readiness.reasons(), [])
+

@@ -18,11 +18,14 @@ TWISTD = "from twisted.scripts.twistd import run; run()"
 
 class TwistdProcess(ProcessProtocol):
     """Collects output; ``listening`` fires with the URL from the JSON log's listening event,
-    ``metrics_listening`` (before it) with the metrics listener's."""
+    ``metrics_listening`` (before it) with the metrics listener's, ``ready`` once the gateway
+    said it is ready."""
 
     def __init__(self) -> None:
         self.listening: Deferred[str] = Deferred()
         self.metrics_listening: Deferred[str] = Deferred()
+        self.ready: Deferred[None] = Deferred()
+        """Fires when the gateway says it is ready (its usage ledger open, if any)."""
         self.ended: Deferred[int] = Deferred()
         self.output = b""
         self._pending = b""
@@ -30,7 +33,7 @@ class TwistdProcess(ProcessProtocol):
     def outReceived(self, data: bytes) -> None:
         self.output += data
         self._pending += data
-        while b"\n" in self._pending and not self.listening.called:
+        while b"\n" in self._pending and not self.ready.called:
             line, self._pending = self._pending.split(b"\n", 1)
             try:
                 event = json.loads(line)
@@ -40,6 +43,8 @@ class TwistdProcess(ProcessProtocol):
                 self.listening.callback(event["url"])
             elif event.get("event") == "metrics_listening":
                 self.metrics_listening.callback(event["url"])
+            elif event.get("event") == "ready":
+                self.ready.callback(None)
 
     def errReceived(self, data: bytes) -> None:
         self.output += data

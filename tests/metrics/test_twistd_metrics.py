@@ -128,10 +128,12 @@ class TwistdMetricsTests(TestCase):
         self.assertEqual(found[("runnergw_reloads_total", (("result", "failed"),))], 0.0)
 
     async def test_health_and_readiness(self) -> None:
-        """``/healthz`` and ``/readyz`` answer 200 from a gateway that serves."""
+        """``/healthz`` and ``/readyz`` answer 200 from a gateway that serves (once it said
+        it is ready: its usage ledger is open)."""
         process = self.start()
         await process.listening
         metrics_url = await process.metrics_listening
+        await process.ready
         self.assertEqual(await self.request("GET", f"{metrics_url}/healthz"), (200, b"ok\n"))
         self.assertEqual(await self.request("GET", f"{metrics_url}/readyz"), (200, b"ready\n"))
         status, _ = await self.request("GET", f"{metrics_url}/")

@@ -67,12 +67,15 @@ class ReadyTests(_ServiceCase):
             "0 exchanges under way, 0 jobs running"])
 
     def test_ready_waits_for_the_usage_ledger(self) -> None:
-        """With quotas, ready comes only once the usage ledger is open."""
+        """With quotas, ready comes only once the usage ledger is open; until then /readyz
+        says the gateway is starting."""
         service = self.service()
         limits = service.limits = _Limits()  # type: ignore[assignment]
         service.startService()
         self.assertEqual(self.manager.messages(), [])
+        self.assertEqual(service.readiness.reasons(), ["starting"])
         limits.opened.callback(None)
+        self.assertEqual(service.readiness.reasons(), [])
         self.assertEqual(self.manager.messages(), [
             f"READY=1\nSTATUS=serving on {self.url(service)}: 0 open connections, "
             "0 exchanges under way, 0 jobs running"])
