@@ -249,7 +249,8 @@ class UpstreamHost:
     # Life
 
     def close(self) -> Deferred[Any]:
-        """Stop probing and polling and close every connection."""
+        """Stop probing and checking (a probe or check under way is cancelled) and close
+        every connection."""
         self._closed = True
         if self._probe_call is not None and self._probe_call.active():
             self._probe_call.cancel()
