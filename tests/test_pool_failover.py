@@ -96,9 +96,9 @@ class KilledHostTests(TestCase):
 
 async def _polled(host: KillableOllama) -> None:
     """Once the gateway read the host's loaded models (``/api/ps`` answered)."""
-    while not any(seen.path == "/api/ps" for seen in host.fake.requests):
-        await host.fake.next_request()
-    [poll, *_] = [seen for seen in host.fake.requests if seen.path == "/api/ps"]
+    while not any(seen.path == "/api/ps" for seen in host.fake.checks):
+        await host.fake.next_check()
+    [poll, *_] = [seen for seen in host.fake.checks if seen.path == "/api/ps"]
     await poll.finished
 
 

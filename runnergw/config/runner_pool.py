@@ -31,18 +31,21 @@ class PoolSettings:
     """Health and balancing of a runner's hosts (``runners[].pool``)."""
 
     eject_after: int = 3
-    """Consecutive refused or reset connections that eject a host."""
+    """Consecutive refused or reset connections, or failed health checks, that eject a
+    host."""
     eject_for: float = 1.0
     """First ejection's length; each ejection in a row doubles it."""
     max_eject_for: float = 60.0
     """Longest ejection."""
     probe_interval: float = 2.0
     """Once its ejection is over, a host is probed (``GET /api/version``) this often until it
-    answers 200; a probe must answer within this time."""
+    answers 200; a probe must answer within this time. Without ``affinity``, a healthy host
+    is checked the same way this often."""
     affinity: bool = True
     """Prefer a host that has the requested model loaded."""
     ps_interval: float = 5.0
-    """How often each host's loaded models are read (``GET /api/ps``)."""
+    """With ``affinity``, how often each healthy host is checked and its loaded models read
+    (``GET /api/ps``)."""
     affinity_slack: int = 2
     """How many more requests under way than the least busy host a host with the model
     loaded may have and still be preferred."""

@@ -3,8 +3,12 @@ the inference requests a runner answered: tokens per model and type, request dur
 to the first token and time per output token.
 
 The model label is the model of a request the runner answered with a 2xx status (a model it
-serves), never a name a refused request carried. Token counts are those the ``usage`` filter
-settled; without it (a gateway without roles) there are none.
+serves), as a filter or the terminal read it from the body's top-level ``model`` (never a
+member nested deeper), in its normal form (lowercase, ``:latest`` and ``library/`` as Ollama
+fills them in); never a name a refused request carried. Each runner has at most
+:data:`MODELS_PER_RUNNER` model label values: the models beyond are counted as ``other``, so
+a runner that answers whatever it is asked cannot multiply the series. Token counts are
+those the ``usage`` filter settled; without it (a gateway without roles) there are none.
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from runnergw.chain.exchange import Exchange
 from runnergw.filters.ollama_request import ollama_endpoint
+from runnergw.ollama.model_names import normalize_model_name
 
-__all__ = ["DURATION_BUCKETS", "TIME_PER_OUTPUT_TOKEN_BUCKETS", "TIME_TO_FIRST_TOKEN_BUCKETS",
-           "TOKEN_USAGE_BUCKETS", "GenAIMetrics", "SYSTEM"]
+__all__ = ["DURATION_BUCKETS", "MODELS_PER_RUNNER", "OTHER_MODEL", "SYSTEM",
+           "TIME_PER_OUTPUT_TOKEN_BUCKETS", "TIME_TO_FIRST_TOKEN_BUCKETS", "TOKEN_USAGE_BUCKETS",
+           "GenAIMetrics"]
+
+MODELS_PER_RUNNER = 100
+"""Distinct model label values per runner; the models beyond are ``other``."""
+OTHER_MODEL = "other"
+"""The model label of a model beyond a runner's first :data:`MODELS_PER_RUNNER` (a model
+name in normal form always has a tag: no model is named so)."""
 
 SYSTEM = "ollama"
 """``gen_ai_system``: every runner speaks Ollama's API."""
@@ -49,12 +61,37 @@ def _streamed(exchange: Exchange) -> bool:
     return content_type.split(";", 1)[0].strip().lower() in _STREAM_TYPES
 
 
+class _ModelLabels:
+    """The model label values of each runner: the first ``limit`` models it served, each
+    in normal form, then ``other``; empty when the model is unknown."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: dict[str, set[str]] = {}
+
+    def label(self, runner: str, model: str | None) -> str:
+        if not model:
+            return ""
+        try:
+            name = normalize_model_name(model)
+        except ValueError:
+            return OTHER_MODEL
+        seen = self._seen.setdefault(runner, set())
+        if name not in seen:
+            if len(seen) >= self.limit:
+                return OTHER_MODEL
+            seen.add(name)
+        return name
+
+
 class GenAIMetrics:
     """``gen_ai_client_token_usage``, ``gen_ai_server_request_duration_seconds``,
     ``gen_ai_server_time_to_first_token_seconds`` and
     ``gen_ai_server_time_per_output_token_seconds``."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry,
+                 models_per_runner: int = MODELS_PER_RUNNER) -> None:
+        self._models = _ModelLabels(models_per_runner)
         self.token_usage = Histogram(
             "gen_ai_client_token_usage", "Tokens used per request, by token type (input: "
             "the prompt, output: generated)", _LABELS + ("gen_ai_token_type",),
@@ -84,7 +121,7 @@ class GenAIMetrics:
         operation = _OPERATIONS.get(endpoint.kind) if endpoint is not None else None
         if operation is None:
             return
-        model = exchange.model or ""
+        model = self._models.label(exchange.upstream, exchange.model)
         labels = (operation, SYSTEM, model, model)
         duration = exchange.finished_at - exchange.started
         self._child(self.request_duration, labels).observe(max(duration, 0.0))

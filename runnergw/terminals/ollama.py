@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from twisted.internet import error as net_error
@@ -15,8 +14,12 @@ from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import ITerminal
 from runnergw.chain.under_way import UnderWay
 from runnergw.config.runners import RunnerSettings
+from runnergw.filters.ollama_request import ollama_endpoint
 from runnergw.http.interfaces import IClientStream
 from runnergw.logs import level_gate
+from runnergw.ollama.gojson import decode_object
+from runnergw.ollama.model_names import normalize_model_name
+from runnergw.ollama.rewrites import requested_model
 from runnergw.upstream.balancer import HostBalancer, HostStatus
 from runnergw.upstream.connection import UpstreamConnection
 from runnergw.upstream.host import UpstreamHost
@@ -24,7 +27,8 @@ from runnergw.upstream.response import ResponseHead, UpstreamProtocolError
 
 __all__ = ["OllamaTerminal"]
 
-_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+_MODEL_READ_LIMIT = 64 << 10
+"""Largest body whose model the terminal reads when no filter read it."""
 _CONNECT_FAILURES = (net_error.ConnectError, net_error.DNSLookupError, ConnectionRefusedError)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -41,6 +45,19 @@ class _Failed(Exception):
         """True when nothing of the request reached the runner (another host may take it)."""
 
 
+def _top_level_model(exchange: Exchange, body: bytes) -> str | None:
+    """The model the whole ``body`` names as Ollama reads it (its top-level ``model``), in
+    normal form; None when it names none Ollama would take."""
+    endpoint = ollama_endpoint(exchange)
+    if endpoint is None:
+        return None
+    try:
+        model = requested_model(decode_object(body), endpoint)
+        return normalize_model_name(model) if model else None
+    except ValueError:  # not JSON Ollama reads, or a model name it refuses
+        return None
+
+
 @implementer(IPushProducer)
 class _RequestBody:
     """Pumps the client's request body to the runner, pausing the client when the runner lags."""
@@ -51,18 +68,24 @@ class _RequestBody:
         self._client = client
         self._exchange = exchange
         self._on_progress = on_progress
-        self._sniffed = False
+        self._kept: list[bytes] | None = [] if exchange.model is None else None
+        """The body so far, while no filter named the model and the body is small."""
+        self._kept_size = 0
 
     def body_data(self, data: bytes) -> None:
-        if not self._sniffed:
-            self._sniffed = True
-            match = _MODEL.search(data, 0, 4096)
-            if match:
-                self._exchange.model = match.group(1).decode("utf-8", "replace")
+        if self._kept is not None:
+            self._kept_size += len(data)
+            if self._kept_size > _MODEL_READ_LIMIT:
+                self._kept = None
+            else:
+                self._kept.append(data)
         self._connection.write_body(data)
         self._on_progress()
 
     def body_done(self) -> None:
+        if self._kept is not None:
+            self._exchange.model = _top_level_model(self._exchange, b"".join(self._kept))
+            self._kept = None
         self._connection.end_body()
         self._unregister()
 

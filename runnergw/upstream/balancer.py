@@ -91,11 +91,13 @@ class HostBalancer:
         return [f"runner {self.runner}: no healthy host"]
 
     def start(self) -> None:
-        """The gateway serves: read the hosts' loaded models, when affinity needs them (on
-        a runner of several hosts)."""
-        if self.options.affinity and len(self.hosts) > 1:
-            for host in self.hosts:
-                host.start_polling()
+        """The gateway serves: every host is checked from now on (its health, and its loaded
+        models with affinity), a runner of one host too, so that ``/readyz`` follows the
+        hosts while no request comes. Where affinity chooses among several hosts their
+        loaded models are read at once, else the first check comes an interval later."""
+        at_once = self.options.affinity and len(self.hosts) > 1
+        for host in self.hosts:
+            host.start_checks(at_once)
 
     def close(self) -> Deferred[Any]:
         """Stop probes and polls and close every host's connections."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IReactorTime
 
 from runnergw.upstream.response import ResponseHead, UpstreamProtocolError
@@ -43,21 +44,28 @@ class _Collector:
 
 
 async def _get(pool: Any, netloc: str, path: str, limit: int) -> tuple[int, bytes]:
-    connection = await pool.acquire()
-    try:
-        collector = _Collector(connection, limit)
-        head = (f"GET {path} HTTP/1.1\r\nHost: {netloc}\r\nUser-Agent: runnergw\r\n"
-                f"Accept: application/json\r\n\r\n").encode("latin-1")
-        connection.send_request("GET", head, collector, "none")
-        return await collector.over
-    finally:
-        pool.release(connection)
+    head = (f"GET {path} HTTP/1.1\r\nHost: {netloc}\r\nUser-Agent: runnergw\r\n"
+            f"Accept: application/json\r\n\r\n").encode("latin-1")
+    while True:
+        connection = await pool.acquire()
+        try:
+            collector = _Collector(connection, limit)
+            connection.send_request("GET", head, collector, "none")
+            return await collector.over
+        except ConnectionLost:
+            if not connection.reused or connection.dropped:
+                raise
+            # A kept-alive connection the host had closed while idle: says nothing of the
+            # host; the next one is new or another kept one.
+        finally:
+            pool.release(connection)
 
 
 def fetch(pool: Any, clock: IReactorTime, netloc: str, path: str, *, timeout: float,
           limit: int) -> Deferred[tuple[int, bytes]]:
     """``GET path`` from the host ``pool`` connects to: fires with ``(status, body)``; fails
-    when it cannot connect, the answer is cut or larger than ``limit``, or the whole exchange
+    when it cannot connect (a kept-alive connection found closed is not a failure: the
+    request goes on another), the answer is cut or larger than ``limit``, or the whole exchange
     (connecting included) takes longer than ``timeout`` seconds."""
     getting = ensureDeferred(_get(pool, netloc, path, limit))
     getting.addTimeout(timeout, clock)

@@ -1,5 +1,6 @@
 """One Ollama server of a runner: its persistent connections, its requests under way, its
-health (ejected after failures, probed until it answers again) and the models it has loaded."""
+health (checked periodically, ejected after failures, probed until it answers again) and the
+models it has loaded."""
 
 from __future__ import annotations
 
@@ -65,6 +66,12 @@ class UpstreamHost:
     ``max_eject_for``); once that time is over it is probed with ``GET /api/version`` every
     ``probe_interval`` and readmitted at its first 200. A successful exchange resets both
     counts.
+
+    Once started (``start_checks``) a healthy host is also checked every interval, so that
+    an idle gateway learns of a host that went down: with affinity, ``GET /api/ps`` every
+    ``ps_interval`` (which also reads its loaded models), else ``GET /api/version`` every
+    ``probe_interval``. A failed check (refused, reset, timed out, or not a 2xx answer)
+    counts towards the ejection as a failed exchange does; a passed one resets the counts.
     """
 
     log = Logger(observer=level_gate)
@@ -89,8 +96,10 @@ class UpstreamHost:
         self._failures = 0
         self._in_a_row = 0
         self._probe_call: IDelayedCall | None = None
-        self._ps_loop: LoopingCall | None = None
-        self._polling = False
+        self._check_loop: LoopingCall | None = None
+        self._checking = False
+        self._asking: set[Deferred[Any]] = set()
+        """The probe or check under way (cancelled by ``close``)."""
         self._closed = False
 
     @property
@@ -162,9 +171,8 @@ class UpstreamHost:
 
     def _probe(self) -> None:
         self._probe_call = None
-        probing = fetch(self.pool, self.clock, self.address, "/api/version",
-                        timeout=self.options.probe_interval, limit=VERSION_LIMIT)
-        probing.addBoth(self._probed)
+        self._ask("/api/version", self.options.probe_interval, VERSION_LIMIT).addBoth(
+            self._probed)
 
     def _probed(self, result: Any) -> None:
         if self._closed or self.ejected_until is None:
@@ -180,39 +188,59 @@ class UpstreamHost:
         self.log.info("runner {runner}: host {host} answers again, readmitted after "
                       "{seconds:.3f}s", event="upstream_host_readmitted", runner=self.label,
                       host=self.address, seconds=self.clock.seconds() - self.ejected_at)
-        if self._ps_loop is not None:
-            self._poll()
+        if self._check_loop is not None:
+            self._check()
 
-    # Loaded models
+    # Checks, and the loaded models
 
-    def start_polling(self) -> None:
-        """Read the loaded models now and every ``ps_interval`` (until ``close``)."""
-        if self._closed or self._ps_loop is not None:
+    @property
+    def check_interval(self) -> float:
+        """How often a healthy host is checked: ``ps_interval`` with affinity (its loaded
+        models are read at the same time), else ``probe_interval``."""
+        return self.options.ps_interval if self.options.affinity else self.options.probe_interval
+
+    def start_checks(self, at_once: bool = False) -> None:
+        """Check the host every ``check_interval`` while it is healthy (until ``close``),
+        the first time at once or an interval from now; an ejected one is probed instead."""
+        if self._closed or self._check_loop is not None:
             return
-        self._ps_loop = LoopingCall(self._poll)
-        self._ps_loop.clock = self.clock
-        self._ps_loop.start(self.options.ps_interval, now=True)
+        self._check_loop = LoopingCall(self._check)
+        self._check_loop.clock = self.clock
+        self._check_loop.start(self.check_interval, now=at_once)
 
-    def _poll(self) -> None:
-        if self._polling or not self.healthy or self._closed:
+    def _check(self) -> None:
+        if self._checking or not self.healthy or self._closed:
             return
-        self._polling = True
-        polling = fetch(self.pool, self.clock, self.address, "/api/ps",
-                        timeout=self.options.ps_interval, limit=PS_LIMIT)
-        polling.addBoth(self._polled)
+        self._checking = True
+        path, limit = (("/api/ps", PS_LIMIT) if self.options.affinity
+                       else ("/api/version", VERSION_LIMIT))
+        self._ask(path, self.check_interval, limit).addBoth(self._checked, path)
 
-    def _polled(self, result: Any) -> None:
-        self._polling = False
-        if self._closed:
+    def _ask(self, path: str, timeout: float, limit: int) -> Deferred[Any]:
+        asking = fetch(self.pool, self.clock, self.address, path, timeout=timeout, limit=limit)
+        if not asking.called:
+            self._asking.add(asking)
+            asking.addBoth(self._answered, asking)
+        return asking
+
+    def _answered(self, result: Any, asking: Deferred[Any]) -> Any:
+        self._asking.discard(asking)
+        return result
+
+    def _checked(self, result: Any, path: str) -> None:
+        self._checking = False
+        if self._closed or not self.healthy:
             return
-        names: list[str] = []
-        if isinstance(result, tuple) and result[0] == 200:
-            try:
-                models = json.loads(result[1]).get("models") or []
-                names = [entry.get("name") or entry.get("model") for entry in models]
-            except (ValueError, AttributeError, TypeError):
-                names = []
-        self._set_loaded(tuple(name for name in names if isinstance(name, str) and name))
+        if isinstance(result, Failure):
+            self._set_loaded(())
+            self.failed(f"GET {path} failed: {result.getErrorMessage()}")
+        elif not 200 <= result[0] < 300:
+            self._set_loaded(())
+            self.failed(f"GET {path} answered {result[0]}")
+        else:
+            self.succeeded()
+            if self.options.affinity:
+                self._set_loaded(_loaded_names(result[1]))
 
     def _set_loaded(self, names: tuple[str, ...]) -> None:
         self.loaded_models = names
@@ -221,11 +249,24 @@ class UpstreamHost:
     # Life
 
     def close(self) -> Deferred[Any]:
-        """Stop probing and polling and close every connection."""
+        """Stop probing and checking (a probe or check under way is cancelled) and close
+        every connection."""
         self._closed = True
         if self._probe_call is not None and self._probe_call.active():
             self._probe_call.cancel()
         self._probe_call = None
-        if self._ps_loop is not None and self._ps_loop.running:
-            self._ps_loop.stop()
+        if self._check_loop is not None and self._check_loop.running:
+            self._check_loop.stop()
+        for asking in list(self._asking):
+            asking.cancel()
         return self.pool.close()
+
+
+def _loaded_names(body: bytes) -> tuple[str, ...]:
+    """The models an ``/api/ps`` answer lists (none when it is not the expected JSON)."""
+    try:
+        models = json.loads(body).get("models") or []
+        names = [entry.get("name") or entry.get("model") for entry in models]
+    except (ValueError, AttributeError, TypeError):
+        return ()
+    return tuple(name for name in names if isinstance(name, str) and name)

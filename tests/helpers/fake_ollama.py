@@ -103,6 +103,10 @@ class FakeOllama(resource.Resource):
         super().__init__()
         self.clock = clock
         self.requests: list[RecordedRequest] = []
+        self.checks: list[RecordedRequest] = []
+        """The gateway's own checks of the host (``/api/ps``, ``/api/version``), answered
+        even with ``hang``; not in ``requests``."""
+        self.check_arrived: list[Deferred[RecordedRequest]] = []
         self.request_arrived: list[Deferred[RecordedRequest]] = []
         self.gated = False
         self.hang = False
@@ -116,20 +120,32 @@ class FakeOllama(resource.Resource):
         self.request_arrived.append(waiter)
         return waiter
 
+    def next_check(self) -> Deferred[RecordedRequest]:
+        """A Deferred that fires with the next check of the gateway's the fake receives."""
+        waiter: Deferred[RecordedRequest] = Deferred()
+        self.check_arrived.append(waiter)
+        return waiter
+
     def render(self, request: server.Request) -> Any:
         body = request.content.read()
         record = RecordedRequest(request, body)
         record.gated = self.gated
-        self.requests.append(record)
         request.notifyFinish().addCallbacks(
             lambda _: record.finished.callback(None),
             lambda _: record.disconnected.callback(None),
         )
-        waiters, self.request_arrived = self.request_arrived, []
-        for waiter in waiters:
-            waiter.callback(record)
-        if self.hang:
-            return NOT_DONE_YET
+        if _gateway_check(request):
+            self.checks.append(record)
+            waiters, self.check_arrived = self.check_arrived, []
+            for waiter in waiters:
+                waiter.callback(record)
+        else:
+            self.requests.append(record)
+            waiters, self.request_arrived = self.request_arrived, []
+            for waiter in waiters:
+                waiter.callback(record)
+            if self.hang:
+                return NOT_DONE_YET
         for name, value in self.response_headers:
             request.responseHeaders.addRawHeader(name, value)
         path = request.path.decode()
@@ -301,6 +317,12 @@ class FakeOllama(resource.Resource):
                 send(index + 1)
 
         send(0)
+
+
+def _gateway_check(request: server.Request) -> bool:
+    """True for a request the gateway made of its own (no client's request forwarded)."""
+    return (request.getHeader(b"user-agent") == b"runnergw"
+            and request.getHeader(b"x-forwarded-for") is None)
 
 
 def _compact(value: Any) -> bytes:

@@ -17,7 +17,7 @@ from twisted.web.http_headers import Headers
 from runnergw.service import GatewayService
 from tests.helpers.gateway import RunningGateway, start_gateway
 from tests.helpers.node_settings import write_node
-from tests.helpers.policy import call, start_policy_proxy
+from tests.helpers.policy import call, start_policy_proxy, usage_report
 
 __all__ = ["GatewayMetricsTests", "MetricsListenerStartTests", "MetricsOffTests"]
 
@@ -88,6 +88,28 @@ class GatewayMetricsTests(TestCase):
         self.assertNotIn("qwen2.5:7b", labels)
         self.assertNotIn("not-a-token", labels)
         self.assertEqual(found[_key("runnergw_exchanges_in_progress")], 0.0)
+
+
+    async def test_nested_model_is_no_label(self) -> None:
+        """A ``model`` member nested in the body (before the real one) names nothing: the
+        audit trail, the ledger and the model metrics all name the model the runner served,
+        and no series carries the nested name."""
+        upstream, gateway = start_policy_proxy(self)
+        token = gateway.token(role="user")
+        body = (b'{"metadata":{"model":"bogus-123"},"model":"llama3.2:1b","stream":false,'
+                b'"messages":[{"role":"user","content":"Hi"}]}')
+        answered = await call(self, gateway, "POST", "/api/chat", token, body)
+        self.assertEqual(answered.status, 200)
+        found: dict[Any, float] = await scrape(gateway)
+        labels = {value for _, pairs in found for _, value in pairs}
+        self.assertNotIn("bogus-123", labels)
+        self.assertEqual(found[_key("gen_ai_server_request_duration_seconds_count",
+                                    gen_ai_operation_name="chat", gen_ai_system="ollama",
+                                    gen_ai_request_model=_MODEL,
+                                    gen_ai_response_model=_MODEL)], 1.0)
+        self.assertEqual([record["model"] for record in gateway.audit_records()], [_MODEL])
+        rows = await usage_report(gateway, "--by", "model")
+        self.assertEqual([row["key"] for row in rows], [_MODEL])
 
 
 class MetricsOffTests(TestCase):

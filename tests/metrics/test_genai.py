@@ -17,7 +17,7 @@ from runnergw.metrics.genai import (
 )
 from runnergw.testing import make_exchange
 
-__all__ = ["GenAIMetricsTests", "GenAIBucketTests"]
+__all__ = ["GenAIBucketTests", "GenAIMetricsTests", "ModelLabelTests"]
 
 _MODEL = {"gen_ai_system": "ollama", "gen_ai_request_model": "llama3.2:1b",
           "gen_ai_response_model": "llama3.2:1b"}
@@ -127,6 +127,41 @@ class GenAIMetricsTests(SynchronousTestCase):
             self.metrics.observe(exchange)
         self.assertEqual([sample for family in self.registry.collect()
                           for sample in family.samples], [])
+
+
+class ModelLabelTests(SynchronousTestCase):
+    """Model label values: normal forms, and a bounded number of them per runner."""
+
+    def setUp(self) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = GenAIMetrics(self.registry, models_per_runner=2)
+
+    def served(self, model: str, runner: str = "ollama") -> None:
+        exchange = _answered(streamed=False)
+        exchange.model, exchange.upstream = model, runner
+        self.metrics.observe(exchange)
+
+    def counts(self) -> dict[tuple[str, str], float]:
+        """(request model, response model) labels → requests counted."""
+        return {(sample.labels["gen_ai_request_model"], sample.labels["gen_ai_response_model"]):
+                sample.value for family in self.registry.collect() for sample in family.samples
+                if sample.name == "gen_ai_server_request_duration_seconds_count"}
+
+    def test_normal_form(self) -> None:
+        """Names of one model in another case, without their tag or with ``library/`` are
+        one label value."""
+        for model in ("Llama3.2", "library/llama3.2:latest", "llama3.2"):
+            self.served(model)
+        self.assertEqual(self.counts(), {("llama3.2:latest", "llama3.2:latest"): 3.0})
+
+    def test_capped_per_runner(self) -> None:
+        """Beyond a runner's first models, others are counted as ``other``; the first keep
+        their label, and another runner has its own."""
+        for model in ("a:1", "b:1", "c:1", "d:1", "a:1"):
+            self.served(model)
+        self.served("e:1", runner="gpu")
+        self.assertEqual(self.counts(), {("a:1", "a:1"): 2.0, ("b:1", "b:1"): 1.0,
+                                         ("other", "other"): 2.0, ("e:1", "e:1"): 1.0})
 
 
 class GenAIBucketTests(SynchronousTestCase):

@@ -89,6 +89,22 @@ class EjectedHostTests(SynchronousTestCase):
         self.assertIs(balancer.choose(exclude=[b]), a)
         self.assertIsNone(balancer.choose(exclude=[b, a]))
 
+    def test_idle_runner_with_its_host_down_not_ready(self) -> None:
+        """With no request coming, a runner whose only host stopped answering is not ready
+        after ``ejectAfter`` failed checks, and ready again once its probe is answered."""
+        clock = Clock()
+        balancer, pools = make_balancer(clock, 1, eject_after=3, ps_interval=5.0,
+                                        eject_for=1.0)
+        balancer.start()
+        for _ in range(3):
+            self.assertEqual(balancer.not_ready_reasons(), [])
+            clock.advance(5.0)
+            pools[0].refuse()
+        self.assertEqual(balancer.not_ready_reasons(), ["runner gpu: no healthy host"])
+        clock.advance(1.0)
+        answer(pools[0].open()[0], 200, b'{"version":"0.12.0"}')
+        self.assertEqual(balancer.not_ready_reasons(), [])
+
     def test_not_ready_without_a_healthy_host(self) -> None:
         """The runner is not ready once its last healthy host is ejected."""
         balancer, pools = make_balancer(Clock(), 2, eject_after=1)
@@ -134,18 +150,31 @@ class AffinityTests(SynchronousTestCase):
         self.assertIs(balancer.choose(None), balancer.hosts[0])
 
     def test_affinity_off(self) -> None:
-        """With ``affinity: false`` loaded models are neither read nor considered."""
-        balancer, pools = make_balancer(Clock(), 2, affinity=False)
+        """With ``affinity: false`` loaded models are neither read nor considered: the
+        hosts' checks ask ``/api/version``, a probe interval after the start."""
+        clock = Clock()
+        balancer, pools = make_balancer(clock, 2, affinity=False, probe_interval=2.0)
         balancer.start()
         self.assertEqual([pool.waiting for pool in pools], [[], []])
+        clock.advance(2.0)
+        for pool in pools:
+            connection, transport = pool.open()
+            self.assertTrue(transport.value().startswith(b"GET /api/version HTTP/1.1\r\n"))
+            answer(connection, 200, b'{"version":"0.12.0"}')
+        self.assertEqual([host.loaded_models for host in balancer.hosts], [(), ()])
         balancer.hosts[0].active = 1
         self.assertIs(balancer.choose("llama3.2:1b"), balancer.hosts[1])
 
-    def test_single_host_not_polled(self) -> None:
-        """A runner of one host has nothing to choose: its ``/api/ps`` is never read."""
-        balancer, pools = make_balancer(Clock(), 1)
+    def test_single_host_checked_an_interval_later(self) -> None:
+        """A runner of one host has nothing to choose: its ``/api/ps`` is not read at the
+        start, but every ``psInterval`` from then on as its health check."""
+        clock = Clock()
+        balancer, pools = make_balancer(clock, 1, ps_interval=5.0)
         balancer.start()
         self.assertEqual(pools[0].waiting, [])
+        clock.advance(5.0)
+        connection, transport = pools[0].open()
+        self.assertTrue(transport.value().startswith(b"GET /api/ps HTTP/1.1\r\n"))
 
 
 class StatusTests(SynchronousTestCase):

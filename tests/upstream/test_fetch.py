@@ -72,3 +72,14 @@ class FetchTests(SynchronousTestCase):
         getting = self.get()
         reset(self.pool.open()[0])
         self.failureResultOf(getting, ConnectionLost)
+
+    def test_closed_kept_connection_tried_again(self) -> None:
+        """A kept-alive connection the host had closed while idle is no failure: the
+        request goes on a new connection, and its answer is the fetch's."""
+        kept, _ = self.pool.connection()
+        self.pool.keep(kept)
+        getting = self.get()
+        reset(kept)
+        self.assertNoResult(getting)
+        answer(self.pool.open()[0], 200, b"{}")
+        self.assertEqual(self.successResultOf(getting), (200, b"{}"))

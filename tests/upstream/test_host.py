@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from runnergw.upstream.host import UpstreamHost
 from tests.helpers.fake_hosts import ScriptedPool, answer, make_host, reset
 
-__all__ = ["EjectionTests", "LoadedModelsTests", "ProbeTests"]
+__all__ = ["EjectionTests", "HealthCheckTests", "LoadedModelsTests", "ProbeTests"]
 
 
 class _HostTestCase(SynchronousTestCase):
@@ -224,7 +224,7 @@ class LoadedModelsTests(_HostTestCase):
         """The first read comes at start, the next a ``psInterval`` later; names match in
         their normal form (no tag is ``:latest``)."""
         host, pool = make_host(self.clock, ps_interval=5.0)
-        host.start_polling()
+        host.start_checks(at_once=True)
         connection, transport = pool.open()
         self.assertTrue(transport.value().startswith(b"GET /api/ps HTTP/1.1\r\n"))
         answer(connection, 200, _ps("llama3.2:latest", "qwen3:8b"))
@@ -239,7 +239,7 @@ class LoadedModelsTests(_HostTestCase):
     def test_unreadable_answer_means_unknown(self) -> None:
         """An error or a body that is not the expected JSON: no model is known loaded."""
         host, pool = make_host(self.clock, ps_interval=5.0)
-        host.start_polling()
+        host.start_checks(at_once=True)
         answer(pool.open()[0], 200, _ps("llama3.2:latest"))
         self.clock.advance(5.0)
         answer(pool.open()[0], 200, b"[1, 2]")
@@ -249,7 +249,7 @@ class LoadedModelsTests(_HostTestCase):
         """An ejected host's models are unknown, and it is not asked for them."""
         host, pool = make_host(self.clock, eject_after=1, eject_for=60.0, max_eject_for=60.0,
                                ps_interval=5.0)
-        host.start_polling()
+        host.start_checks(at_once=True)
         answer(pool.open()[0], 200, _ps("llama3.2:latest"))
         self.eject(host, pool)
         self.assertEqual(host.loaded_models, ())
@@ -259,8 +259,103 @@ class LoadedModelsTests(_HostTestCase):
     def test_close_stops_polling(self) -> None:
         """Once closed (the gateway stops), the host is not asked again."""
         host, pool = make_host(self.clock, ps_interval=5.0)
-        host.start_polling()
+        host.start_checks(at_once=True)
         answer(pool.open()[0], 200, _ps())
         self.successResultOf(host.close())
         self.clock.advance(50.0)
         self.assertEqual(pool.waiting, [])
+
+
+class HealthCheckTests(_HostTestCase):
+    """A healthy host is checked every interval: failed checks eject it as failed requests
+    do, so an idle gateway learns that a host is down."""
+
+    def check_fails(self, pool: ScriptedPool, how: str) -> None:
+        """The check waiting fails ``how``: refused, reset, 500 or silent until it times
+        out."""
+        if how == "refused":
+            pool.refuse()
+            return
+        connection, _ = pool.open()
+        if how == "reset":
+            reset(connection)
+        elif how == "500":
+            answer(connection, 500, b'{"error":"x"}')
+
+    def test_version_checked_without_affinity(self) -> None:
+        """Without affinity the check is ``GET /api/version`` every ``probeInterval``, the
+        first an interval after the start; one request per interval."""
+        host, pool = make_host(self.clock, affinity=False, probe_interval=2.0)
+        host.start_checks()
+        self.assertEqual(pool.waiting, [])
+        for _ in range(2):
+            self.clock.advance(2.0)
+            self.assertEqual(len(pool.waiting), 1)
+            connection, transport = pool.open()
+            self.assertTrue(transport.value().startswith(b"GET /api/version HTTP/1.1\r\n"))
+            answer(connection, 200, b'{"version":"0.12.0"}')
+        self.assertTrue(host.healthy)
+
+    def test_failed_checks_eject(self) -> None:
+        """A refused, a reset, a 500 and a timed-out check each count: ``ejectAfter`` of them
+        in a row eject the host, logged with the last reason."""
+        for how in ("refused", "reset", "500", "timeout"):
+            with self.subTest(how=how):
+                self.setUp()
+                host, pool = make_host(self.clock, eject_after=2, ps_interval=5.0)
+                host.start_checks()
+                for _ in range(2):
+                    self.assertTrue(host.healthy)
+                    self.clock.advance(5.0)
+                    self.check_fails(pool, how)
+                if how == "timeout":
+                    self.clock.advance(5.0)
+                self.assertFalse(host.healthy)
+                [event] = self.named("upstream_host_ejected")
+                self.assertIn("GET /api/ps", event["reason"])
+
+    def test_check_and_request_failures_add_up(self) -> None:
+        """A failed check and failed requests count together, as one kind of failure."""
+        host, pool = make_host(self.clock, eject_after=3, ps_interval=5.0)
+        host.start_checks()
+        self.refuse(host, pool, 2)
+        self.clock.advance(5.0)
+        pool.refuse()
+        self.assertFalse(host.healthy)
+
+    def test_passed_check_resets_the_count(self) -> None:
+        """A check answered 200 starts the failure count again."""
+        host, pool = make_host(self.clock, eject_after=3, ps_interval=5.0)
+        host.start_checks()
+        self.refuse(host, pool, 2)
+        self.clock.advance(5.0)
+        answer(pool.open()[0], 200, _ps())
+        self.refuse(host, pool, 2)
+        self.assertTrue(host.healthy)
+
+    def test_ejected_host_probed_then_checked(self) -> None:
+        """While ejected the host gets only its probes; readmitted, it is checked at once
+        and every interval again."""
+        host, pool = make_host(self.clock, eject_after=1, eject_for=7.0, max_eject_for=7.0,
+                               ps_interval=5.0, probe_interval=2.0)
+        host.start_checks()
+        self.clock.advance(5.0)
+        pool.refuse()
+        self.assertFalse(host.healthy)
+        self.clock.advance(5.0)
+        self.assertEqual(pool.waiting, [])
+        self.clock.advance(2.0)
+        self.probe_answers(pool, 200)
+        self.assertTrue(host.healthy)
+        connection, transport = pool.open()
+        self.assertTrue(transport.value().startswith(b"GET /api/ps HTTP/1.1\r\n"))
+
+    def test_close_stops_checks(self) -> None:
+        """A closed host is not checked again, and a check under way counts for nothing."""
+        host, pool = make_host(self.clock, eject_after=1, ps_interval=5.0)
+        host.start_checks()
+        self.clock.advance(5.0)
+        self.successResultOf(host.close())
+        pool.refuse()
+        self.clock.advance(50.0)
+        self.assertEqual((pool.waiting, host.healthy), ([], True))

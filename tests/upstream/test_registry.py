@@ -61,7 +61,7 @@ class UpstreamHostsTests(SynchronousTestCase):
         polls stopped) and forgotten."""
         kept = self.registry.get_or_create(_runner(), _A)
         dropped = self.registry.get_or_create(_runner(), _B)
-        dropped.start_polling()
+        dropped.start_checks(at_once=True)
         self.successResultOf(self.registry.retain([host_key(_runner(), _A)]))
         self.assertEqual(self.registry.keys(), {kept.key})
         self.assertTrue(dropped.pool._closing)
