@@ -125,20 +125,20 @@ class JobLimitAcrossSighupTests(TestCase):
         """The two requests sent after the reload wait for the two jobs started before it
         (none runs beside them), and each starts as one of those ends."""
         await self.start()
-        first = [self.post("a"), self.post("b")]
-        running = [await self.started(), await self.started()]
+        first = {"a": self.post("a"), "b": self.post("b")}
+        running = {job.tag: job for job in [await self.started(), await self.started()]}
         reloaded = self.process.next_event("reloaded", "reload_refused")
         os.kill(self.process.transport.pid, signal.SIGHUP)  # type: ignore[union-attr]
         self.assertEqual((await reloaded)["event"], "reloaded")
         later = [self.post("c"), self.post("d")]
         self.assertEqual(await self.until_waiting(2, started=2), (2.0, 2.0))
         self.assertEqual(self.control.started_tags(), {"a", "b"})
-        running[0].go()
-        self.assertEqual(await first[0], 200)
+        running["a"].go()
+        self.assertEqual(await first["a"], 200)
         third = await self.started()
         self.assertEqual(len(self.control.started_tags()), 3)
-        running[1].go()
-        self.assertEqual(await first[1], 200)
+        running["b"].go()
+        self.assertEqual(await first["b"], 200)
         fourth = await self.started()
         self.assertEqual({third.tag, fourth.tag}, {"c", "d"})
         third.go()
