@@ -282,8 +282,8 @@ class GatewayService(MultiService):
         """The status line ``systemctl status`` shows: connections, exchanges under way,
         jobs running, and the drain's progress while it runs."""
         exchanges = self.factory.handler.inflight.count
-        routes = self.factory.handler.router.routes
-        jobs = sum(getattr(route.terminal, "running_jobs", 0) for route in routes)
+        # The kept slots count the jobs of routes a reload replaced too.
+        jobs = sum(slots.running for slots in self.kept.job_slots().values())
         line = (f"serving on {self.url}: {self._connections()}, "
                 f"{_count(exchanges, 'exchange')} under way, {_count(jobs, 'job')} running")
         if self.drain.running:

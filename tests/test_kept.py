@@ -72,3 +72,18 @@ class KeptPartsTests(SynchronousTestCase):
         self.assertEqual(len(hosts[0]), 1)
         self.assertIs(hosts[0][0], hosts[1][0])
 
+
+    def test_job_slots_of_the_routes_served(self) -> None:
+        """The kept job slots are those of the command routes that serve (started): a
+        router built but not serving adds none; without pipelines there are none."""
+        node = write_node(self, descriptors={"text-stats": example("text-stats")})
+        reactor = MemoryReactorClock()
+        kept = KeptParts.from_settings(node.settings, reactor)
+        router = build_router(node.settings, node.parts, reactor, kept=kept)
+        self.assertEqual(kept.job_slots(), {})
+        [route] = router.routes
+        route.terminal.start()  # type: ignore[union-attr]
+        self.assertEqual(kept.job_slots(),
+                         {"text-stats": route.terminal.slots})  # type: ignore[union-attr]
+        runners = write_node(self, runners=[_RUNNER])
+        self.assertEqual(KeptParts.from_settings(runners.settings, reactor).job_slots(), {})

@@ -1,6 +1,6 @@
 """What every job of the gateway shares: the reactor, the job launcher, the jobs directory,
-ffprobe and the environment jobs get. One ``JobParts`` serves every command route and its
-``mediaLimits`` filter."""
+ffprobe, the environment jobs get and each endpoint's job slots. One ``JobParts`` serves
+every command route and its ``mediaLimits`` filter."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
+from runnergw.jobs.endpoint_slots import EndpointSlots
 from runnergw.jobs.launcher import JobLauncher
 
 __all__ = ["JobParts"]
@@ -30,6 +31,9 @@ class JobParts:
         self.ffprobe = ffprobe
         self.extra_environment = dict(extra_environment or {})
         self.launcher = JobLauncher(reactor, job_niceness)
+        self.slots = EndpointSlots()
+        """Each endpoint's job slots, shared by the routes that serve it before and after a
+        reload."""
         self._stopped: Deferred[None] | None = None
         self._stop_waiters: list[Deferred[None]] = []
 

@@ -2,7 +2,8 @@
 
 Requests are admitted before their upload is read, and the line bounds everything a model
 has in hand at once: uploads being received, files being measured, jobs waiting and running.
-A request leaves the line once its job is over; sending the reply does not hold it.
+A request leaves the line once its job is over; sending the reply does not hold it. A reload
+may change both limits (``resize``): what is in hand already stays.
 """
 
 from __future__ import annotations
@@ -59,6 +60,22 @@ class JobSlots:
         """Requests in line for a slot."""
         return len(self._waiting)
 
+    @property
+    def idle(self) -> bool:
+        """Whether no request is in hand: none admitted, none waiting, no job running."""
+        return self.running == 0 and self.admitted == 0 and not self._waiting
+
+    def resize(self, concurrency: int, max_waiting: int) -> None:
+        """Take new limits (a reload changed ``concurrency`` or ``queueSize``).
+
+        The jobs running keep running and the requests in hand keep their place: a higher
+        ``concurrency`` starts waiting requests at once, a lower one starts none until fewer
+        jobs run than it; a line longer than the new bound admits no one until it is shorter.
+        """
+        self.concurrency = concurrency
+        self.max_waiting = max_waiting
+        self._start_waiting()
+
     def acquire(self) -> Deferred[None]:
         """A Deferred that fires when an admitted request's job may start.
 
@@ -79,8 +96,13 @@ class JobSlots:
             pass
 
     def release(self) -> None:
-        """A job ended: start the next in line, if any."""
-        if self._waiting:
+        """A job ended: start the next in line, if any (and a slot is free under the
+        current ``concurrency``)."""
+        self.running -= 1
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        # A started request may end at once and release its slot: each turn looks again.
+        while self._waiting and self.running < self.concurrency:
+            self.running += 1
             self._waiting.popleft().callback(None)
-        else:
-            self.running -= 1

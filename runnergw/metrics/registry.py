@@ -23,8 +23,8 @@ class GatewayMetrics:
     """Every metric of one gateway service.
 
     ``service`` is read at scrape time: ``factory.connections``, ``factory.handler`` (the
-    chain runner: its ``inflight`` and the current ``router``), ``readiness`` and
-    ``reload_results``.
+    chain runner: its ``inflight`` and the current ``router``), ``readiness``,
+    ``reload_results`` and ``kept`` (the endpoints' job slots).
     """
 
     def __init__(self, service: Any, clock: IReactorTime) -> None:
@@ -38,7 +38,7 @@ class GatewayMetrics:
 
         self.registry.register(ServiceStateCollector(service))
         self.registry.register(UpstreamHostCollector(routes))
-        self.registry.register(PipelineQueueCollector(routes))
+        self.registry.register(PipelineQueueCollector(lambda: service.kept.job_slots()))
 
     def observe(self, exchange: Exchange) -> None:
         """Record an exchange that is over (a chain runner observer)."""

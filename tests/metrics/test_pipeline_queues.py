@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 from prometheus_client import CollectorRegistry
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -18,12 +15,11 @@ class PipelineQueueTests(SynchronousTestCase):
     """``runnergw_pipeline_queue_depth`` and ``runnergw_pipeline_jobs_running``."""
 
     def test_depth_and_running(self) -> None:
-        """One job runs, two wait: the figures of the route, read at the scrape."""
+        """One job runs, two wait: the figures of the endpoint's route, read at the
+        scrape; a route without job slots (a runner) has no line."""
         slots = JobSlots(1, 4)
-        routes: list[Any] = [SimpleNamespace(name="cp", terminal=SimpleNamespace(slots=slots)),
-                             SimpleNamespace(name="ollama", terminal=object())]
         registry = CollectorRegistry()
-        registry.register(PipelineQueueCollector(lambda: routes))
+        registry.register(PipelineQueueCollector(lambda: {"cp": slots}))
         for _ in range(3):
             slots.acquire()
         self.assertEqual(registry.get_sample_value("runnergw_pipeline_queue_depth",

@@ -15,6 +15,7 @@ from runnergw.chain.inflight import InFlight
 from runnergw.chain.route import Route, Router
 from runnergw.chain.runner import ChainRunner
 from runnergw.health import Readiness
+from runnergw.kept import KeptParts
 from runnergw.metrics.registry import GatewayMetrics
 from runnergw.testing import Answer, CannedTerminal, RecordingClient, make_exchange
 
@@ -43,7 +44,8 @@ def _gateway(*filters: Any) -> ChainRunner:
 
 def _service(runner: ChainRunner) -> Any:
     return SimpleNamespace(factory=SimpleNamespace(connections=set(), handler=runner),
-                           readiness=Readiness(), reload_results={"ok": 0, "failed": 0})
+                           readiness=Readiness(), reload_results={"ok": 0, "failed": 0},
+                           kept=KeptParts())
 
 
 class ChainRunnerObserverTests(SynchronousTestCase):

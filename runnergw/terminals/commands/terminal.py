@@ -66,7 +66,9 @@ class CommandTerminal:
         self.jobs = jobs
         self.signer = signer
         self.cooperator = cooperator
-        self.slots = JobSlots(settings.concurrency, settings.queue_size)
+        self.slots: JobSlots = jobs.slots.lend(model.endpoint, settings.concurrency,
+                                               settings.queue_size)
+        """The endpoint's job slots, shared with the routes a reload replaced (``start``)."""
         self._running: set[Job] = set()
         self.under_way = UnderWay()
         self._stopping = False
@@ -78,10 +80,12 @@ class CommandTerminal:
             upload_fields=frozenset(f.id for f in uploads),
         )
 
-    @property
-    def running_jobs(self) -> int:
-        """How many jobs run now (the status line shows them)."""
-        return len(self._running)
+    def start(self) -> None:
+        """The route serves from now on (the gateway started, or a reload swapped it in):
+        the endpoint's kept job slots take this descriptor's ``concurrency`` and
+        ``queueSize``, and count this route's jobs with those of the routes it replaced."""
+        self.slots = self.jobs.slots.serve(self.model.endpoint, self, self.slots,
+                                           self.settings.concurrency, self.settings.queue_size)
 
     def stop(self) -> Deferred[None]:
         """End the exchanges under way (a 503 for a client still waiting, see
@@ -98,6 +102,7 @@ class CommandTerminal:
         self.under_way.end_all()
         for job in list(self._running):
             job.kill_now()
+        self.jobs.slots.leave(self.model.endpoint, self)
 
     async def handle(self, exchange: Exchange, client: Any) -> None:
         """See ``ITerminal``: the body is only read from here, after every filter passed."""
