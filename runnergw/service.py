@@ -221,12 +221,13 @@ class GatewayService(MultiService):
         scheme = "https" if self.parts.tls is not None else "http"
         host = f"[{bound.host}]" if ":" in bound.host else bound.host
         self.url = f"{scheme}://{host}:{bound.port}"
-        self.log.info("runnergw listening on {url}", event="listening", url=self.url)
-        # SIGHUP is handled before readiness is announced: a reload may follow at once.
+        # SIGHUP is handled before the gateway says it listens (or is ready): a reload may
+        # follow at once, and SIGHUP's default action would end the process.
         try:
             self._previous_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:
             self._previous_hup = None  # not the main thread (embedded use): no signal
+        self.log.info("runnergw listening on {url}", event="listening", url=self.url)
         # The reactor installs its own stop signal handlers as it starts running (they would
         # stop it at once): these replace them then.
         self.reactor.callWhenRunning(self._install_signals)
