@@ -131,6 +131,9 @@ class TwistdTests(TestCase):
         shipped = yaml.safe_load((project / "settings" / "settings.yaml").read_text())
         shipped["server"]["address"] = "127.0.0.1:0"
         shipped["metrics"] = {"address": "127.0.0.1:0"}
+        # A jobs directory of its own: the default one belongs to any gateway of this user
+        # running on the machine (the README's, another test run's).
+        shipped["pipelines"]["jobsPath"] = str(self.directory / "jobs")
         (self.directory / "settings" / "settings.yaml").write_text(yaml.safe_dump(shipped))
         shutil.copytree(project / "models-enabled", self.directory / "models-enabled")
         process = self.start()
