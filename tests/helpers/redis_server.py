@@ -1,0 +1,91 @@
+"""A real ``redis-server`` for a test: on a free loopback port (or a unix socket in a temp
+directory), nothing saved to disk, stopped at the test's cleanup."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.trial.unittest import TestCase
+
+__all__ = ["REDIS_SERVER", "RedisServer", "free_port"]
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _RedisProcess(ProcessProtocol):
+    def __init__(self) -> None:
+        self.ready: Deferred[None] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+        self.output = b""
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        if b"ready to accept connections" in self.output.lower() and not self.ready.called:
+            self.ready.callback(None)
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:
+        if not self.ready.called:
+            self.ready.errback(RuntimeError(f"redis-server ended: {self.output!r}"))
+        self.ended.callback(None)
+
+
+class RedisServer:
+    """One redis-server; ``start`` again after ``kill`` serves on the same port (or socket)."""
+
+    def __init__(self, test: TestCase, *, password: str | None = None,
+                 unix_socket: bool = False) -> None:
+        self.password = password
+        self.port = 0 if unix_socket else free_port()
+        directory = tempfile.mkdtemp(prefix="redis")
+        test.addCleanup(lambda: os.path.isdir(directory) and _remove_tree(directory))
+        self.directory = directory
+        self.unix_socket = os.path.join(directory, "redis.sock") if unix_socket else ""
+        self._process: _RedisProcess | None = None
+        test.addCleanup(self.kill)
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:port``."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Deferred[None]:
+        """Start it; fires once it accepts connections."""
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.directory,
+                "--logfile", ""]
+        if self.unix_socket:
+            args += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self._process = _RedisProcess()
+        reactor.spawnProcess(self._process, REDIS_SERVER, args, env={})
+        return self._process.ready
+
+    def kill(self) -> Deferred[None] | None:
+        """Kill it (-9: as a crash would); fires once it has ended."""
+        process, self._process = self._process, None
+        if process is None or process.ended.called:
+            return None
+        process.transport.signalProcess("KILL")
+        return process.ended
+
+
+def _remove_tree(directory: str) -> None:
+    for name in os.listdir(directory):
+        os.unlink(os.path.join(directory, name))
+    os.rmdir(directory)
