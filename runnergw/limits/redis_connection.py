@@ -19,6 +19,7 @@ from typing import Any
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -79,16 +80,24 @@ def _parse(buffer: bytes, start: int) -> tuple[Any, int]:
 
 
 class _RedisProtocol(protocol.Protocol):
-    """Sends commands and hands each reply to the command that waits for it, in order."""
+    """Sends commands and hands each reply to the command that waits for it, in order; a
+    command past its deadline was already failed, and its reply is dropped."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
         self._buffer = b""
-        self.waiting: deque[Deferred[Any]] = deque()
+        self.waiting: deque[tuple[Deferred[Any], float]] = deque()
+        """Each command sent and not yet answered, with when it was sent."""
         self.lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)  # small requests answered at once: no Nagle delay
 
     def send(self, *args: bytes | str | int) -> Deferred[Any]:
         reply: Deferred[Any] = Deferred()
-        self.waiting.append(reply)
+        self.waiting.append((reply, self.clock.seconds()))
         self.transport.write(encode_command(*args))  # type: ignore[union-attr]
         return reply
 
@@ -100,7 +109,9 @@ class _RedisProtocol(protocol.Protocol):
                 value, start = _parse(self._buffer, start)
                 if not self.waiting:
                     raise ValueError("a reply no command waits for")
-                reply = self.waiting.popleft()
+                reply, _ = self.waiting.popleft()
+                if reply.called:
+                    continue  # past its deadline: already failed
                 if isinstance(value, RedisError):
                     reply.errback(Failure(value))
                 else:
@@ -111,10 +122,23 @@ class _RedisProtocol(protocol.Protocol):
             self.transport.loseConnection()  # type: ignore[union-attr]
         self._buffer = self._buffer[start:]
 
+    def overdue(self, sent_before: float, stuck_before: float, why: str) -> None:
+        """Fail the commands sent before ``sent_before``; close the connection when one
+        was sent before ``stuck_before`` (Redis hangs: the connection is made again)."""
+        for reply, sent in self.waiting:
+            if sent >= sent_before:
+                break
+            if sent < stuck_before:
+                self.transport.abortConnection()  # type: ignore[union-attr]
+                return
+            if not reply.called:
+                reply.errback(Failure(RedisUnavailable(why)))
+
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         waiting, self.waiting = self.waiting, deque()
-        for reply in waiting:
-            reply.errback(Failure(RedisUnavailable("the connection to Redis was lost")))
+        for reply, _ in waiting:
+            if not reply.called:
+                reply.errback(Failure(RedisUnavailable("the connection to Redis was lost")))
         self.lost.callback(None)
 
 
@@ -145,6 +169,19 @@ class RedisConnection:
         """The calls waiting while a connection is being made."""
         self._next_attempt = 0.0
         self._closed = False
+        self._sweeper = LoopingCall(self._sweep)
+        """Fails the calls past their deadline, checking every quarter of it (one timer
+        for all calls, rather than one per call on the hot path)."""
+        self._sweeper.clock = clock
+
+    def _sweep(self) -> None:
+        proto = self._protocol
+        if proto is None or not proto.waiting:
+            self._sweeper.stop()
+            return
+        now = self.clock.seconds()
+        proto.overdue(now - self.timeout, now - max(2.0, 8 * self.timeout),
+                      f"Redis did not answer within {self.timeout:g} s")
 
     @property
     def connected(self) -> bool:
@@ -155,7 +192,9 @@ class RedisConnection:
         """Send one command: a Deferred of its reply (bytes, int, list or None), failing with
         ``RedisError`` (an error reply) or ``RedisUnavailable``."""
         if self._protocol is not None:
-            return self._deadline(self._protocol.send(*args))
+            if not self._sweeper.running:
+                self._sweeper.start(self.timeout / 4, now=False)
+            return self._protocol.send(*args)
         connected = self._connect()
         if connected is None:
             return fail(RedisUnavailable("Redis is not connected (waiting to try again)"))
@@ -165,6 +204,7 @@ class RedisConnection:
         return self._deadline(waiting)
 
     def _deadline(self, reply: Deferred[Any]) -> Deferred[Any]:
+        """``reply`` within the deadline (for calls waiting for a connection)."""
         answer: Deferred[Any] = Deferred()
         timer = self.clock.callLater(self.timeout, lambda: answer.called or answer.errback(
             Failure(RedisUnavailable(f"Redis did not answer within {self.timeout:g} s"))))
@@ -203,7 +243,8 @@ class RedisConnection:
         return waiter
 
     def _open(self) -> None:
-        factory = protocol.Factory.forProtocol(_RedisProtocol)
+        factory = protocol.Factory()
+        factory.protocol = lambda: _RedisProtocol(self.clock)  # type: ignore[assignment]
         opened = self.endpoint.connect(factory)
         opened.addCallback(self._hello)
         opened.addCallbacks(self._opened, self._failed)
@@ -259,6 +300,8 @@ class RedisConnection:
     def close(self) -> None:
         """Close the connection; calls from now on fail."""
         self._closed = True
+        if self._sweeper.running:
+            self._sweeper.stop()
         proto, self._protocol = self._protocol, None
         if proto is not None:
             proto.transport.loseConnection()  # type: ignore[union-attr]
