@@ -52,13 +52,13 @@ class ClusterLimitTests(ClusterCase):
 
     async def test_quota_across_nodes(self) -> None:
         """A daily quota spent through one node is refused on the other."""
-        role = {"tokensPerDay": 40}
+        role = {"tokensPerDay": 100, "maxTokens": 8}
         one, two = await self.start_node("one", role), await self.start_node("two", role)
         statuses = []
         while not statuses or statuses[-1] == 200:
             statuses.append((await self.call(one, _GENERATE, _generation()))[0])
             self.assertLess(len(statuses), 20)
-        self.assertEqual(statuses[-1], 429)
+        self.assertEqual(statuses[-1], 429, statuses)
         status, _, body = await self.call(two, _GENERATE, _generation())
         self.assertEqual(status, 429, body)
 

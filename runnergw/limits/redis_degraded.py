@@ -63,12 +63,15 @@ class DegradableLimitState:
         """Limit name → True while it is not counted in Redis."""
         return {name: self._away for name in LIMIT_NAMES}
 
-    def _guarded(self, limit: str, call: Callable[[], Deferred[Any]],
+    def _guarded(self, limit: str, call: Callable[[], Any],
                  fallback: Callable[[], Any]) -> Any:
         """``call``'s answer while Redis answers, else what ``limit``'s choice says."""
         if self._away:
             return self._degraded_answer(limit, fallback)
-        return call().addErrback(self._failed, limit, fallback)
+        answer = call()
+        if not isinstance(answer, Deferred):
+            return answer  # known without asking Redis
+        return answer.addErrback(self._failed, limit, fallback)
 
     def _failed(self, failure: Failure, limit: str, fallback: Callable[[], Any]) -> Any:
         failure.trap(RedisUnavailable, RedisError)

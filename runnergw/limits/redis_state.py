@@ -33,6 +33,9 @@ __all__ = ["DAY_KEPT", "RedisLimitState"]
 DAY_KEPT = 3 * 86400
 """Seconds a day's totals stay in Redis after their last change."""
 
+_SEEN_MOST = 65536
+"""Subjects whose last lease is remembered (bounded memory: forgotten all at once)."""
+
 _FIRST_POLL = 0.02
 _LONGEST_POLL = 0.25
 """A request waiting for a slot asks again after 20 ms, then twice as long each time up to
@@ -79,6 +82,8 @@ class RedisLimitState:
         """Slot id → slot, refreshed together every third of the expiry."""
         self._refresher = LoopingCall(self._refresh)
         self._refresher.clock = clock
+        self._seen_totals: dict[str, tuple[str, int, int]] = {}
+        """Subject → (day, tokens, quota) as the last lease of this node left them."""
 
     def key(self, kind: str, subject: str) -> str:
         """The Redis key of a subject's bucket (``rate``) or slots (``slots``)."""
@@ -176,7 +181,13 @@ class RedisLimitState:
 
     # Daily token totals.
 
-    def tokens_used(self, key: str, day: str) -> Deferred[int]:
+    def tokens_used(self, key: str, day: str) -> int | Deferred[int]:
+        """The total the last lease of this node saw, while it left some of the quota
+        (saving a round trip; the lease that follows is the atomic admission and sees
+        what other nodes counted since); else the total in Redis."""
+        seen = self._seen_totals.get(key)
+        if seen is not None and seen[0] == day and seen[1] < seen[2]:
+            return seen[1]
         used = self.connection.call("HGET", self.day_key(day), key)
         return used.addCallback(lambda value: int(value or 0))
 
@@ -184,7 +195,15 @@ class RedisLimitState:
                      need: int = 1) -> Deferred[tuple[int, int]]:
         leased = LEASE_TOKENS.run(self.connection, [self.day_key(day)],
                                   [key, limit, want, need, DAY_KEPT])
-        return leased.addCallback(lambda reply: (int(reply[0]), int(reply[1])))
+
+        def seen(reply: list[int]) -> tuple[int, int]:
+            granted, left = int(reply[0]), int(reply[1])
+            if len(self._seen_totals) >= _SEEN_MOST:
+                self._seen_totals.clear()
+            self._seen_totals[key] = (day, limit - left, limit)
+            return granted, left
+
+        return leased.addCallback(seen)
 
     def add_tokens(self, key: str, day: str, count: int) -> Deferred[Any]:
         return ADD_TOKENS.run(self.connection, [self.day_key(day)], [key, count, DAY_KEPT])

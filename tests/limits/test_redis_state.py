@@ -167,6 +167,16 @@ class RedisTokenTotalTests(_WithRedis):
         await one.add_tokens("alice", "2026-12-05", 95)
         self.assertEqual(await two.lease_tokens("alice", "2026-12-05", 100, 10), (5, 0))
 
+    async def test_total_after_own_lease_known_at_once(self) -> None:
+        """After a lease that left some quota, the next check of that subject on the node
+        needs no round trip; the lease after it still sees what other nodes counted."""
+        one, two = shared_state(self, self.server), shared_state(self, self.server)
+        await one.lease_tokens("alice", "2026-12-05", 100, 30)
+        self.assertEqual(one.tokens_used("alice", "2026-12-05"), 30)
+        await two.add_tokens("alice", "2026-12-05", 70)
+        self.assertEqual(await one.lease_tokens("alice", "2026-12-05", 100, 10), (0, 0))
+        self.assertEqual(await one.tokens_used("alice", "2026-12-05"), 100)
+
     async def test_given_back_never_below_zero(self) -> None:
         """An unused lease given back lowers the total, never below zero."""
         state = shared_state(self, self.server)
