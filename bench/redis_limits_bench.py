@@ -108,7 +108,8 @@ async def run_rounds(args: argparse.Namespace, targets: dict[str, gb.Target],
                                           meter=meters[name], **generate)  # type: ignore[arg-type]
                 print(f"  round {index + 1} {name:<6} x{clients:<3}{result.count:>7} done, "
                       f"{result.rate:8.0f} req/s, p99 {result.latency(99):.3f} ms, gateway "
-                      f"{result.cpu.get('gateway', float('nan')):.0f} % CPU"
+                      f"{result.cpu.get('gateway', float('nan')):.0f} % CPU, redis-server "
+                      f"{result.cpu.get('redis', float('nan')):.0f} %"
                       + (f", {len(result.errors)} errors" if result.errors else ""), flush=True)
                 found.append(result)
     return found
@@ -121,13 +122,29 @@ def _median_of(results: list[gb.Result], clients: int, figure: str) -> tuple[flo
     pairs = [{r.target: r for r in rounds[i:i + 2]} for i in range(0, len(rounds), 2)]
 
     def value(r: gb.Result) -> float:
-        return r.rate if figure == "rate" else r.latency(99)
+        if figure == "rate":
+            return r.rate
+        if figure == "cpu":
+            return r.gateway_cpu_us
+        return r.latency(99 if figure == "p99" else 50)
 
     local = pb._median([value(p["local"]) for p in pairs])
     shared = pb._median([value(p["redis"]) for p in pairs])
     compared = pb._median([value(p["redis"]) / value(p["local"]) if figure == "rate"
                            else value(p["redis"]) - value(p["local"]) for p in pairs])
     return local, shared, compared
+
+
+def notes(results: list[gb.Result], args: argparse.Namespace) -> list[str]:
+    found = []
+    for clients in (1, args.clients):
+        local, shared, added = _median_of(results, clients, "p50")
+        found.append(f"added p50, {clients} client{'s' if clients > 1 else ''}: {added:+.3f} ms "
+                     f"(Redis {shared:.3f} ms, in-process {local:.3f} ms)")
+        local, shared, added = _median_of(results, clients, "cpu")
+        found.append(f"gateway CPU per request, {clients} client{'s' if clients > 1 else ''}: "
+                     f"{added:+.0f} us (Redis {shared:.0f} us, in-process {local:.0f} us)")
+    return found
 
 
 def verdicts(results: list[gb.Result], args: argparse.Namespace) -> list[tuple[bool, str]]:
@@ -212,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gb.stop_process(process)
     goals = verdicts(results, args)
     print()
+    for line in notes(results, args):
+        print(f"INFO  {line}")
     for ok, line in goals:
         print(f"{'PASS' if ok else 'FAIL'}  {line}")
     errors = sum(len(r.errors) for r in results)
