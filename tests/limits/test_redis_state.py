@@ -70,12 +70,6 @@ class RedisBucketTests(_WithRedis):
         self.assertTrue((await state.take_request("rate:alice", 60, 1)).allowed)
         self.assertNotIn("alice", state.key("rate", "alice"))
 
-    async def test_script_cache_flushed(self) -> None:
-        """After Redis forgot its scripts (a restart, SCRIPT FLUSH) checks still work."""
-        state = shared_state(self, self.server)
-        await state.connection.call("SCRIPT", "FLUSH")
-        self.assertTrue((await state.take_request("alice", 60, 1)).allowed)
-
     async def test_unix_socket(self) -> None:
         """Redis is reached on a unix socket."""
         server = RedisServer(self, unix_socket=True)
