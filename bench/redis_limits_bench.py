@@ -175,6 +175,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=None,
                         help="warm-up seconds before each case (default 1, --quick 0.5)")
     parser.add_argument("--clients", type=int, default=16, help="loaded clients (16)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record the Redis gateway with py-spy during the run (FILE.svg a "
+                             "flame graph, FILE.json speedscope, else collapsed stacks)")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 when a goal is missed")
     args = parser.parse_args(argv)
@@ -188,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
     processes: list[subprocess.Popen[bytes]] = []
+    profiler = None
     with tempfile.TemporaryDirectory(prefix="runnergw-redis-bench-") as temporary:
         directory = Path(temporary)
         try:
@@ -216,7 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{os.cpu_count()} CPUs; gateways {gateways['local'].pid} (in-process "
                   f"limits) and {gateways['redis'].pid} (Redis on loopback, pid {redis.pid})",
                   flush=True)
+            if args.profile:
+                profiler = gb.start_profiler(gateways["redis"].pid, args.profile, directory)
             results = asyncio.run(run_rounds(args, targets, meters))
+            if profiler is not None:
+                gb.stop_profiler(profiler, directory)
+                profiler = None
             for name, process in gateways.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"the {name} gateway died during the run:\n"
@@ -225,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bench failed: {e}", file=sys.stderr)
             return 2
         finally:
+            if profiler is not None:
+                gb.stop_profiler(profiler, directory)
             for process in reversed(processes):
                 gb.stop_process(process)
     goals = verdicts(results, args)
