@@ -10,8 +10,11 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
+
+from tests.helpers.certs import IssuedCert
 
 __all__ = ["REDIS_SERVER", "RedisServer", "free_port"]
 
@@ -48,8 +51,10 @@ class RedisServer:
     """One redis-server; ``start`` again after ``kill`` serves on the same port (or socket)."""
 
     def __init__(self, test: TestCase, *, password: str | None = None,
-                 unix_socket: bool = False) -> None:
+                 unix_socket: bool = False, tls: IssuedCert | None = None) -> None:
         self.password = password
+        self.tls = tls
+        """Serve TLS only, with this certificate."""
         self.port = 0 if unix_socket else free_port()
         directory = tempfile.mkdtemp(prefix="redis")
         test.addCleanup(lambda: os.path.isdir(directory) and _remove_tree(directory))
@@ -65,7 +70,12 @@ class RedisServer:
 
     def start(self) -> Deferred[None]:
         """Start it; fires once it accepts connections."""
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+        port = ["--port", str(self.port)]
+        if self.tls:
+            port = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
+                    "--tls-cert-file", os.path.abspath(self.tls.fullchain_path),
+                    "--tls-key-file", os.path.abspath(self.tls.key_path)]
+        args = [REDIS_SERVER, *port, "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.directory,
                 "--logfile", ""]
         if self.unix_socket:
@@ -81,7 +91,10 @@ class RedisServer:
         process, self._process = self._process, None
         if process is None or process.ended.called:
             return None
-        process.transport.signalProcess("KILL")
+        try:
+            process.transport.signalProcess("KILL")
+        except ProcessExitedAlready:
+            pass  # it ended on its own; its end is being reported
         return process.ended
 
 

@@ -12,10 +12,11 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from runnergw.limits.redis_connection import RedisError, RedisUnavailable
+from tests.helpers.certs import make_ca
 from tests.helpers.redis_limits import connect, redis_settings
 from tests.helpers.redis_server import RedisServer
 
-__all__ = ["DeadlineTests", "PasswordTests", "ReconnectTests"]
+__all__ = ["DeadlineTests", "PasswordTests", "ReconnectTests", "TlsTests"]
 
 _PASSWORD = "s3cret-redis-word"
 
@@ -120,3 +121,23 @@ class ReconnectTests(TestCase):
             except RedisUnavailable:
                 await deferLater(reactor, 0.05, lambda: None)  # the backoff
         self.assertEqual(answer, b"PONG")
+
+
+class TlsTests(TestCase):
+    """TLS to Redis, its certificate checked against ``tls.caPath``."""
+
+    timeout = 20
+
+    async def test_certificate_checked(self) -> None:
+        """A Redis serving TLS with a certificate of the configured CA is reached; with
+        another CA's bundle the call fails."""
+        authority = make_ca(self.mktemp())
+        server = RedisServer(self, tls=authority.issue(self.mktemp(), "redis"))
+        await server.start()
+        trusted = connect(self, redis_settings(server, tls=True,
+                                               tls_ca_path=os.path.abspath(authority.ca_path)))
+        self.assertEqual(await trusted.call("PING"), b"PONG")
+        stranger = make_ca(self.mktemp())
+        untrusted = connect(self, redis_settings(server, tls=True,
+                                                 tls_ca_path=os.path.abspath(stranger.ca_path)))
+        await self.assertFailure(untrusted.call("PING"), RedisUnavailable)
