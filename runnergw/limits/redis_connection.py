@@ -1,11 +1,12 @@
 """A Twisted-native Redis client: what the shared limits need, nothing more.
 
 txredisapi (1.6, maintained, Python 3.11 and current Twisted) was considered: it has EVALSHA,
-unix sockets, TLS and reconnection, but its reply timeout drops the whole connection, its TLS
-takes an old-style context factory, and its connection pool starts in the background with
-no way to bound the first call. The limits need the opposite: one deadline per call that
-leaves the connection and the replies still due in order, and a connection made on demand,
-again at most once per backoff interval while Redis is away. This module speaks RESP2 for
+unix sockets, TLS and reconnection, but at its reply timeout it fails every call waiting and
+aborts the connection (one slow reply drops all the calls behind it), it arms a timer per
+call, and its TLS takes an old-style context factory. The limits need a deadline per call
+that leaves the connection and the replies still due in order, checked by one timer, and a
+connection made on demand, again at most once per backoff interval while Redis is away.
+This module speaks RESP2 for
 AUTH, SELECT, PING, EVALSHA (EVAL once after NOSCRIPT) and the few plain commands used,
 with replies pipelined in order.
 """
