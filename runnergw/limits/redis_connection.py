@@ -6,9 +6,8 @@ aborts the connection (one slow reply drops all the calls behind it), it arms a 
 call, and its TLS takes an old-style context factory. The limits need a deadline per call
 that leaves the connection and the replies still due in order, checked by one timer, and a
 connection made on demand, again at most once per backoff interval while Redis is away.
-This module speaks RESP2 for
-AUTH, SELECT, PING, EVALSHA (EVAL once after NOSCRIPT) and the few plain commands used,
-with replies pipelined in order.
+This module speaks RESP2 for AUTH, SELECT, PING, EVALSHA (EVAL once
+after NOSCRIPT) and the few plain commands used, with replies pipelined in order.
 """
 
 from __future__ import annotations
