@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from tests.helpers.certs import IssuedCert
@@ -61,6 +62,7 @@ class RedisServer:
         self.directory = directory
         self.unix_socket = os.path.join(directory, "redis.sock") if unix_socket else ""
         self._process: _RedisProcess | None = None
+        self._started_once = False
         test.addCleanup(self.kill)
 
     @property
@@ -69,7 +71,24 @@ class RedisServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> Deferred[None]:
-        """Start it; fires once it accepts connections."""
+        """Start it; fires once it accepts connections. The first start takes another free
+        port when the one chosen was taken meanwhile (by a test running beside)."""
+        started = self._spawn()
+        if self.port and not self._started_once:
+            started.addErrback(self._port_taken, 3)
+        started.addCallback(self._started)
+        return started
+
+    def _started(self, _: None) -> None:
+        self._started_once = True
+
+    def _port_taken(self, failure: Failure, tries: int) -> Deferred[None] | Failure:
+        if tries <= 0 or b"Address already in use" not in str(failure.value).encode():
+            return failure
+        self.port = free_port()
+        return self._spawn().addErrback(self._port_taken, tries - 1)
+
+    def _spawn(self) -> Deferred[None]:
         port = ["--port", str(self.port)]
         if self.tls:
             port = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
