@@ -10,16 +10,21 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
+
+from twisted.python.failure import Failure
 
 from runnergw.config.errors import ConfigError, ConfigErrors
 from runnergw.config.load import config_path_from, load_settings, read_settings
 from runnergw.config.reader import parse_go_duration
 from runnergw.config.settings import Settings
+from runnergw.limits.days import QuotaDays
 from runnergw.tokens.errors import KeyFileError
 from runnergw.tokens.key_generation import generate_local_key_hex, write_signing_keypair
 from runnergw.tokens.local_keys import parse_local_key
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.signing_keys import load_signing_key
+from runnergw.usage.cluster import cluster_totals, format_cluster
 from runnergw.usage.report import (
     GROUPINGS,
     format_csv,
@@ -211,8 +216,42 @@ def _since(text: str) -> date:
     return date.fromisoformat(text)
 
 
+def _cluster_usage(args: argparse.Namespace) -> int:
+    """Print a day's tokens per subject as every node counted them in Redis."""
+    from twisted.internet import reactor
+
+    settings = _settings(args)
+    if not settings.limits.shared:
+        print("runnergw: --cluster needs limits.backend: redis in the settings",
+              file=sys.stderr)
+        return 2
+    if args.day is not None:
+        try:
+            day = _since(args.day).isoformat()
+        except ValueError:
+            print(f"runnergw: --day: expected a date as YYYY-MM-DD, got {args.day!r}",
+                  file=sys.stderr)
+            return 2
+    else:
+        day = QuotaDays(settings.policy.zone, reactor).today()
+    outcome: list[Any] = []
+    read = cluster_totals(settings, day, reactor)
+    read.addBoth(outcome.append)
+    if not outcome:
+        read.addBoth(lambda _: reactor.stop())
+        reactor.run()
+    if isinstance(outcome[0], Failure):
+        print(f"runnergw: cannot read the totals from Redis at {settings.redis.describe()}: "
+              f"{outcome[0].getErrorMessage()}", file=sys.stderr)
+        return 2
+    sys.stdout.write(format_cluster(outcome[0], day, args.format))
+    return 0
+
+
 def _usage(args: argparse.Namespace) -> int:
     """Print the tokens used, per subject, model or day, from the usage ledger."""
+    if args.cluster:
+        return _cluster_usage(args)
     since = None
     if args.since is not None:
         try:
@@ -284,6 +323,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="one row per subject (default), model or day")
     usage.add_argument("--format", choices=("table", "json", "csv"), default="table",
                        help="table (default), a JSON array, or CSV with a header line")
+    usage.add_argument("--cluster", action="store_true",
+                       help="the day's totals per subject of every node, from Redis")
+    usage.add_argument("--day", metavar="YYYY-MM-DD", help="with --cluster (default: today)")
     usage.set_defaults(run=_usage)
     return parser
 

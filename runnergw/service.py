@@ -231,6 +231,9 @@ class GatewayService(MultiService):
         # The reactor installs its own stop signal handlers as it starts running (they would
         # stop it at once): these replace them then.
         self.reactor.callWhenRunning(self._install_signals)
+        if self.settings.limits.shared and self.limits is None:
+            self.log.warn("limits.backend is redis but there is no roles section: no limit "
+                          "is counted, Redis is not used", event="limits_backend_unused")
         # Ready once the listener is bound and the usage ledger (when quotas need one) is open.
         opened = self.limits.start() if self.limits is not None else succeed(None)
         opened.addCallbacks(self._announce_ready, self._ledger_failed)

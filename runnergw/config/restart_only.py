@@ -9,6 +9,13 @@ from runnergw.config.settings import Settings
 
 __all__ = ["RestartOnly", "keep_running_values"]
 
+_LIMITS_KEYS = {"backend": "backend", "on_redis_error": "onRedisError", "nodes": "nodes",
+                "slot_expiry": "slotExpiry", "redis_timeout": "redisTimeout"}
+_REDIS_KEYS = {"address": "address", "unix_socket": "unixSocket",
+               "password_file": "passwordFile", "password_env": "passwordEnv",
+               "tls_ca_path": "tls.caPath", "database": "database", "key_prefix": "keyPrefix"}
+"""Attribute → YAML key of the settings kept with the limit state."""
+
 
 @attrs.frozen
 class RestartOnly:
@@ -30,7 +37,8 @@ def keep_running_values(running: Settings, new: Settings, *, socket_passed: bool
     metrics listener (``metrics.address``); the pipelines
     keep their jobs directory (locked by this gateway) and the launcher's niceness, and
     the section cannot appear or go; the usage ledger and the quota day's time zone stay
-    while a ``roles`` section made them (``limits_kept``).
+    while a ``roles`` section made them (``limits_kept``), and so do the ``limits`` and
+    ``redis`` sections (the limit state and its connection are kept).
     """
     changes: list[RestartOnly] = []
     server = new.server
@@ -63,13 +71,23 @@ def keep_running_values(running: Settings, new: Settings, *, socket_passed: bool
             if was != wanted:
                 changes.append(RestartOnly(f"policy.{key}", str(was), str(wanted)))
                 policy = attrs.evolve(policy, **{attribute: was})
+    limits, redis = new.limits, new.redis
+    if limits_kept:
+        # The limit state (and its connection) is kept across reloads.
+        for section, names, was, wanted in (("limits", _LIMITS_KEYS, running.limits, limits),
+                                            ("redis", _REDIS_KEYS, running.redis, redis)):
+            for attribute, key in names.items():
+                before, after = getattr(was, attribute), getattr(wanted, attribute)
+                if before != after:
+                    changes.append(RestartOnly(f"{section}.{key}", str(before), str(after)))
+        limits, redis = running.limits, running.redis
     metrics = new.metrics
     if metrics.address != running.metrics.address:
         changes.append(RestartOnly("metrics.address", _address(running.metrics.address),
                                    _address(metrics.address)))
         metrics = attrs.evolve(metrics, address=running.metrics.address)
     kept = attrs.evolve(new, server=server, pipelines=pipelines, policy=policy,
-                        metrics=metrics)
+                        metrics=metrics, limits=limits, redis=redis)
     return kept, changes
 
 

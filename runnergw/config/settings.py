@@ -7,12 +7,14 @@ from collections.abc import Mapping
 import attrs
 
 from runnergw.config.audit import AuditSettings
+from runnergw.config.limits_backend import LimitsSettings
 from runnergw.config.logging import LoggingSettings
 from runnergw.config.metrics import MetricsSettings
 from runnergw.config.paseto import PasetoSettings
 from runnergw.config.pipelines import PipelineSettings
 from runnergw.config.policy import PolicySettings
 from runnergw.config.reader import MapReader
+from runnergw.config.redis import RedisSettings
 from runnergw.config.roles import RoleSettings, read_roles
 from runnergw.config.runners import (
     DEFAULT_FILTERS,
@@ -43,6 +45,8 @@ class Settings:
     policy: PolicySettings = attrs.field(factory=PolicySettings)
     metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
     shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
+    limits: LimitsSettings = attrs.field(factory=LimitsSettings)
+    redis: RedisSettings = attrs.field(factory=RedisSettings)
 
     @property
     def config_path(self) -> str:
@@ -71,6 +75,8 @@ class Settings:
             policy=policy,
             metrics=MetricsSettings.from_yaml(root.section("metrics")),
             shutdown=ShutdownSettings.from_yaml(root.section("shutdown")),
+            limits=LimitsSettings.from_yaml(root.section("limits")),
+            redis=RedisSettings.from_yaml(root.section("redis")),
         )
         if roles and policy.default_role not in roles:
             known = ", ".join(roles)

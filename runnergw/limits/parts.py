@@ -10,6 +10,7 @@ from runnergw.config.settings import Settings
 from runnergw.limits.days import QuotaDays
 from runnergw.limits.interfaces import ILimitState
 from runnergw.limits.local import LocalLimitState
+from runnergw.limits.redis_parts import redis_limit_state
 from runnergw.usage.ledger import UsageEntry, UsageLedger
 
 __all__ = ["LimitParts"]
@@ -33,9 +34,14 @@ class LimitParts:
 
     @classmethod
     def from_settings(cls, settings: Settings, reactor: Any) -> LimitParts:
-        """In-process state and the SQLite ledger of ``policy.ledgerPath`` (not yet open)."""
+        """The state ``limits.backend`` names (in this process, or in Redis: then the
+        day's totals are the cluster's, never seeded from this node's ledger) and the
+        SQLite ledger of ``policy.ledgerPath`` (not yet open)."""
         policy = settings.policy
-        return cls(LocalLimitState(reactor), QuotaDays(policy.zone, reactor),
+        state: ILimitState = LocalLimitState(reactor)
+        if settings.limits.shared:
+            state = redis_limit_state(settings.limits, settings.redis, reactor)
+        return cls(state, QuotaDays(policy.zone, reactor),
                    UsageLedger(policy.ledger_path, reactor))
 
     def ready(self) -> Deferred[None] | None:
@@ -83,6 +89,9 @@ class LimitParts:
     def stop(self) -> Deferred[None]:
         """Write what the ledger still holds and close it; a start still under way is
         waited for first (its failure is the start's to report)."""
+        stop_state = getattr(self.state, "stop", None)
+        if stop_state is not None:
+            stop_state()
         ledger = self.ledger
         if ledger is None:
             return succeed(None)

@@ -12,6 +12,7 @@ from runnergw.chain.exchange import Exchange
 from runnergw.metrics.exchanges import ExchangeMetrics, route_label
 from runnergw.metrics.genai import GenAIMetrics
 from runnergw.metrics.jobs import JobMetrics
+from runnergw.metrics.limiter import LimiterCollector
 from runnergw.metrics.pipeline_queues import PipelineQueueCollector
 from runnergw.metrics.service_state import ServiceStateCollector
 from runnergw.metrics.upstream_hosts import UpstreamHostCollector
@@ -39,6 +40,7 @@ class GatewayMetrics:
         self.registry.register(ServiceStateCollector(service))
         self.registry.register(UpstreamHostCollector(routes))
         self.registry.register(PipelineQueueCollector(lambda: service.kept.job_slots()))
+        self.registry.register(LimiterCollector(lambda: service.limits))
 
     def observe(self, exchange: Exchange) -> None:
         """Record an exchange that is over (a chain runner observer)."""

@@ -1,0 +1,155 @@
+"""What each limit does while Redis does not answer: refuse, or count on this node alone
+with its share of the limit; and the switch back once Redis answers again."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from runnergw.chain.exchange import Reject
+from runnergw.config.limits_backend import LIMIT_NAMES, LimitsSettings
+from runnergw.limits.interfaces import ILimitState
+from runnergw.limits.local import LocalLimitState
+from runnergw.limits.redis_connection import RedisError, RedisUnavailable
+from runnergw.limits.redis_state import RedisLimitState
+
+__all__ = ["DegradableLimitState"]
+
+PROBE_EVERY = 1.0
+"""Seconds between two PINGs while Redis is away."""
+
+RETRY_AFTER = str(math.ceil(PROBE_EVERY) + 1)
+"""``Retry-After`` of a request refused while Redis is away."""
+
+
+def _share(limit: int, nodes: int) -> int:
+    """This node's share of a limit (at least 1: a limit of 0 is never configured)."""
+    return max(1, limit // nodes)
+
+
+@implementer(ILimitState)
+class DegradableLimitState:
+    """The Redis state while Redis answers; when a call fails or passes its deadline,
+    Redis counts as away: each limit then refuses (``closed``: the call fails with a 503
+    ``Reject`` carrying ``Retry-After``) or is counted in this process with the limit
+    divided by ``limits.nodes`` (``open``), until a PING, sent every second, is answered.
+
+    Every switch is logged once per limit (events ``limiter_degraded`` and
+    ``limiter_recovered``); ``degraded()`` is what the metrics show.
+    """
+
+    log = Logger()
+
+    def __init__(self, shared: RedisLimitState, settings: LimitsSettings,
+                 clock: IReactorTime, where: str) -> None:
+        self.shared = shared
+        self.settings = settings
+        self.nodes = max(1, settings.nodes)
+        self.local = LocalLimitState(clock)
+        self.where = where
+        self._away = False
+        self._probe = LoopingCall(self._ping)
+        self._probe.clock = clock
+
+    def degraded(self) -> dict[str, bool]:
+        """Limit name → True while it is not counted in Redis."""
+        return {name: self._away for name in LIMIT_NAMES}
+
+    def _guarded(self, limit: str, call: Callable[[], Any],
+                 fallback: Callable[[], Any]) -> Any:
+        """``call``'s answer while Redis answers, else what ``limit``'s choice says."""
+        if self._away:
+            return self._degraded_answer(limit, fallback)
+        answer = call()
+        if not isinstance(answer, Deferred):
+            return answer  # known without asking Redis
+        return answer.addErrback(self._failed, limit, fallback)
+
+    def _failed(self, failure: Failure, limit: str, fallback: Callable[[], Any]) -> Any:
+        failure.trap(RedisUnavailable, RedisError)
+        self._went_away(failure.getErrorMessage())
+        return self._degraded_answer(limit, fallback)
+
+    def _degraded_answer(self, limit: str, fallback: Callable[[], Any]) -> Any:
+        if self.settings.choice(limit) == "open":
+            return fallback()
+        raise Reject(503, "limits cannot be checked right now: retry shortly",
+                     headers=(("Retry-After", RETRY_AFTER),),
+                     reason=f"{limit} state unavailable (Redis)")
+
+    def _went_away(self, reason: str) -> None:
+        if self._away:
+            return
+        self._away = True
+        for name in LIMIT_NAMES:
+            choice = self.settings.choice(name)
+            self.log.warn(
+                "Redis at {where} is not answering ({reason}): {limit} now "
+                + ("refuses requests (fail closed)" if choice == "closed" else
+                   "counts on this node with 1/{nodes} of each limit (fail open)"),
+                where=self.where, reason=reason, limit=name, nodes=self.nodes,
+                choice=choice, event="limiter_degraded")
+        self._probe.start(PROBE_EVERY, now=False)
+
+    def _ping(self) -> None:
+        self.shared.connection.call("PING").addCallbacks(self._came_back, lambda _: None)
+
+    def _came_back(self, _: Any) -> None:
+        if not self._away:
+            return
+        self._away = False
+        if self._probe.running:
+            self._probe.stop()
+        for name in LIMIT_NAMES:
+            self.log.info("Redis at {where} answers again: {limit} is counted in Redis",
+                          where=self.where, limit=name, event="limiter_recovered")
+
+    # ILimitState, each method guarded by its limit.
+
+    def take_request(self, key: str, per_minute: int, burst: int) -> Any:
+        return self._guarded(
+            "rateLimit", lambda: self.shared.take_request(key, per_minute, burst),
+            lambda: self.local.take_request(key, _share(per_minute, self.nodes),
+                                            _share(burst, self.nodes)))
+
+    def acquire_slot(self, key: str, limit: int, wait: float) -> Any:
+        return self._guarded(
+            "concurrency", lambda: self.shared.acquire_slot(key, limit, wait),
+            lambda: self.local.acquire_slot(key, _share(limit, self.nodes), wait))
+
+    def tokens_used(self, key: str, day: str) -> Any:
+        return self._guarded("quota", lambda: self.shared.tokens_used(key, day),
+                             lambda: self.local.tokens_used(key, day))
+
+    def lease_tokens(self, key: str, day: str, limit: int, want: int, need: int = 1) -> Any:
+        return self._guarded(
+            "quota", lambda: self.shared.lease_tokens(key, day, limit, want, need),
+            lambda: self.local.lease_tokens(key, day, _share(limit, self.nodes), want, need))
+
+    def add_tokens(self, key: str, day: str, count: int) -> Any:
+        """Usage that happened is counted: in this process while Redis is away (each
+        node's ledger keeps it either way)."""
+        if self._away:
+            return self.local.add_tokens(key, day, count)
+        added = self.shared.add_tokens(key, day, count)
+
+        def away(failure: Failure) -> None:
+            failure.trap(RedisUnavailable, RedisError)
+            self._went_away(failure.getErrorMessage())
+            self.local.add_tokens(key, day, count)
+
+        return added.addErrback(away)
+
+    def stop(self) -> None:
+        """Stop probing and close the connection."""
+        if self._probe.running:
+            self._probe.stop()
+        self.shared.stop()

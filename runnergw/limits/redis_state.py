@@ -1,0 +1,222 @@
+"""Limit state shared by several gateway nodes through Redis.
+
+Keys (each under the configured prefix): ``rate:<subject hash>`` a token bucket,
+``slots:<subject hash>`` the concurrency slots held, ``day:<YYYY-MM-DD>`` the day's token
+totals by subject (kept a few days). Subjects are hashed in key names, so no subject can
+name another key; in the day's hash they are fields, kept as they are for the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision
+from runnergw.limits.redis_connection import RedisConnection
+from runnergw.limits.redis_scripts import (
+    ADD_TOKENS,
+    LEASE_TOKENS,
+    REFRESH_SLOTS,
+    TAKE_REQUEST,
+    TAKE_SLOT,
+)
+
+__all__ = ["DAY_KEPT", "RedisLimitState"]
+
+DAY_KEPT = 3 * 86400
+"""Seconds a day's totals stay in Redis after their last change."""
+
+_SEEN_MOST = 65536
+"""Subjects whose last lease is remembered (bounded memory: forgotten all at once)."""
+
+_FIRST_POLL = 0.02
+_LONGEST_POLL = 0.25
+"""A request waiting for a slot asks again after 20 ms, then twice as long each time up to
+250 ms: a place freed on another node is seen within that."""
+
+
+def _hashed(subject: str) -> str:
+    return hashlib.sha256(subject.encode()).hexdigest()[:32]
+
+
+@implementer(ISlot)
+class _RedisSlot:
+    """A slot held in Redis, refreshed by its state until released."""
+
+    __slots__ = ("_state", "key", "slot_id")
+
+    def __init__(self, state: RedisLimitState, key: str, slot_id: str) -> None:
+        self._state: RedisLimitState | None = state
+        self.key = key
+        self.slot_id = slot_id
+
+    def release(self) -> None:
+        state, self._state = self._state, None
+        if state is not None:
+            state._release(self)
+
+
+@implementer(ILimitState)
+class RedisLimitState:
+    """Buckets, slots and daily totals in Redis; every answer is a Deferred, failing with
+    ``RedisUnavailable`` or ``RedisError`` when Redis cannot give it."""
+
+    log = Logger()
+
+    def __init__(self, connection: RedisConnection, clock: IReactorTime, prefix: str,
+                 slot_expiry: float) -> None:
+        self.connection = connection
+        self.clock = clock
+        self.prefix = prefix
+        self.slot_expiry = slot_expiry
+        self._node = os.urandom(6).hex()
+        self._next_slot = 0
+        self._held: dict[str, _RedisSlot] = {}
+        """Slot id → slot, refreshed together every third of the expiry."""
+        self._refresher = LoopingCall(self._refresh)
+        self._refresher.clock = clock
+        self._seen_totals: dict[str, tuple[str, int, int]] = {}
+        """Subject → (day, tokens, quota) as the last lease of this node left them."""
+
+    def key(self, kind: str, subject: str) -> str:
+        """The Redis key of a subject's bucket (``rate``) or slots (``slots``)."""
+        return f"{self.prefix}{kind}:{_hashed(subject)}"
+
+    def day_key(self, day: str) -> str:
+        """The Redis key of a day's token totals."""
+        return f"{self.prefix}day:{day}"
+
+    # Rate limits.
+
+    def take_request(self, key: str, per_minute: int, burst: int) -> Deferred[RateDecision]:
+        taken = TAKE_REQUEST.run(self.connection, [self.key("rate", key)], [per_minute, burst])
+
+        def decided(reply: list[Any]) -> RateDecision:
+            allowed, available, reset, retry = reply
+            return RateDecision(allowed=bool(allowed), limit=burst,
+                                remaining=int(float(available)), reset_after=float(reset),
+                                retry_after=float(retry))
+
+        return taken.addCallback(decided)
+
+    # Concurrency.
+
+    def acquire_slot(self, key: str, limit: int, wait: float) -> Deferred[ISlot | None]:
+        slots_key = self.key("slots", key)
+        self._next_slot += 1
+        slot_id = f"{self._node}:{self._next_slot}"
+        ends = self.clock.seconds() + wait
+        timer: list[IDelayedCall] = []
+        gave_up: list[bool] = []
+
+        def cancel(_: Deferred[ISlot | None]) -> None:
+            gave_up.append(True)
+            if timer and timer[0].active():
+                timer[0].cancel()
+
+        result: Deferred[ISlot | None] = Deferred(cancel)
+
+        def attempt(pause: float) -> None:
+            timer.clear()
+            TAKE_SLOT.run(self.connection, [slots_key],
+                          [limit, slot_id, repr(self.slot_expiry)]).addCallbacks(
+                lambda taken: answered(taken, pause), failed)
+
+        def answered(taken: int, pause: float) -> None:
+            if taken:
+                slot = self._hold(slots_key, slot_id)
+                if gave_up:
+                    slot.release()
+                else:
+                    result.callback(slot)
+                return
+            if gave_up:
+                return
+            left = ends - self.clock.seconds()
+            if left <= 0:
+                result.callback(None)
+                return
+            timer.append(self.clock.callLater(min(pause, left), attempt,
+                                              min(_LONGEST_POLL, pause * 2)))
+
+        def failed(failure: Any) -> None:
+            if not gave_up:
+                result.errback(failure)
+
+        attempt(_FIRST_POLL)
+        return result
+
+    def _hold(self, slots_key: str, slot_id: str) -> _RedisSlot:
+        slot = self._held[slot_id] = _RedisSlot(self, slots_key, slot_id)
+        if not self._refresher.running:
+            self._refresher.start(self.slot_expiry / 3, now=False)
+        return slot
+
+    def _release(self, slot: _RedisSlot) -> None:
+        self._held.pop(slot.slot_id, None)
+        if not self._held and self._refresher.running:
+            self._refresher.stop()
+        released = self.connection.call("ZREM", slot.key, slot.slot_id)
+        # Not given back now (Redis away): the slot expires with its refreshes stopped.
+        released.addErrback(lambda _: None)
+
+    def _refresh(self) -> None:
+        """Push back the expiry of every slot this node holds, in one call."""
+        held = list(self._held.values())
+        if not held:
+            return
+        refreshed = REFRESH_SLOTS.run(
+            self.connection, [slot.key for slot in held],
+            [repr(self.slot_expiry), *(slot.slot_id for slot in held)])
+        refreshed.addErrback(lambda failure: self.log.warn(
+            "Could not refresh {count} concurrency slots in Redis: {reason}",
+            count=len(held), reason=failure.getErrorMessage(), event="limiter_slots_stale"))
+
+    # Daily token totals.
+
+    def tokens_used(self, key: str, day: str) -> int | Deferred[int]:
+        """The total the last lease of this node saw, while it left some of the quota
+        (saving a round trip; the lease that follows is the atomic admission and sees
+        what other nodes counted since); else the total in Redis."""
+        seen = self._seen_totals.get(key)
+        if seen is not None and seen[0] == day and seen[1] < seen[2]:
+            return seen[1]
+        used = self.connection.call("HGET", self.day_key(day), key)
+        return used.addCallback(lambda value: int(value or 0))
+
+    def lease_tokens(self, key: str, day: str, limit: int, want: int,
+                     need: int = 1) -> Deferred[tuple[int, int]]:
+        leased = LEASE_TOKENS.run(self.connection, [self.day_key(day)],
+                                  [key, limit, want, need, DAY_KEPT])
+
+        def seen(reply: list[int]) -> tuple[int, int]:
+            granted, left = int(reply[0]), int(reply[1])
+            if len(self._seen_totals) >= _SEEN_MOST:
+                self._seen_totals.clear()
+            self._seen_totals[key] = (day, limit - left, limit)
+            return granted, left
+
+        return leased.addCallback(seen)
+
+    def add_tokens(self, key: str, day: str, count: int) -> Deferred[Any]:
+        return ADD_TOKENS.run(self.connection, [self.day_key(day)], [key, count, DAY_KEPT])
+
+    def day_totals(self, day: str) -> Deferred[dict[str, int]]:
+        """Every subject's tokens on ``day``, as the cluster counted them."""
+        read = self.connection.call("HGETALL", self.day_key(day))
+        return read.addCallback(lambda flat: {
+            flat[i].decode("utf-8", "replace"): int(flat[i + 1])
+            for i in range(0, len(flat), 2)})
+
+    def stop(self) -> None:
+        """Stop refreshing slots (a node that stops lets them expire) and close."""
+        if self._refresher.running:
+            self._refresher.stop()
+        self.connection.close()
