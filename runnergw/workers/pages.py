@@ -1,0 +1,182 @@
+"""The supervisor's metrics listener: ``/metrics`` gathers every worker's metrics (each
+sample labelled with its ``worker``), ``/readyz`` is ready when every worker is, ``/healthz``
+answers for the supervisor. Each worker serves its own pages on a unix socket in the
+supervisor's private directory; they are read at each request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import UNIXClientEndpoint
+from twisted.logger import Logger
+from twisted.web.client import Agent, readBody
+from twisted.web.resource import NoResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from runnergw.logs import level_gate
+from runnergw.metrics.pages import HealthPage
+
+__all__ = ["PAGE_TIMEOUT", "WorkerPages", "merged_families", "workers_root"]
+
+PAGE_TIMEOUT = 5.0
+"""Seconds a worker has to answer the supervisor's request for one of its pages."""
+
+_TEXT = b"text/plain; charset=utf-8"
+
+Answer = tuple[int, bytes] | None
+"""A worker page's status and body; None when the worker did not answer."""
+
+
+class _UnixEndpoints:
+    """Every request of an agent goes to one unix socket."""
+
+    def __init__(self, reactor: Any, path: str) -> None:
+        self.reactor = reactor
+        self.path = path
+
+    def endpointForURI(self, uri: Any) -> UNIXClientEndpoint:
+        return UNIXClientEndpoint(self.reactor, self.path, timeout=PAGE_TIMEOUT)
+
+
+class WorkerPages:
+    """Reads one page of every worker's metrics listener."""
+
+    log = Logger(observer=level_gate)
+
+    def __init__(self, reactor: Any, paths: Iterable[str]) -> None:
+        self.reactor = reactor
+        self.agents = [Agent.usingEndpointFactory(reactor, _UnixEndpoints(reactor, path))
+                       for path in paths]
+
+    def get(self, page: bytes) -> Deferred[list[Answer]]:
+        """Each worker's answer to ``page`` (``b"/metrics"``), in worker order."""
+        return gatherResults([self._get(agent, page) for agent in self.agents])
+
+    def _get(self, agent: Agent, page: bytes) -> Deferred[Answer]:
+        asked = agent.request(b"GET", b"http://worker" + page)
+
+        def read(response: Any) -> Deferred[Answer]:
+            return readBody(response).addCallback(lambda body: (response.code, body))
+
+        asked.addCallback(read)
+        asked.addTimeout(PAGE_TIMEOUT, self.reactor)
+        asked.addErrback(lambda _: None)
+        return asked
+
+
+def merged_families(expositions: Mapping[int, str]) -> list[Metric]:
+    """The metric families of every worker's exposition (Prometheus text), each sample
+    with a ``worker`` label."""
+    families: dict[str, Metric] = {}
+    for index, text in sorted(expositions.items()):
+        for family in text_string_to_metric_families(text):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(family.name, family.documentation,
+                                                        family.type, family.unit)
+            merged.samples.extend(
+                Sample(s.name, {**s.labels, "worker": str(index)}, s.value, s.timestamp,
+                       s.exemplar) for s in family.samples)
+    return list(families.values())
+
+
+class _Families:
+    """What an encoder reads as a registry."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+class _Deferring(Resource):
+    """A page answered once the workers' pages are read (nothing written to a client that
+    has gone)."""
+
+    isLeaf = True
+
+    def __init__(self, pages: WorkerPages, page: bytes,
+                 answer: Callable[[Request, list[Answer]], bytes]) -> None:
+        super().__init__()
+        self.pages = pages
+        self.page = page
+        self.answer = answer
+
+    def render_GET(self, request: Request) -> Any:
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def answer(answers: list[Answer]) -> None:
+            if gone:
+                return
+            request.setHeader(b"cache-control", b"no-store")
+            body = self.answer(request, answers)
+            request.write(body)
+            request.finish()
+
+        self.pages.get(self.page).addCallback(answer)
+        return NOT_DONE_YET
+
+
+class MergedMetricsPage(_Deferring):
+    """Every worker's metrics and the supervisor's own, encoded as the scraper asks."""
+
+    def __init__(self, pages: WorkerPages, own: Callable[[], list[Metric]]) -> None:
+        super().__init__(pages, b"/metrics", self._answer)
+        self.own = own
+
+    def _answer(self, request: Request, answers: list[Answer]) -> bytes:
+        texts = {index: answer[1].decode("utf-8") for index, answer in enumerate(answers)
+                 if answer is not None and answer[0] == 200}
+        families = [*self.own(), *merged_families(texts)]
+        encode, content_type = choose_encoder(request.getHeader("accept") or "")
+        request.setHeader(b"content-type", content_type.encode())
+        return encode(_Families(families))  # type: ignore[arg-type]
+
+
+class WorkersReadyPage(_Deferring):
+    """200 ``ready`` when the supervisor names no reason and every worker answers ready;
+    else 503 and the reasons, a line each (a worker's prefixed with ``worker N:``)."""
+
+    def __init__(self, pages: WorkerPages, reasons: Callable[[], list[str]]) -> None:
+        super().__init__(pages, b"/readyz", self._answer)
+        self.reasons = reasons
+
+    def _answer(self, request: Request, answers: list[Answer]) -> bytes:
+        request.setHeader(b"content-type", _TEXT)
+        reasons = self.reasons()
+        for index, answer in enumerate(answers):
+            if answer is None:
+                reasons.append(f"worker {index}: not answering")
+            elif answer[0] != 200:
+                lines = answer[1].decode("utf-8", "replace").splitlines()[1:]
+                reasons.extend(f"worker {index}: {line}" for line in lines)
+        if not reasons:
+            return b"ready\n"
+        request.setResponseCode(503)
+        return ("not ready\n" + "".join(f"{reason}\n" for reason in dict.fromkeys(reasons))
+                ).encode()
+
+
+class _Root(Resource):
+    """Answers nothing itself (404): only its children are pages."""
+
+    def render(self, request: Request) -> bytes:
+        return NoResource().render(request)
+
+
+def workers_root(pages: WorkerPages, own: Callable[[], list[Metric]],
+                 reasons: Callable[[], list[str]]) -> Resource:
+    """The supervisor's metrics listener's resource tree."""
+    root = _Root()
+    root.putChild(b"metrics", MergedMetricsPage(pages, own))
+    root.putChild(b"healthz", HealthPage())
+    root.putChild(b"readyz", WorkersReadyPage(pages, reasons))
+    return root
