@@ -14,15 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import UNIXClientEndpoint
-from twisted.logger import Logger
-from twisted.web.client import Agent, readBody
+from twisted.internet.protocol import Factory, Protocol
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from runnergw.logs import level_gate
 from runnergw.metrics.pages import HealthPage
 
-__all__ = ["PAGE_TIMEOUT", "WorkerPages", "merged_families", "workers_root"]
+__all__ = ["MAX_PAGE", "PAGE_TIMEOUT", "WorkerPages", "merged_families", "workers_root"]
 
 PAGE_TIMEOUT = 5.0
 """Seconds a worker has to answer the supervisor's request for one of its pages."""
@@ -33,41 +31,71 @@ Answer = tuple[int, bytes] | None
 """A worker page's status and body; None when the worker did not answer."""
 
 
-class _UnixEndpoints:
-    """Every request of an agent goes to one unix socket."""
+MAX_PAGE = 16 * 1024 * 1024
+"""Largest worker page read; a longer one counts as no answer."""
 
-    def __init__(self, reactor: Any, path: str) -> None:
-        self.reactor = reactor
-        self.path = path
 
-    def endpointForURI(self, uri: Any) -> UNIXClientEndpoint:
-        return UNIXClientEndpoint(self.reactor, self.path, timeout=PAGE_TIMEOUT)
+class _PageReader(Protocol):
+    """Asks for one page over HTTP/1.0 and reads the answer until the worker closes."""
+
+    def __init__(self, page: bytes) -> None:
+        self.page = page
+        self.answer: Deferred[Answer] = Deferred()
+        self._received: list[bytes] = []
+        self._size = 0
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"GET " + self.page + b" HTTP/1.0\r\nHost: worker\r\n\r\n")
+
+    def dataReceived(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > MAX_PAGE:
+            self._received = []
+            self.transport.abortConnection()
+            return
+        self._received.append(data)
+
+    def give_up(self) -> None:
+        """No answer (the worker cannot be reached, or is too slow)."""
+        if self.answer.called:
+            return
+        self._received = []
+        if self.transport is not None:
+            self.transport.abortConnection()
+        elif not self.answer.called:
+            self.answer.callback(None)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self.answer.called:
+            return
+        head, _, body = b"".join(self._received).partition(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1:2]
+        if not status or not status[0].isdigit():
+            self.answer.callback(None)
+        else:
+            self.answer.callback((int(status[0]), body))
 
 
 class WorkerPages:
-    """Reads one page of every worker's metrics listener."""
-
-    log = Logger(observer=level_gate)
+    """Reads one page of every worker's metrics listener (its unix socket)."""
 
     def __init__(self, reactor: Any, paths: Iterable[str]) -> None:
         self.reactor = reactor
-        self.agents = [Agent.usingEndpointFactory(reactor, _UnixEndpoints(reactor, path))
-                       for path in paths]
+        self.paths = list(paths)
 
     def get(self, page: bytes) -> Deferred[list[Answer]]:
         """Each worker's answer to ``page`` (``b"/metrics"``), in worker order."""
-        return gatherResults([self._get(agent, page) for agent in self.agents])
+        return gatherResults([self._get(path, page) for path in self.paths])
 
-    def _get(self, agent: Agent, page: bytes) -> Deferred[Answer]:
-        asked = agent.request(b"GET", b"http://worker" + page)
-
-        def read(response: Any) -> Deferred[Answer]:
-            return readBody(response).addCallback(lambda body: (response.code, body))
-
-        asked.addCallback(read)
-        asked.addTimeout(PAGE_TIMEOUT, self.reactor)
-        asked.addErrback(lambda _: None)
-        return asked
+    def _get(self, path: str, page: bytes) -> Deferred[Answer]:
+        reader = _PageReader(page)
+        factory = Factory.forProtocol(lambda: reader)
+        factory.noisy = False
+        connected = UNIXClientEndpoint(self.reactor, path, timeout=PAGE_TIMEOUT).connect(factory)
+        connected.addErrback(lambda _: reader.give_up())
+        timer = self.reactor.callLater(PAGE_TIMEOUT, reader.give_up)
+        return reader.answer.addBoth(lambda result: (timer.active() and timer.cancel(),
+                                                     result)[1])
 
 
 def merged_families(expositions: Mapping[int, str]) -> list[Metric]:
@@ -75,7 +103,11 @@ def merged_families(expositions: Mapping[int, str]) -> list[Metric]:
     with a ``worker`` label."""
     families: dict[str, Metric] = {}
     for index, text in sorted(expositions.items()):
-        for family in text_string_to_metric_families(text):
+        try:
+            parsed = list(text_string_to_metric_families(text))
+        except ValueError:
+            continue  # not an exposition: that worker is left out
+        for family in parsed:
             merged = families.get(family.name)
             if merged is None:
                 merged = families[family.name] = Metric(family.name, family.documentation,

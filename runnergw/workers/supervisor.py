@@ -72,6 +72,8 @@ class _Worker:
 class _Notices(DatagramProtocol):
     """A worker's notify messages (``READY=1``…), handed to the supervisor as fields."""
 
+    noisy = False
+
     def __init__(self, supervisor: WorkerSupervisor, index: int) -> None:
         self.supervisor = supervisor
         self.index = index
