@@ -12,6 +12,7 @@ workers' metrics.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -172,6 +173,8 @@ class WorkerSupervisor(Service):
         worker.restart_call = None
         worker.ready = False
         role = worker.role
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(role.metrics_path)  # left by the worker's predecessor
         protocol = WorkerProcess(role.index, lambda reason: self._ended(worker, reason))
         argv = [self.executable, "-m", "runnergw.worker",
                 *role.arguments(self.settings.config_path)]
