@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -31,6 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import runnergw
+from runnergw.config.reader import ListenAddress
 from runnergw.config.settings import Settings
 from runnergw.exit_status import DRAIN_CUT, FAILED_AT_START
 from runnergw.logs import level_gate
@@ -93,10 +95,17 @@ class WorkerSupervisor(Service):
     log = Logger(observer=level_gate)
 
     def __init__(self, settings: Settings, reactor: Any, notifier: Notifier | None = None,
-                 executable: str = sys.executable) -> None:
+                 executable: str = sys.executable,
+                 environ: Mapping[str, str] | None = None,
+                 open_socket: Callable[[ListenAddress], SharedSocket] = open_shared_socket
+                 ) -> None:
+        """``environ``: what the workers' environment is made from (``os.environ``);
+        ``open_socket`` opens the listening socket."""
         self.settings = settings
         self.reactor = reactor
         self.executable = executable
+        self.environ = os.environ if environ is None else environ
+        self.open_socket = open_socket
         self.notifier = notifier if notifier is not None else Notifier.from_environment(reactor)
         self.workers: list[_Worker] = []
         self.socket: SharedSocket | None = None
@@ -112,15 +121,15 @@ class WorkerSupervisor(Service):
         self._metrics_listener: MetricsListener | None = None
         self._all_ended: Deferred[None] = Deferred()
         self._signals = SignalHandlers(reactor, {
-            signal.SIGTERM: self._on_stop_signal, signal.SIGINT: self._on_stop_signal,
-            signal.SIGUSR1: self._forward})
+            signal.SIGTERM: self.stop_signal, signal.SIGINT: self.stop_signal,
+            signal.SIGUSR1: self.forward})
         self._hup = SignalHandlers(reactor, {signal.SIGHUP: lambda _: self.reload()})
 
     def privilegedStartService(self) -> None:
         """Listen (before privileges drop), make the private directory, and listen for the
         workers' messages and, when configured, on ``metrics.address``."""
         super().privilegedStartService()
-        self.socket = open_shared_socket(self.settings.server.address)
+        self.socket = self.open_socket(self.settings.server.address)
         self.run_dir = tempfile.mkdtemp(prefix="runnergw-workers-")
         self.workers = [_Worker(WorkerRole(index, self.run_dir))
                         for index in range(self.settings.server.workers)]
@@ -161,7 +170,7 @@ class WorkerSupervisor(Service):
             self._spawn(worker)
 
     def _environment(self) -> dict[str, str]:
-        environment = {name: value for name, value in os.environ.items()
+        environment = {name: value for name, value in self.environ.items()
                        if name not in _INHERITED_NOT}
         # The workers import the same runnergw as the supervisor.
         source = os.path.dirname(os.path.dirname(os.path.abspath(runnergw.__file__)))
@@ -233,9 +242,10 @@ class WorkerSupervisor(Service):
             if not self._reloading:
                 self._reloading = None
                 self.notifier.ready(self.describe())
-        self._forward(signal.SIGHUP)
+        self.forward(signal.SIGHUP)
 
-    def _forward(self, signum: int) -> None:
+    def forward(self, signum: int) -> None:
+        """Send ``signum`` to every worker running."""
         for worker in self.workers:
             if worker.transport is not None:
                 try:
@@ -243,12 +253,14 @@ class WorkerSupervisor(Service):
                 except ProcessExitedAlready:
                     pass
 
-    def _on_stop_signal(self, signum: int) -> None:
+    def stop_signal(self, signum: int) -> None:
+        """SIGTERM or SIGINT: every worker drains (a second one: ends what is left now);
+        none is started again, and the supervisor stops once all of them ended."""
         if not self.stopping:
             self.log.info("{signal}: every worker drains", event="workers_draining",
                           signal=signal.Signals(signum).name)
             self._stop_workers()
-        self._forward(signum)  # a second one: the workers end what is left at once
+        self.forward(signum)  # a second one: the workers end what is left at once
 
     def _stop_workers(self) -> None:
         self.stopping = True
@@ -280,7 +292,7 @@ class WorkerSupervisor(Service):
                               how=how)
             self._failed_at_start = status or FAILED_AT_START
             self._stop_workers()
-            self._forward(signal.SIGTERM)
+            self.forward(signal.SIGTERM)
             return
         delay, worker.backoff = worker.backoff, min(worker.backoff * 2, MAX_BACKOFF)
         worker.restarts += 1
@@ -328,7 +340,7 @@ class WorkerSupervisor(Service):
         self._hup.uninstall()
         if not self.stopping:
             self._stop_workers()
-            self._forward(signal.SIGTERM)
+            self.forward(signal.SIGTERM)
         self._check_all_ended()
         ended = self._all_ended if not self._all_ended.called else succeed(None)
 
