@@ -1,0 +1,67 @@
+"""The supervisor's metrics: every worker's exposition gathered into one, each sample
+labelled with its worker, as Prometheus reads it."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.trial.unittest import SynchronousTestCase
+
+from runnergw.workers.pages import merged_families
+
+__all__ = ["MergedFamiliesTests"]
+
+
+def _exposition(requests: int, seconds: float) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    counter = Counter("runnergw_requests", "Requests", ["route"], registry=registry)
+    counter.labels("runner0").inc(requests)
+    histogram = Histogram("runnergw_request_duration_seconds", "Durations", ["route"],
+                          buckets=(0.1, 1.0), registry=registry)
+    histogram.labels("runner0").observe(seconds)
+    return generate_latest(registry).decode()
+
+
+def _encode(families: list) -> str:
+    class Families:
+        def collect(self) -> list:
+            return families
+
+    return generate_latest(Families()).decode()  # type: ignore[arg-type]
+
+
+class MergedFamiliesTests(SynchronousTestCase):
+    """``merged_families``."""
+
+    def setUp(self) -> None:
+        self.text = _encode(merged_families({0: _exposition(3, 0.05), 1: _exposition(5, 2.0)}))
+        self.families = {f.name: f for f in text_string_to_metric_families(self.text)}
+
+    def test_counter_per_worker(self) -> None:
+        """A counter keeps its labels and gets ``worker``: each worker's count apart."""
+        samples = {s.labels["worker"]: s.value
+                   for s in self.families["runnergw_requests"].samples
+                   if s.name == "runnergw_requests_total"}
+        self.assertEqual(samples, {"0": 3.0, "1": 5.0})
+
+    def test_one_family_each(self) -> None:
+        """Each family is written once (HELP and TYPE once), whatever the workers' count."""
+        self.assertEqual(self.text.count("# TYPE runnergw_requests_total counter"), 1)
+        self.assertEqual(self.text.count("# TYPE runnergw_request_duration_seconds "
+                                         "histogram"), 1)
+
+    def test_histogram_buckets_per_worker(self) -> None:
+        """A histogram's buckets stay whole per worker."""
+        buckets = {(s.labels["worker"], s.labels["le"]): s.value
+                   for s in self.families["runnergw_request_duration_seconds"].samples
+                   if s.name.endswith("_bucket")}
+        self.assertEqual(buckets[("0", "0.1")], 1.0)
+        self.assertEqual(buckets[("1", "1.0")], 0.0)
+        self.assertEqual(buckets[("1", "+Inf")], 1.0)
+
+    def test_unreadable_exposition_left_out(self) -> None:
+        """A worker's answer that is not an exposition leaves that worker out, not the
+        others."""
+        families = merged_families({0: "not { an exposition", 1: _exposition(2, 0.5)})
+        workers = {s.labels["worker"] for f in families for s in f.samples}
+        self.assertEqual(workers, {"1"})
