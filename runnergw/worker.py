@@ -9,6 +9,8 @@ worker's index; its notify messages go to the supervisor's socket for it.
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import sys
 from typing import Any
 
@@ -24,6 +26,8 @@ __all__ = ["main"]
 def main(argv: list[str]) -> int:
     """Serve until stopped; the exit status as a lone gateway's (``runnergw.exit_status``)."""
     config, role = WorkerRole.parse(argv)
+    supervisor = os.getppid()
+    _end_with(supervisor)
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stderr, recordSeparator="")],
                                      redirectStandardIO=False)
     from twisted.internet import reactor
@@ -54,6 +58,21 @@ def main(argv: list[str]) -> int:
     gc.freeze()
     reactor.run()
     return int(service.exit_status())
+
+
+def _end_with(supervisor: int) -> None:
+    """Leave the terminal's process group (a Ctrl-C reaches the supervisor alone, which
+    passes it on once), and drain when the supervisor dies (SIGTERM, Linux); a supervisor
+    gone already ends the worker at once."""
+    os.setpgid(0, 0)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor:
+        raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -79,13 +79,14 @@ class _PageReader(Protocol):
 class WorkerPages:
     """Reads one page of every worker's metrics listener (its unix socket)."""
 
-    def __init__(self, reactor: Any, paths: Iterable[str]) -> None:
+    def __init__(self, reactor: Any, paths: Callable[[], Iterable[str]]) -> None:
+        """``paths()``: each worker's socket, in worker order."""
         self.reactor = reactor
-        self.paths = list(paths)
+        self.paths = paths
 
     def get(self, page: bytes) -> Deferred[list[Answer]]:
         """Each worker's answer to ``page`` (``b"/metrics"``), in worker order."""
-        return gatherResults([self._get(path, page) for path in self.paths])
+        return gatherResults([self._get(path, page) for path in self.paths()])
 
     def _get(self, path: str, page: bytes) -> Deferred[Answer]:
         reader = _PageReader(page)

@@ -126,16 +126,10 @@ class WorkerSupervisor(Service):
         self._hup = SignalHandlers(reactor, {signal.SIGHUP: lambda _: self.reload()})
 
     def privilegedStartService(self) -> None:
-        """Listen (before privileges drop), make the private directory, and listen for the
-        workers' messages and, when configured, on ``metrics.address``."""
+        """Listen (before privileges drop): the shared socket, and ``metrics.address`` when
+        configured."""
         super().privilegedStartService()
         self.socket = self.open_socket(self.settings.server.address)
-        self.run_dir = tempfile.mkdtemp(prefix="runnergw-workers-")
-        self.workers = [_Worker(WorkerRole(index, self.run_dir))
-                        for index in range(self.settings.server.workers)]
-        for worker in self.workers:
-            self._ports.append(self.reactor.listenUNIXDatagram(
-                worker.role.notify_path, _Notices(self, worker.role.index), mode=0o600))
         scheme = "https" if self.settings.server.tls_enabled else "http"
         self.url = f"{scheme}://{self.socket.address}"
         self._listen_metrics()
@@ -147,7 +141,7 @@ class WorkerSupervisor(Service):
         warning = self.settings.metrics.exposure_warning()
         if warning is not None:
             self.log.warn(warning, event="metrics_exposed")
-        pages = WorkerPages(self.reactor, [w.role.metrics_path for w in self.workers])
+        pages = WorkerPages(self.reactor, lambda: [w.role.metrics_path for w in self.workers])
         listener = MetricsListener(self.reactor, address,
                                    workers_root(pages, self._own_metrics, self._reasons))
         self.metrics_url = listener.listen()
@@ -159,6 +153,13 @@ class WorkerSupervisor(Service):
         if self.socket is None:
             self.privilegedStartService()
         super().startService()
+        # The private directory and the workers' notify sockets, as the user that runs them.
+        self.run_dir = tempfile.mkdtemp(prefix="runnergw-workers-")
+        self.workers = [_Worker(WorkerRole(index, self.run_dir))
+                        for index in range(self.settings.server.workers)]
+        for worker in self.workers:
+            self._ports.append(self.reactor.listenUNIXDatagram(
+                worker.role.notify_path, _Notices(self, worker.role.index), mode=0o600))
         self._hup.install()
         self.reactor.callWhenRunning(self._signals.install)
         self.log.info("runnergw supervising {count} workers on {address} ({how})",
