@@ -79,6 +79,12 @@ class TwistdWorkersTests(TestCase):
                         served[worker] = served.get(worker, 0) + sample.value
         return served
 
+    async def test_readyz_ready(self) -> None:
+        """Once both workers serve, the supervisor's /readyz answers ready."""
+        await self.start()
+        response = await self.agent.request(b"GET", (self.metrics_url + "/readyz").encode())
+        self.assertEqual((response.code, await readBody(response)), (200, b"ready\n"))
+
     async def test_ready_once_every_worker_serves(self) -> None:
         """The first message systemd gets is READY=1, once both workers serve, with the
         workers' count in the status; a request right after is served."""
@@ -130,8 +136,8 @@ class TwistdWorkersTests(TestCase):
         self.assertEqual(sorted(e["status"] for e in process.logged("worker_stopped")), [0, 0])
 
     async def test_killed_worker_started_again(self) -> None:
-        """A worker killed with -9 is logged, started again (it listens once more) and
-        serving goes on; /metrics counts the restart."""
+        """A worker killed with -9 is logged, /readyz names it until it is started again
+        (it listens once more), serving goes on, and /metrics counts the restart."""
         process, _, _ = await self.start()
         pid = [e["pid"] for e in process.logged("worker_started") if e["worker"] == 1][0]
         died = process.next_event("worker_died", 1)
@@ -139,6 +145,10 @@ class TwistdWorkersTests(TestCase):
         os.kill(pid, signal.SIGKILL)
         event = await died
         self.assertEqual((event["pid"], event["delay"]), (pid, 1.0))
+        # Started again 1 s later at the soonest: meanwhile the gateway is not ready.
+        response = await self.agent.request(b"GET", (self.metrics_url + "/readyz").encode())
+        self.assertEqual((response.code, await readBody(response)),
+                         (503, b"not ready\nworker 1: not serving\n"))
         await listening
         restarted = [e["pid"] for e in process.logged("worker_started") if e["worker"] == 1]
         self.assertEqual(len(restarted), 2)

@@ -186,6 +186,8 @@ class WorkersReadyPage(_Deferring):
         request.setHeader(b"content-type", _TEXT)
         reasons = self.reasons()
         for index, answer in enumerate(answers):
+            if any(reason.startswith(f"worker {index}:") for reason in reasons):
+                continue  # the supervisor knows it is down: its page says no more
             if answer is None:
                 reasons.append(f"worker {index}: not answering")
             elif answer[0] != 200:

@@ -75,7 +75,7 @@ class _Notifier(Notifier):
     """Keeps each message sent, as its list of fields."""
 
     def __init__(self, clock: Any) -> None:
-        super().__init__("/run/notify", clock)
+        super().__init__("/run/notify", clock, watchdog=10.0)
         self.sent: list[list[str]] = []
 
     def send(self, *fields: str) -> bool:
@@ -155,6 +155,14 @@ class SupervisorNotifyTests(_SupervisorCase):
         self.assertEqual(self.notifier.sent[0][0], "READY=1")
         self.assertTrue(self.notifier.sent[0][1].startswith(
             "STATUS=2 of 2 workers serving on http://127.0.0.1:8443"))
+
+    def test_watchdog_once_ready(self) -> None:
+        """The supervisor feeds systemd's watchdog from READY on, not before."""
+        self.reactor.advance(30)
+        self.assertNotIn("WATCHDOG=1", self.notifier.heads())
+        self.ready(0, 1)
+        self.reactor.advance(10)
+        self.assertIn("WATCHDOG=1", self.notifier.heads())
 
     def test_reload_ready_after_every_worker(self) -> None:
         """SIGHUP: RELOADING=1 at once and SIGHUP to both workers; READY=1 once both
