@@ -25,6 +25,10 @@ __all__ = ["main"]
 
 def main(argv: list[str]) -> int:
     """Serve until stopped; the exit status as a lone gateway's (``runnergw.exit_status``)."""
+    # Until the gateway handles them: a reload or reopen asked for while it starts would
+    # otherwise end it (their default action). It reads the settings as they are anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     config, role = WorkerRole.parse(argv)
     supervisor = os.getppid()
     _end_with(supervisor)

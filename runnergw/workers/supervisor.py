@@ -68,6 +68,8 @@ class _Worker:
     restarts: int = 0
     backoff: float = FIRST_BACKOFF
     restart_call: Any = None
+    reload_pending: bool = False
+    """A SIGHUP came while it was starting: it is passed on once the worker serves."""
     status: int | None = None
     """Its exit status, once it ended during a stop."""
 
@@ -122,7 +124,7 @@ class WorkerSupervisor(Service):
         self._all_ended: Deferred[None] = Deferred()
         self._signals = SignalHandlers(reactor, {
             signal.SIGTERM: self.stop_signal, signal.SIGINT: self.stop_signal,
-            signal.SIGUSR1: self.forward})
+            signal.SIGUSR1: self.reopen_audit})
         self._hup = SignalHandlers(reactor, {signal.SIGHUP: lambda _: self.reload()})
 
     def privilegedStartService(self) -> None:
@@ -182,6 +184,7 @@ class WorkerSupervisor(Service):
     def _spawn(self, worker: _Worker) -> None:
         worker.restart_call = None
         worker.ready = False
+        worker.reload_pending = False  # a new worker reads the settings as they are
         role = worker.role
         with contextlib.suppress(FileNotFoundError):
             os.unlink(role.metrics_path)  # left by the worker's predecessor
@@ -201,6 +204,9 @@ class WorkerSupervisor(Service):
         if "READY" in fields and worker.transport is not None:
             worker.ready = True
             worker.backoff = FIRST_BACKOFF
+            if worker.reload_pending:
+                worker.reload_pending = False
+                self._signal(worker, signal.SIGHUP)
             self._check_ready(index)
         if "EXTEND_TIMEOUT_USEC" in fields and self.stopping:
             self.notifier.send(f"EXTEND_TIMEOUT_USEC={fields['EXTEND_TIMEOUT_USEC']}")
@@ -243,16 +249,30 @@ class WorkerSupervisor(Service):
             if not self._reloading:
                 self._reloading = None
                 self.notifier.ready(self.describe())
-        self.forward(signal.SIGHUP)
+        for worker in self.workers:
+            if worker.ready:
+                self._signal(worker, signal.SIGHUP)
+            elif worker.transport is not None:
+                worker.reload_pending = True
+
+    def reopen_audit(self, signum: int = signal.SIGUSR1) -> None:
+        """SIGUSR1, to the workers serving: one still starting opens the file anew."""
+        for worker in self.workers:
+            if worker.ready:
+                self._signal(worker, signum)
 
     def forward(self, signum: int) -> None:
         """Send ``signum`` to every worker running."""
         for worker in self.workers:
-            if worker.transport is not None:
-                try:
-                    worker.transport.signalProcess(signum)
-                except ProcessExitedAlready:
-                    pass
+            self._signal(worker, signum)
+
+    @staticmethod
+    def _signal(worker: _Worker, signum: int) -> None:
+        if worker.transport is not None:
+            try:
+                worker.transport.signalProcess(signum)
+            except ProcessExitedAlready:
+                pass
 
     def stop_signal(self, signum: int) -> None:
         """SIGTERM or SIGINT: every worker drains (a second one: ends what is left now);

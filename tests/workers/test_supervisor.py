@@ -189,10 +189,20 @@ class SupervisorSignalTests(_SupervisorCase):
     """Signals passed on to the workers."""
 
     def test_usr1_forwarded(self) -> None:
-        """SIGUSR1 (reopen the audit file) reaches every worker."""
-        self.supervisor.forward(signal.SIGUSR1)
-        self.assertEqual([p.signals for p in self.reactor.processes],
-                         [[signal.SIGUSR1], [signal.SIGUSR1]])
+        """SIGUSR1 (reopen the audit file) reaches every worker serving, not one still
+        starting (it opens the file anew)."""
+        self.ready(0)
+        self.supervisor.reopen_audit()
+        self.assertEqual([p.signals for p in self.reactor.processes], [[signal.SIGUSR1], []])
+
+    def test_reload_while_starting_passed_on_once_serving(self) -> None:
+        """A SIGHUP while a worker starts reaches it once it serves (its default action
+        would end it before)."""
+        self.ready(0)
+        self.supervisor.reload()
+        self.assertEqual([p.signals for p in self.reactor.processes], [[signal.SIGHUP], []])
+        self.ready(1)
+        self.assertEqual(self.reactor.processes[1].signals, [signal.SIGHUP])
 
     def test_reload_ignored_while_draining(self) -> None:
         """A SIGHUP once the drain began is not passed on."""
