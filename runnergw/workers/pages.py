@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,7 +21,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from runnergw.metrics.pages import HealthPage
 
-__all__ = ["MAX_PAGE", "PAGE_TIMEOUT", "WorkerPages", "merged_families", "workers_root"]
+__all__ = ["MAX_PAGE", "PAGE_TIMEOUT", "WorkerPages", "merged_families", "supervisor_families",
+           "workers_root"]
 
 PAGE_TIMEOUT = 5.0
 """Seconds a worker has to answer the supervisor's request for one of its pages."""
@@ -117,6 +119,19 @@ def merged_families(expositions: Mapping[int, str]) -> list[Metric]:
                 Sample(s.name, {**s.labels, "worker": str(index)}, s.value, s.timestamp,
                        s.exemplar) for s in family.samples)
     return list(families.values())
+
+
+def supervisor_families(workers: Iterable[tuple[int, bool, int]]) -> list[Metric]:
+    """The supervisor's own metrics from each worker's ``(index, serving, restarts)``."""
+    up = GaugeMetricFamily("runnergw_worker_up", "1 while the worker process serves",
+                           labels=["worker"])
+    restarts = CounterMetricFamily("runnergw_worker_restarts",
+                                   "Worker processes started again after they died",
+                                   labels=["worker"])
+    for index, serving, count in workers:
+        up.add_metric([str(index)], 1 if serving else 0)
+        restarts.add_metric([str(index)], count)
+    return [up, restarts]
 
 
 class _Families:

@@ -1,5 +1,7 @@
 """A worker process as its supervisor sees it: its log events (JSON lines on its standard
-error) published in the supervisor's log with its index, and its end."""
+error) published in the supervisor's log with its index, its end, and its notify messages
+(``READY=1``…, sent to a datagram socket of its own as a lone gateway sends them to
+systemd)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import DatagramProtocol, ProcessProtocol
 from twisted.logger import LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
-__all__ = ["MAX_LINE", "WorkerProcess"]
+__all__ = ["MAX_LINE", "WorkerNotices", "WorkerProcess"]
 
 MAX_LINE = 65536
 """Longest line kept from a worker's standard error; the rest of a longer one is dropped."""
@@ -65,3 +67,21 @@ class WorkerProcess(ProcessProtocol):
         event["worker"] = self.index
         event["log_system"] = f"worker-{self.index}"
         self._publish(event)
+
+
+class WorkerNotices(DatagramProtocol):
+    """Worker ``index``'s notify messages, each handed over as its fields
+    (``notice(index, {"READY": "1", "STATUS": …})``)."""
+
+    noisy = False
+
+    def __init__(self, index: int, notice: Callable[[int, dict[str, str]], None]) -> None:
+        self.index = index
+        self._notice = notice
+
+    def datagramReceived(self, datagram: bytes, address: Any) -> None:
+        fields = {}
+        for line in datagram.decode("utf-8", "replace").splitlines():
+            name, _, value = line.partition("=")
+            fields[name] = value
+        self._notice(self.index, fields)

@@ -22,12 +22,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -40,8 +38,8 @@ from runnergw.metrics.listener import MetricsListener
 from runnergw.stop_signals import SignalHandlers
 from runnergw.systemd.notify import Notifier
 from runnergw.workers.listening_socket import SharedSocket, open_shared_socket
-from runnergw.workers.pages import WorkerPages, workers_root
-from runnergw.workers.process import WorkerProcess
+from runnergw.workers.pages import WorkerPages, supervisor_families, workers_root
+from runnergw.workers.process import WorkerNotices, WorkerProcess
 from runnergw.workers.role import LISTEN_FD, WorkerRole
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "WorkerSupervisor"]
@@ -72,23 +70,6 @@ class _Worker:
     """A SIGHUP came while it was starting: it is passed on once the worker serves."""
     status: int | None = None
     """Its exit status, once it ended during a stop."""
-
-
-class _Notices(DatagramProtocol):
-    """A worker's notify messages (``READY=1``…), handed to the supervisor as fields."""
-
-    noisy = False
-
-    def __init__(self, supervisor: WorkerSupervisor, index: int) -> None:
-        self.supervisor = supervisor
-        self.index = index
-
-    def datagramReceived(self, datagram: bytes, address: Any) -> None:
-        fields = {}
-        for line in datagram.decode("utf-8", "replace").splitlines():
-            name, _, value = line.partition("=")
-            fields[name] = value
-        self.supervisor.notice(self.index, fields)
 
 
 class WorkerSupervisor(Service):
@@ -161,7 +142,7 @@ class WorkerSupervisor(Service):
                         for index in range(self.settings.server.workers)]
         for worker in self.workers:
             self._ports.append(self.reactor.listenUNIXDatagram(
-                worker.role.notify_path, _Notices(self, worker.role.index), mode=0o600))
+                worker.role.notify_path, WorkerNotices(worker.role.index, self.notice), mode=0o600))
         self._hup.install()
         self.reactor.callWhenRunning(self._signals.install)
         self.log.info("runnergw supervising {count} workers on {address} ({how})",
@@ -342,16 +323,9 @@ class WorkerSupervisor(Service):
         return reasons
 
     def _own_metrics(self) -> list[Metric]:
-        up = GaugeMetricFamily("runnergw_worker_up", "1 while the worker process serves",
-                               labels=["worker"])
-        restarts = CounterMetricFamily("runnergw_worker_restarts",
-                                       "Worker processes started again after they died",
-                                       labels=["worker"])
-        for worker in self.workers:
-            label = [str(worker.role.index)]
-            up.add_metric(label, 1 if worker.ready and worker.transport is not None else 0)
-            restarts.add_metric(label, worker.restarts)
-        return [up, restarts]
+        return supervisor_families(
+            [(w.role.index, w.ready and w.transport is not None, w.restarts)
+             for w in self.workers])
 
     def stopService(self) -> Deferred[None]:
         """Once every worker ended (asked to drain if the stop did not come from a signal),

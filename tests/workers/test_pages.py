@@ -7,9 +7,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.workers.pages import merged_families
+from runnergw.workers.pages import merged_families, supervisor_families
 
-__all__ = ["MergedFamiliesTests"]
+__all__ = ["MergedFamiliesTests", "SupervisorFamiliesTests"]
 
 
 def _exposition(requests: int, seconds: float) -> str:
@@ -65,3 +65,14 @@ class MergedFamiliesTests(SynchronousTestCase):
         families = merged_families({0: "not { an exposition", 1: _exposition(2, 0.5)})
         workers = {s.labels["worker"] for f in families for s in f.samples}
         self.assertEqual(workers, {"1"})
+
+
+class SupervisorFamiliesTests(SynchronousTestCase):
+    """``supervisor_families``: the supervisor's own view of its workers."""
+
+    def test_up_and_restarts(self) -> None:
+        """Each worker's state (1 serving, 0 not) and how often it was started again."""
+        text = _encode(supervisor_families([(0, True, 0), (1, False, 3)]))
+        self.assertIn('runnergw_worker_up{worker="0"} 1.0', text)
+        self.assertIn('runnergw_worker_up{worker="1"} 0.0', text)
+        self.assertIn('runnergw_worker_restarts_total{worker="1"} 3.0', text)

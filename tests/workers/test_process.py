@@ -10,9 +10,9 @@ from twisted.logger import LogLevel, eventAsJSON, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.workers.process import MAX_LINE, WorkerProcess
+from runnergw.workers.process import MAX_LINE, WorkerNotices, WorkerProcess
 
-__all__ = ["WorkerProcessTests"]
+__all__ = ["WorkerNoticesTests", "WorkerProcessTests"]
 
 
 class WorkerProcessTests(SynchronousTestCase):
@@ -64,3 +64,15 @@ class WorkerProcessTests(SynchronousTestCase):
         self.process.processEnded(Failure(ProcessDone(0)))
         self.assertEqual([e["line"] for e in self.published], ["last words"])
         self.assertEqual(len(self.ended), 1)
+
+
+class WorkerNoticesTests(SynchronousTestCase):
+    """``WorkerNotices``: what a worker tells its supervisor as it would tell systemd."""
+
+    def test_fields_handed_over(self) -> None:
+        """One datagram of ``NAME=value`` lines becomes its fields, with the worker's
+        index."""
+        received: list[tuple[int, dict[str, str]]] = []
+        notices = WorkerNotices(2, lambda index, fields: received.append((index, fields)))
+        notices.datagramReceived(b"READY=1\nSTATUS=serving on http://x: a=b", None)
+        self.assertEqual(received, [(2, {"READY": "1", "STATUS": "serving on http://x: a=b"})])
