@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
@@ -61,8 +61,6 @@ class TwistdWorkersTests(TestCase):
             await readBody(response)
             values = response.headers.getRawHeaders(b"x-settings", [b""])
             return response.code, values[0].decode()
-
-        from twisted.internet.defer import ensureDeferred
 
         return await gatherResults([ensureDeferred(one()) for _ in range(BATCH)])
 

@@ -32,8 +32,8 @@ class SharedSocket:
     fd: int
     host: str
     port: int
-    passed: bool
-    """Whether the service manager passed it."""
+    passed: str = ""
+    """How the service manager passed it (``fd 3 (runnergw)``); empty when bound here."""
 
     @property
     def address(self) -> str:
@@ -55,7 +55,7 @@ def open_shared_socket(address: ListenAddress) -> SharedSocket:
     forget_environment(os.environ, sockets, keep=chosen)
     if chosen is not None:
         make_non_blocking(chosen.fd)
-        return _described(chosen.fd, passed=True)
+        return _described(chosen.fd, passed=chosen.describe())
     host = address.host or "::"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -67,10 +67,10 @@ def open_shared_socket(address: ListenAddress) -> SharedSocket:
     except OSError as e:
         listener.close()
         raise SystemExit(f"runnergw: cannot listen on {address}: {e.strerror or e}") from e
-    return _described(listener.detach(), passed=False)
+    return _described(listener.detach(), passed="")
 
 
-def _described(fd: int, passed: bool) -> SharedSocket:
+def _described(fd: int, passed: str) -> SharedSocket:
     sock = socket.socket(fileno=fd)
     try:
         bound = sock.getsockname()

@@ -145,11 +145,16 @@ class WorkerSupervisor(Service):
                 worker.role.notify_path, WorkerNotices(worker.role.index, self.notice), mode=0o600))
         self._hup.install()
         self.reactor.callWhenRunning(self._signals.install)
-        self.log.info("runnergw supervising {count} workers on {address} ({how})",
+        shared: Any = self.socket
+        if shared.passed:
+            self.log.info("Listening on the socket passed by the service manager, {socket}, "
+                          "at {address}; server.address ({configured}) is not used",
+                          event="socket_adopted", socket=shared.passed,
+                          address=shared.address,
+                          configured=str(self.settings.server.address))
+        self.log.info("runnergw starting {count} workers on {address}",
                       event="workers_starting", count=len(self.workers),
-                      address=self.socket.address,  # type: ignore[union-attr]
-                      how="passed by the service manager" if self.socket.passed  # type: ignore
-                      else "bound here")
+                      address=shared.address)
         for worker in self.workers:
             self._spawn(worker)
 

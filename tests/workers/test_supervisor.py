@@ -103,7 +103,7 @@ class _SupervisorCase(SynchronousTestCase):
             self.settings, self.reactor, self.notifier, executable="/usr/bin/python3",
             environ={"PATH": "/usr/bin", "NOTIFY_SOCKET": "/run/notify",
                      "WATCHDOG_USEC": "1000000", "LISTEN_FDS": "1"},
-            open_socket=lambda address: SharedSocket(self.fd, "127.0.0.1", 8443, False))
+            open_socket=lambda address: SharedSocket(self.fd, "127.0.0.1", 8443))
         self.supervisor.startService()
         self.addCleanup(self._stop)
 
