@@ -16,9 +16,12 @@ from prometheus_client.samples import Sample
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from runnergw.logs import level_gate
 from runnergw.metrics.pages import HealthPage
 
 __all__ = ["MAX_PAGE", "PAGE_TIMEOUT", "WorkerPages", "merged_families", "supervisor_families",
@@ -149,6 +152,7 @@ class _Deferring(Resource):
     has gone)."""
 
     isLeaf = True
+    log = Logger(observer=level_gate)
 
     def __init__(self, pages: WorkerPages, page: bytes,
                  answer: Callable[[Request, list[Answer]], bytes]) -> None:
@@ -169,7 +173,14 @@ class _Deferring(Resource):
             request.write(body)
             request.finish()
 
-        self.pages.get(self.page).addCallback(answer)
+        def failed(failure: Failure) -> None:
+            self.log.failure("Cannot answer {page}", failure, event="workers_page_failed",
+                             page=self.page.decode())
+            if not gone:
+                request.setResponseCode(500)
+                request.finish()
+
+        self.pages.get(self.page).addCallback(answer).addErrback(failed)
         return NOT_DONE_YET
 
 

@@ -3,13 +3,20 @@ labelled with its worker, as Prometheus reads it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.test.requesthelper import DummyRequest
 
-from runnergw.workers.pages import merged_families, supervisor_families
+from runnergw.workers.pages import WorkersReadyPage, merged_families, supervisor_families
 
-__all__ = ["MergedFamiliesTests", "SupervisorFamiliesTests"]
+__all__ = ["MergedFamiliesTests", "PageFailureTests", "SupervisorFamiliesTests"]
 
 
 def _exposition(requests: int, seconds: float) -> str:
@@ -76,3 +83,24 @@ class SupervisorFamiliesTests(SynchronousTestCase):
         self.assertIn('runnergw_worker_up{worker="0"} 1.0', text)
         self.assertIn('runnergw_worker_up{worker="1"} 0.0', text)
         self.assertIn('runnergw_worker_restarts_total{worker="1"} 3.0', text)
+
+
+class _NoPages:
+    """Worker pages that cannot be read."""
+
+    def get(self, page: bytes) -> Deferred[list[Any]]:
+        return fail(RuntimeError("broken"))
+
+
+class PageFailureTests(SynchronousTestCase):
+    """A supervisor page whose answer cannot be made."""
+
+    def test_answered_500(self) -> None:
+        """The scraper gets a 500, not a request left hanging; the failure is logged."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        page = WorkersReadyPage(_NoPages(), lambda: [])  # type: ignore[arg-type]
+        request = DummyRequest([b""])
+        self.assertEqual(page.render_GET(request), NOT_DONE_YET)
+        self.assertEqual((request.responseCode, request.finished), (500, 1))
+        self.assertEqual([e.get("event") for e in observer], ["workers_page_failed"])
+        self.flushLoggedErrors(RuntimeError)
