@@ -44,7 +44,11 @@ class MetricsListener:
             SystemExit: the address cannot be bound (named as ``metrics.address``).
         """
         if isinstance(self.address, str):
-            self.port = self.reactor.listenUNIX(self.address, self.site, mode=0o600)
+            try:
+                self.port = self.reactor.listenUNIX(self.address, self.site, mode=0o600)
+            except CannotListenError as e:
+                raise SystemExit(f"runnergw: cannot listen on {self.address}: "
+                                 f"{e.socketError or e}") from e
             return f"unix:{self.address}"
         try:
             self.port = self.reactor.listenTCP(self.address.port, self.site,
