@@ -41,6 +41,7 @@ from runnergw.systemd.activation import (
     start_environment,
 )
 from runnergw.systemd.notify import Notifier
+from runnergw.workers.role import WorkerRole
 
 __all__ = ["GatewayService"]
 
@@ -58,8 +59,11 @@ class GatewayService(MultiService):
     log = Logger(observer=level_gate)
 
     def __init__(self, settings: Settings, parts: GatewayParts, reactor: Any,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, worker: WorkerRole | None = None) -> None:
+        """``worker``: this service is one of several processes (``server.workers``) and
+        serves on the socket its supervisor passed."""
         super().__init__()
+        self.worker = worker
         self.settings = settings
         self.parts = parts
         self.reactor = reactor
@@ -125,6 +129,10 @@ class GatewayService(MultiService):
         factory: Any = self.factory
         if self.parts.tls is not None:
             factory = TLSMemoryBIOFactory(self.parts.tls, False, self.factory)
+        if self.worker is not None:
+            self._adopt_supervisor_socket(self.worker.listen_fd, factory)
+            self._listen_metrics()
+            return
         if self._adopt_passed_socket(factory):
             self._listen_metrics()
             return
@@ -168,6 +176,17 @@ class GatewayService(MultiService):
                       configured=str(self.settings.server.address))
         return True
 
+    def _adopt_supervisor_socket(self, fd: int, factory: Any) -> None:
+        """Accept on the listening socket the supervisor passed as ``fd``, beside the other
+        workers."""
+        try:
+            make_non_blocking(fd)
+            self.port = self.reactor.adoptStreamPort(fd, probe(fd).family, factory)
+        except Exception as e:
+            raise SystemExit(f"runnergw: cannot listen on the socket the supervisor passed "
+                             f"as fd {fd}: {e}") from e
+        os.close(fd)  # the port listens on its own copy
+
     def _listen_metrics(self) -> None:
         """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics.address``; a failure
         to bind it is fatal."""
@@ -175,10 +194,11 @@ class GatewayService(MultiService):
         if self.metrics is None or address is None or self._metrics_listener is not None:
             return
         warning = self.settings.metrics.exposure_warning()
-        if warning is not None:
+        if warning is not None and self.worker is None:
             self.log.warn(warning, event="metrics_exposed")
-        listener = MetricsListener(self.reactor, address,
-                                   metrics_root(self.metrics.registry, self.readiness))
+        listener = MetricsListener(
+            self.reactor, address if self.worker is None else self.worker.metrics_path,
+            metrics_root(self.metrics.registry, self.readiness))
         try:
             url = listener.listen()
         except SystemExit:

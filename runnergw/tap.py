@@ -47,7 +47,13 @@ def makeService(options: Options) -> IService:
     ensure_development_keys(settings)
     try:
         parts = prepare(settings)
-        service: Any = GatewayService(settings, parts, reactor)
+        if settings.server.workers > 1:
+            from runnergw.workers.supervisor import WorkerSupervisor
+
+            parts.audit_log.close()  # checked here; each worker opens its own
+            service: Any = WorkerSupervisor(settings, reactor)
+        else:
+            service = GatewayService(settings, parts, reactor)
     except ConfigErrors as e:
         raise SystemExit(f"runnergw: {e}") from e
     exit_with_status(service.exit_status)

@@ -33,7 +33,8 @@ def keep_running_values(running: Settings, new: Settings, *, socket_passed: bool
     that differ.
 
     The listener keeps its address (``server.address``; not named when the socket came
-    from the service manager, which chooses it) and whether it speaks TLS, and so does the
+    from the service manager, which chooses it), its number of processes
+    (``server.workers``) and whether it speaks TLS, and so does the
     metrics listener (``metrics.address``); the pipelines
     keep their jobs directory (locked by this gateway) and the launcher's niceness, and
     the section cannot appear or go; the usage ledger and the quota day's time zone stay
@@ -47,6 +48,10 @@ def keep_running_values(running: Settings, new: Settings, *, socket_passed: bool
             changes.append(RestartOnly("server.address", str(running.server.address),
                                        str(server.address)))
         server = attrs.evolve(server, address=running.server.address)
+    if server.workers != running.server.workers:
+        changes.append(RestartOnly("server.workers", str(running.server.workers),
+                                   str(server.workers)))
+        server = attrs.evolve(server, workers=running.server.workers)
     if server.tls_enabled != running.server.tls_enabled:
         changes.append(RestartOnly("server.certificatePath",
                                    running.server.certificate_path or '""',

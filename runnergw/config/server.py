@@ -6,7 +6,10 @@ import attrs
 
 from runnergw.config.reader import ListenAddress, MapReader
 
-__all__ = ["ServerSettings"]
+__all__ = ["MAX_WORKERS", "ServerSettings"]
+
+MAX_WORKERS = 64
+"""The most gateway processes ``server.workers`` may ask for."""
 
 
 @attrs.frozen
@@ -38,6 +41,9 @@ class ServerSettings:
     """Listen on a non-loopback address without TLS (only behind another TLS terminator)."""
     server_timing: bool = True
     """Add ``Server-Timing`` (the gateway's and the runner's time) to runner answers."""
+    workers: int = 1
+    """Gateway processes sharing the listening socket (``runnergw.workers``); 1: this
+    process serves alone."""
 
     @property
     def tls_enabled(self) -> bool:
@@ -79,6 +85,7 @@ class ServerSettings:
             max_header_bytes=section.size("maxHeaderBytes", defaults.max_header_bytes),
             allow_plaintext=section.boolean("allowPlaintext", False),
             server_timing=section.boolean("serverTiming", defaults.server_timing),
+            workers=section.integer("workers", defaults.workers, 1, MAX_WORKERS),
         )
         if bool(settings.certificate_path) != bool(settings.key_path):
             missing = "keyPath" if settings.certificate_path else "certificatePath"

@@ -24,6 +24,7 @@ from runnergw.config.runners import (
 )
 from runnergw.config.server import ServerSettings
 from runnergw.config.shutdown import ShutdownSettings
+from runnergw.config.workers import workers_problems
 
 __all__ = ["Settings"]
 
@@ -83,6 +84,8 @@ class Settings:
             root.section("policy").error(
                 "defaultRole", f'"{policy.default_role}" is not a role of the roles section '
                                f"({known}): tokens without a role claim would have no rules")
+        for key, message in workers_problems(settings):
+            root.section("server").error(key, message)
         if not settings.runners and not settings.pipelines.enabled:
             root.error("runners", "nothing to serve: add a runner or a pipelines section")
         root.finish()

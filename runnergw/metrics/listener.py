@@ -28,9 +28,10 @@ class MetricsSite(Site):
 
 
 class MetricsListener:
-    """Serves ``root`` on ``address`` once :meth:`listen` is called."""
+    """Serves ``root`` on ``address`` once :meth:`listen` is called: a TCP address, or the
+    path of a unix socket (a worker's, read by its supervisor alone)."""
 
-    def __init__(self, reactor: Any, address: ListenAddress, root: Resource) -> None:
+    def __init__(self, reactor: Any, address: ListenAddress | str, root: Resource) -> None:
         self.reactor = reactor
         self.address = address
         self.site = MetricsSite(root)
@@ -42,6 +43,13 @@ class MetricsListener:
         Raises:
             SystemExit: the address cannot be bound (named as ``metrics.address``).
         """
+        if isinstance(self.address, str):
+            try:
+                self.port = self.reactor.listenUNIX(self.address, self.site, mode=0o600)
+            except CannotListenError as e:
+                raise SystemExit(f"runnergw: cannot listen on {self.address}: "
+                                 f"{e.socketError or e}") from e
+            return f"unix:{self.address}"
         try:
             self.port = self.reactor.listenTCP(self.address.port, self.site,
                                                interface=self.address.host or "::")
