@@ -16,14 +16,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-__all__ = ["RedisConnection", "RedisError", "RedisUnavailable", "encode_command"]
+__all__ = ["Late", "RedisConnection", "RedisError", "RedisUnavailable", "encode_command"]
 
 
 class RedisUnavailable(Exception):
@@ -79,15 +80,54 @@ def _parse(buffer: bytes, start: int) -> tuple[Any, int]:
     raise ValueError(f"not a RESP2 reply: {kind!r}")
 
 
+Late = Callable[[Any], None]
+"""Told, once, what came of a call that failed with ``RedisUnavailable``: its reply when it
+comes after all (a value, or a ``Failure`` of ``RedisError``), else a ``Failure`` of
+``RedisUnavailable`` once none can come (never sent, or the connection was lost: Redis may
+or may not have run it). So what a call did after its caller gave up can be undone."""
+
+
+@attrs.frozen
+class _Sent:
+    reply: Deferred[Any]
+    since: float
+    """When its deadline started."""
+    late: Late | None
+
+
+@attrs.frozen
+class _Queued:
+    """A call waiting for the connection to open (failed at its deadline, never sent)."""
+
+    command: bytes
+    since: float
+    late: Late | None
+    reply: Deferred[Any]
+
+    def fail(self, failure: Failure) -> None:
+        self.reply.errback(failure)
+        if self.late is not None:
+            _tell_late(self.late, failure)
+
+
+_log = Logger()
+
+
+def _tell_late(late: Late, outcome: Any) -> None:
+    try:
+        late(outcome)
+    except Exception:
+        _log.failure("A late Redis reply could not be handled", event="redis_late_failed")
+
+
 class _RedisProtocol(protocol.Protocol):
     """Sends commands and hands each reply to the command that waits for it, in order; a
-    command past its deadline was already failed, and its reply is dropped."""
+    command past its deadline was already failed, and its reply goes to its ``late``."""
 
-    def __init__(self, clock: IReactorTime) -> None:
-        self.clock = clock
+    def __init__(self) -> None:
         self._buffer = b""
-        self.waiting: deque[tuple[Deferred[Any], float]] = deque()
-        """Each command sent and not yet answered, with when it was sent."""
+        self.waiting: deque[_Sent] = deque()
+        """Each command sent and not yet answered."""
         self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
@@ -95,10 +135,11 @@ class _RedisProtocol(protocol.Protocol):
         if set_no_delay is not None:
             set_no_delay(True)  # small requests answered at once: no Nagle delay
 
-    def send(self, *args: bytes | str | int) -> Deferred[Any]:
+    def send(self, command: bytes, since: float, late: Late | None = None) -> Deferred[Any]:
+        """Send an encoded command; ``since`` is when its deadline started."""
         reply: Deferred[Any] = Deferred()
-        self.waiting.append((reply, self.clock.seconds()))
-        self.transport.write(encode_command(*args))  # type: ignore[union-attr]
+        self.waiting.append(_Sent(reply, since, late))
+        self.transport.write(command)  # type: ignore[union-attr]
         return reply
 
     def dataReceived(self, data: bytes) -> None:
@@ -109,13 +150,13 @@ class _RedisProtocol(protocol.Protocol):
                 value, start = _parse(self._buffer, start)
                 if not self.waiting:
                     raise ValueError("a reply no command waits for")
-                reply, _ = self.waiting.popleft()
-                if reply.called:
-                    continue  # past its deadline: already failed
-                if isinstance(value, RedisError):
-                    reply.errback(Failure(value))
-                else:
-                    reply.callback(value)
+                sent = self.waiting.popleft()
+                outcome = Failure(value) if isinstance(value, RedisError) else value
+                if not sent.reply.called:
+                    sent.reply.callback(outcome) if not isinstance(outcome, Failure) \
+                        else sent.reply.errback(outcome)
+                elif sent.late is not None:
+                    _tell_late(sent.late, outcome)  # past its deadline: already failed
         except _Incomplete:
             pass
         except ValueError:
@@ -125,20 +166,23 @@ class _RedisProtocol(protocol.Protocol):
     def overdue(self, sent_before: float, stuck_before: float, why: str) -> None:
         """Fail the commands sent before ``sent_before``; close the connection when one
         was sent before ``stuck_before`` (Redis hangs: the connection is made again)."""
-        for reply, sent in self.waiting:
-            if sent >= sent_before:
+        for sent in self.waiting:
+            if sent.since >= sent_before:
                 break
-            if sent < stuck_before:
+            if sent.since < stuck_before:
                 self.transport.abortConnection()  # type: ignore[union-attr]
                 return
-            if not reply.called:
-                reply.errback(Failure(RedisUnavailable(why)))
+            if not sent.reply.called:
+                sent.reply.errback(Failure(RedisUnavailable(why)))
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         waiting, self.waiting = self.waiting, deque()
-        for reply, _ in waiting:
-            if not reply.called:
-                reply.errback(Failure(RedisUnavailable("the connection to Redis was lost")))
+        for sent in waiting:
+            lost = Failure(RedisUnavailable("the connection to Redis was lost"))
+            if not sent.reply.called:
+                sent.reply.errback(lost)
+            if sent.late is not None:
+                _tell_late(sent.late, lost)  # Redis may or may not have run it
         self.lost.callback(None)
 
 
@@ -147,11 +191,11 @@ class RedisConnection:
 
     A call while not connected starts connecting (at most once per ``backoff`` seconds,
     doubling up to ``max_backoff`` while connecting fails) and waits for it within its own
-    deadline; a call past its deadline fails with ``RedisUnavailable`` while its reply, when
-    it comes, is read and dropped (the replies behind it stay in order).
+    deadline (one whose deadline passes first is never sent). Opening the connection (AUTH,
+    SELECT included) is given up after ``stuck_after`` seconds. A call past its deadline
+    fails with ``RedisUnavailable``; its reply, when it comes, is read and given to the
+    call's ``late`` (the replies behind it stay in order).
     """
-
-    log = Logger()
 
     def __init__(self, endpoint: IStreamClientEndpoint, clock: IReactorTime, timeout: float,
                  password: Callable[[], str | None] = lambda: None, database: int = 0,
@@ -159,149 +203,158 @@ class RedisConnection:
         self.endpoint = endpoint
         self.clock = clock
         self.timeout = timeout
+        self.stuck_after = max(2.0, 8 * timeout)
+        """Seconds after which a command still unanswered, or a connection still not open,
+        counts as Redis hanging: the connection is given up and made again."""
         self._password = password
         self.database = database
         self._first_backoff = backoff
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._protocol: _RedisProtocol | None = None
-        self._connecting: list[Deferred[_RedisProtocol]] | None = None
-        """The calls waiting while a connection is being made."""
+        self._opening: Deferred[_RedisProtocol] | None = None
+        self._queued: deque[_Queued] = deque()
+        """The calls waiting while the connection is being made, oldest first."""
         self._next_attempt = 0.0
         self._closed = False
+        self.scripts: set[str] = set()
+        """The SHA1s of the scripts sent whole on the connection open now."""
         self._sweeper = LoopingCall(self._sweep)
         """Fails the calls past their deadline, checking every quarter of it (one timer
         for all calls, rather than one per call on the hot path)."""
         self._sweeper.clock = clock
 
+    def _watch(self) -> None:
+        if not self._sweeper.running and not self._closed:
+            self._sweeper.start(self.timeout / 4, now=False)
+
     def _sweep(self) -> None:
-        proto = self._protocol
-        if proto is None or not proto.waiting:
-            self._sweeper.stop()
-            return
         now = self.clock.seconds()
-        proto.overdue(now - self.timeout, now - max(2.0, 8 * self.timeout),
-                      f"Redis did not answer within {self.timeout:g} s")
+        why = f"Redis did not answer within {self.timeout:g} s"
+        while self._queued and self._queued[0].since <= now - self.timeout:
+            self._queued.popleft().fail(Failure(RedisUnavailable(why)))
+        proto = self._protocol
+        if proto is not None:
+            proto.overdue(now - self.timeout, now - self.stuck_after, why)
+        if not self._queued and (proto is None or not proto.waiting):
+            self._sweeper.stop()
 
     @property
     def connected(self) -> bool:
         """True while a connection is open."""
         return self._protocol is not None
 
-    def call(self, *args: bytes | str | int) -> Deferred[Any]:
+    def call(self, *args: bytes | str | int, late: Late | None = None) -> Deferred[Any]:
         """Send one command: a Deferred of its reply (bytes, int, list or None), failing with
-        ``RedisError`` (an error reply) or ``RedisUnavailable``."""
+        ``RedisError`` (an error reply) or ``RedisUnavailable``; ``late`` learns what came
+        of a call that failed after it was sent (see ``Late``)."""
+        if self._protocol is None and self._opening is None:
+            self._open_when_due()
+        now = self.clock.seconds()
         if self._protocol is not None:
-            if not self._sweeper.running:
-                self._sweeper.start(self.timeout / 4, now=False)
-            return self._protocol.send(*args)
-        connected = self._connect()
-        if connected is None:
-            return fail(RedisUnavailable("Redis is not connected (waiting to try again)"))
-        waiting: Deferred[Any] = Deferred()
-        connected.addCallbacks(lambda proto: proto.send(*args).chainDeferred(waiting),
-                               waiting.errback)
-        return self._deadline(waiting)
+            reply = self._protocol.send(encode_command(*args), now, late)
+        elif self._opening is not None:
+            reply = Deferred()
+            self._queued.append(_Queued(encode_command(*args), now, late, reply))
+        else:
+            why = "the connection to Redis was closed" if self._closed else \
+                "Redis is not connected (waiting to try again)"
+            reply = Deferred()
+            _Queued(b"", now, late, reply).fail(Failure(RedisUnavailable(why)))
+            return reply
+        self._watch()
+        return reply
 
-    def _deadline(self, reply: Deferred[Any]) -> Deferred[Any]:
-        """``reply`` within the deadline (for calls waiting for a connection)."""
-        answer: Deferred[Any] = Deferred()
-        timer = self.clock.callLater(self.timeout, lambda: answer.called or answer.errback(
-            Failure(RedisUnavailable(f"Redis did not answer within {self.timeout:g} s"))))
+    def _open_when_due(self) -> None:
+        now = self.clock.seconds()
+        if self._closed or now < self._next_attempt:
+            return
+        self._next_attempt = now + self._backoff
+        greeting: list[_RedisProtocol] = []
+        connecting = self._opening = self.endpoint.connect(
+            protocol.Factory.forProtocol(_RedisProtocol))
 
-        def settled(result: Any) -> None:
+        def too_long() -> None:
+            if greeting:
+                greeting[0].transport.abortConnection()  # type: ignore[union-attr]
+            else:
+                connecting.cancel()
+
+        timer = self.clock.callLater(self.stuck_after, too_long)
+
+        def hello(proto: _RedisProtocol) -> Any:
+            greeting.append(proto)
+            return self._hello(proto)
+
+        def settled(result: Any) -> Any:
             if timer.active():
                 timer.cancel()
-            if not answer.called:
-                answer.callback(result) if not isinstance(result, Failure) \
-                    else answer.errback(result)
+            elif isinstance(result, Failure):
+                result = Failure(RedisUnavailable(
+                    f"Redis did not open the connection within {self.stuck_after:g} s"))
+            return result
 
-        reply.addBoth(settled)
-        return answer
-
-    def _connect(self) -> Deferred[_RedisProtocol] | None:
-        if self._closed:
-            return None
-        if self._connecting is None:
-            now = self.clock.seconds()
-            if now < self._next_attempt:
-                return None
-            self._next_attempt = now + self._backoff
-            self._connecting = []
-            self._open()
-        waiter: Deferred[_RedisProtocol] = Deferred()
-        if self._connecting is None:  # connected (or refused) at once
-            return self._connect_now(waiter)
-        self._connecting.append(waiter)
-        return waiter
-
-    def _connect_now(self, waiter: Deferred[_RedisProtocol]) -> Deferred[_RedisProtocol]:
-        if self._protocol is not None:
-            waiter.callback(self._protocol)
-        else:
-            waiter.errback(Failure(RedisUnavailable("cannot connect to Redis")))
-        return waiter
-
-    def _open(self) -> None:
-        factory = protocol.Factory()
-        factory.protocol = lambda: _RedisProtocol(self.clock)  # type: ignore[assignment]
-        opened = self.endpoint.connect(factory)
-        opened.addCallback(self._hello)
-        opened.addCallbacks(self._opened, self._failed)
+        connecting.addCallback(hello).addBoth(settled).addCallbacks(self._opened, self._failed)
 
     def _hello(self, proto: _RedisProtocol) -> Any:
         """AUTH and SELECT before any call; an error closes the connection."""
         steps = []
+        now = self.clock.seconds()
         password = self._password()
         if password:
-            steps.append(proto.send("AUTH", password))
+            steps.append(proto.send(encode_command("AUTH", password), now))
         if self.database:
-            steps.append(proto.send("SELECT", self.database))
+            steps.append(proto.send(encode_command("SELECT", self.database), now))
         if not steps:
             return proto
 
         def refused(failure: Failure) -> None:
             proto.transport.loseConnection()  # type: ignore[union-attr]
+            reason = failure.value.subFailure  # type: ignore[attr-defined]
+            if reason.check(RedisUnavailable):
+                reason.raiseException()
             # The reason Redis gave (wrong password, no such database): never the password.
-            reason = failure.value.subFailure.value  # type: ignore[attr-defined]
-            raise RedisUnavailable(f"Redis refused the connection: {reason}")
+            raise RedisUnavailable(f"Redis refused the connection: {reason.value}")
 
         done = gatherResults(steps, consumeErrors=True)
         return done.addCallbacks(lambda _: proto, refused)
 
     def _opened(self, proto: _RedisProtocol) -> None:
-        waiting, self._connecting = self._connecting or [], None
+        self._opening = None
         self._backoff = self._first_backoff
         if self._closed:
             proto.transport.loseConnection()  # type: ignore[union-attr]
-            failure = Failure(RedisUnavailable("the connection to Redis was closed"))
-            for waiter in waiting:
-                waiter.errback(failure)
             return
         self._protocol = proto
         proto.lost.addCallback(self._lost, proto)
-        for waiter in waiting:
-            waiter.callback(proto)
+        queued, self._queued = self._queued, deque()
+        for call in queued:
+            proto.send(call.command, call.since, call.late).chainDeferred(call.reply)
 
     def _failed(self, failure: Failure) -> None:
-        waiting, self._connecting = self._connecting or [], None
+        self._opening = None
         self._next_attempt = self.clock.seconds() + self._backoff
         self._backoff = min(self._max_backoff, self._backoff * 2)
         if not failure.check(RedisUnavailable):
             failure = Failure(RedisUnavailable(
                 f"cannot connect to Redis: {failure.getErrorMessage()}"))
-        for waiter in waiting:
-            waiter.errback(failure)
+        queued, self._queued = self._queued, deque()
+        for call in queued:
+            call.fail(failure)
 
     def _lost(self, _: None, proto: _RedisProtocol) -> None:
         if self._protocol is proto:
             self._protocol = None
+            self.scripts.clear()
 
     def close(self) -> None:
         """Close the connection; calls from now on fail."""
         self._closed = True
         if self._sweeper.running:
             self._sweeper.stop()
+        queued, self._queued = self._queued, deque()
+        for call in queued:
+            call.fail(Failure(RedisUnavailable("the connection to Redis was closed")))
         proto, self._protocol = self._protocol, None
         if proto is not None:
             proto.transport.loseConnection()  # type: ignore[union-attr]

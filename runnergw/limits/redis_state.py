@@ -2,8 +2,10 @@
 
 Keys (each under the configured prefix): ``rate:<subject hash>`` a token bucket,
 ``slots:<subject hash>`` the concurrency slots held, ``day:<YYYY-MM-DD>`` the day's token
-totals by subject (kept a few days). Subjects are hashed in key names, so no subject can
-name another key; in the day's hash they are fields, kept as they are for the report.
+totals by subject (kept a few days), ``lease:<lease id>`` what a lease granted and
+``gone:<slot id>`` a slot given back (each kept a minute, for undoing a call that missed its
+deadline: see ``redis_undo``). Subjects are hashed in key names, so no subject can name
+another key; in the day's hash they are fields, kept as they are for the report.
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision
 from runnergw.limits.redis_connection import RedisConnection
 from runnergw.limits.redis_scripts import (
     ADD_TOKENS,
+    FREE_SLOT,
     LEASE_TOKENS,
     REFRESH_SLOTS,
     TAKE_REQUEST,
     TAKE_SLOT,
+    UNDO_LEASE,
 )
+from runnergw.limits.redis_undo import UNDO_KEPT_MS, Undo, Undoing
 
 __all__ = ["DAY_KEPT", "RedisLimitState"]
 
@@ -77,7 +83,8 @@ class RedisLimitState:
         self.prefix = prefix
         self.slot_expiry = slot_expiry
         self._node = os.urandom(6).hex()
-        self._next_slot = 0
+        self._next_id = 0
+        self._undoing = Undoing(connection, clock)
         self._held: dict[str, _RedisSlot] = {}
         """Slot id → slot, refreshed together every third of the expiry."""
         self._refresher = LoopingCall(self._refresh)
@@ -88,6 +95,11 @@ class RedisLimitState:
     def key(self, kind: str, subject: str) -> str:
         """The Redis key of a subject's bucket (``rate``) or slots (``slots``)."""
         return f"{self.prefix}{kind}:{_hashed(subject)}"
+
+    def _named(self) -> str:
+        """A name for one slot or lease, unique in the cluster."""
+        self._next_id += 1
+        return f"{self._node}:{self._next_id}"
 
     def day_key(self, day: str) -> str:
         """The Redis key of a day's token totals."""
@@ -110,8 +122,9 @@ class RedisLimitState:
 
     def acquire_slot(self, key: str, limit: int, wait: float) -> Deferred[ISlot | None]:
         slots_key = self.key("slots", key)
-        self._next_slot += 1
-        slot_id = f"{self._node}:{self._next_slot}"
+        slot_id = self._named()
+        free = Undo(FREE_SLOT, [slots_key, self._gone_key(slot_id)], [slot_id, UNDO_KEPT_MS],
+                    "a concurrency slot")
         ends = self.clock.seconds() + wait
         timer: list[IDelayedCall] = []
         gave_up: list[bool] = []
@@ -125,9 +138,10 @@ class RedisLimitState:
 
         def attempt(pause: float) -> None:
             timer.clear()
-            TAKE_SLOT.run(self.connection, [slots_key],
-                          [limit, slot_id, repr(self.slot_expiry)]).addCallbacks(
-                lambda taken: answered(taken, pause), failed)
+            TAKE_SLOT.run(self.connection, [slots_key, self._gone_key(slot_id)],
+                          [limit, slot_id, repr(self.slot_expiry)],
+                          late=lambda outcome: outcome == 0 or self._undoing.add(free)
+                          ).addCallbacks(lambda taken: answered(taken, pause), failed)
 
         def answered(taken: int, pause: float) -> None:
             if taken:
@@ -159,22 +173,26 @@ class RedisLimitState:
             self._refresher.start(self.slot_expiry / 3, now=False)
         return slot
 
+    def _gone_key(self, slot_id: str) -> str:
+        return f"{self.prefix}gone:{slot_id}"
+
     def _release(self, slot: _RedisSlot) -> None:
         self._held.pop(slot.slot_id, None)
         if not self._held and self._refresher.running:
             self._refresher.stop()
-        released = self.connection.call("ZREM", slot.key, slot.slot_id)
-        # Not given back now (Redis away): the slot expires with its refreshes stopped.
-        released.addErrback(lambda _: None)
+        # Given back as soon as Redis answers (a refresh sent before cannot count it again).
+        self._undoing.add(Undo(FREE_SLOT, [slot.key, self._gone_key(slot.slot_id)],
+                               [slot.slot_id, UNDO_KEPT_MS], "a released concurrency slot"))
 
     def _refresh(self) -> None:
-        """Push back the expiry of every slot this node holds, in one call."""
+        """Push back the expiry of every slot this node holds, in one call (counting again
+        one that expired while Redis was away)."""
         held = list(self._held.values())
         if not held:
             return
+        keys = [key for slot in held for key in (slot.key, self._gone_key(slot.slot_id))]
         refreshed = REFRESH_SLOTS.run(
-            self.connection, [slot.key for slot in held],
-            [repr(self.slot_expiry), *(slot.slot_id for slot in held)])
+            self.connection, keys, [repr(self.slot_expiry), *(slot.slot_id for slot in held)])
         refreshed.addErrback(lambda failure: self.log.warn(
             "Could not refresh {count} concurrency slots in Redis: {reason}",
             count=len(held), reason=failure.getErrorMessage(), event="limiter_slots_stale"))
@@ -193,8 +211,15 @@ class RedisLimitState:
 
     def lease_tokens(self, key: str, day: str, limit: int, want: int,
                      need: int = 1) -> Deferred[tuple[int, int]]:
-        leased = LEASE_TOKENS.run(self.connection, [self.day_key(day)],
-                                  [key, limit, want, need, DAY_KEPT])
+        keys = [self.day_key(day), f"{self.prefix}lease:{self._named()}"]
+        undo = Undo(UNDO_LEASE, keys, [key, DAY_KEPT, UNDO_KEPT_MS], "a lease of tokens")
+
+        def late(outcome: Any) -> None:
+            if isinstance(outcome, Failure) or int(outcome[0]) > 0:
+                self._undoing.add(undo)  # granted (or maybe): given back
+
+        leased = LEASE_TOKENS.run(self.connection, keys,
+                                  [key, limit, want, need, DAY_KEPT, UNDO_KEPT_MS], late=late)
 
         def seen(reply: list[int]) -> tuple[int, int]:
             granted, left = int(reply[0]), int(reply[1])
@@ -219,4 +244,5 @@ class RedisLimitState:
         """Stop refreshing slots (a node that stops lets them expire) and close."""
         if self._refresher.running:
             self._refresher.stop()
+        self._undoing.stop()
         self.connection.close()
