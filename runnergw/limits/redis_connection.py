@@ -163,7 +163,7 @@ class _RedisProtocol(protocol.Protocol):
             self.transport.loseConnection()  # type: ignore[union-attr]
         self._buffer = self._buffer[start:]
 
-    def overdue(self, sent_before: float, stuck_before: float, why: str) -> None:
+    def overdue(self, sent_before: float, stuck_before: float, why: str) -> bool:
         """Fail the commands sent before ``sent_before``; close the connection when one
         was sent before ``stuck_before`` (Redis hangs: the connection is made again)."""
         for sent in self.waiting:
@@ -171,19 +171,20 @@ class _RedisProtocol(protocol.Protocol):
                 break
             if sent.since < stuck_before:
                 self.transport.abortConnection()  # type: ignore[union-attr]
-                return
+                return True
             if not sent.reply.called:
                 sent.reply.errback(Failure(RedisUnavailable(why)))
+        return False
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         waiting, self.waiting = self.waiting, deque()
+        self.lost.callback(None)  # first: a call made by a caller told below opens anew
         for sent in waiting:
             lost = Failure(RedisUnavailable("the connection to Redis was lost"))
             if not sent.reply.called:
                 sent.reply.errback(lost)
             if sent.late is not None:
                 _tell_late(sent.late, lost)  # Redis may or may not have run it
-        self.lost.callback(None)
 
 
 class RedisConnection:
@@ -196,6 +197,8 @@ class RedisConnection:
     fails with ``RedisUnavailable``; its reply, when it comes, is read and given to the
     call's ``late`` (the replies behind it stay in order).
     """
+
+    log = Logger()
 
     def __init__(self, endpoint: IStreamClientEndpoint, clock: IReactorTime, timeout: float,
                  password: Callable[[], str | None] = lambda: None, database: int = 0,
@@ -234,8 +237,9 @@ class RedisConnection:
         while self._queued and self._queued[0].since <= now - self.timeout:
             self._queued.popleft().fail(Failure(RedisUnavailable(why)))
         proto = self._protocol
-        if proto is not None:
-            proto.overdue(now - self.timeout, now - self.stuck_after, why)
+        if proto is not None and proto.overdue(now - self.timeout, now - self.stuck_after, why):
+            self.log.warn("Redis did not answer for {seconds:g} s: the connection is made again",
+                          seconds=self.stuck_after, event="redis_connection_given_up")
         if not self._queued and (proto is None or not proto.waiting):
             self._sweeper.stop()
 

@@ -103,16 +103,17 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 REFRESH_SLOTS = Script(_NOW + """
 -- KEYS[2i - 1]: a slot set, KEYS[2i]: the marker of the slot held there, ARGV[1 + i] its id;
 -- ARGV[1]: expiry (seconds). A slot that expired meanwhile (Redis away longer than the
--- expiry) is counted again, unless it was given back.
+-- expiry) is counted again, unless it was given back. The slots counted again.
 local expiry = tonumber(ARGV[1])
+local again = 0
 for i = 1, #KEYS / 2 do
   local key = KEYS[2 * i - 1]
   if redis.call('EXISTS', KEYS[2 * i]) == 0 then
-    redis.call('ZADD', key, now + expiry, ARGV[i + 1])
+    again = again + redis.call('ZADD', key, now + expiry, ARGV[i + 1])
     redis.call('PEXPIRE', key, math.ceil(expiry * 1000))
   end
 end
-return #KEYS / 2
+return again
 """)
 
 LEASE_TOKENS = Script("""

@@ -193,9 +193,16 @@ class RedisLimitState:
         keys = [key for slot in held for key in (slot.key, self._gone_key(slot.slot_id))]
         refreshed = REFRESH_SLOTS.run(
             self.connection, keys, [repr(self.slot_expiry), *(slot.slot_id for slot in held)])
+        refreshed.addCallback(self._counted_again)
         refreshed.addErrback(lambda failure: self.log.warn(
             "Could not refresh {count} concurrency slots in Redis: {reason}",
             count=len(held), reason=failure.getErrorMessage(), event="limiter_slots_stale"))
+
+    def _counted_again(self, again: int) -> None:
+        if again:
+            self.log.warn("{count} concurrency slots held had expired in Redis (away longer "
+                          "than limits.slotExpiry): counted again", count=again,
+                          event="limiter_slots_counted_again")
 
     # Daily token totals.
 

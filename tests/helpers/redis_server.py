@@ -1,9 +1,11 @@
 """A real ``redis-server`` for a test: on a free loopback port (or a unix socket in a temp
-directory), nothing saved to disk, stopped at the test's cleanup."""
+directory), nothing saved to disk, stalled and resumed as the test says, stopped at the
+test's cleanup."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import tempfile
 from typing import Any
@@ -104,6 +106,17 @@ class RedisServer:
         self._process = _RedisProcess()
         reactor.spawnProcess(self._process, REDIS_SERVER, args, env={})
         return self._process.ready
+
+    def pause(self) -> None:
+        """Stop it (SIGSTOP): connections are accepted, nothing is answered, as from a
+        frozen host, until ``resume``."""
+        assert self._process is not None
+        self._process.transport.signalProcess(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let it go on (SIGCONT): what it was sent meanwhile is run and answered."""
+        assert self._process is not None
+        self._process.transport.signalProcess(signal.SIGCONT)
 
     def kill(self) -> Deferred[None] | None:
         """Kill it (-9: as a crash would); fires once it has ended."""

@@ -9,14 +9,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from runnergw.limits.redis_connection import RedisError, RedisUnavailable
+from runnergw.limits.redis_connection import RedisConnection, RedisError, RedisUnavailable
 from tests.helpers.certs import make_ca
+from tests.helpers.killable_ollama import LogWatch
 from tests.helpers.redis_limits import connect, redis_settings
 from tests.helpers.redis_server import RedisServer
 
-__all__ = ["DeadlineTests", "PasswordTests", "ReconnectTests", "TlsTests"]
+__all__ = ["DeadlineTests", "HandshakeTests", "PasswordTests", "ReconnectTests", "StallTests",
+           "TlsTests"]
 
 _PASSWORD = "s3cret-redis-word"
 
@@ -141,3 +144,89 @@ class TlsTests(TestCase):
         untrusted = connect(self, redis_settings(server, tls=True,
                                                  tls_ca_path=os.path.abspath(stranger.ca_path)))
         await self.assertFailure(untrusted.call("PING"), RedisUnavailable)
+
+
+async def _answered(connection: RedisConnection) -> bytes:
+    """PING until Redis answers (each failure waits out the reconnect backoff)."""
+    while True:
+        try:
+            return await connection.call("PING")
+        except RedisUnavailable:
+            await deferLater(reactor, 0.05, lambda: None)
+
+
+class StallTests(TestCase):
+    """A Redis that stalls (a frozen process): calls fail at their deadline, and what came of
+    each, once Redis goes on or the connection is given up, is told to the caller."""
+
+    timeout = 20
+
+    def setUp(self) -> Deferred[None]:
+        self.server = RedisServer(self)
+        return self.server.start()
+
+    async def test_late_reply_told(self) -> None:
+        """A reply that comes after the deadline reaches the call's ``late`` (Redis did run
+        it), and the replies behind it stay in order."""
+        connection = connect(self, redis_settings(self.server), timeout=0.2)
+        self.assertEqual(await connection.call("PING"), b"PONG")
+        late: Deferred[object] = Deferred()
+        self.server.pause()
+        await self.assertFailure(connection.call("INCR", "n", late=late.callback),
+                                 RedisUnavailable)
+        self.server.resume()
+        self.assertEqual(await late, 1)
+        self.assertEqual(await connection.call("GET", "n"), b"1")
+
+    async def test_stuck_connection_given_up(self) -> None:
+        """A first call to a frozen Redis (the connection opens, nothing answers) fails at
+        its deadline; the connection is given up after ``stuck_after`` without any other
+        call, ``late`` learns the reply will never come, and calls succeed once Redis goes
+        on."""
+        watch = LogWatch()
+        self.addCleanup(watch.close)
+        connection = connect(self, redis_settings(self.server), timeout=0.2)
+        late: Deferred[list[Failure]] = Deferred()
+        self.server.pause()
+        await self.assertFailure(connection.call("PING", late=lambda told: late.callback([told])),
+                                 RedisUnavailable)
+        (outcome,) = await late
+        self.assertTrue(outcome.check(RedisUnavailable))
+        await watch.wait("redis_connection_given_up")
+        self.server.resume()
+        self.assertEqual(await _answered(connection), b"PONG")
+
+
+class _Hello(Protocol):
+    """Accepts a connection, reads AUTH, never answers; tells when the client gives up."""
+
+    def __init__(self, gone: Deferred[None]) -> None:
+        self.gone = gone
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.gone.callback(None)
+
+
+class HandshakeTests(TestCase):
+    """Opening the connection (AUTH) has a deadline: a listener that never answers (a proxy
+    whose Redis is down, a frozen host) does not block the connection for good."""
+
+    timeout = 20
+
+    async def test_hanging_handshake_abandoned(self) -> None:
+        """A handshake left unanswered is given up; once a real Redis serves that port,
+        calls succeed."""
+        gone: Deferred[None] = Deferred()
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(lambda: _Hello(gone)))
+        server = RedisServer(self, password=_PASSWORD)
+        server.port = port.getHost().port
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(_PASSWORD)
+        connection = connect(self, redis_settings(server, password_file=path), timeout=0.25)
+        await self.assertFailure(connection.call("PING"), RedisUnavailable)
+        await port.stopListening()
+        await gone
+        await server.start()
+        self.assertEqual(await _answered(connection), b"PONG")
