@@ -10,11 +10,13 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from runnergw.limits.interfaces import ILimitState, ISlot
+from runnergw.limits.redis_connection import RedisUnavailable
 from runnergw.limits.redis_state import DAY_KEPT
+from tests.helpers.killable_ollama import LogWatch
 from tests.helpers.redis_limits import shared_state
 from tests.helpers.redis_server import RedisServer
 
-__all__ = ["RedisBucketTests", "RedisSlotTests", "RedisTokenTotalTests"]
+__all__ = ["RedisBucketTests", "RedisSlotTests", "RedisStallTests", "RedisTokenTotalTests"]
 
 
 class _WithRedis(TestCase):
@@ -64,11 +66,17 @@ class RedisBucketTests(_WithRedis):
         self.assertTrue((await two.take_request("alice", 60, 1)).allowed)
 
     async def test_subject_cannot_name_another_key(self) -> None:
-        """A subject shaped like a key of another kind gets a bucket of its own."""
+        """Whatever a subject holds (the key separator, braces, a newline, 10 kB), its key is
+        its hash under the prefix: no subject names another key or makes keys long, and
+        each such subject has a bucket of its own."""
         state = shared_state(self, self.server)
+        odd = ["rate:alice", "alice\r\n*1\r\n$8\r\nFLUSHALL", "{alice}", "é" * 10000]
+        for subject in odd:
+            self.assertRegex(state.key("rate", subject), r"^test:rate:[0-9a-f]{32}$")
         await state.take_request("alice", 60, 1)
-        self.assertTrue((await state.take_request("rate:alice", 60, 1)).allowed)
-        self.assertNotIn("alice", state.key("rate", "alice"))
+        for subject in odd:
+            self.assertTrue((await state.take_request(subject, 60, 1)).allowed)
+        self.assertEqual(len({state.key("rate", subject) for subject in [*odd, "alice"]}), 5)
 
     async def test_unix_socket(self) -> None:
         """Redis is reached on a unix socket."""
@@ -128,6 +136,18 @@ class RedisSlotTests(_WithRedis):
         started = time.monotonic()
         self.assertIsNotNone(await other.acquire_slot("alice", 1, 5))
         self.assertGreaterEqual(time.monotonic() - started, 0.5)
+
+    async def test_expired_held_slot_counted_again(self) -> None:
+        """A place still held whose entry expired in Redis (Redis away longer than the
+        expiry, another node's take swept it) is counted again by the next refresh."""
+        watch = LogWatch()
+        self.addCleanup(watch.close)
+        holder = shared_state(self, self.server, slot_expiry=1.0)
+        slot = await holder.acquire_slot("alice", 1, 0)
+        await holder.connection.call("ZREM", holder.key("slots", "alice"), slot.slot_id)
+        await watch.wait("limiter_slots_counted_again", count=1)
+        other = shared_state(self, self.server, slot_expiry=1.0)
+        self.assertIsNone(await other.acquire_slot("alice", 1, 0))
 
     async def test_held_slots_refreshed(self) -> None:
         """A place held longer than the expiry stays held while its node lives."""
@@ -194,3 +214,57 @@ class RedisTokenTotalTests(_WithRedis):
         await state.add_tokens("alice", "2026-12-05", 30)
         await state.add_tokens("bob", "2026-12-05", 12)
         self.assertEqual(await state.day_totals("2026-12-05"), {"alice": 30, "bob": 12})
+
+
+class RedisStallTests(_WithRedis):
+    """A Redis that stalls (its process stopped, then going on): what a call that missed
+    its deadline did once Redis ran it is given back, so a refused request takes nothing."""
+
+    def setUp(self) -> Deferred[None]:
+        self.watch = LogWatch()
+        self.addCleanup(self.watch.close)
+        return super().setUp()
+
+    async def test_timed_out_lease_given_back(self) -> None:
+        """A lease refused at its deadline, run by Redis once it goes on, is given back:
+        the day's total is what was really used, not the whole quota."""
+        state = shared_state(self, self.server, timeout=0.2)
+        await state.add_tokens("alice", "2026-12-05", 4)
+        self.server.pause()
+        await self.assertFailure(state.lease_tokens("alice", "2026-12-05", 1000, 1000),
+                                 RedisUnavailable)
+        self.server.resume()
+        undone = await self.watch.wait("limiter_undone")
+        self.assertEqual(undone["reply"], 996)  # what Redis granted, given back
+        other = shared_state(self, self.server)
+        self.assertEqual(await other.tokens_used("alice", "2026-12-05"), 4)
+        self.assertEqual(await other.lease_tokens("alice", "2026-12-05", 1000, 1000),
+                         (996, 0))
+
+    async def test_lease_on_given_up_connection_given_back(self) -> None:
+        """A lease whose connection was given up (Redis stalled longer than
+        ``stuck_after``) is given back once Redis answers on a new connection, whether
+        Redis runs it before or after."""
+        state = shared_state(self, self.server, timeout=0.2)
+        await state.add_tokens("alice", "2026-12-05", 4)
+        self.server.pause()
+        await self.assertFailure(state.lease_tokens("alice", "2026-12-05", 1000, 1000),
+                                 RedisUnavailable)
+        await self.watch.wait("redis_connection_given_up")
+        self.server.resume()
+        await self.watch.wait("limiter_undone")
+        other = shared_state(self, self.server)
+        self.assertEqual(await other.tokens_used("alice", "2026-12-05"), 4)
+
+    async def test_timed_out_slot_take_leaves_no_slot(self) -> None:
+        """A slot take refused at its deadline, run by Redis once it goes on, leaves no
+        place held: the subject is not blocked for the slot expiry."""
+        state = shared_state(self, self.server, timeout=0.2)
+        self.assertIsNotNone(await state.take_request("alice", 60, 10))  # connected
+        self.server.pause()
+        await self.assertFailure(state.acquire_slot("alice", 1, 0), RedisUnavailable)
+        self.server.resume()
+        await self.watch.wait("limiter_undone")
+        self.assertEqual(await state.connection.call("ZCARD", state.key("slots", "alice")), 0)
+        other = shared_state(self, self.server)
+        self.assertIsNotNone(await other.acquire_slot("alice", 1, 0))
