@@ -6,8 +6,8 @@ aborts the connection (one slow reply drops all the calls behind it), it arms a 
 call, and its TLS takes an old-style context factory. The limits need a deadline per call
 that leaves the connection and the replies still due in order, checked by one timer, and a
 connection made on demand, again at most once per backoff interval while Redis is away.
-This module speaks RESP2 for AUTH, SELECT, PING, EVALSHA (EVAL once
-after NOSCRIPT) and the few plain commands used, with replies pipelined in order.
+This module sends AUTH, SELECT, PING, EVAL, EVALSHA and the few plain commands used, with
+replies pipelined in order; a call past its deadline can learn what came of it (``Late``).
 """
 
 from __future__ import annotations
@@ -24,60 +24,15 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from runnergw.limits.redis_resp import (
+    Incomplete,
+    RedisError,
+    RedisUnavailable,
+    encode_command,
+    parse_reply,
+)
+
 __all__ = ["Late", "RedisConnection", "RedisError", "RedisUnavailable", "encode_command"]
-
-
-class RedisUnavailable(Exception):
-    """Redis did not answer: not connected, the connection was lost, or the deadline passed."""
-
-
-class RedisError(Exception):
-    """Redis answered with an error (``-ERR …``)."""
-
-
-def encode_command(*args: bytes | str | int) -> bytes:
-    """One command in RESP2 (an array of bulk strings)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class _Incomplete(Exception):
-    """More bytes are needed for the reply."""
-
-
-def _parse(buffer: bytes, start: int) -> tuple[Any, int]:
-    """One reply at ``start``: (the value, where the next reply starts)."""
-    end = buffer.find(b"\r\n", start)
-    if end < 0:
-        raise _Incomplete
-    kind, line = buffer[start:start + 1], buffer[start + 1:end]
-    after = end + 2
-    if kind == b"+":
-        return line, after
-    if kind == b"-":
-        return RedisError(line.decode("utf-8", "replace")), after
-    if kind == b":":
-        return int(line), after
-    if kind == b"$":
-        size = int(line)
-        if size < 0:
-            return None, after
-        if len(buffer) < after + size + 2:
-            raise _Incomplete
-        return buffer[after:after + size], after + size + 2
-    if kind == b"*":
-        count = int(line)
-        if count < 0:
-            return None, after
-        items = []
-        for _ in range(count):
-            item, after = _parse(buffer, after)
-            items.append(item)
-        return items, after
-    raise ValueError(f"not a RESP2 reply: {kind!r}")
 
 
 Late = Callable[[Any], None]
@@ -147,7 +102,7 @@ class _RedisProtocol(protocol.Protocol):
         start = 0
         try:
             while start < len(self._buffer):
-                value, start = _parse(self._buffer, start)
+                value, start = parse_reply(self._buffer, start)
                 if not self.waiting:
                     raise ValueError("a reply no command waits for")
                 sent = self.waiting.popleft()
@@ -157,7 +112,7 @@ class _RedisProtocol(protocol.Protocol):
                         else sent.reply.errback(outcome)
                 elif sent.late is not None:
                     _tell_late(sent.late, outcome)  # past its deadline: already failed
-        except _Incomplete:
+        except Incomplete:
             pass
         except ValueError:
             self.transport.loseConnection()  # type: ignore[union-attr]
@@ -279,6 +234,9 @@ class RedisConnection:
             protocol.Factory.forProtocol(_RedisProtocol))
 
         def too_long() -> None:
+            self.log.warn("Redis did not open the connection within {seconds:g} s: it is "
+                          "made again", seconds=self.stuck_after,
+                          event="redis_connection_given_up")
             if greeting:
                 greeting[0].transport.abortConnection()  # type: ignore[union-attr]
             else:
