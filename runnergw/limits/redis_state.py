@@ -182,7 +182,8 @@ class RedisLimitState:
             self._refresher.stop()
         # Given back as soon as Redis answers (a refresh sent before cannot count it again).
         self._undoing.add(Undo(FREE_SLOT, [slot.key, self._gone_key(slot.slot_id)],
-                               [slot.slot_id, UNDO_KEPT_MS], "a released concurrency slot"))
+                               [slot.slot_id, UNDO_KEPT_MS], "a released concurrency slot",
+                               late=False))
 
     def _refresh(self) -> None:
         """Push back the expiry of every slot this node holds, in one call (counting again

@@ -45,6 +45,8 @@ class Undo:
     keys: list[str]
     args: list[str | int]
     what: str
+    late: bool = True
+    """Undoing a call that missed its deadline (logged), not a plain release (not)."""
 
 
 class Undoing:
@@ -84,8 +86,9 @@ class Undoing:
             self._wait(undo)
 
     def _done(self, reply: Any, undo: Undo) -> None:
-        self.log.debug("Undid {what} in Redis (a call that missed its deadline)",
-                       what=undo.what, reply=reply, event="limiter_undone")
+        if undo.late:
+            self.log.debug("Undid {what} in Redis (a call that missed its deadline)",
+                           what=undo.what, reply=reply, event="limiter_undone")
 
     def _wait(self, undo: Undo) -> None:
         if self._stopped:
