@@ -123,8 +123,6 @@ class RedisLimitState:
     def acquire_slot(self, key: str, limit: int, wait: float) -> Deferred[ISlot | None]:
         slots_key = self.key("slots", key)
         slot_id = self._named()
-        free = Undo(FREE_SLOT, [slots_key, self._gone_key(slot_id)], [slot_id, UNDO_KEPT_MS],
-                    "a concurrency slot")
         ends = self.clock.seconds() + wait
         timer: list[IDelayedCall] = []
         gave_up: list[bool] = []
@@ -140,7 +138,7 @@ class RedisLimitState:
             timer.clear()
             TAKE_SLOT.run(self.connection, [slots_key, self._gone_key(slot_id)],
                           [limit, slot_id, repr(self.slot_expiry)],
-                          late=lambda outcome: outcome == 0 or self._undoing.add(free)
+                          late=lambda outcome: outcome == 0 or self._free(slots_key, slot_id)
                           ).addCallbacks(lambda taken: answered(taken, pause), failed)
 
         def answered(taken: int, pause: float) -> None:
@@ -176,14 +174,17 @@ class RedisLimitState:
     def _gone_key(self, slot_id: str) -> str:
         return f"{self.prefix}gone:{slot_id}"
 
+    def _free(self, slots_key: str, slot_id: str, late: bool = True) -> None:
+        """Give a slot back as soon as Redis answers (a take or a refresh of it reaching
+        Redis afterwards does nothing)."""
+        self._undoing.add(Undo(FREE_SLOT, [slots_key, self._gone_key(slot_id)],
+                               [slot_id, UNDO_KEPT_MS], "a concurrency slot", late=late))
+
     def _release(self, slot: _RedisSlot) -> None:
         self._held.pop(slot.slot_id, None)
         if not self._held and self._refresher.running:
             self._refresher.stop()
-        # Given back as soon as Redis answers (a refresh sent before cannot count it again).
-        self._undoing.add(Undo(FREE_SLOT, [slot.key, self._gone_key(slot.slot_id)],
-                               [slot.slot_id, UNDO_KEPT_MS], "a released concurrency slot",
-                               late=False))
+        self._free(slot.key, slot.slot_id, late=False)
 
     def _refresh(self) -> None:
         """Push back the expiry of every slot this node holds, in one call (counting again
@@ -220,11 +221,11 @@ class RedisLimitState:
     def lease_tokens(self, key: str, day: str, limit: int, want: int,
                      need: int = 1) -> Deferred[tuple[int, int]]:
         keys = [self.day_key(day), f"{self.prefix}lease:{self._named()}"]
-        undo = Undo(UNDO_LEASE, keys, [key, DAY_KEPT, UNDO_KEPT_MS], "a lease of tokens")
 
         def late(outcome: Any) -> None:
-            if isinstance(outcome, Failure) or int(outcome[0]) > 0:
-                self._undoing.add(undo)  # granted (or maybe): given back
+            if isinstance(outcome, Failure) or int(outcome[0]) > 0:  # granted (or maybe)
+                self._undoing.add(Undo(UNDO_LEASE, keys, [key, DAY_KEPT, UNDO_KEPT_MS],
+                                       "a lease of tokens"))
 
         leased = LEASE_TOKENS.run(self.connection, keys,
                                   [key, limit, want, need, DAY_KEPT, UNDO_KEPT_MS], late=late)
