@@ -31,9 +31,11 @@ def connect(test: TestCase, settings: RedisSettings, timeout: float = 2.0) -> Re
 
 
 def shared_state(test: TestCase, server: RedisServer, *, prefix: str = "test:",
-                 slot_expiry: float = 30.0, **changes: object) -> RedisLimitState:
-    """A Redis limit state on ``server``, stopped at the test's cleanup."""
-    state = RedisLimitState(connect(test, redis_settings(server, **changes)), reactor,
-                            prefix, slot_expiry)
+                 slot_expiry: float = 30.0, timeout: float = 2.0,
+                 **changes: object) -> RedisLimitState:
+    """A Redis limit state on ``server`` (``timeout``: each call's deadline), stopped at the
+    test's cleanup."""
+    state = RedisLimitState(connect(test, redis_settings(server, **changes), timeout),
+                            reactor, prefix, slot_expiry)
     test.addCleanup(state.stop)
     return state

@@ -4,6 +4,7 @@ directory), nothing saved to disk, stopped at the test's cleanup."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import tempfile
 from typing import Any
@@ -104,6 +105,17 @@ class RedisServer:
         self._process = _RedisProcess()
         reactor.spawnProcess(self._process, REDIS_SERVER, args, env={})
         return self._process.ready
+
+    def pause(self) -> None:
+        """Stop it (SIGSTOP): it neither answers nor loses what it holds, as a stalled
+        Redis."""
+        assert self._process is not None
+        self._process.transport.signalProcess(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let it go on (SIGCONT): it reads and runs what was sent meanwhile."""
+        assert self._process is not None
+        self._process.transport.signalProcess(signal.SIGCONT)
 
     def kill(self) -> Deferred[None] | None:
         """Kill it (-9: as a crash would); fires once it has ended."""
