@@ -247,3 +247,17 @@ class GiveBackTests(_Degradable):
         await self.recovered
         self.assertEqual(await self.redis_total(state, "alice"), 10)
         self.assertEqual(state.local.tokens_used("alice", _DAY), 15)
+
+    async def test_owed_at_stop_logged(self) -> None:
+        """A gateway stopping before Redis returns logs the tokens it could not give back
+        (they stay counted in Redis)."""
+        state = self.degradable(timeout=0.25)
+        lease = TokenLease()
+        await state.lease_tokens("alice", _DAY, 1000, 100, 2, lease)
+        await self.server.kill()
+        await state.take_request("carol", 60, 4)
+        state.settle_lease("alice", _DAY, lease, 40)
+        state.stop()
+        [lost] = [event for event in self.events
+                  if event.get("event") == "limiter_give_back_lost"]
+        self.assertEqual((lost["tokens"], lost["subjects"]), (60, 1))
