@@ -111,8 +111,9 @@ class ILimitState(Interface):
         used beyond the lease are counted where this state counts usage now."""
 
     def add_tokens(key: str, day: str, count: int) -> Any:  # type: ignore[misc]
-        """Count ``count`` more tokens for the key on ``day`` (negative: give back an unused
-        lease), with no limit: usage that happened is counted."""
+        """Count ``count`` more tokens for the key on ``day`` (never below zero), with no
+        limit: usage that happened is counted. A request's lease is settled by
+        ``settle_lease``, which knows where each part of it was taken."""
 
 
 def when_known(result: T | Deferred[T], step: Callable[[T], R]) -> R | Deferred[R]:
