@@ -16,7 +16,7 @@ from runnergw.chain.interfaces import IFilter
 from runnergw.config.roles import RoleSettings
 from runnergw.filters.ollama_request import ollama_endpoint, ollama_request, store_fields
 from runnergw.filters.role import role_rules, subject_key
-from runnergw.limits.interfaces import when_known
+from runnergw.limits.interfaces import TokenLease, when_known
 from runnergw.limits.parts import LimitParts
 from runnergw.ollama.answers import (
     carries_text,
@@ -65,8 +65,9 @@ class _Meter:
     day: str
     rules: RoleSettings
     endpoint: Endpoint
-    leased: int = 0
-    """Tokens taken from the daily quota so far (the prompt's estimate, then generation)."""
+    lease: TokenLease = attrs.Factory(TokenLease)
+    """Tokens taken from the daily quota so far (the prompt's estimate, then generation),
+    with the store that granted each part."""
     generation_lease: int = 0
     """Of those, the ones taken for generated tokens."""
     prompt_estimate: int = 0
@@ -206,7 +207,8 @@ class UsageFilter:
         else:
             want = prompt  # a stream takes its tokens as they come
         need = prompt + 1 if generates else prompt
-        lease = self.state.lease_tokens(meter.key, meter.day, meter.quota, want, need)
+        lease = self.state.lease_tokens(meter.key, meter.day, meter.quota, want, need,
+                                        meter.lease)
         # A lease takes nothing when less than ``need`` is left (and at least
         # min(want, need) when it succeeds).
         return when_known(lease, lambda result: self._leased(exchange, meter, request, whole,
@@ -222,7 +224,6 @@ class UsageFilter:
                                                f"{left} left")
             raise self._quota_spent(meter, f'the daily token quota of role "{meter.rules.name}"'
                                            f" ({meter.quota}) is spent until the day ends")
-        meter.leased += granted
         if whole:
             meter.generation_lease = cap = granted - prompt
         else:
@@ -290,11 +291,11 @@ class UsageFilter:
         meter.relayed += 1
         if meter.quota is None or meter.relayed <= meter.generation_lease:
             return None
-        lease = self.state.lease_tokens(meter.key, meter.day, meter.quota, LEASE_BLOCK)
+        lease = self.state.lease_tokens(meter.key, meter.day, meter.quota, LEASE_BLOCK,
+                                        lease=meter.lease)
         return when_known(lease, lambda result: self._more_leased(exchange, meter, result[0]))
 
     def _more_leased(self, exchange: Exchange, meter: _Meter, granted: int) -> None:
-        meter.leased += granted
         meter.generation_lease += granted
         if meter.relayed <= meter.generation_lease:
             return
@@ -338,8 +339,9 @@ class UsageFilter:
             return
         # A client that left once its request was admitted made Ollama read the prompt
         # (at least): it is charged, answer head or not.
+        leased = meter.lease.tokens
         answered = exchange.status == 200 or (exchange.outcome == "client_gone"
-                                              and meter.leased > 0)
+                                              and leased > 0)
         if meter.reported is not None:
             prompt, generated = meter.reported
             estimated = False
@@ -347,8 +349,9 @@ class UsageFilter:
             prompt, generated, estimated = meter.prompt_estimate, meter.relayed, True
         else:
             prompt, generated, estimated = 0, 0, False
-        if meter.leased or prompt or generated:
-            self.state.add_tokens(meter.key, meter.day, prompt + generated - meter.leased)
+        if leased or prompt or generated:
+            # Each part of the lease goes back to the store that granted it.
+            self.state.settle_lease(meter.key, meter.day, meter.lease, prompt + generated)
         if not answered:
             return
         exchange.notes["prompt_tokens"] = prompt

@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
-from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision
+from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision, TokenLease
 
 __all__ = ["LocalLimitState"]
 
@@ -173,8 +173,8 @@ class LocalLimitState:
     def tokens_used(self, key: str, day: str) -> int:
         return self._totals(day).get(key, 0)
 
-    def lease_tokens(self, key: str, day: str, limit: int, want: int,
-                     need: int = 1) -> tuple[int, int]:
+    def lease_tokens(self, key: str, day: str, limit: int, want: int, need: int = 1,
+                     lease: TokenLease | None = None) -> tuple[int, int]:
         totals = self._totals(day)
         used = totals.get(key, 0)
         left = limit - used
@@ -182,7 +182,14 @@ class LocalLimitState:
             return 0, max(0, left)
         granted = min(want, left)
         totals[key] = used + granted
+        if lease is not None:
+            lease.hold(self, granted)
         return granted, left - granted
+
+    def settle_lease(self, key: str, day: str, lease: TokenLease, used: int) -> None:
+        """One store: what was leased and not used is given back, what was used beyond
+        the lease counted."""
+        self.add_tokens(key, day, used - lease.tokens)
 
     def add_tokens(self, key: str, day: str, count: int) -> None:
         totals = self._totals(day)

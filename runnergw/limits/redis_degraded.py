@@ -1,5 +1,6 @@
 """What each limit does while Redis does not answer: refuse, or count on this node alone
-with its share of the limit; and the switch back once Redis answers again."""
+with its share of the limit; the switch back once Redis answers again; and unused quota
+leases given back to the store that granted them."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from zope.interface import implementer
 
 from runnergw.chain.exchange import Reject
 from runnergw.config.limits_backend import LIMIT_NAMES, LimitsSettings
-from runnergw.limits.interfaces import ILimitState
+from runnergw.limits.interfaces import ILimitState, TokenLease
 from runnergw.limits.local import LocalLimitState
 from runnergw.limits.redis_connection import RedisError, RedisUnavailable
-from runnergw.limits.redis_state import RedisLimitState
+from runnergw.limits.redis_scripts import ADD_TOKENS
+from runnergw.limits.redis_state import DAY_KEPT, RedisLimitState
 
 __all__ = ["DegradableLimitState"]
 
@@ -44,6 +46,10 @@ class DegradableLimitState:
 
     Every switch is logged once per limit (events ``limiter_degraded`` and
     ``limiter_recovered``); ``degraded()`` is what the metrics show.
+
+    A request's quota lease may come partly from Redis and partly from this node; at its end
+    each part not used goes back where it was taken (``settle_lease``). What goes back to
+    Redis while it does not answer is kept here and sent once it answers again.
     """
 
     log = Logger()
@@ -56,6 +62,8 @@ class DegradableLimitState:
         self.local = LocalLimitState(clock)
         self.where = where
         self._away = False
+        self._owed: dict[tuple[str, str], int] = {}
+        """(day, subject) → tokens to give back to Redis once it answers (negative)."""
         self._probe = LoopingCall(self._ping)
         self._probe.clock = clock
 
@@ -97,20 +105,26 @@ class DegradableLimitState:
                    "counts on this node with 1/{nodes} of each limit (fail open)"),
                 where=self.where, reason=reason, limit=name, nodes=self.nodes,
                 choice=choice, event="limiter_degraded")
-        self._probe.start(PROBE_EVERY, now=False)
+        self._start_probe()
+
+    def _start_probe(self) -> None:
+        if not self._probe.running:
+            self._probe.start(PROBE_EVERY, now=False)
 
     def _ping(self) -> None:
         self.shared.connection.call("PING").addCallbacks(self._came_back, lambda _: None)
 
     def _came_back(self, _: Any) -> None:
-        if not self._away:
-            return
-        self._away = False
         if self._probe.running:
             self._probe.stop()
-        for name in LIMIT_NAMES:
-            self.log.info("Redis at {where} answers again: {limit} is counted in Redis",
-                          where=self.where, limit=name, event="limiter_recovered")
+        was_away, self._away = self._away, False
+        owed, self._owed = self._owed, {}
+        for (day, key), count in owed.items():
+            self._give_back(key, day, count)
+        if was_away:
+            for name in LIMIT_NAMES:
+                self.log.info("Redis at {where} answers again: {limit} is counted in Redis",
+                              where=self.where, limit=name, event="limiter_recovered")
 
     # ILimitState, each method guarded by its limit.
 
@@ -129,27 +143,74 @@ class DegradableLimitState:
         return self._guarded("quota", lambda: self.shared.tokens_used(key, day),
                              lambda: self.local.tokens_used(key, day))
 
-    def lease_tokens(self, key: str, day: str, limit: int, want: int, need: int = 1) -> Any:
+    def lease_tokens(self, key: str, day: str, limit: int, want: int, need: int = 1,
+                     lease: TokenLease | None = None) -> Any:
         return self._guarded(
-            "quota", lambda: self.shared.lease_tokens(key, day, limit, want, need),
-            lambda: self.local.lease_tokens(key, day, _share(limit, self.nodes), want, need))
+            "quota", lambda: self.shared.lease_tokens(key, day, limit, want, need, lease),
+            lambda: self.local.lease_tokens(key, day, _share(limit, self.nodes), want, need,
+                                            lease))
+
+    def settle_lease(self, key: str, day: str, lease: TokenLease, used: int) -> Any:
+        """The tokens used are taken from the lease's parts in the order they were granted;
+        each part's rest goes back to its store (Redis' once Redis answers); tokens used
+        beyond the lease are counted as ``add_tokens`` counts them."""
+        given_back, beyond = lease.settlement(used)
+        for store, count in given_back.items():
+            if store is self.shared:
+                self._give_back(key, day, count)
+            elif count:
+                store.add_tokens(key, day, count)  # type: ignore[attr-defined]
+        return self.add_tokens(key, day, beyond) if beyond else None
+
+    def _give_back(self, key: str, day: str, count: int) -> None:
+        """Give ``count`` tokens of a lease back to Redis: now when it answers, else once
+        it answers again."""
+        if not count:
+            return
+        if self._away or not self.shared.connection.connected:
+            self._owe(key, day, count)
+            return
+        self._count_in_redis(key, day, count, lambda: self._owe(key, day, count))
+
+    def _owe(self, key: str, day: str, count: int) -> None:
+        self._owed[(day, key)] = self._owed.get((day, key), 0) + count
+        self._start_probe()
 
     def add_tokens(self, key: str, day: str, count: int) -> Any:
-        """Usage that happened is counted: in this process while Redis is away (each
-        node's ledger keeps it either way)."""
+        """Usage that happened is counted: in Redis while it answers, else in this process
+        (each node's ledger keeps it either way; it is not added to Redis later)."""
         if self._away:
             return self.local.add_tokens(key, day, count)
-        added = self.shared.add_tokens(key, day, count)
+        return self._count_in_redis(key, day, count,
+                                    lambda: self.local.add_tokens(key, day, count))
 
-        def away(failure: Failure) -> None:
+    def _count_in_redis(self, key: str, day: str, count: int,
+                        not_counted: Callable[[], Any]) -> Deferred[Any]:
+        """Add ``count`` to the subject's total in Redis, ``not_counted`` when it surely
+        was not. A count sent on an open connection is counted even when its answer does
+        not come in time (a stalled Redis runs what was sent before it stalled when it
+        goes on): it is never counted twice. The script is sent whole (EVAL), so that no
+        late ``NOSCRIPT`` can leave it unrun."""
+        sent_at_once = self.shared.connection.connected
+        sent = self.shared.connection.call(
+            "EVAL", ADD_TOKENS.source, 1, self.shared.day_key(day), key, count, DAY_KEPT)
+
+        def failed(failure: Failure) -> None:
             failure.trap(RedisUnavailable, RedisError)
             self._went_away(failure.getErrorMessage())
-            self.local.add_tokens(key, day, count)
+            if failure.check(RedisError) or not sent_at_once:
+                not_counted()
 
-        return added.addErrback(away)
+        return sent.addErrback(failed)
 
     def stop(self) -> None:
         """Stop probing and close the connection."""
         if self._probe.running:
             self._probe.stop()
+        if self._owed:
+            self.log.warn("Redis at {where} did not answer again before the stop: {tokens} "
+                          "unused leased tokens of {subjects} subjects stay counted there",
+                          where=self.where, tokens=-sum(self._owed.values()),
+                          subjects=len(self._owed), event="limiter_give_back_lost")
+            self._owed = {}
         self.shared.stop()

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision
+from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision, TokenLease
 from runnergw.limits.redis_connection import RedisConnection
 from runnergw.limits.redis_scripts import (
     ADD_TOKENS,
@@ -218,8 +218,8 @@ class RedisLimitState:
         used = self.connection.call("HGET", self.day_key(day), key)
         return used.addCallback(lambda value: int(value or 0))
 
-    def lease_tokens(self, key: str, day: str, limit: int, want: int,
-                     need: int = 1) -> Deferred[tuple[int, int]]:
+    def lease_tokens(self, key: str, day: str, limit: int, want: int, need: int = 1,
+                     lease: TokenLease | None = None) -> Deferred[tuple[int, int]]:
         keys = [self.day_key(day), f"{self.prefix}lease:{self._named()}"]
 
         def late(outcome: Any) -> None:
@@ -235,12 +235,18 @@ class RedisLimitState:
             if len(self._seen_totals) >= _SEEN_MOST:
                 self._seen_totals.clear()
             self._seen_totals[key] = (day, limit - left, limit)
+            if lease is not None:
+                lease.hold(self, granted)
             return granted, left
 
         return leased.addCallback(seen)
 
     def add_tokens(self, key: str, day: str, count: int) -> Deferred[Any]:
         return ADD_TOKENS.run(self.connection, [self.day_key(day)], [key, count, DAY_KEPT])
+
+    def settle_lease(self, key: str, day: str, lease: TokenLease, used: int) -> Deferred[Any]:
+        """What was leased and not used is given back, what was used beyond it counted."""
+        return self.add_tokens(key, day, used - lease.tokens)
 
     def day_totals(self, day: str) -> Deferred[dict[str, int]]:
         """Every subject's tokens on ``day``, as the cluster counted them."""

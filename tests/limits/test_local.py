@@ -6,7 +6,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.limits.interfaces import ILimitState, ISlot
+from runnergw.limits.interfaces import ILimitState, ISlot, TokenLease
 from runnergw.limits.local import _PRUNE_EVERY, LocalLimitState
 
 __all__ = ["BucketPruningTests", "ConcurrencySlotTests", "RateBucketTests", "TokenTotalTests"]
@@ -203,6 +203,27 @@ class TokenTotalTests(SynchronousTestCase):
         self.state.lease_tokens("alice", "2026-12-05", 100, 100)
         self.state.add_tokens("alice", "2026-12-05", -30)
         self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 70)
+
+    def test_lease_noted(self) -> None:
+        """The tokens a lease grants are noted in the request's lease, by this state."""
+        lease = TokenLease()
+        self.state.lease_tokens("alice", "2026-12-05", 100, 60, lease=lease)
+        self.state.lease_tokens("alice", "2026-12-05", 100, 60, lease=lease)
+        self.assertEqual(lease.runs, [(self.state, 100)])
+
+    def test_settle_gives_back(self) -> None:
+        """A request that used 30 of its 100 leased tokens leaves 30 counted."""
+        lease = TokenLease()
+        self.state.lease_tokens("alice", "2026-12-05", 100, 100, lease=lease)
+        self.state.settle_lease("alice", "2026-12-05", lease, 30)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 30)
+
+    def test_settle_counts_beyond(self) -> None:
+        """A request that used more than it leased is counted what it used."""
+        lease = TokenLease()
+        self.state.lease_tokens("alice", "2026-12-05", 100, 10, lease=lease)
+        self.state.settle_lease("alice", "2026-12-05", lease, 14)
+        self.assertEqual(self.state.tokens_used("alice", "2026-12-05"), 14)
 
     def test_usage_counted_past_the_limit(self) -> None:
         """Usage that happened is counted even beyond the limit."""
