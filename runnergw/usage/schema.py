@@ -61,12 +61,18 @@ def check_schema(connection: sqlite3.Connection, path: str) -> int:
 
 def create_schema(connection: sqlite3.Connection) -> None:
     """Create the table and set the version, in one transaction (a crash leaves the file
-    empty, never half made).
+    empty, never half made); nothing when another process made them meanwhile.
 
     The connection must be in autocommit mode (``isolation_level=None``).
     """
     connection.execute("BEGIN IMMEDIATE")
     try:
+        # Another process opening the same new file (``server.workers``) may have made it
+        # while this one waited for the lock.
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION:
+            connection.execute("COMMIT")
+            return
         connection.execute(_TABLE)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("COMMIT")

@@ -6,11 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 
 from runnergw.usage.entry import UsageKey, UsageSums
 from runnergw.usage.schema import LedgerError, check_schema, create_schema
 
-__all__ = ["close_ledger_file", "open_ledger_file", "read_day_totals", "write_batch"]
+__all__ = ["WAL_PAUSE", "WAL_TRIES", "close_ledger_file", "open_ledger_file", "read_day_totals",
+           "write_batch"]
 
 _UPSERT = """
 INSERT INTO usage (day, subject, role, model, requests, prompt_tokens, completion_tokens,
@@ -29,9 +32,11 @@ GROUP BY subject
 """
 
 
-def open_ledger_file(path: str, factory: type[sqlite3.Connection]) -> sqlite3.Connection:
+def open_ledger_file(path: str, factory: type[sqlite3.Connection],
+                     wait: Callable[[float], None] = time.sleep) -> sqlite3.Connection:
     """Open (creating it if need be) the ledger file, its schema made or checked, in WAL
-    mode; the caller's thread owns the connection.
+    mode; the caller's thread owns the connection (``wait`` pauses it between tries of a
+    file another process holds).
 
     Raises:
         LedgerError: the directory is missing, the file cannot be opened, is not a ledger or
@@ -47,7 +52,7 @@ def open_ledger_file(path: str, factory: type[sqlite3.Connection]) -> sqlite3.Co
     try:
         if check_schema(connection, path) == 0:
             create_schema(connection)
-        connection.execute("PRAGMA journal_mode = WAL")
+        _use_write_ahead_log(connection, wait)
     except sqlite3.Error as e:
         connection.close()
         raise LedgerError(path, f"cannot open ({e})") from e
@@ -55,6 +60,29 @@ def open_ledger_file(path: str, factory: type[sqlite3.Connection]) -> sqlite3.Co
         connection.close()
         raise
     return connection
+
+
+WAL_TRIES = 100
+"""Tries at putting the file in WAL mode while other processes hold it, ``WAL_PAUSE`` apart."""
+WAL_PAUSE = 0.05
+
+
+def _use_write_ahead_log(connection: sqlite3.Connection, wait: Callable[[float], None]) -> None:
+    """Put the file in WAL mode, as every writer of it needs. Changing the mode needs the
+    file to itself: while another gateway process opens or closes it (``server.workers``),
+    SQLite says it is locked at once, whatever the busy timeout; so it is tried again, a
+    few seconds at most."""
+    for attempt in range(WAL_TRIES):
+        try:
+            (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() == "wal":
+                return
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or attempt == WAL_TRIES - 1:
+                raise
+            wait(WAL_PAUSE)
 
 
 def write_batch(connection: sqlite3.Connection, batch: dict[UsageKey, UsageSums]) -> None:

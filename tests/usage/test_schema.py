@@ -70,3 +70,11 @@ class SchemaTests(SynchronousTestCase):
             error = self.assertRaises(LedgerError, check_schema, connection, "usage.sqlite")
         self.assertEqual(error.path, "usage.sqlite")
         self.assertIn("not a usage ledger (file is not a database)", str(error))
+
+    def test_schema_made_by_another_process_meanwhile(self) -> None:
+        """A new file whose schema another gateway process made while this one waited for
+        the lock (both saw version 0) is used as it is, not made twice."""
+        connection = self.connect()
+        create_schema(connection)
+        create_schema(connection)  # as the second process does, having seen version 0
+        self.assertEqual(check_schema(connection, "usage.sqlite"), SCHEMA_VERSION)

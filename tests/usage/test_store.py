@@ -13,13 +13,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from runnergw.usage.entry import UsageSums
 from runnergw.usage.schema import LedgerError
 from runnergw.usage.store import (
+    WAL_PAUSE,
+    WAL_TRIES,
     close_ledger_file,
     open_ledger_file,
     read_day_totals,
     write_batch,
 )
 
-__all__ = ["LedgerFileTests"]
+__all__ = ["LedgerFileTests", "SharedFileTests"]
 
 
 class LedgerFileTests(SynchronousTestCase):
@@ -84,3 +86,43 @@ class LedgerFileTests(SynchronousTestCase):
         error = self.assertRaises(LedgerError, open_ledger_file, str(path), sqlite3.Connection)
         self.assertIn("no directory", str(error))
         self.assertFalse(path.parent.exists())
+
+
+class _LockedAtFirst(sqlite3.Connection):
+    """A connection whose first tries at WAL mode find the file held by another process, as
+    SQLite reports it while another gateway process opens or closes the file."""
+
+    refusals = 2
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql == "PRAGMA journal_mode = WAL" and type(self).refusals:
+            type(self).refusals -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return super().execute(sql, *args)
+
+
+class SharedFileTests(SynchronousTestCase):
+    """Several gateway processes (``server.workers``) opening one ledger file."""
+
+    def setUp(self) -> None:
+        self.directory = Path(self.mktemp())
+        self.directory.mkdir()
+        self.path = str(self.directory / "usage.sqlite")
+        _LockedAtFirst.refusals = 2
+        self.pauses: list[float] = []
+
+    def test_wal_mode_tried_again_while_locked(self) -> None:
+        """A file another process holds while it opens or closes is put in WAL mode once it
+        is free: the gateway does not stop with "database is locked"."""
+        connection = open_ledger_file(self.path, _LockedAtFirst, wait=self.pauses.append)
+        self.addCleanup(close_ledger_file, connection)
+        self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone(), ("wal",))
+        self.assertEqual(self.pauses, [WAL_PAUSE, WAL_PAUSE])
+
+    def test_gives_up_after_its_tries(self) -> None:
+        """A file that stays locked is an error naming it, after a bounded wait."""
+        _LockedAtFirst.refusals = WAL_TRIES
+        error = self.assertRaises(LedgerError, open_ledger_file, self.path, _LockedAtFirst,
+                                  wait=self.pauses.append)
+        self.assertIn("database is locked", str(error))
+        self.assertEqual(len(self.pauses), WAL_TRIES - 1)
