@@ -40,6 +40,7 @@ from runnergw.systemd.notify import Notifier
 from runnergw.workers.listening_socket import SharedSocket, open_shared_socket
 from runnergw.workers.pages import WorkerPages, supervisor_families, workers_root
 from runnergw.workers.process import WorkerNotices, WorkerProcess
+from runnergw.workers.reload_report import RELOAD_FIELD, ReloadRound
 from runnergw.workers.role import LISTEN_FD, WorkerRole
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "WorkerSupervisor"]
@@ -70,6 +71,8 @@ class _Worker:
     """A SIGHUP came while it was starting: it is passed on once the worker serves."""
     status: int | None = None
     """Its exit status, once it ended during a stop."""
+    reloads: dict[str, int] = attrs.field(factory=lambda: {"ok": 0, "refused": 0})
+    """Reloads it answered, by outcome."""
 
 
 class WorkerSupervisor(Service):
@@ -99,7 +102,7 @@ class WorkerSupervisor(Service):
         """Set at the first stop signal: the workers drain and none is started again."""
         self._announced = False
         self._failed_at_start: int | None = None
-        self._reloading: set[int] | None = None
+        self._reloading: ReloadRound | None = None
         self._ports: list[Any] = []
         self._metrics_listener: MetricsListener | None = None
         self._all_ended: Deferred[None] = Deferred()
@@ -187,17 +190,22 @@ class WorkerSupervisor(Service):
     def notice(self, index: int, fields: dict[str, str]) -> None:
         """A worker's notify message."""
         worker = self.workers[index]
+        outcome = fields.get(RELOAD_FIELD)
+        if outcome in worker.reloads:
+            worker.reloads[outcome] += 1  # type: ignore[index]
         if "READY" in fields and worker.transport is not None:
+            if self._reloading is not None:
+                self._reloading.answered(index, outcome)
             worker.ready = True
             worker.backoff = FIRST_BACKOFF
             if worker.reload_pending:
                 worker.reload_pending = False
                 self._signal(worker, signal.SIGHUP)
-            self._check_ready(index)
+            self._check_ready()
         if "EXTEND_TIMEOUT_USEC" in fields and self.stopping:
             self.notifier.send(f"EXTEND_TIMEOUT_USEC={fields['EXTEND_TIMEOUT_USEC']}")
 
-    def _check_ready(self, index: int | None) -> None:
+    def _check_ready(self) -> None:
         if not self._announced:
             if self.stopping or not all(w.ready for w in self.workers):
                 return
@@ -206,12 +214,20 @@ class WorkerSupervisor(Service):
             self.notifier.ready(self.describe())
             self.notifier.start(self.describe)
             return
-        if self._reloading is not None:
-            self._reloading.discard(index)  # type: ignore[arg-type]
-            if not self._reloading:
-                self._reloading = None
-                self.log.info("Every worker reloaded", event="workers_reloaded")
-                self.notifier.ready(self.describe())
+        if self._reloading is not None and self._reloading.over:
+            self._reload_over(self._reloading)
+
+    def _reload_over(self, answers: ReloadRound) -> None:
+        self._reloading = None
+        if answers.every_worker_reloaded:
+            self.log.info("Every worker reloaded ({workers})", event="workers_reloaded",
+                          workers=answers.describe())
+        else:
+            self.log.error("Reload not taken by every worker: {workers}; a worker that "
+                           "refused serves its previous settings (its reload_problem events "
+                           "say why)", event="workers_reload_refused",
+                           workers=answers.describe(), refused=answers.refused())
+        self.notifier.ready(self.describe())
 
     def describe(self) -> str:
         """The status line: how many workers serve, and the drain."""
@@ -229,10 +245,10 @@ class WorkerSupervisor(Service):
             self.log.warn("Reload ignored: the gateway is draining", event="reload_ignored")
             return
         if self._announced:
-            self._reloading = {w.role.index for w in self.workers
-                               if w.ready and w.transport is not None}
+            self._reloading = ReloadRound(w.role.index for w in self.workers
+                                          if w.ready and w.transport is not None)
             self.notifier.reloading()
-            if not self._reloading:
+            if self._reloading.over:
                 self._reloading = None
                 self.notifier.ready(self.describe())
         for worker in self.workers:
@@ -285,7 +301,8 @@ class WorkerSupervisor(Service):
         worker.transport = None
         worker.ready = False
         if self._reloading is not None:
-            self._check_ready(worker.role.index)
+            self._reloading.answered(worker.role.index, None)
+            self._check_ready()
         how = f"signal {killed}" if killed else f"status {code}"
         if self.stopping:
             worker.status = status
@@ -329,7 +346,7 @@ class WorkerSupervisor(Service):
 
     def _own_metrics(self) -> list[Metric]:
         return supervisor_families(
-            [(w.role.index, w.ready and w.transport is not None, w.restarts)
+            [(w.role.index, w.ready and w.transport is not None, w.restarts, w.reloads)
              for w in self.workers])
 
     def stopService(self) -> Deferred[None]:

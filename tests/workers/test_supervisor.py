@@ -11,7 +11,8 @@ from typing import Any
 
 import attrs
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -176,6 +177,48 @@ class SupervisorNotifyTests(_SupervisorCase):
         self.assertEqual(self.notifier.heads()[-1], "RELOADING=1")
         self.ready(0)
         self.assertEqual(self.notifier.heads()[-1], "READY=1")
+
+    def test_reload_refused_reported_per_worker(self) -> None:
+        """A worker refusing the reload is not hidden: the log names what each worker did
+        (no "every worker reloaded"), and the supervisor's metrics count it."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.ready(0, 1)
+        self.supervisor.reload()
+        self.supervisor.notice(0, {"READY": "1", "STATUS": "serving", "RELOAD": "ok"})
+        self.supervisor.notice(1, {"READY": "1", "STATUS": "serving", "RELOAD": "refused"})
+        self.assertEqual(self.notifier.heads()[-1], "READY=1")
+        [event] = [e for e in observer if e.get("event", "").startswith("workers_reload")]
+        self.assertEqual((event["event"], event["workers"], event["refused"]),
+                         ("workers_reload_refused",
+                          "worker 0 reloaded, worker 1 refused the reload", [1]))
+        families = {f.name: f for f in self.supervisor._own_metrics()}
+        self.assertEqual(sorted((s.labels["worker"], s.labels["result"], s.value)
+                                for s in families["runnergw_worker_reloads"].samples),
+                         [("0", "ok", 1), ("0", "refused", 0),
+                          ("1", "ok", 0), ("1", "refused", 1)])
+
+    def test_reload_taken_by_every_worker(self) -> None:
+        """Every worker answering ``ok``: one "every worker reloaded" event naming each."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.ready(0, 1)
+        self.supervisor.reload()
+        for index in (0, 1):
+            self.supervisor.notice(index, {"READY": "1", "RELOAD": "ok"})
+        [event] = [e for e in observer if e.get("event", "").startswith("workers_reload")]
+        self.assertEqual((event["event"], event["workers"]),
+                         ("workers_reloaded", "worker 0 reloaded, worker 1 reloaded"))
+
+    def test_worker_ended_during_reload_reported(self) -> None:
+        """A worker that died before it answered is said so, not counted as reloaded."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.ready(0, 1)
+        self.supervisor.reload()
+        self.supervisor.notice(0, {"READY": "1", "RELOAD": "ok"})
+        self.reactor.processes[1].exit(None, signal.SIGKILL)
+        [event] = [e for e in observer if e.get("event", "").startswith("workers_reload")]
+        self.assertEqual((event["event"], event["workers"]),
+                         ("workers_reload_refused",
+                          "worker 0 reloaded, worker 1 ended before it answered"))
 
     def test_extend_timeout_forwarded_while_stopping(self) -> None:
         """A draining worker's request for more stop time reaches systemd."""
