@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,6 +41,7 @@ from runnergw.workers.pages import WorkerPages, supervisor_families, workers_roo
 from runnergw.workers.process import WorkerNotices, WorkerProcess
 from runnergw.workers.reload_report import RELOAD_FIELD, ReloadRound
 from runnergw.workers.role import LISTEN_FD, WorkerRole
+from runnergw.workers.run_dir import WORKER_LOCK_FD, make_run_dir, remove_stale_run_dirs
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "WorkerSupervisor"]
 
@@ -96,6 +96,7 @@ class WorkerSupervisor(Service):
         self.workers: list[_Worker] = []
         self.socket: SharedSocket | None = None
         self.run_dir = ""
+        self._run_dir_lock: int | None = None
         self.url = ""
         self.metrics_url = ""
         self.stopping = False
@@ -140,7 +141,10 @@ class WorkerSupervisor(Service):
             self.privilegedStartService()
         super().startService()
         # The private directory and the workers' notify sockets, as the user that runs them.
-        self.run_dir = tempfile.mkdtemp(prefix="runnergw-workers-")
+        for path in remove_stale_run_dirs():
+            self.log.info("Removed {path}, left by a supervisor that was killed",
+                          event="stale_run_dir_removed", path=path)
+        self.run_dir, self._run_dir_lock = make_run_dir()
         self.workers = [_Worker(WorkerRole(index, self.run_dir))
                         for index in range(self.settings.server.workers)]
         for worker in self.workers:
@@ -182,7 +186,8 @@ class WorkerSupervisor(Service):
                 *role.arguments(self.settings.config_path)]
         worker.transport = self.reactor.spawnProcess(
             protocol, self.executable, argv, env=self._environment(),
-            childFDs={0: 0, 1: 1, 2: "r", LISTEN_FD: self.socket.fd})  # type: ignore[union-attr]
+            childFDs={0: 0, 1: 1, 2: "r", LISTEN_FD: self.socket.fd,  # type: ignore[union-attr]
+                      WORKER_LOCK_FD: self._run_dir_lock})
         worker.pid = worker.transport.pid
         self.log.info("Worker {worker} started (pid {pid})", event="worker_started",
                       worker=role.index, pid=worker.pid)
@@ -370,6 +375,9 @@ class WorkerSupervisor(Service):
             if self.socket is not None:
                 os.close(self.socket.fd)
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            if self._run_dir_lock is not None:
+                os.close(self._run_dir_lock)
+                self._run_dir_lock = None
             self.notifier.stop()
             return gatherResults([d for d in waits if d is not None])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ from runnergw.config.load import load_settings
 from runnergw.systemd.notify import Notifier
 from runnergw.workers.listening_socket import SharedSocket
 from runnergw.workers.role import LISTEN_FD
+from runnergw.workers.run_dir import WORKER_LOCK_FD, make_run_dir
 from runnergw.workers.supervisor import WorkerSupervisor
 
-__all__ = ["SupervisorNotifyTests", "SupervisorRestartTests", "SupervisorSignalTests",
-           "SupervisorStopTests", "SupervisorWorkerTests"]
+__all__ = ["StaleRunDirTests", "SupervisorNotifyTests", "SupervisorRestartTests",
+           "SupervisorSignalTests", "SupervisorStopTests", "SupervisorWorkerTests"]
 
 
 @attrs.define
@@ -135,6 +137,13 @@ class SupervisorWorkerTests(_SupervisorCase):
             self.assertEqual(process.argv[:3], ["/usr/bin/python3", "-m", "runnergw.worker"])
             self.assertEqual(process.argv[process.argv.index("--index") + 1], str(index))
             self.assertEqual(process.child_fds[LISTEN_FD], self.fd)
+
+    def test_run_dir_lock_inherited(self) -> None:
+        """Each worker inherits the lock of the private directory (descriptor 4): the
+        directory is not taken for stale while a worker of a killed supervisor drains."""
+        for process in self.reactor.processes:
+            self.assertEqual(process.child_fds[WORKER_LOCK_FD],
+                             self.supervisor._run_dir_lock)
 
     def test_environment_without_service_manager(self) -> None:
         """Workers do not talk to systemd nor take its sockets: its variables are left out
@@ -330,3 +339,23 @@ class SupervisorRestartTests(_SupervisorCase):
         self.reactor.processes[2].exit(1)
         self.reactor.advance(1)
         self.assertEqual(len(self.reactor.processes), 4)
+
+
+class StaleRunDirTests(_SupervisorCase):
+    """The private directory a supervisor killed with -9 left behind."""
+
+    def setUp(self) -> None:
+        self.parent = Path(self.mktemp()).resolve()
+        self.parent.mkdir()
+        self.patch(tempfile, "tempdir", str(self.parent))
+        self.stale, fd = make_run_dir()
+        os.close(fd)  # its supervisor and workers are gone
+        self.observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        super().setUp()
+
+    def test_removed_at_start(self) -> None:
+        """A new supervisor removes it and says so; its own directory is made beside."""
+        self.assertFalse(os.path.exists(self.stale))
+        self.assertEqual([e["path"] for e in self.observer
+                          if e.get("event") == "stale_run_dir_removed"], [self.stale])
+        self.assertTrue(self.supervisor.run_dir.startswith(str(self.parent)))
