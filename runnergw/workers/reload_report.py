@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from twisted.logger import Logger
+
 from runnergw.systemd.notify import Notifier
 
 __all__ = ["RELOAD_FIELD", "ReloadRound", "ReportingNotifier"]
@@ -68,6 +70,17 @@ class ReloadRound:
     def refused(self) -> list[int]:
         """The workers that refused, serving their previous settings."""
         return sorted(i for i, outcome in self.outcomes.items() if outcome == "refused")
+
+    def log_outcome(self, log: Logger) -> None:
+        """Say what every worker did, as one event."""
+        if self.every_worker_reloaded:
+            log.info("Every worker reloaded ({workers})", event="workers_reloaded",
+                     workers=self.describe())
+            return
+        log.error("Reload not taken by every worker: {workers}; a worker that refused "
+                  "serves its previous settings (its reload_problem events say why)",
+                  event="workers_reload_refused", workers=self.describe(),
+                  refused=self.refused())
 
     def describe(self) -> str:
         """``worker 0 reloaded, worker 1 refused the reload``."""

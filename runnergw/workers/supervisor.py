@@ -28,7 +28,6 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-import runnergw
 from runnergw.config.reader import ListenAddress
 from runnergw.config.settings import Settings
 from runnergw.exit_status import DRAIN_CUT, FAILED_AT_START
@@ -38,7 +37,7 @@ from runnergw.stop_signals import SignalHandlers
 from runnergw.systemd.notify import Notifier
 from runnergw.workers.listening_socket import SharedSocket, open_shared_socket
 from runnergw.workers.pages import WorkerPages, supervisor_families, workers_root
-from runnergw.workers.process import WorkerNotices, WorkerProcess
+from runnergw.workers.process import WorkerNotices, WorkerProcess, worker_environment
 from runnergw.workers.reload_report import RELOAD_FIELD, ReloadRound
 from runnergw.workers.role import LISTEN_FD, WorkerRole
 from runnergw.workers.run_dir import WORKER_LOCK_FD, make_run_dir, remove_stale_run_dirs
@@ -49,11 +48,6 @@ FIRST_BACKOFF = 1.0
 """Seconds before a worker that died is started again; doubled at each death in a row."""
 MAX_BACKOFF = 30.0
 """The longest wait before a worker is started again."""
-
-_INHERITED_NOT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID",
-                  "LISTEN_FDS", "LISTEN_FDNAMES")
-"""Variables meant for the supervisor alone: a worker speaks to it, not to systemd."""
-
 
 @attrs.define
 class _Worker:
@@ -165,15 +159,6 @@ class WorkerSupervisor(Service):
         for worker in self.workers:
             self._spawn(worker)
 
-    def _environment(self) -> dict[str, str]:
-        environment = {name: value for name, value in self.environ.items()
-                       if name not in _INHERITED_NOT}
-        # The workers import the same runnergw as the supervisor.
-        source = os.path.dirname(os.path.dirname(os.path.abspath(runnergw.__file__)))
-        path = environment.get("PYTHONPATH")
-        environment["PYTHONPATH"] = source + (os.pathsep + path if path else "")
-        return environment
-
     def _spawn(self, worker: _Worker) -> None:
         worker.restart_call = None
         worker.ready = False
@@ -185,7 +170,7 @@ class WorkerSupervisor(Service):
         argv = [self.executable, "-m", "runnergw.worker",
                 *role.arguments(self.settings.config_path)]
         worker.transport = self.reactor.spawnProcess(
-            protocol, self.executable, argv, env=self._environment(),
+            protocol, self.executable, argv, env=worker_environment(self.environ),
             childFDs={0: 0, 1: 1, 2: "r", LISTEN_FD: self.socket.fd,  # type: ignore[union-attr]
                       WORKER_LOCK_FD: self._run_dir_lock})
         worker.pid = worker.transport.pid
@@ -224,14 +209,7 @@ class WorkerSupervisor(Service):
 
     def _reload_over(self, answers: ReloadRound) -> None:
         self._reloading = None
-        if answers.every_worker_reloaded:
-            self.log.info("Every worker reloaded ({workers})", event="workers_reloaded",
-                          workers=answers.describe())
-        else:
-            self.log.error("Reload not taken by every worker: {workers}; a worker that "
-                           "refused serves its previous settings (its reload_problem events "
-                           "say why)", event="workers_reload_refused",
-                           workers=answers.describe(), refused=answers.refused())
+        answers.log_outcome(self.log)
         self.notifier.ready(self.describe())
 
     def describe(self) -> str:
