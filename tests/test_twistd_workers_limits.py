@@ -30,7 +30,9 @@ from tests.helpers.workers_twistd import LoggedTwistd, start_twistd
 __all__ = ["WorkersSharedLimitsTests"]
 
 RATE = 10
-"""Requests per minute (and burst) of the rate-limited role."""
+"""The burst of the rate-limited role: requests it may make at once."""
+REFILL = 2
+"""Its requests per minute: one more every 30 s, none during a test."""
 CAP = 2
 """Streams under way at once of the capped role."""
 
@@ -122,9 +124,9 @@ class WorkersSharedLimitsTests(ClusterCase):
         return sorted(status for status, _ in await gatherResults(calls))
 
     async def test_rate_limit_once_for_both_workers(self) -> None:
-        """10 requests per minute: 5 of a burst pass on worker 0; of 30 sent at once to
-        worker 1 only 5 pass; then of 20 sent at once to both, none: 10 in all."""
-        await self.start_workers({"requestsPerMinute": RATE, "burst": RATE})
+        """A burst of 10: 5 requests pass on worker 0; of 30 sent at once to worker 1 only
+        5 pass; then of 20 sent at once to both, none: 10 in all."""
+        await self.start_workers({"requestsPerMinute": REFILL, "burst": RATE})
         start = await self.served_by_worker()
         self.pause(1)
         first = await self.burst(RATE // 2, "rate")
