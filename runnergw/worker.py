@@ -40,15 +40,16 @@ def main(argv: list[str]) -> int:
     from runnergw.logs import level_gate
     from runnergw.service import GatewayService
     from runnergw.startup import prepare
-    from runnergw.systemd.notify import Notifier
+    from runnergw.workers.reload_report import ReportingNotifier
 
     try:
         settings = load_settings(config)
         level_gate.set_level(settings.logging.level)
         parts = prepare(settings)
-        service: Any = GatewayService(settings, parts, reactor,
-                                      notifier=Notifier(role.notify_path, reactor),
+        notifier = ReportingNotifier(role.notify_path, reactor)
+        service: Any = GatewayService(settings, parts, reactor, notifier=notifier,
                                       worker=role)
+        notifier.reload_results = service.reload_results
         service.privilegedStartService()
     except ConfigErrors as e:
         print(f"runnergw: {e}", file=sys.stderr, flush=True)

@@ -66,8 +66,10 @@ class ClusterLimitTests(ClusterCase):
         """A node killed with -9 while streaming holds its place only until the slot
         expiry: a request waiting on the other node then gets it."""
         role = {"concurrency": 1, "concurrencyWait": "20s"}
-        one = await self.start_node("one", role, {"slotExpiry": "2s"})
-        two = await self.start_node("two", role, {"slotExpiry": "2s"})
+        # A cap of 1 on 2 nodes cannot fail open (each node would allow 1).
+        closed = {"onRedisError": {"concurrency": "closed"}}
+        one = await self.start_node("one", role, {"slotExpiry": "2s", **closed})
+        two = await self.start_node("two", role, {"slotExpiry": "2s", **closed})
         self.fake.gated = True
         arrived = self.fake.next_request()
         stream = ensureDeferred(self.call(one, _GENERATE, _generation(True)))

@@ -121,6 +121,25 @@ class TwistdWorkersTests(TestCase):
         for _ in range(3):
             self.assertEqual(await self.batch(), [(200, "second")] * BATCH)
 
+    async def test_refused_reload_reported(self) -> None:
+        """SIGHUP with settings every worker refuses: the supervisor does not say every
+        worker reloaded, it says which refused, /metrics counts the refusals, and the
+        answers carry the previous settings."""
+        process, manager, _ = await self.start()
+        report = process.next_event("workers_reload_refused")
+        self.document["runners"][0]["rewrite"]["setResponseHeaders"]["X-Settings"] = 7
+        (self.directory / "settings.yaml").write_text(yaml.safe_dump(self.document))
+        os.kill(process.transport.pid, signal.SIGHUP)  # type: ignore[union-attr]
+        await manager.next_starting("READY=1")
+        event = await report
+        self.assertEqual((event["refused"], process.logged("workers_reloaded")), ([0, 1], []))
+        self.assertEqual(event["workers"], "worker 0 refused the reload, worker 1 refused "
+                                           "the reload")
+        response = await self.agent.request(b"GET", (self.metrics_url + "/metrics").encode())
+        text = (await readBody(response)).decode()
+        self.assertIn('runnergw_worker_reloads_total{result="refused",worker="1"} 1.0', text)
+        self.assertEqual({v for _, v in await self.batch()}, {"first"})
+
     async def test_sigterm_drains_every_worker(self) -> None:
         """SIGTERM: systemd hears STOPPING=1, both workers drain cleanly and the supervisor
         exits 0."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import attrs
 
 from runnergw.config.audit import AuditSettings
-from runnergw.config.limits_backend import LimitsSettings
+from runnergw.config.limits_backend import LimitsSettings, share_problems
 from runnergw.config.logging import LoggingSettings
 from runnergw.config.metrics import MetricsSettings
 from runnergw.config.paseto import PasetoSettings
@@ -24,7 +24,7 @@ from runnergw.config.runners import (
 )
 from runnergw.config.server import ServerSettings
 from runnergw.config.shutdown import ShutdownSettings
-from runnergw.config.workers import workers_problems
+from runnergw.config.workers import nodes_problems, workers_problems
 
 __all__ = ["Settings"]
 
@@ -86,6 +86,10 @@ class Settings:
                                f"({known}): tokens without a role claim would have no rules")
         for key, message in workers_problems(settings):
             root.section("server").error(key, message)
+        for key, message in nodes_problems(settings):
+            root.section("limits").error(key, message)
+        for origin, path, message in share_problems(settings.limits, roles.values()):
+            root.sink.add(origin, path, message)
         if not settings.runners and not settings.pipelines.enabled:
             root.error("runners", "nothing to serve: add a runner or a pipelines section")
         root.finish()

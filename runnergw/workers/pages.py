@@ -124,17 +124,24 @@ def merged_families(expositions: Mapping[int, str]) -> list[Metric]:
     return list(families.values())
 
 
-def supervisor_families(workers: Iterable[tuple[int, bool, int]]) -> list[Metric]:
-    """The supervisor's own metrics from each worker's ``(index, serving, restarts)``."""
+def supervisor_families(workers: Iterable[tuple[int, bool, int, Mapping[str, int]]]
+                        ) -> list[Metric]:
+    """The supervisor's own metrics from each worker's ``(index, serving, restarts,
+    reloads)``, ``reloads`` counting the reloads it answered by outcome (ok, refused)."""
     up = GaugeMetricFamily("runnergw_worker_up", "1 while the worker process serves",
                            labels=["worker"])
     restarts = CounterMetricFamily("runnergw_worker_restarts",
                                    "Worker processes started again after they died",
                                    labels=["worker"])
-    for index, serving, count in workers:
+    reloads = CounterMetricFamily("runnergw_worker_reloads",
+                                  "Reloads each worker answered, by result (ok, refused)",
+                                  labels=["worker", "result"])
+    for index, serving, count, answered in workers:
         up.add_metric([str(index)], 1 if serving else 0)
         restarts.add_metric([str(index)], count)
-    return [up, restarts]
+        for result, times in sorted(answered.items()):
+            reloads.add_metric([str(index), result], times)
+    return [up, restarts, reloads]
 
 
 class _Families:

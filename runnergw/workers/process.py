@@ -5,18 +5,36 @@ systemd)."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.protocol import DatagramProtocol, ProcessProtocol
 from twisted.logger import LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
-__all__ = ["MAX_LINE", "WorkerNotices", "WorkerProcess"]
+import runnergw
+
+__all__ = ["MAX_LINE", "WorkerNotices", "WorkerProcess", "worker_environment"]
 
 MAX_LINE = 65536
 """Longest line kept from a worker's standard error; the rest of a longer one is dropped."""
+
+_INHERITED_NOT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID",
+                  "LISTEN_FDS", "LISTEN_FDNAMES")
+"""Variables meant for the supervisor alone: a worker speaks to it, not to systemd."""
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """A worker's environment: ``environ`` without what is meant for the supervisor alone,
+    and with the ``runnergw`` the supervisor runs first on ``PYTHONPATH``."""
+    environment = {name: value for name, value in environ.items()
+                   if name not in _INHERITED_NOT}
+    source = os.path.dirname(os.path.dirname(os.path.abspath(runnergw.__file__)))
+    path = environment.get("PYTHONPATH")
+    environment["PYTHONPATH"] = source + (os.pathsep + path if path else "")
+    return environment
 
 
 class WorkerProcess(ProcessProtocol):

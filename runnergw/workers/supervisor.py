@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,7 +28,6 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-import runnergw
 from runnergw.config.reader import ListenAddress
 from runnergw.config.settings import Settings
 from runnergw.exit_status import DRAIN_CUT, FAILED_AT_START
@@ -39,8 +37,10 @@ from runnergw.stop_signals import SignalHandlers
 from runnergw.systemd.notify import Notifier
 from runnergw.workers.listening_socket import SharedSocket, open_shared_socket
 from runnergw.workers.pages import WorkerPages, supervisor_families, workers_root
-from runnergw.workers.process import WorkerNotices, WorkerProcess
+from runnergw.workers.process import WorkerNotices, WorkerProcess, worker_environment
+from runnergw.workers.reload_report import RELOAD_FIELD, ReloadRound
 from runnergw.workers.role import LISTEN_FD, WorkerRole
+from runnergw.workers.run_dir import WORKER_LOCK_FD, make_run_dir, remove_stale_run_dirs
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "WorkerSupervisor"]
 
@@ -48,11 +48,6 @@ FIRST_BACKOFF = 1.0
 """Seconds before a worker that died is started again; doubled at each death in a row."""
 MAX_BACKOFF = 30.0
 """The longest wait before a worker is started again."""
-
-_INHERITED_NOT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID",
-                  "LISTEN_FDS", "LISTEN_FDNAMES")
-"""Variables meant for the supervisor alone: a worker speaks to it, not to systemd."""
-
 
 @attrs.define
 class _Worker:
@@ -70,6 +65,8 @@ class _Worker:
     """A SIGHUP came while it was starting: it is passed on once the worker serves."""
     status: int | None = None
     """Its exit status, once it ended during a stop."""
+    reloads: dict[str, int] = attrs.field(factory=lambda: {"ok": 0, "refused": 0})
+    """Reloads it answered, by outcome."""
 
 
 class WorkerSupervisor(Service):
@@ -93,13 +90,14 @@ class WorkerSupervisor(Service):
         self.workers: list[_Worker] = []
         self.socket: SharedSocket | None = None
         self.run_dir = ""
+        self._run_dir_lock: int | None = None
         self.url = ""
         self.metrics_url = ""
         self.stopping = False
         """Set at the first stop signal: the workers drain and none is started again."""
         self._announced = False
         self._failed_at_start: int | None = None
-        self._reloading: set[int] | None = None
+        self._reloading: ReloadRound | None = None
         self._ports: list[Any] = []
         self._metrics_listener: MetricsListener | None = None
         self._all_ended: Deferred[None] = Deferred()
@@ -137,7 +135,10 @@ class WorkerSupervisor(Service):
             self.privilegedStartService()
         super().startService()
         # The private directory and the workers' notify sockets, as the user that runs them.
-        self.run_dir = tempfile.mkdtemp(prefix="runnergw-workers-")
+        for path in remove_stale_run_dirs():
+            self.log.info("Removed {path}, left by a supervisor that was killed",
+                          event="stale_run_dir_removed", path=path)
+        self.run_dir, self._run_dir_lock = make_run_dir()
         self.workers = [_Worker(WorkerRole(index, self.run_dir))
                         for index in range(self.settings.server.workers)]
         for worker in self.workers:
@@ -158,15 +159,6 @@ class WorkerSupervisor(Service):
         for worker in self.workers:
             self._spawn(worker)
 
-    def _environment(self) -> dict[str, str]:
-        environment = {name: value for name, value in self.environ.items()
-                       if name not in _INHERITED_NOT}
-        # The workers import the same runnergw as the supervisor.
-        source = os.path.dirname(os.path.dirname(os.path.abspath(runnergw.__file__)))
-        path = environment.get("PYTHONPATH")
-        environment["PYTHONPATH"] = source + (os.pathsep + path if path else "")
-        return environment
-
     def _spawn(self, worker: _Worker) -> None:
         worker.restart_call = None
         worker.ready = False
@@ -178,8 +170,9 @@ class WorkerSupervisor(Service):
         argv = [self.executable, "-m", "runnergw.worker",
                 *role.arguments(self.settings.config_path)]
         worker.transport = self.reactor.spawnProcess(
-            protocol, self.executable, argv, env=self._environment(),
-            childFDs={0: 0, 1: 1, 2: "r", LISTEN_FD: self.socket.fd})  # type: ignore[union-attr]
+            protocol, self.executable, argv, env=worker_environment(self.environ),
+            childFDs={0: 0, 1: 1, 2: "r", LISTEN_FD: self.socket.fd,  # type: ignore[union-attr]
+                      WORKER_LOCK_FD: self._run_dir_lock})
         worker.pid = worker.transport.pid
         self.log.info("Worker {worker} started (pid {pid})", event="worker_started",
                       worker=role.index, pid=worker.pid)
@@ -187,17 +180,22 @@ class WorkerSupervisor(Service):
     def notice(self, index: int, fields: dict[str, str]) -> None:
         """A worker's notify message."""
         worker = self.workers[index]
+        outcome = fields.get(RELOAD_FIELD)
+        if outcome in worker.reloads:
+            worker.reloads[outcome] += 1  # type: ignore[index]
         if "READY" in fields and worker.transport is not None:
+            if self._reloading is not None:
+                self._reloading.answered(index, outcome)
             worker.ready = True
             worker.backoff = FIRST_BACKOFF
             if worker.reload_pending:
                 worker.reload_pending = False
                 self._signal(worker, signal.SIGHUP)
-            self._check_ready(index)
+            self._check_ready()
         if "EXTEND_TIMEOUT_USEC" in fields and self.stopping:
             self.notifier.send(f"EXTEND_TIMEOUT_USEC={fields['EXTEND_TIMEOUT_USEC']}")
 
-    def _check_ready(self, index: int | None) -> None:
+    def _check_ready(self) -> None:
         if not self._announced:
             if self.stopping or not all(w.ready for w in self.workers):
                 return
@@ -206,12 +204,13 @@ class WorkerSupervisor(Service):
             self.notifier.ready(self.describe())
             self.notifier.start(self.describe)
             return
-        if self._reloading is not None:
-            self._reloading.discard(index)  # type: ignore[arg-type]
-            if not self._reloading:
-                self._reloading = None
-                self.log.info("Every worker reloaded", event="workers_reloaded")
-                self.notifier.ready(self.describe())
+        if self._reloading is not None and self._reloading.over:
+            self._reload_over(self._reloading)
+
+    def _reload_over(self, answers: ReloadRound) -> None:
+        self._reloading = None
+        answers.log_outcome(self.log)
+        self.notifier.ready(self.describe())
 
     def describe(self) -> str:
         """The status line: how many workers serve, and the drain."""
@@ -229,10 +228,10 @@ class WorkerSupervisor(Service):
             self.log.warn("Reload ignored: the gateway is draining", event="reload_ignored")
             return
         if self._announced:
-            self._reloading = {w.role.index for w in self.workers
-                               if w.ready and w.transport is not None}
+            self._reloading = ReloadRound(w.role.index for w in self.workers
+                                          if w.ready and w.transport is not None)
             self.notifier.reloading()
-            if not self._reloading:
+            if self._reloading.over:
                 self._reloading = None
                 self.notifier.ready(self.describe())
         for worker in self.workers:
@@ -285,7 +284,8 @@ class WorkerSupervisor(Service):
         worker.transport = None
         worker.ready = False
         if self._reloading is not None:
-            self._check_ready(worker.role.index)
+            self._reloading.answered(worker.role.index, None)
+            self._check_ready()
         how = f"signal {killed}" if killed else f"status {code}"
         if self.stopping:
             worker.status = status
@@ -329,7 +329,7 @@ class WorkerSupervisor(Service):
 
     def _own_metrics(self) -> list[Metric]:
         return supervisor_families(
-            [(w.role.index, w.ready and w.transport is not None, w.restarts)
+            [(w.role.index, w.ready and w.transport is not None, w.restarts, w.reloads)
              for w in self.workers])
 
     def stopService(self) -> Deferred[None]:
@@ -353,6 +353,9 @@ class WorkerSupervisor(Service):
             if self.socket is not None:
                 os.close(self.socket.fd)
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            if self._run_dir_lock is not None:
+                os.close(self._run_dir_lock)
+                self._run_dir_lock = None
             self.notifier.stop()
             return gatherResults([d for d in waits if d is not None])
 

@@ -79,10 +79,16 @@ class SupervisorFamiliesTests(SynchronousTestCase):
 
     def test_up_and_restarts(self) -> None:
         """Each worker's state (1 serving, 0 not) and how often it was started again."""
-        text = _encode(supervisor_families([(0, True, 0), (1, False, 3)]))
+        text = _encode(supervisor_families([(0, True, 0, {}), (1, False, 3, {})]))
         self.assertIn('runnergw_worker_up{worker="0"} 1.0', text)
         self.assertIn('runnergw_worker_up{worker="1"} 0.0', text)
         self.assertIn('runnergw_worker_restarts_total{worker="1"} 3.0', text)
+
+    def test_reloads_by_result(self) -> None:
+        """Each worker's reloads, taken and refused, counted apart."""
+        text = _encode(supervisor_families([(0, True, 0, {"ok": 2, "refused": 1})]))
+        self.assertIn('runnergw_worker_reloads_total{result="ok",worker="0"} 2.0', text)
+        self.assertIn('runnergw_worker_reloads_total{result="refused",worker="0"} 1.0', text)
 
 
 class _NoPages:

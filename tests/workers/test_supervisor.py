@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import attrs
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -19,10 +21,11 @@ from runnergw.config.load import load_settings
 from runnergw.systemd.notify import Notifier
 from runnergw.workers.listening_socket import SharedSocket
 from runnergw.workers.role import LISTEN_FD
+from runnergw.workers.run_dir import WORKER_LOCK_FD, make_run_dir
 from runnergw.workers.supervisor import WorkerSupervisor
 
-__all__ = ["SupervisorNotifyTests", "SupervisorRestartTests", "SupervisorSignalTests",
-           "SupervisorStopTests", "SupervisorWorkerTests"]
+__all__ = ["StaleRunDirTests", "SupervisorNotifyTests", "SupervisorRestartTests",
+           "SupervisorSignalTests", "SupervisorStopTests", "SupervisorWorkerTests"]
 
 
 @attrs.define
@@ -135,6 +138,13 @@ class SupervisorWorkerTests(_SupervisorCase):
             self.assertEqual(process.argv[process.argv.index("--index") + 1], str(index))
             self.assertEqual(process.child_fds[LISTEN_FD], self.fd)
 
+    def test_run_dir_lock_inherited(self) -> None:
+        """Each worker inherits the lock of the private directory (descriptor 4): the
+        directory is not taken for stale while a worker of a killed supervisor drains."""
+        for process in self.reactor.processes:
+            self.assertEqual(process.child_fds[WORKER_LOCK_FD],
+                             self.supervisor._run_dir_lock)
+
     def test_environment_without_service_manager(self) -> None:
         """Workers do not talk to systemd nor take its sockets: its variables are left out
         of their environment; the rest is kept."""
@@ -176,6 +186,48 @@ class SupervisorNotifyTests(_SupervisorCase):
         self.assertEqual(self.notifier.heads()[-1], "RELOADING=1")
         self.ready(0)
         self.assertEqual(self.notifier.heads()[-1], "READY=1")
+
+    def test_reload_refused_reported_per_worker(self) -> None:
+        """A worker refusing the reload is not hidden: the log names what each worker did
+        (no "every worker reloaded"), and the supervisor's metrics count it."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.ready(0, 1)
+        self.supervisor.reload()
+        self.supervisor.notice(0, {"READY": "1", "STATUS": "serving", "RELOAD": "ok"})
+        self.supervisor.notice(1, {"READY": "1", "STATUS": "serving", "RELOAD": "refused"})
+        self.assertEqual(self.notifier.heads()[-1], "READY=1")
+        [event] = [e for e in observer if e.get("event", "").startswith("workers_reload")]
+        self.assertEqual((event["event"], event["workers"], event["refused"]),
+                         ("workers_reload_refused",
+                          "worker 0 reloaded, worker 1 refused the reload", [1]))
+        families = {f.name: f for f in self.supervisor._own_metrics()}
+        self.assertEqual(sorted((s.labels["worker"], s.labels["result"], s.value)
+                                for s in families["runnergw_worker_reloads"].samples),
+                         [("0", "ok", 1), ("0", "refused", 0),
+                          ("1", "ok", 0), ("1", "refused", 1)])
+
+    def test_reload_taken_by_every_worker(self) -> None:
+        """Every worker answering ``ok``: one "every worker reloaded" event naming each."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.ready(0, 1)
+        self.supervisor.reload()
+        for index in (0, 1):
+            self.supervisor.notice(index, {"READY": "1", "RELOAD": "ok"})
+        [event] = [e for e in observer if e.get("event", "").startswith("workers_reload")]
+        self.assertEqual((event["event"], event["workers"]),
+                         ("workers_reloaded", "worker 0 reloaded, worker 1 reloaded"))
+
+    def test_worker_ended_during_reload_reported(self) -> None:
+        """A worker that died before it answered is said so, not counted as reloaded."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.ready(0, 1)
+        self.supervisor.reload()
+        self.supervisor.notice(0, {"READY": "1", "RELOAD": "ok"})
+        self.reactor.processes[1].exit(None, signal.SIGKILL)
+        [event] = [e for e in observer if e.get("event", "").startswith("workers_reload")]
+        self.assertEqual((event["event"], event["workers"]),
+                         ("workers_reload_refused",
+                          "worker 0 reloaded, worker 1 ended before it answered"))
 
     def test_extend_timeout_forwarded_while_stopping(self) -> None:
         """A draining worker's request for more stop time reaches systemd."""
@@ -287,3 +339,23 @@ class SupervisorRestartTests(_SupervisorCase):
         self.reactor.processes[2].exit(1)
         self.reactor.advance(1)
         self.assertEqual(len(self.reactor.processes), 4)
+
+
+class StaleRunDirTests(_SupervisorCase):
+    """The private directory a supervisor killed with -9 left behind."""
+
+    def setUp(self) -> None:
+        self.parent = Path(self.mktemp()).resolve()
+        self.parent.mkdir()
+        self.patch(tempfile, "tempdir", str(self.parent))
+        self.stale, fd = make_run_dir()
+        os.close(fd)  # its supervisor and workers are gone
+        self.observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        super().setUp()
+
+    def test_removed_at_start(self) -> None:
+        """A new supervisor removes it and says so; its own directory is made beside."""
+        self.assertFalse(os.path.exists(self.stale))
+        self.assertEqual([e["path"] for e in self.observer
+                          if e.get("event") == "stale_run_dir_removed"], [self.stale])
+        self.assertTrue(self.supervisor.run_dir.startswith(str(self.parent)))
