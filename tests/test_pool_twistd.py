@@ -4,8 +4,6 @@ the gateway serves; the operator sees it in the JSON log, the clients do not."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from io import BytesIO
 from pathlib import Path
@@ -14,7 +12,6 @@ from typing import Any
 import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ProcessExitedAlready
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
@@ -23,7 +20,7 @@ from runnergw.tokens.key_generation import write_signing_keypair
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.signing_keys import load_signing_key
 from tests.helpers.killable_ollama import KillableOllama
-from tests.helpers.twistd import TWISTD, TwistdProcess
+from tests.helpers.twistd import TwistdProcess, spawn_twistd
 
 __all__ = ["TwistdPoolTests"]
 
@@ -96,23 +93,7 @@ class TwistdPoolTests(TestCase):
             "audit": {"path": ""},
         }))
         process = _LoggingTwistd()
-        argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
-                "-n", "--pidfile=", "runnergw", "--config", str(config)]
-        environment = {key: value for key, value in os.environ.items()
-                       if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV",
-                                              "NOTIFY_", "WATCHDOG_", "LISTEN_"))}
-        transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
-                                         path=str(self.directory))
-
-        def stop() -> Any:
-            if not process.ended.called:
-                try:
-                    transport.signalProcess("KILL")
-                except ProcessExitedAlready:
-                    pass
-            return process.ended
-
-        self.addCleanup(stop)
+        spawn_twistd(self, process, config, directory=self.directory, stop_signal="KILL")
         return process
 
     async def generate(self, url: str, count: int) -> list[int]:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,7 +17,6 @@ import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.trial.unittest import TestCase
 
@@ -27,7 +25,7 @@ from runnergw.tokens.key_generation import write_signing_keypair
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.signing_keys import load_signing_key
 from tests.helpers.gateway import start_fake_ollama
-from tests.helpers.twistd import TWISTD, TwistdProcess
+from tests.helpers.twistd import TwistdProcess, gateway_environment, spawn_twistd
 
 __all__ = ["AuditReopenTests", "TwistdDrainTests"]
 
@@ -128,24 +126,9 @@ class _TwistdCase(TestCase):
             "metrics": {"address": "127.0.0.1:0"},
         }))
         process = _Twistd()
-        argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
-                "-n", "--pidfile=", "runnergw", "--config", str(config)]
-        environment = {key: value for key, value in os.environ.items()
-                       if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV",
-                                              "NOTIFY_", "WATCHDOG_"))}
-        environment["NOTIFY_SOCKET"] = self.socket_path
-        transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
-                                         path=str(self.directory))
-
-        def stop() -> Any:
-            if not process.ended.called:
-                try:
-                    transport.signalProcess("KILL")
-                except ProcessExitedAlready:
-                    pass
-            return process.ended
-
-        self.addCleanup(stop)
+        spawn_twistd(self, process, config, directory=self.directory,
+                     environment=gateway_environment(NOTIFY_SOCKET=self.socket_path),
+                     stop_signal="KILL")
         self.process = process
         return process
 

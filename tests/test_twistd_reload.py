@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
-from twisted.internet.error import ProcessExitedAlready
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
@@ -27,7 +25,7 @@ from tests.helpers.clients import BytesProducer, fetch
 from tests.helpers.command_gateway import SERVER_ID, example
 from tests.helpers.gateway import start_fake_ollama
 from tests.helpers.saas import TestSaas
-from tests.helpers.twistd import TWISTD, TwistdProcess
+from tests.helpers.twistd import TwistdProcess, spawn_twistd
 
 __all__ = ["BrokenReloadTests", "ReloadChangesTests", "ReloadUnderLoadTests"]
 
@@ -109,23 +107,7 @@ class _TwistdCase(TestCase):
     async def start(self) -> _LoggedTwistd:
         self.write()
         process = _LoggedTwistd()
-        argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
-                "-n", "--pidfile=", "runnergw", "--config", str(self.config)]
-        environment = {key: value for key, value in os.environ.items()
-                       if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV",
-                                              "NOTIFY_", "WATCHDOG_", "AUDIT_"))}
-        transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
-                                         path=str(self.directory))
-
-        def stop() -> Any:
-            if not process.ended.called:
-                try:
-                    transport.signalProcess("TERM")
-                except ProcessExitedAlready:
-                    pass
-            return process.ended
-
-        self.addCleanup(stop)
+        spawn_twistd(self, process, self.config, directory=self.directory)
         self.url = await process.listening
         self.process = process
         return process

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -23,7 +21,7 @@ from tests.helpers.clients import BytesProducer, fetch
 from tests.helpers.command_gateway import SERVER_ID
 from tests.helpers.job_control import JobControl, RunningJob, kill_at_cleanup
 from tests.helpers.saas import TestSaas, input_form, multipart_body
-from tests.helpers.twistd import TWISTD
+from tests.helpers.twistd import spawn_twistd
 from tests.test_twistd_reload import _LoggedTwistd
 
 __all__ = ["JobLimitAcrossSighupTests"]
@@ -63,23 +61,7 @@ class JobLimitAcrossSighupTests(TestCase):
     async def start(self) -> None:
         self.config.write_text(yaml.safe_dump(self.document))
         process = _LoggedTwistd()
-        argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
-                "-n", "--pidfile=", "runnergw", "--config", str(self.config)]
-        environment = {key: value for key, value in os.environ.items()
-                       if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV",
-                                              "NOTIFY_", "WATCHDOG_", "AUDIT_"))}
-        transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
-                                         path=str(self.directory))
-
-        def stop() -> Any:
-            if not process.ended.called:
-                try:
-                    transport.signalProcess("TERM")
-                except ProcessExitedAlready:
-                    pass
-            return process.ended
-
-        self.addCleanup(stop)
+        spawn_twistd(self, process, self.config, directory=self.directory)
         self.metrics_url = await process.metrics_listening
         self.url = await process.listening
         self.process = process

@@ -4,8 +4,6 @@ Ollama: what a cluster behind a load balancer is."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,6 @@ from typing import Any
 import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessExitedAlready
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -23,7 +20,7 @@ from runnergw.tokens.signing_keys import load_signing_key
 from tests.helpers.clients import BytesProducer, fetch
 from tests.helpers.gateway import start_fake_ollama
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.twistd import TWISTD, TwistdProcess
+from tests.helpers.twistd import TwistdProcess, spawn_twistd
 
 __all__ = ["ClusterCase", "ClusterNode"]
 
@@ -107,23 +104,7 @@ class ClusterCase(TestCase):
         config = self.directory / f"{name}.yaml"
         config.write_text(yaml.safe_dump(self.document(name, role, limits)))
         node = ClusterNode()
-        argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
-                "-n", "--pidfile=", "runnergw", "--config", str(config)]
-        environment = {key: value for key, value in os.environ.items()
-                       if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV",
-                                              "NOTIFY_", "WATCHDOG_", "AUDIT_"))}
-        transport = reactor.spawnProcess(node, sys.executable, argv, env=environment,
-                                         path=str(self.directory))
-
-        def stop() -> Any:
-            if not node.ended.called:
-                try:
-                    transport.signalProcess("TERM")
-                except ProcessExitedAlready:
-                    pass
-            return node.ended
-
-        self.addCleanup(stop)
+        spawn_twistd(self, node, config, directory=self.directory)
         node.url = await node.listening
         return node
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +14,10 @@ from typing import Any
 import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue
-from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
-from tests.helpers.twistd import TWISTD, TwistdProcess
+from tests.helpers.twistd import TwistdProcess, gateway_environment, spawn_twistd
 
 __all__ = ["LoggedTwistd", "ServiceManager", "start_twistd"]
 
@@ -112,22 +110,6 @@ def start_twistd(testcase: TestCase, directory: Path, document: dict[str, Any]
     testcase.addCleanup(port.stopListening)
     process = LoggedTwistd()
     process.listening.addErrback(lambda _: None)
-    argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
-            "-n", "--pidfile=", "runnergw", "--config", str(config)]
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV",
-                                          "NOTIFY_", "WATCHDOG_", "AUDIT_", "LISTEN_"))}
-    environment["NOTIFY_SOCKET"] = os.path.join(short, "notify")
-    transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
-                                     path=str(directory))
-
-    def stop() -> Any:
-        if not process.ended.called:
-            try:
-                transport.signalProcess("TERM")
-            except ProcessExitedAlready:
-                pass
-        return process.ended
-
-    testcase.addCleanup(stop)
+    spawn_twistd(testcase, process, config, directory=directory,
+                 environment=gateway_environment(NOTIFY_SOCKET=os.path.join(short, "notify")))
     return process, manager

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,8 +10,6 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessExitedAlready
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -22,7 +18,7 @@ from runnergw.tokens.key_generation import write_signing_keypair
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.signing_keys import load_signing_key
 from tests.helpers.gateway import start_fake_ollama
-from tests.helpers.twistd import TWISTD, TwistdProcess
+from tests.helpers.twistd import TwistdProcess, spawn_twistd
 
 __all__ = ["TwistdMetricsTests"]
 
@@ -59,22 +55,7 @@ class TwistdMetricsTests(TestCase):
             "metrics": {"address": "127.0.0.1:0"},
         }))
         process = TwistdProcess()
-        argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
-                "-n", "--pidfile=", "runnergw", "--config", str(config)]
-        environment = {name: value for name, value in os.environ.items()
-                       if not name.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV"))}
-        transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
-                                         path=str(self.directory))
-
-        def stop() -> Deferred[int]:
-            if not process.ended.called:
-                try:
-                    transport.signalProcess("TERM")
-                except ProcessExitedAlready:
-                    pass
-            return process.ended
-
-        self.addCleanup(stop)
+        spawn_twistd(self, process, config, directory=self.directory)
         return process
 
     async def request(self, method: str, url: str, body: bytes | None = None,

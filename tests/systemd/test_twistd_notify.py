@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,12 +15,11 @@ import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.trial.unittest import TestCase
 
 from runnergw.tokens.key_generation import write_signing_keypair
-from tests.helpers.twistd import TWISTD, TwistdProcess
+from tests.helpers.twistd import TwistdProcess, gateway_environment, spawn_twistd
 
 __all__ = ["TwistdNotifyTests"]
 
@@ -80,24 +78,9 @@ class TwistdNotifyTests(TestCase):
         process = _NotifiedTwistd(self.queue)
         # The end is reported through the queue; the log's listening event is not waited for.
         process.listening.addErrback(lambda _: None)
-        argv = [sys.executable, "-c", TWISTD, "--logger", "runnergw.logs.json_observer",
-                "-n", "--pidfile=", "runnergw", "--config", str(config)]
-        environment = {key: value for key, value in os.environ.items()
-                       if not key.startswith(("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV",
-                                              "NOTIFY_", "WATCHDOG_"))}
-        environment["NOTIFY_SOCKET"] = self.socket_path
-        transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
-                                         path=str(self.directory))
-
-        def stop() -> Any:
-            if not process.ended.called:
-                try:
-                    transport.signalProcess("KILL")
-                except ProcessExitedAlready:
-                    pass
-            return process.ended
-
-        self.addCleanup(stop)
+        spawn_twistd(self, process, config, directory=self.directory,
+                     environment=gateway_environment(NOTIFY_SOCKET=self.socket_path),
+                     stop_signal="KILL")
         return process
 
     async def message(self, process: _NotifiedTwistd) -> str:
