@@ -96,8 +96,9 @@ class GatewayService(MultiService):
         self._failed_at_start = False
         """Whether the gateway stopped because a part it needs could not start."""
         self.readiness = Readiness()
-        self.readiness.starting = True  # until READY=1
-        """What ``/readyz`` answers: draining, and the terminals' own reasons."""
+        """What ``/readyz`` answers: starting (until READY=1), draining, and the terminals'
+        own reasons."""
+        self.readiness.starting = True
         self.readiness.add_check(self._terminals_ready)
         self.reload_results: dict[str, int] = {"ok": 0, "failed": 0}
         """How many reloads succeeded and failed since the start (the metrics show them)."""
