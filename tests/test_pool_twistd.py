@@ -3,15 +3,12 @@ the gateway serves; the operator sees it in the JSON log, the clients do not."""
 
 from __future__ import annotations
 
-import json
 import time
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 
 import yaml
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
@@ -27,43 +24,6 @@ __all__ = ["TwistdPoolTests"]
 _BODY = b'{"model":"llama3.2:1b","prompt":"Hi","stream":false}'
 
 
-class _LoggingTwistd(TwistdProcess):
-    """Also fires ``event(name, host)`` waiters as the JSON log lines arrive."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lines = b""
-        self._waiters: list[tuple[str, str, Deferred[dict[str, Any]]]] = []
-        self.seen: list[dict[str, Any]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        super().outReceived(data)
-        self._lines += data
-        *lines, self._lines = self._lines.split(b"\n")
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            self.seen.append(event)
-            still = []
-            for name, host, waiter in self._waiters:
-                if event.get("event") == name and event.get("host") == host:
-                    waiter.callback(event)
-                else:
-                    still.append((name, host, waiter))
-            self._waiters = still
-
-    def event(self, name: str, host: str) -> Deferred[dict[str, Any]]:
-        """Fires with the first logged event ``name`` about ``host``."""
-        for event in self.seen:
-            if event.get("event") == name and event.get("host") == host:
-                return succeed(event)
-        waiter: Deferred[dict[str, Any]] = Deferred()
-        self._waiters.append((name, host, waiter))
-        return waiter
-
-
 class TwistdPoolTests(TestCase):
     """Two fake Ollama hosts behind ``/gpu`` of a twistd gateway."""
 
@@ -76,7 +36,7 @@ class TwistdPoolTests(TestCase):
         for host in self.hosts:
             self.addCleanup(host.stop)
 
-    def start(self) -> _LoggingTwistd:
+    def start(self) -> TwistdProcess:
         key_path = self.directory / "paseto.key"
         write_signing_keypair(key_path, self.directory / "paseto.pub")
         self.token = mint_token(load_signing_key(key_path.read_bytes(), 4), subject="tester",
@@ -92,7 +52,7 @@ class TwistdPoolTests(TestCase):
             "metrics": {"address": "127.0.0.1:0"},
             "audit": {"path": ""},
         }))
-        process = _LoggingTwistd()
+        process = TwistdProcess()
         spawn_twistd(self, process, config, directory=self.directory, stop_signal="KILL")
         return process
 
@@ -120,9 +80,9 @@ class TwistdPoolTests(TestCase):
         await killed.kill()
         self.assertEqual(await self.generate(url, 6), [200] * 6)
         self.assertEqual([len(h.generations()) for h in self.hosts], [2, 8])
-        ejected = await process.event("upstream_host_ejected", killed.address)
+        ejected = await process.when_logged("upstream_host_ejected", host=killed.address)
         self.assertEqual(ejected["runner"], "gpu")
         killed.revive()
-        await process.event("upstream_host_readmitted", killed.address)
+        await process.when_logged("upstream_host_readmitted", host=killed.address)
         self.assertEqual(await self.generate(url, 4), [200] * 4)
         self.assertGreater(len(killed.generations()), 2)

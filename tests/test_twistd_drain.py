@@ -38,39 +38,6 @@ class _Manager(DatagramProtocol):
         self.queue.put(datagram.decode("utf-8"))
 
 
-class _Twistd(TwistdProcess):
-    """Also fires the waiters for JSON log events by their ``event`` name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._events: dict[str, list[Deferred[None]]] = {}
-        self._seen: set[str] = set()
-        self._scan = b""
-
-    def outReceived(self, data: bytes) -> None:
-        super().outReceived(data)
-        self._scan += data
-        while b"\n" in self._scan:
-            line, self._scan = self._scan.split(b"\n", 1)
-            try:
-                name = json.loads(line).get("event")
-            except ValueError:
-                continue
-            if isinstance(name, str):
-                self._seen.add(name)
-                for waiter in self._events.pop(name, []):
-                    waiter.callback(None)
-
-    def logged(self, name: str) -> Deferred[None]:
-        """Fires once the event ``name`` was logged (at once if it was)."""
-        waiter: Deferred[None] = Deferred()
-        if name in self._seen:
-            waiter.callback(None)
-        else:
-            self._events.setdefault(name, []).append(waiter)
-        return waiter
-
-
 class _RawClient(Protocol):
     """Keeps every byte it receives; ``until`` waits for a condition on them."""
 
@@ -114,7 +81,7 @@ class _TwistdCase(TestCase):
         self.fake_port = fake_port
         self.audit_path = self.directory / "audit.log"
 
-    def start(self, shutdown: dict[str, Any]) -> _Twistd:
+    def start(self, shutdown: dict[str, Any]) -> TwistdProcess:
         write_signing_keypair(self.directory / "paseto.key", self.directory / "paseto.pub")
         config = self.directory / "settings.yaml"
         config.write_text(yaml.safe_dump({
@@ -125,7 +92,7 @@ class _TwistdCase(TestCase):
             "shutdown": shutdown,
             "metrics": {"address": "127.0.0.1:0"},
         }))
-        process = _Twistd()
+        process = TwistdProcess()
         spawn_twistd(self, process, config, directory=self.directory,
                      environment=gateway_environment(NOTIFY_SOCKET=self.socket_path),
                      stop_signal="KILL")
@@ -207,7 +174,7 @@ class TwistdDrainTests(_TwistdCase):
         late = await self.request(url, "/api/version")
         await late.until(lambda data: b"\r\n\r\n" in data)
         self.assertTrue(late.data.startswith(b"HTTP/1.1 200"), late.data)
-        await process.logged("drain_refusing")
+        await process.when_logged("drain_refusing")
         for _ in range(3):  # the three pieces after the first: two tokens and the last line
             await record.held()
             record.release()
@@ -278,7 +245,7 @@ class AuditReopenTests(_TwistdCase):
         rotated = self.directory / "audit.log.1"
         os.rename(self.audit_path, rotated)
         os.kill(process.transport.pid, signal.SIGUSR1)
-        await process.logged("audit_reopened")
+        await process.when_logged("audit_reopened")
         second = await self.request(url, "/api/version")
         await second.until(lambda data: b"\r\n\r\n" in data)
         os.kill(process.transport.pid, signal.SIGTERM)

@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,48 +31,6 @@ __all__ = ["BrokenReloadTests", "ReloadChangesTests", "ReloadUnderLoadTests"]
 
 _ENDINGS = ("reloaded", "reload_refused")
 """The events that end a reload."""
-
-
-class _LoggedTwistd(TwistdProcess):
-    """Also reads every JSON log event, and tells who waits for one of them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[dict[str, Any]] = []
-        self._buffer = b""
-        self._waiters: list[tuple[Sequence[str], Deferred[dict[str, Any]]]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        super().outReceived(data)
-        self._buffer += data
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            self.events.append(event)
-            for waiter in list(self._waiters):
-                if event.get("event") in waiter[0]:
-                    self._waiters.remove(waiter)
-                    waiter[1].callback(event)
-
-    def next_event(self, *names: str) -> Deferred[dict[str, Any]]:
-        """The next event named one of ``names``; fails if the process ends first."""
-        waiter: Deferred[dict[str, Any]] = Deferred()
-        self._waiters.append((names, waiter))
-        return waiter
-
-    def processEnded(self, reason: Any) -> None:
-        super().processEnded(reason)
-        waiters, self._waiters = self._waiters, []
-        for _, waiter in waiters:
-            waiter.errback(RuntimeError(f"twistd ended: {self.output[-4000:]!r}"))
-
-    def logged(self, name: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event.get("event") == name]
 
 
 class _TwistdCase(TestCase):
@@ -104,9 +62,9 @@ class _TwistdCase(TestCase):
             change(self.document)
         self.config.write_text(yaml.safe_dump(self.document))
 
-    async def start(self) -> _LoggedTwistd:
+    async def start(self) -> TwistdProcess:
         self.write()
-        process = _LoggedTwistd()
+        process = TwistdProcess()
         spawn_twistd(self, process, self.config, directory=self.directory)
         self.url = await process.listening
         self.process = process
@@ -202,7 +160,7 @@ class BrokenReloadTests(_TwistdCase):
         token = self.token()
         ended = await self.reload(lambda d: d["runners"][0].update(path="/elsewhere", pth=1))
         self.assertEqual(ended["event"], "reload_refused")
-        [problem] = self.process.logged("reload_problem")
+        [problem] = self.process.events_named("reload_problem")
         self.assertIn(f"{self.config}:", problem["problem"])
         self.assertIn("runners[0].pth", problem["problem"])
         self.assertEqual((await self.call("GET", "/ollama/api/tags", token))[0], 200)
@@ -284,7 +242,7 @@ class ReloadUnderLoadTests(_TwistdCase):
         await DeferredList(clients)
         failures = [outcome for outcome in outcomes if outcome != 200]
         self.assertEqual(failures, [])
-        self.assertEqual(len(self.process.logged("reloaded")), 5)
+        self.assertEqual(len(self.process.events_named("reloaded")), 5)
 
 
 def _twisted_headers(headers: dict[str, str]) -> Any:

@@ -21,8 +21,7 @@ from tests.helpers.clients import BytesProducer, fetch
 from tests.helpers.command_gateway import SERVER_ID
 from tests.helpers.job_control import JobControl, RunningJob, kill_at_cleanup
 from tests.helpers.saas import TestSaas, input_form, multipart_body
-from tests.helpers.twistd import spawn_twistd
-from tests.test_twistd_reload import _LoggedTwistd
+from tests.helpers.twistd import TwistdProcess, spawn_twistd
 
 __all__ = ["JobLimitAcrossSighupTests"]
 
@@ -60,7 +59,7 @@ class JobLimitAcrossSighupTests(TestCase):
 
     async def start(self) -> None:
         self.config.write_text(yaml.safe_dump(self.document))
-        process = _LoggedTwistd()
+        process = TwistdProcess()
         spawn_twistd(self, process, self.config, directory=self.directory)
         self.metrics_url = await process.metrics_listening
         self.url = await process.listening

@@ -89,7 +89,7 @@ class TwistdWorkersTests(TestCase):
         process, _, ready = await self.start()
         self.assertTrue(ready.startswith("READY=1\nSTATUS=2 of 2 workers serving on "
                                          "http://127.0.0.1:"), ready)
-        self.assertEqual({e["worker"] for e in process.logged("worker_started")}, {0, 1})
+        self.assertEqual({e["worker"] for e in process.events_named("worker_started")}, {0, 1})
         self.assertEqual([status for status, _ in await self.batch()], [200] * BATCH)
 
     async def test_both_workers_serve(self) -> None:
@@ -111,7 +111,7 @@ class TwistdWorkersTests(TestCase):
         every answer after it carries the new settings."""
         process, manager, _ = await self.start()
         self.assertEqual({v for _, v in await self.batch()}, {"first"})
-        reloaded = [process.next_event("reloaded", worker) for worker in (0, 1)]
+        reloaded = [process.next_event("reloaded", worker=worker) for worker in (0, 1)]
         self.document["runners"][0]["rewrite"]["setResponseHeaders"]["X-Settings"] = "second"
         (self.directory / "settings.yaml").write_text(yaml.safe_dump(self.document))
         os.kill(process.transport.pid, signal.SIGHUP)  # type: ignore[union-attr]
@@ -132,7 +132,7 @@ class TwistdWorkersTests(TestCase):
         os.kill(process.transport.pid, signal.SIGHUP)  # type: ignore[union-attr]
         await manager.next_starting("READY=1")
         event = await report
-        self.assertEqual((event["refused"], process.logged("workers_reloaded")), ([0, 1], []))
+        self.assertEqual((event["refused"], process.events_named("workers_reloaded")), ([0, 1], []))
         self.assertEqual(event["workers"], "worker 0 refused the reload, worker 1 refused "
                                            "the reload")
         response = await self.agent.request(b"GET", (self.metrics_url + "/metrics").encode())
@@ -149,16 +149,17 @@ class TwistdWorkersTests(TestCase):
         stopping = await manager.next_starting("STOPPING=1")
         self.assertIn("draining", stopping)
         self.assertEqual(await process.ended, 0, process.output[-4000:])
-        self.assertEqual({e["worker"] for e in process.logged("drain_over")}, {0, 1})
-        self.assertEqual(sorted(e["status"] for e in process.logged("worker_stopped")), [0, 0])
+        self.assertEqual({e["worker"] for e in process.events_named("drain_over")}, {0, 1})
+        stopped = process.events_named("worker_stopped")
+        self.assertEqual(sorted(e["status"] for e in stopped), [0, 0])
 
     async def test_killed_worker_started_again(self) -> None:
         """A worker killed with -9 is logged, /readyz names it until it is started again
         (it listens once more), serving goes on, and /metrics counts the restart."""
         process, _, _ = await self.start()
-        pid = [e["pid"] for e in process.logged("worker_started") if e["worker"] == 1][0]
-        died = process.next_event("worker_died", 1)
-        listening = process.next_event("listening", 1)
+        pid = [e["pid"] for e in process.events_named("worker_started") if e["worker"] == 1][0]
+        died = process.next_event("worker_died", worker=1)
+        listening = process.next_event("listening", worker=1)
         os.kill(pid, signal.SIGKILL)
         event = await died
         self.assertEqual((event["pid"], event["delay"]), (pid, 1.0))
@@ -167,7 +168,7 @@ class TwistdWorkersTests(TestCase):
         self.assertEqual((response.code, await readBody(response)),
                          (503, b"not ready\nworker 1: not serving\n"))
         await listening
-        restarted = [e["pid"] for e in process.logged("worker_started") if e["worker"] == 1]
+        restarted = [e["pid"] for e in process.events_named("worker_started") if e["worker"] == 1]
         self.assertEqual(len(restarted), 2)
         self.assertEqual([status for status, _ in await self.batch()], [200] * BATCH)
         response = await self.agent.request(b"GET", (self.metrics_url + "/metrics").encode())

@@ -59,7 +59,7 @@ class KilledSupervisorTests(TestCase):
         first, manager = start_twistd(self, self.directory, self.document)
         await manager.next_starting("READY=1")
         [left] = self.run_dirs()
-        workers = [e["pid"] for e in first.logged("worker_started")]
+        workers = [e["pid"] for e in first.events_named("worker_started")]
         first.transport.signalProcess("KILL")  # type: ignore[union-attr]
         await first.ended
         for pid in workers:
@@ -67,7 +67,7 @@ class KilledSupervisorTests(TestCase):
         self.assertEqual(self.run_dirs(), [left])
         second, manager = start_twistd(self, self.directory, self.document)
         await manager.next_starting("READY=1")
-        [removed] = second.logged("stale_run_dir_removed")
+        [removed] = second.events_named("stale_run_dir_removed")
         self.assertEqual(removed["path"], os.path.join(self.temporary, left))
         self.assertNotIn(left, self.run_dirs())
         self.assertEqual(len(self.run_dirs()), 1)

@@ -71,7 +71,7 @@ class WorkersSharedLimitsTests(ClusterCase):
         self.assertEqual(first, 0, node.output[-4000:])
         self.url = await node.listening
         self.metrics_url = await node.metrics_listening
-        self.pids = {e["worker"]: e["pid"] for e in node.logged("worker_started")}
+        self.pids = {e["worker"]: e["pid"] for e in node.events_named("worker_started")}
         # A stopped worker is let go whatever happens, or the gateway could not drain.
         self.addCleanup(self.resume, 0)
         self.addCleanup(self.resume, 1)

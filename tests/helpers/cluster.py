@@ -31,32 +31,6 @@ class ClusterNode(TwistdProcess):
     def __init__(self) -> None:
         super().__init__()
         self.url = ""
-        self.events: list[dict[str, Any]] = []
-        self._lines = b""
-        self._waiters: list[tuple[str, Deferred[dict[str, Any]]]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        super().outReceived(data)
-        self._lines += data
-        while b"\n" in self._lines:
-            line, self._lines = self._lines.split(b"\n", 1)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            self.events.append(event)
-            for waiter in list(self._waiters):
-                if event.get("event") == waiter[0]:
-                    self._waiters.remove(waiter)
-                    waiter[1].callback(event)
-
-    def next_event(self, name: str) -> Deferred[dict[str, Any]]:
-        """The next log event named ``name``."""
-        waiter: Deferred[dict[str, Any]] = Deferred()
-        self._waiters.append((name, waiter))
-        return waiter
 
     def kill(self) -> Deferred[int]:
         """Kill the node with -9 (no drain, no release); fires once it has ended."""

@@ -6,26 +6,36 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
-__all__ = ["GATEWAY_VARIABLES", "TWISTD", "TwistdProcess", "gateway_environment", "spawn_twistd"]
+__all__ = ["GATEWAY_VARIABLES", "TWISTD", "Event", "TwistdProcess", "gateway_environment",
+           "spawn_twistd"]
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 """``python -c TWISTD …`` runs twistd with the test's interpreter and ``sys.path``."""
 
 
+Event = dict[str, Any]
+"""One JSON log event of the gateway."""
+
+
 class TwistdProcess(ProcessProtocol):
-    """Collects output; ``listening`` fires with the URL from the JSON log's listening event,
-    ``metrics_listening`` (before it) with the metrics listener's, ``ready`` once the gateway
-    said it is ready."""
+    """Collects output and every JSON log event (``events``); ``listening`` fires with the
+    URL of the first listening event, ``metrics_listening`` with the first metrics listener's
+    (the supervisor's with several workers), ``ready`` once the gateway said it is ready.
+
+    ``next_event`` and ``when_logged`` wait for events; a wait still open when the process
+    ends fails with its output.
+    """
 
     def __init__(self) -> None:
         self.listening: Deferred[str] = Deferred()
@@ -34,23 +44,53 @@ class TwistdProcess(ProcessProtocol):
         """Fires when the gateway says it is ready (its usage ledger open, if any)."""
         self.ended: Deferred[int] = Deferred()
         self.output = b""
+        self.events: list[Event] = []
         self._pending = b""
+        self._waiters: list[tuple[Callable[[Event], bool], Deferred[Event]]] = []
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
         self._pending += data
-        while b"\n" in self._pending and not self.ready.called:
+        while b"\n" in self._pending:
             line, self._pending = self._pending.split(b"\n", 1)
             try:
                 event = json.loads(line)
             except ValueError:
                 continue
-            if event.get("event") == "listening":
-                self.listening.callback(event["url"])
-            elif event.get("event") == "metrics_listening":
-                self.metrics_listening.callback(event["url"])
-            elif event.get("event") == "ready":
-                self.ready.callback(None)
+            if isinstance(event, dict):
+                self._received(event)
+
+    def _received(self, event: Event) -> None:
+        self.events.append(event)
+        name = event.get("event")
+        if name == "listening" and not self.listening.called:
+            self.listening.callback(event["url"])
+        elif (name == "metrics_listening" and "worker" not in event
+              and not self.metrics_listening.called):
+            self.metrics_listening.callback(event["url"])
+        elif name == "ready" and not self.ready.called:
+            self.ready.callback(None)
+        for waiter in list(self._waiters):
+            if waiter[0](event):
+                self._waiters.remove(waiter)
+                waiter[1].callback(event)
+
+    def next_event(self, *names: str, **fields: Any) -> Deferred[Event]:
+        """The next event named one of ``names`` whose ``fields`` have the given values."""
+        waiter: Deferred[Event] = Deferred()
+        self._waiters.append((lambda event: _matches(event, names, fields), waiter))
+        return waiter
+
+    def when_logged(self, name: str, **fields: Any) -> Deferred[Event]:
+        """The first event ``name`` with the given ``fields``, logged already or to come."""
+        for event in self.events:
+            if _matches(event, (name,), fields):
+                return succeed(event)
+        return self.next_event(name, **fields)
+
+    def events_named(self, name: str) -> list[Event]:
+        """Every event ``name`` logged so far."""
+        return [event for event in self.events if event.get("event") == name]
 
     def errReceived(self, data: bytes) -> None:
         self.output += data
@@ -59,7 +99,15 @@ class TwistdProcess(ProcessProtocol):
         code = reason.value.exitCode if reason.check(ProcessTerminated, ProcessDone) else -1
         if not self.listening.called:
             self.listening.errback(RuntimeError(f"twistd ended ({code}): {self.output!r}"))
+        waiters, self._waiters = self._waiters, []
+        for _, waiter in waiters:
+            waiter.errback(RuntimeError(f"twistd ended ({code}): {self.output[-4000:]!r}"))
         self.ended.callback(code)
+
+
+def _matches(event: Event, names: tuple[str, ...], fields: dict[str, Any]) -> bool:
+    return event.get("event") in names and all(
+        event.get(key) == value for key, value in fields.items())
 
 
 GATEWAY_VARIABLES = ("PASETO_", "SERVER_", "RUNNERGW_", "GO_ENV", "NOTIFY_", "WATCHDOG_",
