@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -23,6 +24,11 @@ class OpenConnections(set[Any]):
             waiters, self._empty_waiters = self._empty_waiters, []
             for waiter in waiters:
                 waiter.callback(None)
+
+    def each(self, action: Callable[[Any], object]) -> None:
+        """``action(connection)`` for every connection open now (one may close meanwhile)."""
+        for connection in list(self):
+            action(connection)
 
     def when_empty(self) -> Deferred[None]:
         """Fires once no connection is open (at once when none is); cancelling it only stops

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from email.utils import formatdate
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -20,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from runnergw.http.connections import OpenConnections
+from runnergw.http.dates import DateHeader
 from runnergw.http.errors import BadRequest
 from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
 from runnergw.http.interfaces import IRequestHandler, StreamPolicy
@@ -37,22 +37,6 @@ _LINGER_BYTES = 1 << 20
 _LINGER_SECONDS = 2.0
 _DISCARD_LIMIT = 1 << 20
 """A refused request's unread body up to this size is drained so the connection lives on."""
-
-
-class _DateCache:
-    """``Date`` header text, formatted at most once per second."""
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
-        self._second = -1
-        self._text = ""
-
-    def now(self) -> str:
-        second = int(self._clock.seconds())
-        if second != self._second:
-            self._second = second
-            self._text = formatdate(second, usegmt=True)
-        return self._text
 
 
 class GatewayHTTPProtocol(Protocol):
@@ -393,7 +377,7 @@ class GatewayHTTPFactory(Factory):
         self.limits = limits
         self.timeouts = timeouts
         self.secure = secure
-        self.dates = _DateCache(clock)
+        self.dates = DateHeader(clock)
         self.noisy = False
         self.connections = OpenConnections()
         """The open client connections (``GatewayHTTPProtocol``)."""
@@ -408,13 +392,11 @@ class GatewayHTTPFactory(Factory):
         and each other one once its exchange is over (its answer says ``Connection: close``
         when its head is still to be sent)."""
         self.closing = True
-        for protocol in list(self.connections):
-            protocol.close_if_idle()
+        self.connections.each(lambda protocol: protocol.close_if_idle())
 
     def close_connections(self) -> None:
         """Drop every client connection (shutdown; nothing waits for a TLS goodbye)."""
-        for protocol in list(self.connections):
-            protocol.abort_connection()
+        self.connections.each(lambda protocol: protocol.abort_connection())
 
     def buildProtocol(self, addr: Any) -> GatewayHTTPProtocol:
         return GatewayHTTPProtocol(self)

@@ -40,6 +40,21 @@ class OpenConnectionsTests(SynchronousTestCase):
         connections.discard("a")
 
 
+    def test_each_open_connection_even_if_one_closes(self) -> None:
+        """An action that closes its connection (drops it from the set) still reaches
+        every other one."""
+        connections = OpenConnections()
+        connections.update({"a", "b", "c"})
+        seen: list[str] = []
+
+        def close(connection: str) -> None:
+            seen.append(connection)
+            connections.discard(connection)
+
+        connections.each(close)
+        self.assertEqual((sorted(seen), len(connections)), (["a", "b", "c"], 0))
+
+
 class CloseWhenIdleTests(ServerTestCase):
     """What a client connection sees once the gateway stops accepting."""
 
