@@ -4,15 +4,12 @@ is one write to a file opened with ``O_APPEND``, so lines never mix, however lon
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
+
+from tests.helpers.python_program import run_program
 
 __all__ = ["AuditLogProcessesTests"]
 
@@ -30,19 +27,6 @@ audit.close()
 """
 
 
-class _Writer(ProcessProtocol):
-    def __init__(self) -> None:
-        self.ended: Deferred[tuple[int, bytes]] = Deferred()
-        self.errors = b""
-
-    def errReceived(self, data: bytes) -> None:
-        self.errors += data
-
-    def processEnded(self, reason: Any) -> None:
-        code = reason.value.exitCode if reason.check(ProcessDone, ProcessTerminated) else -1
-        self.ended.callback((code, self.errors))
-
-
 class AuditLogProcessesTests(TestCase):
     """Two processes, one audit file."""
 
@@ -55,11 +39,7 @@ class AuditLogProcessesTests(TestCase):
         path.parent.mkdir(parents=True, exist_ok=True)
         ended = []
         for writer_name in ("a", "b"):
-            writer = _Writer()
-            reactor.spawnProcess(writer, sys.executable,
-                                 [sys.executable, "-c", _WRITER, str(path), writer_name,
-                                  str(RECORDS)], env=None)
-            ended.append(writer.ended)
+            ended.append(run_program(_WRITER, str(path), writer_name, str(RECORDS)))
         for code, errors in await gatherResults(ended):
             self.assertEqual(code, 0, errors.decode())
         records = [json.loads(line) for line in path.read_text().splitlines()]

@@ -4,17 +4,13 @@ mode with ``BEGIN IMMEDIATE`` takes every process's batches whole, none lost."""
 from __future__ import annotations
 
 import sqlite3
-import sys
 from pathlib import Path
-from typing import Any
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
 from runnergw.usage.store import close_ledger_file, open_ledger_file, read_day_totals
+from tests.helpers.python_program import run_program
 
 __all__ = ["LedgerProcessesTests"]
 
@@ -34,19 +30,6 @@ close_ledger_file(connection)
 """
 
 
-class _Writer(ProcessProtocol):
-    def __init__(self) -> None:
-        self.ended: Deferred[tuple[int, bytes]] = Deferred()
-        self.errors = b""
-
-    def errReceived(self, data: bytes) -> None:
-        self.errors += data
-
-    def processEnded(self, reason: Any) -> None:
-        code = reason.value.exitCode if reason.check(ProcessDone, ProcessTerminated) else -1
-        self.ended.callback((code, self.errors))
-
-
 class LedgerProcessesTests(TestCase):
     """Two processes, one ledger file."""
 
@@ -60,11 +43,7 @@ class LedgerProcessesTests(TestCase):
         close_ledger_file(open_ledger_file(path, sqlite3.Connection))  # made once
         writers = []
         for subject in ("alice", "bob"):
-            writer = _Writer()
-            reactor.spawnProcess(writer, sys.executable,
-                                 [sys.executable, "-c", _WRITER, path, subject, str(BATCHES)],
-                                 env=None)
-            writers.append(writer.ended)
+            writers.append(run_program(_WRITER, path, subject, str(BATCHES)))
         for code, errors in await gatherResults(writers):
             self.assertEqual(code, 0, errors.decode())
         connection = open_ledger_file(path, sqlite3.Connection)
