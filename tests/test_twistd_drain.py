@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +13,9 @@ from typing import Any
 
 import yaml
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import DatagramProtocol, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
 from runnergw.exit_status import DRAIN_CUT
@@ -25,17 +23,10 @@ from runnergw.tokens.key_generation import write_signing_keypair
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.signing_keys import load_signing_key
 from tests.helpers.gateway import start_fake_ollama
+from tests.helpers.notify_socket import listen_as_service_manager
 from tests.helpers.twistd import TwistdProcess, gateway_environment, spawn_twistd
 
 __all__ = ["AuditReopenTests", "TwistdDrainTests"]
-
-
-class _Manager(DatagramProtocol):
-    def __init__(self, queue: DeferredQueue[str]) -> None:
-        self.queue = queue
-
-    def datagramReceived(self, datagram: bytes, address: Any) -> None:
-        self.queue.put(datagram.decode("utf-8"))
 
 
 class _RawClient(Protocol):
@@ -71,12 +62,7 @@ class _TwistdCase(TestCase):
     def setUp(self) -> None:
         self.directory = Path(self.mktemp()).resolve()
         self.directory.mkdir(parents=True)
-        short = tempfile.mkdtemp(prefix="notify-")
-        self.addCleanup(shutil.rmtree, short)
-        self.socket_path = os.path.join(short, "notify")
-        self.notices: DeferredQueue[str] = DeferredQueue()
-        port = reactor.listenUNIXDatagram(self.socket_path, _Manager(self.notices))
-        self.addCleanup(port.stopListening)
+        self.socket_path, self.manager = listen_as_service_manager(self)
         self.fake, fake_port = start_fake_ollama(self)
         self.fake_port = fake_port
         self.audit_path = self.directory / "audit.log"
@@ -117,10 +103,7 @@ class _TwistdCase(TestCase):
 
     async def notice(self, prefix: str) -> str:
         """The next notify message starting with ``prefix`` (others are skipped)."""
-        while True:
-            message = await self.notices.get()
-            if message.startswith(prefix):
-                return message
+        return await self.manager.next_starting(prefix)
 
     async def stream(self, url: str) -> tuple[_RawClient, Any]:
         """A generation under way: its first line reached the client, the rest held."""

@@ -7,10 +7,47 @@ import os
 import shutil
 import socket
 import tempfile
+from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredQueue
+from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
-__all__ = ["ServiceManagerSocket"]
+__all__ = ["ServiceManager", "ServiceManagerSocket", "listen_as_service_manager"]
+
+
+class ServiceManager(DatagramProtocol):
+    """The service manager's end of ``$NOTIFY_SOCKET`` on the reactor: each message queued
+    as text (a test may queue other things there too, such as a process's end)."""
+
+    noisy = False
+
+    def __init__(self) -> None:
+        self.queue: DeferredQueue[Any] = DeferredQueue()
+
+    def datagramReceived(self, datagram: bytes, address: Any) -> None:
+        self.queue.put(datagram.decode("utf-8"))
+
+    async def next_starting(self, prefix: str) -> str:
+        """The next message that starts with ``prefix`` (others are skipped: statuses)."""
+        while True:
+            message = await self.queue.get()
+            if isinstance(message, str) and message.startswith(prefix):
+                return message
+
+
+def listen_as_service_manager(testcase: Any) -> tuple[str, ServiceManager]:
+    """A notify socket for a real gateway process: its path (for ``$NOTIFY_SOCKET``) and the
+    manager reading it; both gone at cleanup. The path is in a short directory of its own:
+    a unix socket path is limited to 108 bytes, which the trial directory may pass."""
+    short = tempfile.mkdtemp(prefix="notify-")
+    testcase.addCleanup(shutil.rmtree, short)
+    path = os.path.join(short, "notify")
+    manager = ServiceManager()
+    port = reactor.listenUNIXDatagram(path, manager)
+    testcase.addCleanup(port.stopListening)
+    return path, manager
 
 
 class ServiceManagerSocket:

@@ -4,9 +4,7 @@ the datagram socket named by ``$NOTIFY_SOCKET``, around real signals."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,23 +13,14 @@ import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import DatagramProtocol, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
 from runnergw.tokens.key_generation import write_signing_keypair
+from tests.helpers.notify_socket import listen_as_service_manager
 from tests.helpers.twistd import TwistdProcess, gateway_environment, spawn_twistd
 
 __all__ = ["TwistdNotifyTests"]
-
-
-class _Manager(DatagramProtocol):
-    """Queues each notify message as text."""
-
-    def __init__(self, queue: DeferredQueue[Any]) -> None:
-        self.queue = queue
-
-    def datagramReceived(self, datagram: bytes, address: Any) -> None:
-        self.queue.put(datagram.decode("utf-8"))
 
 
 class _NotifiedTwistd(TwistdProcess):
@@ -56,13 +45,8 @@ class TwistdNotifyTests(TestCase):
     def setUp(self) -> None:
         self.directory = Path(self.mktemp()).resolve()
         self.directory.mkdir(parents=True)
-        # A unix socket path is limited to 108 bytes: a short directory, not the trial one.
-        short = tempfile.mkdtemp(prefix="notify-")
-        self.addCleanup(shutil.rmtree, short)
-        self.socket_path = os.path.join(short, "notify")
-        self.queue: DeferredQueue[Any] = DeferredQueue()
-        port = reactor.listenUNIXDatagram(self.socket_path, _Manager(self.queue))
-        self.addCleanup(port.stopListening)
+        self.socket_path, manager = listen_as_service_manager(self)
+        self.queue = manager.queue
 
     def start(self) -> _NotifiedTwistd:
         write_signing_keypair(self.directory / "paseto.key", self.directory / "paseto.pub")
