@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred
 from runnergw.chain.exchange import Exchange
 from runnergw.chain.hookcalls import call_each
 
-__all__ = ["BodyCollector", "BodyTooLarge", "run_body_hooks"]
+__all__ = ["BodyCollector", "BodyTooLarge", "body_as_left", "run_body_hooks"]
 
 
 class BodyTooLarge(Exception):
@@ -51,17 +51,20 @@ class BodyCollector:
             self.result.errback(reason)
 
 
-async def run_body_hooks(route: Any, exchange: Exchange) -> bool:
-    """Run the route's ``request_body`` hooks on a whole body; False when one answered
-    (``exchange.response``). The terminal then sends the body as the hooks left it, with its
-    own length.
+def run_body_hooks(route: Any, exchange: Exchange) -> Deferred[None] | None:
+    """Run the route's ``request_body`` hooks on a whole body (until one answers with
+    ``exchange.response``): None when every hook finished at once, else a Deferred for the
+    rest. ``body_as_left`` then checks what they left."""
+    return call_each(route.hooks.request_body, "request_body", exchange, until_answered=True)
+
+
+def body_as_left(exchange: Exchange) -> bool:
+    """After the ``request_body`` hooks: False when one answered (``exchange.response``),
+    else True; the terminal then sends the body as the hooks left it, with its own length.
 
     Raises:
         TypeError: a hook left something else than bytes in ``request_body``.
     """
-    pending = call_each(route.hooks.request_body, "request_body", exchange, until_answered=True)
-    if pending is not None:
-        await pending
     if exchange.response is not None:
         return False
     body = exchange.request_body

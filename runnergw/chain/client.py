@@ -19,7 +19,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from runnergw.chain.body import run_body_hooks
+from runnergw.chain.admission import settle_admission, wait_for_client
+from runnergw.chain.body import body_as_left, run_body_hooks
 from runnergw.chain.ending import AnswerEnding
 from runnergw.chain.exchange import EndStream, Exchange, Reject, Reply
 from runnergw.chain.hookcalls import call_each
@@ -111,9 +112,16 @@ class FilteredClient(AnswerEnding):
     async def body_complete(self) -> bool:
         """The whole body is in (collected, or stored by the terminal): run the
         ``request_body`` hooks. False when a filter answered instead (the answer is sent: the
-        terminal stops); a filter's ``Reject`` propagates."""
-        if await run_body_hooks(self.route, self.exchange):
+        terminal stops) or the client left while a hook waited; a filter's ``Reject``
+        propagates."""
+        pending = run_body_hooks(self.route, self.exchange)
+        if pending is not None and not await wait_for_client(pending, self.exchange, self):
+            return False
+        if body_as_left(self.exchange):
             return True
+        # Checks held for the body hooks come before a hook's own answer.
+        if not await settle_admission(self.exchange, self):
+            return False
         assert self.exchange.response is not None
         self.reply(self.exchange.response)
         return False

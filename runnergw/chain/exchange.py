@@ -120,6 +120,9 @@ class Exchange:
     metadata: dict[str, Any] = attrs.field(factory=dict, repr=False)
     """What a filter leaves for later filters (the caller's role rules, the parsed request),
     under keys named after the filter that sets them; never audited."""
+    admission: Any = attrs.field(default=None, repr=False)
+    """Checks request hooks postponed to make together (``chain.admission.IAdmission``),
+    made by the chain at the points that interface names."""
     request_body: bytes | None = None
     """The whole request body, once collected for a filter that asked (``collect_body``);
     a ``request_body`` hook may replace it, and the terminal then sends the new one."""

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from runnergw.chain.admission import settle_admission, wait_for_client
 from runnergw.chain.body import BodyCollector, BodyTooLarge
 from runnergw.chain.client import FilteredClient
 from runnergw.chain.exchange import Exchange, Reject, Reply, exchange_for
@@ -119,52 +120,61 @@ class ChainRunner:
 
     async def _run(self, route: Route, exchange: Exchange, client: FilteredClient) -> None:
         exchange.upstream_headers = forwardable_request_headers(exchange.headers)
+        try:
+            if not await self._admitted(route, exchange, client):
+                return
+        except Reject:
+            # Checks given before the refusal and not made yet come first: theirs is the
+            # refusal when one refuses (as when each filter asked in turn).
+            if not await settle_admission(exchange, client):
+                return
+            raise
+        if exchange.response_observers:
+            # Observers read the answer as it comes: the runner must not compress it.
+            exchange.upstream_headers.remove("accept-encoding")
+        await route.terminal.handle(exchange, client)  # type: ignore[union-attr]
+
+    async def _admitted(self, route: Route, exchange: Exchange,
+                        client: FilteredClient) -> bool:
+        """The request hooks, the body they asked for and their checks: True when the
+        terminal is to act, False when the exchange ends here (answered, or the client
+        left)."""
         pending = call_each(route.hooks.request_headers, "request_headers", exchange,
                             until_answered=True)
-        if pending is not None and not await self._waited(pending, exchange, client):
-            return
-        if exchange.response is not None:
-            client.reply(exchange.response)
-            return
+        if pending is not None and not await wait_for_client(pending, exchange, client):
+            return False
+        answered = exchange.response is not None
+        if not await settle_admission(exchange, client, before_body=not answered):
+            return False
+        if answered:
+            client.reply(exchange.response)  # type: ignore[arg-type]
+            return False
         if exchange.request_body is not None and exchange.body_limit is None:
             # A body given before it was read would go upstream under the client's length.
             raise TypeError("exchange.request_body was set before the body was read: ask "
                             "for it with collect_body and replace it in request_body")
         if route.terminal is None:
             raise Reject(404, "no runner serves this path")
+        if not await self._read_body(route, exchange, client):
+            return False
+        return await settle_admission(exchange, client)
+
+    async def _read_body(self, route: Route, exchange: Exchange,
+                         client: FilteredClient) -> bool:
+        """The body for the filters that asked, and their ``request_body`` hooks; False
+        when the exchange stops there (the client left, or a hook answered)."""
         # Checked from Content-Length before any body byte is read (chunked bodies are
         # counted as they arrive); after the token check, so strangers do not learn the limit.
         if exchange.content_length is not None and exchange.content_length > route.max_body_size:
             raise Reject(413, f"request body larger than {route.max_body_size} bytes")
-        if exchange.body_limit is not None:
-            if not await self._collect(exchange, client, min(exchange.body_limit,
-                                                             route.max_body_size)):
-                return
-            # A terminal that stores the body itself (the command terminal's uploads) runs
-            # the request_body hooks once it has, and only then: they run once per request.
-            if not getattr(route.terminal, "stores_body", False) and \
-                    not await client.body_complete():
-                return
-        if exchange.response_observers:
-            # Observers read the answer as it comes: the runner must not compress it.
-            exchange.upstream_headers.remove("accept-encoding")
-        await route.terminal.handle(exchange, client)
-
-    async def _waited(self, pending: Deferred[None], exchange: Exchange,
-                      client: FilteredClient) -> bool:
-        """Wait for request hooks that answer later (a wait for a concurrency slot); a client
-        that leaves meanwhile cancels the wait: False then."""
-        client.when_gone(pending.cancel)
-        try:
-            await pending
-        except CancelledError:
-            if not client.gone:
-                raise
-            if exchange.outcome == "ok":
-                exchange.outcome = "client_gone"
-                exchange.reason = "client disconnected while the request waited"
+        if exchange.body_limit is None:
+            return True
+        if not await self._collect(exchange, client, min(exchange.body_limit,
+                                                         route.max_body_size)):
             return False
-        return True
+        # A terminal that stores the body itself (the command terminal's uploads) runs
+        # the request_body hooks once it has, and only then: they run once per request.
+        return getattr(route.terminal, "stores_body", False) or await client.body_complete()
 
     async def _collect(self, exchange: Exchange, client: FilteredClient, limit: int) -> bool:
         """Read the whole body for the filters; False when the client left meanwhile."""

@@ -9,7 +9,9 @@ from zope.interface import implementer
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import IFilter
 from runnergw.filters.role import role_rules, subject_key
-from runnergw.limits.interfaces import ILimitState, ISlot, when_known
+from runnergw.limits.admission import admission_for
+from runnergw.limits.checks import SlotCheck
+from runnergw.limits.interfaces import ILimitState
 from runnergw.ollama.endpoints import endpoint_for
 
 if TYPE_CHECKING:
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ConcurrencyFilter"]
 
-_SLOT = "concurrency.slot"
+_SLOT = "concurrency.check"
 
 _COUNTED_GROUPS = frozenset({"inference", "management"})
 """What holds a model or the disk: generations, embeddings, pulls. Listing models and
@@ -54,24 +56,21 @@ class ConcurrencyFilter:
         endpoint = endpoint_for(exchange.api_path)
         if endpoint is None or endpoint.group not in _COUNTED_GROUPS:
             return None
-        slot = self.state.acquire_slot(subject_key(exchange), rules.concurrency,
-                                       rules.concurrency_wait)
-        # A wait (a Deferred) is cancelled by the chain when the client leaves meanwhile.
-        return when_known(slot, lambda known: self._placed(exchange, rules.name,
-                                                           rules.concurrency, known))
+        check = exchange.metadata[_SLOT] = SlotCheck(subject_key(exchange), rules.concurrency,
+                                                     rules.concurrency_wait)
+        # A wait is cancelled by the chain when the client leaves meanwhile.
+        return admission_for(exchange, self.state).add(
+            check, lambda answered: self._placed(rules.name, rules.concurrency, answered))
 
-    def _placed(self, exchange: Exchange, role: str, limit: int | None,
-                slot: ISlot | None) -> None:
-        if slot is None:
-            exchange.metadata.pop(_SLOT, None)
+    def _placed(self, role: str, limit: int, check: SlotCheck) -> None:
+        if check.slot is None:
             under_way = "1 request of this caller is" if limit == 1 else \
                 f"{limit} requests of this caller are"
             raise Reject(429, f'{under_way} already under way (the limit of role "{role}")',
                          headers=(("Retry-After", "1"),), reason="concurrency limit")
-        exchange.metadata[_SLOT] = slot
 
     def done(self, exchange: Exchange) -> None:
         """Give the place back."""
-        slot = exchange.metadata.pop(_SLOT, None)
-        if slot is not None:
-            slot.release()
+        check = exchange.metadata.pop(_SLOT, None)
+        if check is not None and check.slot is not None:
+            check.slot.release()

@@ -10,14 +10,16 @@ from zope.interface import implementer
 from runnergw.chain.exchange import Exchange, Reject
 from runnergw.chain.interfaces import IFilter
 from runnergw.filters.role import role_rules, subject_key
-from runnergw.limits.interfaces import ILimitState, RateDecision, when_known
+from runnergw.limits.admission import admission_for
+from runnergw.limits.checks import BucketCheck
+from runnergw.limits.interfaces import ILimitState, RateDecision
 
 if TYPE_CHECKING:
     from runnergw.filters.registry import FilterContext
 
 __all__ = ["RateLimitFilter", "rate_limit_headers"]
 
-_DECISION = "rateLimit.decision"
+_CHECK = "rateLimit.check"
 
 
 def rate_limit_headers(decision: RateDecision) -> tuple[tuple[str, str], ...]:
@@ -58,21 +60,24 @@ class RateLimitFilter:
         rules = role_rules(exchange)
         if rules is None or rules.requests_per_minute is None:
             return None
-        decision = self.state.take_request(subject_key(exchange), rules.requests_per_minute,
-                                           rules.burst_size)
-        return when_known(decision, lambda known: self._decided(exchange, rules.name, known))
+        check = exchange.metadata[_CHECK] = BucketCheck(
+            subject_key(exchange), rules.requests_per_minute, rules.burst_size)
+        return admission_for(exchange, self.state).add(
+            check, lambda answered: self._decided(rules.name, answered))
 
-    def _decided(self, exchange: Exchange, role: str, decision: RateDecision) -> None:
+    def _decided(self, role: str, check: BucketCheck) -> None:
+        decision = check.decision
+        assert decision is not None
         if not decision.allowed:
             wait = max(1, math.ceil(decision.retry_after))
             raise Reject(429, f'rate limit of role "{role}" reached: retry in {wait} s',
                          headers=(("Retry-After", str(wait)), *rate_limit_headers(decision)),
                          reason="rate limited")
-        exchange.metadata[_DECISION] = decision
 
     def response_headers(self, exchange: Exchange) -> None:
         """Tell the client where it stands."""
-        decision = exchange.metadata.get(_DECISION)
-        if decision is not None:
+        check = exchange.metadata.get(_CHECK)
+        decision = None if check is None else check.decision
+        if decision is not None and decision.allowed:
             for name, value in rate_limit_headers(decision):
                 exchange.response_headers.set(name, value)

@@ -16,6 +16,8 @@ from runnergw.chain.interfaces import IFilter
 from runnergw.config.roles import RoleSettings
 from runnergw.filters.ollama_request import ollama_endpoint, ollama_request, store_fields
 from runnergw.filters.role import role_rules, subject_key
+from runnergw.limits.admission import admission_for
+from runnergw.limits.checks import LeaseCheck
 from runnergw.limits.interfaces import TokenLease, when_known
 from runnergw.limits.parts import LimitParts
 from runnergw.ollama.answers import (
@@ -163,6 +165,9 @@ class UsageFilter:
         exchange.observe_response(self, WHOLE_ANSWER_LIMIT)
         if meter.quota is None:
             return None
+        # The other limit checks wait for the lease this filter asks for once the body is
+        # in, to be made with it.
+        admission_for(exchange, self.state).hold()
         used = self.state.tokens_used(meter.key, meter.day)
         return when_known(used, lambda count: self._check_spent(meter, count))
 
@@ -207,17 +212,20 @@ class UsageFilter:
         else:
             want = prompt  # a stream takes its tokens as they come
         need = prompt + 1 if generates else prompt
-        lease = self.state.lease_tokens(meter.key, meter.day, meter.quota, want, need,
-                                        meter.lease)
-        # A lease takes nothing when less than ``need`` is left (and at least
-        # min(want, need) when it succeeds).
-        return when_known(lease, lambda result: self._leased(exchange, meter, request, whole,
-                                                             min(want, need), *result))
+        admission = admission_for(exchange, self.state)
+        made = admission.add(
+            LeaseCheck(meter.key, meter.day, meter.quota, want, need, meter.lease),
+            lambda answered: self._leased(exchange, meter, request, whole, answered))
+        # The last check: the ones held for it are made with it.
+        return made if made is not None else admission.settle()
 
     def _leased(self, exchange: Exchange, meter: _Meter, request: Any, whole: bool,
-                least: int, granted: int, left: int) -> None:
+                check: LeaseCheck) -> None:
         prompt = meter.prompt_estimate
-        if granted < least:
+        granted, left = check.granted or 0, check.left
+        # A lease takes nothing when less than ``need`` is left (and at least
+        # min(want, need) when it succeeds).
+        if check.refused:
             if left < prompt:
                 raise self._quota_spent(meter, f"this prompt needs about {prompt} tokens; the "
                                                f'daily quota of role "{meter.rules.name}" has '

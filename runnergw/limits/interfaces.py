@@ -110,6 +110,13 @@ class ILimitState(Interface):
         that granted part of the lease gives back what was not used of its part; tokens
         used beyond the lease are counted where this state counts usage now."""
 
+    def admit(checks: Any) -> Any:  # type: ignore[misc]
+        """Make a request's checks (``limits.checks``: its bucket, its slot, its first
+        lease) in order, as the calls above would, up to the first refused; each check is
+        filled with its answer as soon as it is known. None when done at once, else a
+        Deferred (cancelling it gives up a wait for a slot). A state in another process
+        makes them in one round trip where it can."""
+
     def add_tokens(key: str, day: str, count: int) -> Any:  # type: ignore[misc]
         """Count ``count`` more tokens for the key on ``day`` (never below zero), with no
         limit: usage that happened is counted. A request's lease is settled by

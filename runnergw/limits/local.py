@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
+from runnergw.limits.checks import Check, admit_in_turn
 from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision, TokenLease
 
 __all__ = ["LocalLimitState"]
@@ -194,6 +195,14 @@ class LocalLimitState:
     def add_tokens(self, key: str, day: str, count: int) -> None:
         totals = self._totals(day)
         totals[key] = max(0, totals.get(key, 0) + count)
+
+    # A request's checks together.
+
+    gathers_checks = False
+    """Each check is answered at once: a request's checks are made as they are given."""
+
+    def admit(self, checks: Sequence[Check]) -> Deferred[None] | None:
+        return admit_in_turn(self, checks)
 
     def seed(self, day: str, totals: Mapping[str, int]) -> None:
         """Start ``day`` from the usage already recorded (the ledger, after a restart),

@@ -5,7 +5,7 @@ leases given back to the store that granted them."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from runnergw.chain.exchange import Reject
 from runnergw.config.limits_backend import LIMIT_NAMES, LimitsSettings
+from runnergw.limits.checks import Check, admit_in_turn
 from runnergw.limits.interfaces import ILimitState, TokenLease
 from runnergw.limits.local import LocalLimitState
 from runnergw.limits.redis_connection import RedisError, RedisUnavailable
@@ -149,6 +150,21 @@ class DegradableLimitState:
             "quota", lambda: self.shared.lease_tokens(key, day, limit, want, need, lease),
             lambda: self.local.lease_tokens(key, day, _share(limit, self.nodes), want, need,
                                             lease))
+
+    gathers_checks = True
+    """A request's checks wait to be made in one round trip."""
+
+    def admit(self, checks: Sequence[Check]) -> Any:
+        """The checks in one Redis call; while Redis is away (or when the call fails),
+        each check as its limit's choice says, in turn."""
+        if self._away:
+            return admit_in_turn(self, checks)
+        return self.shared.admit(checks).addErrback(self._admit_failed, checks)
+
+    def _admit_failed(self, failure: Failure, checks: Sequence[Check]) -> Any:
+        failure.trap(RedisUnavailable, RedisError)
+        self._went_away(failure.getErrorMessage())
+        return admit_in_turn(self, [check for check in checks if not check.answered])
 
     def settle_lease(self, key: str, day: str, lease: TokenLease, used: int) -> Any:
         """The tokens used are taken from the lease's parts in the order they were granted;

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 
 from runnergw.limits.redis_connection import Late, RedisConnection, RedisError
 
-__all__ = ["ADD_TOKENS", "FREE_SLOT", "LEASE_TOKENS", "REFRESH_SLOTS", "Script",
+__all__ = ["ADD_TOKENS", "ADMIT", "FREE_SLOT", "LEASE_TOKENS", "REFRESH_SLOTS", "Script",
            "TAKE_REQUEST", "TAKE_SLOT", "UNDO_LEASE"]
 
 
@@ -53,43 +53,77 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 """
 
-TAKE_REQUEST = Script(_NOW + """
--- KEYS[1]: the bucket (a hash: a = requests available, t = when counted).
--- ARGV: requests per minute, burst.
-local rate = tonumber(ARGV[1]) / 60
-local burst = tonumber(ARGV[2])
-local saved = redis.call('HMGET', KEYS[1], 'a', 't')
-local available = tonumber(saved[1])
-local counted = tonumber(saved[2])
-if available == nil or counted == nil then
-  available = burst
-  counted = now
+_TAKE_REQUEST = """
+-- A token bucket (a hash: a = requests available, t = when counted) of ``burst`` requests
+-- refilled at ``per_minute``: {allowed (1 or 0), available, seconds until full, seconds
+-- until one more request is allowed}.
+local function take_request(bucket, per_minute, burst)
+  local rate = tonumber(per_minute) / 60
+  burst = tonumber(burst)
+  local saved = redis.call('HMGET', bucket, 'a', 't')
+  local available = tonumber(saved[1])
+  local counted = tonumber(saved[2])
+  if available == nil or counted == nil then
+    available = burst
+    counted = now
+  end
+  available = math.min(burst, available + math.max(0, now - counted) * rate)
+  local allowed = 0
+  if available >= 1 then
+    available = available - 1
+    allowed = 1
+  end
+  local reset = (burst - available) / rate
+  redis.call('HSET', bucket, 'a', tostring(available), 't', tostring(now))
+  redis.call('PEXPIRE', bucket, math.ceil(reset * 1000) + 1000)
+  local retry = 0
+  if allowed == 0 then retry = (1 - available) / rate end
+  return {allowed, tostring(available), tostring(reset), tostring(retry)}
 end
-available = math.min(burst, available + math.max(0, now - counted) * rate)
-local allowed = 0
-if available >= 1 then
-  available = available - 1
-  allowed = 1
+"""
+
+_TAKE_SLOT = """
+-- One of ``limit`` places in ``slots`` (a sorted set: slot id scored by its expiry), unless
+-- the slot's ``marker`` says it was given back already: 1 taken, 0 not. Expired slots
+-- (their node died) are free.
+local function take_slot(slots, marker, limit, slot_id, expiry)
+  if redis.call('EXISTS', marker) == 1 then return 0 end
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+  if redis.call('ZCARD', slots) >= tonumber(limit) then return 0 end
+  expiry = tonumber(expiry)
+  redis.call('ZADD', slots, now + expiry, slot_id)
+  redis.call('PEXPIRE', slots, math.ceil(expiry * 1000))
+  return 1
 end
-local reset = (burst - available) / rate
-redis.call('HSET', KEYS[1], 'a', tostring(available), 't', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(reset * 1000) + 1000)
-local retry = 0
-if allowed == 0 then retry = (1 - available) / rate end
-return {allowed, tostring(available), tostring(reset), tostring(retry)}
+"""
+
+_LEASE_TOKENS = """
+-- Up to ``want`` tokens of what ``limit`` leaves ``subject`` in ``day`` (a hash: subject ->
+-- tokens), when at least ``need`` are left, recorded under ``lease`` (its marker once
+-- undone: it then grants nothing): {granted, left}. ``day_kept`` seconds the totals are
+-- kept, ``lease_kept`` ms the lease is remembered.
+local function lease_tokens(day, lease, subject, limit, want, need, day_kept, lease_kept)
+  local used = tonumber(redis.call('HGET', day, subject) or '0')
+  local left = tonumber(limit) - used
+  if redis.call('EXISTS', lease) == 1 then return {0, math.max(0, left)} end
+  if left < tonumber(need) or left <= 0 then return {0, math.max(0, left)} end
+  local granted = math.min(tonumber(want), left)
+  redis.call('HINCRBY', day, subject, granted)
+  redis.call('EXPIRE', day, day_kept)
+  redis.call('SET', lease, granted, 'PX', lease_kept)
+  return {granted, left - granted}
+end
+"""
+
+TAKE_REQUEST = Script(_NOW + _TAKE_REQUEST + """
+-- KEYS[1]: the bucket. ARGV: requests per minute, burst.
+return take_request(KEYS[1], ARGV[1], ARGV[2])
 """)
 
-TAKE_SLOT = Script(_NOW + """
--- KEYS[1]: the slots (a sorted set: slot id scored by its expiry); KEYS[2]: the slot's
--- marker, set once it was given back. ARGV: limit, slot id, expiry (seconds).
--- Expired slots (their node died) are free.
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-local expiry = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now + expiry, ARGV[2])
-redis.call('PEXPIRE', KEYS[1], math.ceil(expiry * 1000))
-return 1
+TAKE_SLOT = Script(_NOW + _TAKE_SLOT + """
+-- KEYS[1]: the slots; KEYS[2]: the slot's marker, set once it was given back.
+-- ARGV: limit, slot id, expiry (seconds).
+return take_slot(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 """)
 
 FREE_SLOT = Script("""
@@ -116,19 +150,44 @@ end
 return again
 """)
 
-LEASE_TOKENS = Script("""
--- KEYS[1]: the day's totals (a hash: subject -> tokens), KEYS[2]: the lease (what it
--- granted; its marker once undone). ARGV: subject, limit, want, need, seconds the day's
--- totals are kept, ms the lease is remembered.
-local used = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-local left = tonumber(ARGV[2]) - used
-if redis.call('EXISTS', KEYS[2]) == 1 then return {0, math.max(0, left)} end
-if left < tonumber(ARGV[4]) or left <= 0 then return {0, math.max(0, left)} end
-local granted = math.min(tonumber(ARGV[3]), left)
-redis.call('HINCRBY', KEYS[1], ARGV[1], granted)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('SET', KEYS[2], granted, 'PX', ARGV[6])
-return {granted, left - granted}
+LEASE_TOKENS = Script(_LEASE_TOKENS + """
+-- KEYS[1]: the day's totals, KEYS[2]: the lease. ARGV: subject, limit, want, need, seconds
+-- the day's totals are kept, ms the lease is remembered.
+return lease_tokens(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+""")
+
+ADMIT = Script(_NOW + _TAKE_REQUEST + _TAKE_SLOT + _LEASE_TOKENS + """
+-- A request's checks in turn, up to the first refused (a bucket that does not allow it, a
+-- slot not free): the reply of each check made, as its own script gives it. ARGV gives
+-- each check's kind, then its arguments; KEYS its keys, in the same order:
+--   rate:  KEYS bucket;            ARGV per minute, burst
+--   slot:  KEYS slots, marker;     ARGV limit, slot id, expiry
+--   lease: KEYS day, lease;        ARGV subject, limit, want, need, day kept, lease kept
+local replies = {}
+local k, a = 1, 1
+while a <= #ARGV do
+  local kind = ARGV[a]
+  local reply
+  local refused = false
+  if kind == 'rate' then
+    reply = take_request(KEYS[k], ARGV[a + 1], ARGV[a + 2])
+    refused = reply[1] == 0
+    k, a = k + 1, a + 3
+  elseif kind == 'slot' then
+    reply = take_slot(KEYS[k], KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+    refused = reply == 0
+    k, a = k + 2, a + 4
+  elseif kind == 'lease' then
+    reply = lease_tokens(KEYS[k], KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+                         ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+    k, a = k + 2, a + 7
+  else
+    return redis.error_reply('unknown check ' .. tostring(kind))
+  end
+  replies[#replies + 1] = reply
+  if refused then break end
+end
+return replies
 """)
 
 UNDO_LEASE = Script("""

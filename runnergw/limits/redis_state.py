@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
@@ -21,10 +23,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from runnergw.limits.checks import BucketCheck, Check, LeaseCheck, SlotCheck
 from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision, TokenLease
 from runnergw.limits.redis_connection import RedisConnection
 from runnergw.limits.redis_scripts import (
     ADD_TOKENS,
+    ADMIT,
     FREE_SLOT,
     LEASE_TOKENS,
     REFRESH_SLOTS,
@@ -69,6 +73,36 @@ class _RedisSlot:
             state._release(self)
 
 
+def _decision(reply: list[Any], burst: int) -> RateDecision:
+    allowed, available, reset, retry = reply
+    return RateDecision(allowed=bool(allowed), limit=burst, remaining=int(float(available)),
+                        reset_after=float(reset), retry_after=float(retry))
+
+
+@attrs.frozen
+class _Part:
+    """One check of an ``ADMIT`` call: its keys and arguments, and its slot id."""
+
+    check: Check
+    keys: list[str]
+    args: list[str | int]
+    slot_id: str = ""
+
+    def fill(self, state: RedisLimitState, reply: Any) -> None:
+        """Give the check its answer (a slot refused but waited for stays unanswered)."""
+        check = self.check
+        if isinstance(check, BucketCheck):
+            check.answer(_decision(reply, check.burst))
+        elif isinstance(check, SlotCheck):
+            if reply == 1:
+                check.answer(state._hold(self.keys[0], self.slot_id))
+            elif check.wait <= 0:
+                check.answer(None)
+        else:
+            check.answer(*state._leased(reply, check.key, check.day, check.limit,
+                                        check.lease))
+
+
 @implementer(ILimitState)
 class RedisLimitState:
     """Buckets, slots and daily totals in Redis; every answer is a Deferred, failing with
@@ -109,14 +143,7 @@ class RedisLimitState:
 
     def take_request(self, key: str, per_minute: int, burst: int) -> Deferred[RateDecision]:
         taken = TAKE_REQUEST.run(self.connection, [self.key("rate", key)], [per_minute, burst])
-
-        def decided(reply: list[Any]) -> RateDecision:
-            allowed, available, reset, retry = reply
-            return RateDecision(allowed=bool(allowed), limit=burst,
-                                remaining=int(float(available)), reset_after=float(reset),
-                                retry_after=float(retry))
-
-        return taken.addCallback(decided)
+        return taken.addCallback(_decision, burst)
 
     # Concurrency.
 
@@ -224,22 +251,102 @@ class RedisLimitState:
 
         def late(outcome: Any) -> None:
             if isinstance(outcome, Failure) or int(outcome[0]) > 0:  # granted (or maybe)
-                self._undoing.add(Undo(UNDO_LEASE, keys, [key, DAY_KEPT, UNDO_KEPT_MS],
-                                       "a lease of tokens"))
+                self._undo_lease(keys, key)
 
         leased = LEASE_TOKENS.run(self.connection, keys,
                                   [key, limit, want, need, DAY_KEPT, UNDO_KEPT_MS], late=late)
+        return leased.addCallback(self._leased, key, day, limit, lease)
 
-        def seen(reply: list[int]) -> tuple[int, int]:
-            granted, left = int(reply[0]), int(reply[1])
-            if len(self._seen_totals) >= _SEEN_MOST:
-                self._seen_totals.clear()
-            self._seen_totals[key] = (day, limit - left, limit)
-            if lease is not None:
-                lease.hold(self, granted)
-            return granted, left
+    def _undo_lease(self, keys: list[str], key: str) -> None:
+        """Give back what the lease named by ``keys`` granted ``key``, once Redis answers
+        (a lease reaching Redis afterwards grants nothing)."""
+        self._undoing.add(Undo(UNDO_LEASE, keys, [key, DAY_KEPT, UNDO_KEPT_MS],
+                               "a lease of tokens"))
 
-        return leased.addCallback(seen)
+    def _leased(self, reply: list[int], key: str, day: str, limit: int,
+                lease: TokenLease | None) -> tuple[int, int]:
+        granted, left = int(reply[0]), int(reply[1])
+        if len(self._seen_totals) >= _SEEN_MOST:
+            self._seen_totals.clear()
+        self._seen_totals[key] = (day, limit - left, limit)
+        if lease is not None:
+            lease.hold(self, granted)
+        return granted, left
+
+    # A request's checks together.
+
+    gathers_checks = True
+    """Each call is a round trip: a request's checks wait to be made in one."""
+
+    def admit(self, checks: Sequence[Check]) -> Deferred[None]:
+        """The checks in one call (``ADMIT``), up to the first refused. A slot not free
+        that may be waited for is then asked for alone (``acquire_slot``), and the checks
+        after it made once it is taken. Whatever the call took after its caller gave up
+        (cancelled, or past its deadline) is given back."""
+        parts = [self._part(check) for check in checks]
+        keys = [key for part in parts for key in part.keys]
+        args = [arg for part in parts for arg in part.args]
+        stage: list[Deferred[Any]] = []
+        gave_up: list[bool] = []
+
+        def cancel(_: Deferred[None]) -> None:
+            gave_up.append(True)
+            if stage:
+                stage[0].cancel()  # the wait for a slot, or the checks after it
+
+        result: Deferred[None] = Deferred(cancel)
+
+        def answered(replies: list[Any]) -> None:
+            if gave_up:
+                self._undo_admitted(parts, replies)
+                return
+            for part, reply in zip(parts, replies, strict=False):
+                part.fill(self, reply)
+            last = parts[len(replies) - 1] if replies else None
+            if last is None or last.check.answered:
+                result.callback(None)
+                return
+            # A slot not free yet, waited for.
+            check, rest = last.check, checks[len(replies):]
+            waited = self.acquire_slot(check.key, check.limit, check.wait)
+            waited.addCallback(check.answer)
+            waited.addCallback(lambda _: None if check.refused else self.admit(rest))
+            stage.append(waited)
+            waited.chainDeferred(result)
+
+        def failed(failure: Failure) -> None:
+            if not gave_up:
+                result.errback(failure)
+
+        ADMIT.run(self.connection, keys, args,
+                  late=lambda outcome: self._undo_admitted(parts, outcome)
+                  ).addCallbacks(answered, failed)
+        return result
+
+    def _part(self, check: Check) -> _Part:
+        if isinstance(check, BucketCheck):
+            return _Part(check, [self.key("rate", check.key)],
+                         ["rate", check.per_minute, check.burst])
+        if isinstance(check, SlotCheck):
+            slot_id = self._named()
+            return _Part(check, [self.key("slots", check.key), self._gone_key(slot_id)],
+                         ["slot", check.limit, slot_id, repr(self.slot_expiry)], slot_id)
+        return _Part(check, [self.day_key(check.day), f"{self.prefix}lease:{self._named()}"],
+                     ["lease", check.key, check.limit, check.want, check.need, DAY_KEPT,
+                      UNDO_KEPT_MS])
+
+    def _undo_admitted(self, parts: list[_Part], outcome: Any) -> None:
+        """What an ``ADMIT`` took after its caller gave up (``outcome``: its replies, or a
+        ``Failure`` when it may or may not have run): slots freed, leases undone."""
+        unknown = isinstance(outcome, Failure)
+        replies = [] if unknown else outcome
+        for index, part in enumerate(parts):
+            reply = replies[index] if index < len(replies) else None
+            if isinstance(part.check, SlotCheck) and (unknown or reply == 1):
+                self._free(part.keys[0], part.slot_id)
+            elif isinstance(part.check, LeaseCheck) and (unknown or (
+                    reply is not None and int(reply[0]) > 0)):
+                self._undo_lease(part.keys, part.check.key)
 
     def add_tokens(self, key: str, day: str, count: int) -> Deferred[Any]:
         return ADD_TOKENS.run(self.connection, [self.day_key(day)], [key, count, DAY_KEPT])

@@ -14,6 +14,7 @@ from runnergw.config.roles import RoleSettings
 from runnergw.config.settings import Settings
 from runnergw.filters.rate_limit import RateLimitFilter
 from runnergw.filters.role import RoleFilter
+from runnergw.limits.checks import Check, admit_in_turn
 from runnergw.limits.days import QuotaDays
 from runnergw.limits.interfaces import RateDecision
 from runnergw.limits.local import LocalLimitState
@@ -184,10 +185,16 @@ class _LaterState:
         self.asked: list[tuple[str, int, int]] = []
         self.pending: list[Deferred[RateDecision]] = []
 
+    gathers_checks = True
+    """A request's checks wait to be made together, as with a state in Redis."""
+
     def take_request(self, key: str, per_minute: int, burst: int) -> Deferred[RateDecision]:
         self.asked.append((key, per_minute, burst))
         self.pending.append(Deferred())
         return self.pending[-1]
+
+    def admit(self, checks: list[Check]) -> Deferred[None] | None:
+        return admit_in_turn(self, checks)
 
 
 class SharedStateTests(SynchronousTestCase):
