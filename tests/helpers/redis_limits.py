@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from runnergw.config.reader import parse_listen_address
@@ -12,7 +17,7 @@ from runnergw.limits.redis_parts import redis_connection
 from runnergw.limits.redis_state import RedisLimitState
 from tests.helpers.redis_server import RedisServer
 
-__all__ = ["redis_settings", "connect", "shared_state"]
+__all__ = ["HoldingRelay", "connect", "redis_settings", "shared_state"]
 
 
 def redis_settings(server: RedisServer, **changes: object) -> RedisSettings:
@@ -39,3 +44,91 @@ def shared_state(test: TestCase, server: RedisServer, *, prefix: str = "test:",
                             reactor, prefix, slot_expiry)
     test.addCleanup(state.stop)
     return state
+
+
+class _Upstream(Protocol):
+    """The relay's connection to Redis: Redis' replies go back to the client."""
+
+    def __init__(self, relay: _Relay) -> None:
+        self.relay = relay
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.relay.released and not self.relay.answered.called:
+            self.relay.answered.callback(data)
+        self.relay.transport.write(data)  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.relay.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class _Relay(Protocol):
+    """One client connection, relayed to Redis on a connection of its own."""
+
+    def __init__(self, relay: HoldingRelay) -> None:
+        self.relays = relay
+        self.held = False
+        self.released = False
+        self.kept = b""
+        self.answered: Deferred[bytes] = Deferred()
+        self.upstream: _Upstream | None = None
+
+    def connectionMade(self) -> None:
+        self.relays.open.append(self)
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.relays.server.port)
+        endpoint.connect(Factory.forProtocol(lambda: _Upstream(self))).addCallback(
+            self._upstream_open)
+
+    def _upstream_open(self, upstream: _Upstream) -> None:
+        self.upstream = upstream
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.held:
+            self.kept += data
+        else:
+            self.upstream.transport.write(data)  # type: ignore[union-attr]
+
+    def release(self) -> Deferred[bytes]:
+        self.held, self.released = False, True
+        self.upstream.transport.write(self.kept)  # type: ignore[union-attr]
+        return self.answered
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self.held:
+            if not self.relays.given_up.called:
+                self.relays.given_up.callback(None)
+        elif self.upstream is not None:
+            self.upstream.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class HoldingRelay:
+    """A relay in front of a redis-server: what clients send on the connections open when
+    ``hold`` is called is kept back (a network path delivering it much later), even after
+    the client gave the connection up, until ``release``; later connections pass at once."""
+
+    def __init__(self, test: TestCase, server: RedisServer) -> None:
+        self.server = server
+        self.open: list[_Relay] = []
+        self.given_up: Deferred[None] = Deferred()
+        """Fires once the client ended a connection held back."""
+        listening = reactor.listenTCP(0, Factory.forProtocol(lambda: _Relay(self)),
+                                      interface="127.0.0.1")
+        self.address = f"127.0.0.1:{listening.getHost().port}"
+        test.addCleanup(self._close)
+        test.addCleanup(listening.stopListening)
+
+    def hold(self) -> None:
+        """Keep back what clients send on the connections open now."""
+        for relay in self.open:
+            relay.held = True
+
+    def release(self) -> Deferred[bytes]:
+        """Pass on what was kept back: fires with Redis' first answer to it."""
+        held = [relay for relay in self.open if relay.held]
+        return gatherResults([relay.release() for relay in held]).addCallback(b"".join)
+
+    def _close(self) -> None:
+        for relay in self.open:
+            if relay.upstream is not None:
+                relay.upstream.transport.loseConnection()  # type: ignore[union-attr]
