@@ -4,17 +4,27 @@ two nodes and of a node's connections in."""
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
-from twisted.trial.unittest import TestCase
+from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from runnergw.config.limits_backend import LimitsSettings
 from runnergw.config.reader import parse_listen_address
-from runnergw.limits.redis_connection import RedisUnavailable
+from runnergw.limits.interfaces import TokenLease
+from runnergw.limits.redis_connection import RedisConnection, RedisNotSent, RedisUnavailable
+from runnergw.limits.redis_degraded import DegradableLimitState
 from runnergw.limits.redis_state import RedisLimitState
 from tests.helpers.killable_ollama import LogWatch
 from tests.helpers.redis_limits import HoldingRelay, shared_state
 from tests.helpers.redis_server import RedisServer
 
-__all__ = ["LateLeaseTests", "LateRefreshTests", "LateSlotTests"]
+__all__ = ["ConnectionEndTests", "LateLeaseTests", "LateRefreshTests", "LateSlotTests",
+           "OpenCountTests"]
 
 _DAY = "2026-12-05"
 
@@ -133,3 +143,155 @@ class LateLeaseTests(_TwoNodes):
         self.assertEqual(undone["reply"], 0)  # the lease had not run
         self.assertEqual(await relay.release(), b"*2\r\n:0\r\n:970\r\n")
         self.assertEqual(await self.total(two, "alice"), 30)
+
+
+class _Degradable(_TwoNodes):
+    """Node A fails open (its share of each limit while Redis is away)."""
+
+    def degradable(self, timeout: float = 0.25) -> DegradableLimitState:
+        open_all = (("rateLimit", "open"), ("concurrency", "open"), ("quota", "open"))
+        settings = LimitsSettings(backend="redis", on_redis_error=open_all, nodes=2,
+                                  redis_timeout=timeout)
+        state = DegradableLimitState(self.node(timeout=timeout), settings, reactor,
+                                     self.server.address)
+        self.addCleanup(state.stop)
+        return state
+
+    async def settled_total(self, state: DegradableLimitState, subject: str) -> int:
+        """The subject's total in Redis, once what the node sent before has run."""
+        await state.shared.add_tokens(subject, _DAY, 0)
+        return await self.total(state.shared, subject)
+
+
+class OpenCountTests(_Degradable):
+    """Failing open: each token is counted once, in Redis or on the node."""
+
+    async def test_late_lease_replaced_by_local_one(self) -> None:
+        """A lease refused at its deadline is granted on the node instead; the Redis lease,
+        run late, is given back; at the end the unused local part goes back to the node:
+        Redis counts node B's 30 alone, the node the 100 used."""
+        one, two = self.degradable(), self.node()
+        await two.add_tokens("alice", _DAY, 30)
+        await one.take_request("warm", 60, 10)
+        self.server.pause()
+        lease = TokenLease()
+        self.assertEqual(await one.lease_tokens("alice", _DAY, 1000, 400, 1, lease),
+                         (400, 100))
+        self.assertEqual(lease.runs, [(one.local, 400)])
+        self.server.resume()
+        await self.watch.wait("limiter_undone", what="a lease of tokens")
+        await self.watch.wait("limiter_recovered")
+        one.settle_lease("alice", _DAY, lease, 100)
+        self.assertEqual(await self.settled_total(one, "alice"), 30)
+        self.assertEqual(one.local.tokens_used("alice", _DAY), 100)
+
+    async def test_count_sent_on_new_connection_not_counted_twice(self) -> None:
+        """Tokens used, counted on a connection made for that count, whose answer misses
+        its deadline: Redis runs the count when it goes on, and the node does not count
+        them too."""
+        one = self.degradable()
+        self.server.pause()
+        one.add_tokens("alice", _DAY, 40)  # connects, then sends it
+        await self.watch.wait("limiter_degraded")
+        self.server.resume()
+        await self.watch.wait("limiter_recovered")
+        self.assertEqual(await self.settled_total(one, "alice"), 40)
+        self.assertEqual(one.local.tokens_used("alice", _DAY), 0)
+
+    async def test_count_never_sent_counted_on_node(self) -> None:
+        """Tokens used while Redis cannot be reached at all (the count never sent) are
+        counted on the node."""
+        one = self.degradable()
+        await self.server.kill()
+        await one.add_tokens("alice", _DAY, 40)
+        self.assertEqual(one.local.tokens_used("alice", _DAY), 40)
+
+
+class _Endpoint:
+    """Connects when the test says; records whether a connection attempt was cancelled."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[Deferred[Any], Any]] = []
+        self.cancelled = 0
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        def cancel(_: Deferred[Any]) -> None:
+            self.cancelled += 1
+
+        attempt: Deferred[Any] = Deferred(cancel)
+        self.attempts.append((attempt, factory))
+        return attempt
+
+    def open(self) -> StringTransport:
+        """The last attempt succeeds: what the client writes is in the transport."""
+        attempt, factory = self.attempts[-1]
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        attempt.callback(proto)
+        return transport
+
+
+class ConnectionEndTests(SynchronousTestCase):
+    """What a node knows of a call that failed: whether Redis may have run it; and a
+    connection closed leaves nothing behind."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.endpoint = _Endpoint()
+        self.connection = RedisConnection(self.endpoint, self.clock, 0.25)  # type: ignore
+        self.addCleanup(self.connection.close)
+
+    def test_never_sent_told_apart(self) -> None:
+        """A call that waited for the connection past its deadline failed unsent (Redis
+        cannot run it); one sent and unanswered may still run."""
+        unsent = self.connection.call("INCR", "x")
+        self.clock.advance(0.3)
+        self.failureResultOf(unsent, RedisNotSent)
+        self.clock.advance(1)
+        queued = self.connection.call("INCR", "x")
+        transport = self.endpoint.open()
+        self.assertIn(b"INCR", transport.value())
+        self.clock.advance(0.3)
+        failure = self.failureResultOf(queued, RedisUnavailable)
+        self.assertFalse(failure.check(RedisNotSent))
+
+    def test_late_told_once_when_lost(self) -> None:
+        """Calls past their deadline and calls not yet, then the connection lost: each
+        call's late outcome is told once, as lost."""
+        told: list[Any] = []
+        first = self.connection.call("INCR", "x", late=told.append)
+        self.endpoint.open()
+        self.clock.advance(0.3)
+        second = self.connection.call("INCR", "y", late=told.append)
+        self.failureResultOf(first, RedisUnavailable)
+        self.connection._protocol.connectionLost(Failure(ConnectionError()))  # type: ignore
+        self.failureResultOf(second, RedisUnavailable)
+        self.assertEqual([type(outcome.value) for outcome in told], [RedisUnavailable] * 2)
+
+    def test_closed_while_connecting(self) -> None:
+        """Closed while a connection is being made: the attempt is given up, no timer is
+        left, no connection made afterwards."""
+        self.connection.call("PING").addErrback(lambda _: None)
+        self.connection.close()
+        self.assertEqual(self.endpoint.cancelled, 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_closed_by_a_failed_call(self) -> None:
+        """A caller that closes the connection when its call fails at the deadline (the
+        gateway stopping) does not break the check of the other calls."""
+        self.connection.call("PING").addErrback(lambda _: self.connection.close())
+        self.connection.call("PING").addErrback(lambda _: None)
+        self.clock.advance(0.3)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_call_made_by_a_failed_call(self) -> None:
+        """A caller that makes another call when its call fails at the deadline (a request
+        refused gives its slot back): that call too fails at its own deadline."""
+        first = self.connection.call("INCR", "x")
+        self.endpoint.open()
+        then: list[Deferred[Any]] = []
+        first.addErrback(lambda _: then.append(self.connection.call("INCR", "y")))
+        self.clock.advance(0.3)
+        self.clock.advance(0.3)
+        self.failureResultOf(then[0], RedisUnavailable)
