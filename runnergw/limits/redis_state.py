@@ -256,8 +256,9 @@ class RedisLimitState:
             for i in range(0, len(flat), 2)})
 
     def stop(self) -> None:
-        """Stop refreshing slots (a node that stops lets them expire) and close."""
+        """Stop refreshing slots (a node that stops lets them expire) and close; the undo
+        steps that could not be sent (those waiting to connect included) are logged."""
         if self._refresher.running:
             self._refresher.stop()
-        self._undoing.stop()
         self.connection.close()
+        self._undoing.stop()

@@ -113,8 +113,13 @@ class Undoing:
             self._send(undo)
 
     def stop(self) -> None:
-        """Send nothing more (the steps still waiting are lost)."""
+        """Send nothing more; the steps still waiting for Redis are dropped, and logged."""
         self._stopped = True
+        if self._waiting:
+            self.log.warn("{steps} undo steps could not reach Redis before the stop: a slot "
+                          "among them is free after limits.slotExpiry, a lease's tokens stay "
+                          "counted for the day", steps=len(self._waiting),
+                          event="limiter_undo_lost")
         self._waiting.clear()
         if self._retry.running:
             self._retry.stop()

@@ -24,7 +24,7 @@ from tests.helpers.redis_limits import HoldingRelay, shared_state
 from tests.helpers.redis_server import RedisServer
 
 __all__ = ["ConnectionEndTests", "LateLeaseTests", "LateRefreshTests", "LateSlotTests",
-           "OpenCountTests"]
+           "OpenCountTests", "StopTests"]
 
 _DAY = "2026-12-05"
 
@@ -295,3 +295,19 @@ class ConnectionEndTests(SynchronousTestCase):
         self.clock.advance(0.3)
         self.clock.advance(0.3)
         self.failureResultOf(then[0], RedisUnavailable)
+
+
+class StopTests(_TwoNodes):
+    """Undo steps that never reached Redis when the gateway stops are named in the log."""
+
+    async def test_waiting_undo_steps_logged_at_stop(self) -> None:
+        """A slot released while Redis is down, the gateway stopping before Redis returns:
+        the step that could not be sent is logged (the place is free after the expiry)."""
+        state = self.node()
+        slot = await state.acquire_slot("alice", 1, 0)
+        await self.server.kill()
+        await self.assertFailure(state.take_request("alice", 60, 5), RedisUnavailable)
+        slot.release()
+        state.stop()
+        [lost] = self.watch.named("limiter_undo_lost")
+        self.assertEqual(lost["steps"], 1)
