@@ -11,6 +11,7 @@ another key; in the day's hash they are fields, kept as they are for the report.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from typing import Any
 
@@ -85,6 +86,10 @@ class RedisLimitState:
         self._node = os.urandom(6).hex()
         self._next_id = 0
         self._undoing = Undoing(connection, clock)
+        self._kept_ms = UNDO_KEPT_MS + math.ceil(connection.stuck_after * 1000)
+        """Milliseconds a lease and an undo marker stay in Redis: ``UNDO_KEPT_MS`` more than
+        a call's connection is waited for, so that the undo of a call whose answer was lost
+        with its connection still finds what the call did (however long ``redisTimeout``)."""
         self._held: dict[str, _RedisSlot] = {}
         """Slot id → slot, refreshed together every third of the expiry."""
         self._refresher = LoopingCall(self._refresh)
@@ -178,7 +183,7 @@ class RedisLimitState:
         """Give a slot back as soon as Redis answers (a take or a refresh of it reaching
         Redis afterwards does nothing)."""
         self._undoing.add(Undo(FREE_SLOT, [slots_key, self._gone_key(slot_id)],
-                               [slot_id, UNDO_KEPT_MS], "a concurrency slot", late=late))
+                               [slot_id, self._kept_ms], "a concurrency slot", late=late))
 
     def _release(self, slot: _RedisSlot) -> None:
         self._held.pop(slot.slot_id, None)
@@ -224,11 +229,11 @@ class RedisLimitState:
 
         def late(outcome: Any) -> None:
             if isinstance(outcome, Failure) or int(outcome[0]) > 0:  # granted (or maybe)
-                self._undoing.add(Undo(UNDO_LEASE, keys, [key, DAY_KEPT, UNDO_KEPT_MS],
+                self._undoing.add(Undo(UNDO_LEASE, keys, [key, DAY_KEPT, self._kept_ms],
                                        "a lease of tokens"))
 
         leased = LEASE_TOKENS.run(self.connection, keys,
-                                  [key, limit, want, need, DAY_KEPT, UNDO_KEPT_MS], late=late)
+                                  [key, limit, want, need, DAY_KEPT, self._kept_ms], late=late)
 
         def seen(reply: list[int]) -> tuple[int, int]:
             granted, left = int(reply[0]), int(reply[1])

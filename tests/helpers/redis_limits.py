@@ -53,6 +53,8 @@ class _Upstream(Protocol):
         self.relay = relay
 
     def dataReceived(self, data: bytes) -> None:
+        if self.relay.deaf:
+            return
         if self.relay.released and not self.relay.answered.called:
             self.relay.answered.callback(data)
         self.relay.transport.write(data)  # type: ignore[union-attr]
@@ -68,6 +70,8 @@ class _Relay(Protocol):
         self.relays = relay
         self.held = False
         self.released = False
+        self.deaf = False
+        """Redis' answers are lost."""
         self.kept = b""
         self.answered: Deferred[bytes] = Deferred()
         self.upstream: _Upstream | None = None
@@ -105,7 +109,8 @@ class _Relay(Protocol):
 class HoldingRelay:
     """A relay in front of a redis-server: what clients send on the connections open when
     ``hold`` is called is kept back (a network path delivering it much later), even after
-    the client gave the connection up, until ``release``; later connections pass at once."""
+    the client gave the connection up, until ``release``; or Redis' answers on them are
+    lost (``lose_answers``); later connections pass at once."""
 
     def __init__(self, test: TestCase, server: RedisServer) -> None:
         self.server = server
@@ -122,6 +127,11 @@ class HoldingRelay:
         """Keep back what clients send on the connections open now."""
         for relay in self.open:
             relay.held = True
+
+    def lose_answers(self) -> None:
+        """Lose Redis' answers on the connections open now (what is sent still runs)."""
+        for relay in self.open:
+            relay.deaf = True
 
     def release(self) -> Deferred[bytes]:
         """Pass on what was kept back: fires with Redis' first answer to it."""

@@ -1,6 +1,6 @@
 """Two nodes sharing one real Redis that stalls: what a call that missed its deadline did
 once Redis ran it is given back, and only that, whatever order Redis runs the calls of the
-two nodes and of a node's connections in."""
+two nodes and of a node's connections in; and what the connection tells of such a call."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from runnergw.config.limits_backend import LimitsSettings
 from runnergw.config.reader import parse_listen_address
+from runnergw.limits import redis_state
 from runnergw.limits.interfaces import TokenLease
 from runnergw.limits.redis_connection import RedisConnection, RedisNotSent, RedisUnavailable
 from runnergw.limits.redis_degraded import DegradableLimitState
@@ -142,6 +143,22 @@ class LateLeaseTests(_TwoNodes):
         undone = await self.watch.wait("limiter_undone", what="a lease of tokens")
         self.assertEqual(undone["reply"], 0)  # the lease had not run
         self.assertEqual(await relay.release(), b"*2\r\n:0\r\n:970\r\n")
+        self.assertEqual(await self.total(two, "alice"), 30)
+
+
+    async def test_answer_lost_with_a_slow_deadline(self) -> None:
+        """A lease run by Redis whose answer is lost, the connection given up only after
+        the time Redis keeps a lease (a long ``redisTimeout``): the undo still finds it,
+        and the tokens are given back."""
+        self.patch(redis_state, "UNDO_KEPT_MS", 1000)  # shorter than the 2 s waited
+        relay = HoldingRelay(self, self.server)
+        one, two = self.node(timeout=0.2, relay=relay), self.node()
+        await two.add_tokens("alice", _DAY, 30)
+        await one.take_request("warm", 60, 10)
+        relay.lose_answers()
+        await self.assertFailure(one.lease_tokens("alice", _DAY, 1000, 1000), RedisUnavailable)
+        undone = await self.watch.wait("limiter_undone", what="a lease of tokens")
+        self.assertEqual(undone["reply"], 970)
         self.assertEqual(await self.total(two, "alice"), 30)
 
 
