@@ -189,8 +189,10 @@ class DegradableLimitState:
         """Add ``count`` to the subject's total in Redis, ``not_counted`` when it surely
         was not. A count sent is counted even when its answer does not come in time (a
         stalled Redis runs what was sent before it stalled when it goes on), also when it
-        waited for the connection to open: it is never counted twice. The script is sent
-        whole (EVAL), so that no late ``NOSCRIPT`` can leave it unrun."""
+        waited for the connection to open: it is never counted twice. (Only a count sent on
+        a connection a stalled Redis had not yet taken in when it was given up is counted
+        neither there nor here, the ledger only: a node's first call to a stalled Redis.)
+        The script is sent whole (EVAL), so that no late ``NOSCRIPT`` can leave it unrun."""
         sent = self.shared.connection.call(
             "EVAL", ADD_TOKENS.source, 1, self.shared.day_key(day), key, count, DAY_KEPT)
 

@@ -202,6 +202,23 @@ class OpenCountTests(_Degradable):
         self.assertEqual(await self.settled_total(one, "alice"), 30)
         self.assertEqual(one.local.tokens_used("alice", _DAY), 100)
 
+    async def test_owed_given_back_after_recovery(self) -> None:
+        """A lease of 500 taken in Redis, ended having used 100 while Redis stalls: the 400
+        owed go back once Redis answers again; node B's tokens counted meanwhile stay."""
+        one, two = self.degradable(), self.node()
+        lease = TokenLease()
+        self.assertEqual(await one.lease_tokens("alice", _DAY, 1000, 500, 1, lease),
+                         (500, 500))
+        self.server.pause()
+        await one.take_request("carol", 60, 10)  # finds Redis away
+        one.settle_lease("alice", _DAY, lease, 100)
+        counted = two.add_tokens("alice", _DAY, 20)
+        self.server.resume()
+        await counted
+        await self.watch.wait("limiter_recovered")
+        self.assertEqual(await self.settled_total(one, "alice"), 120)
+        self.assertEqual(one.local.tokens_used("alice", _DAY), 0)
+
     async def test_count_sent_on_new_connection_not_counted_twice(self) -> None:
         """Tokens used, counted on a connection made for that count, whose answer misses
         its deadline: Redis runs the count when it goes on, and the node does not count
