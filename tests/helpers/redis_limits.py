@@ -66,8 +66,8 @@ class _Upstream(Protocol):
 class _Relay(Protocol):
     """One client connection, relayed to Redis on a connection of its own."""
 
-    def __init__(self, relay: HoldingRelay) -> None:
-        self.relays = relay
+    def __init__(self, relays: HoldingRelay) -> None:
+        self.relays = relays
         self.held = False
         self.released = False
         self.deaf = False
@@ -80,8 +80,8 @@ class _Relay(Protocol):
         self.relays.open.append(self)
         self.transport.pauseProducing()  # type: ignore[union-attr]
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.relays.server.port)
-        endpoint.connect(Factory.forProtocol(lambda: _Upstream(self))).addCallback(
-            self._upstream_open)
+        endpoint.connect(Factory.forProtocol(lambda: _Upstream(self))).addCallbacks(
+            self._upstream_open, lambda _: self.transport.loseConnection())  # type: ignore
 
     def _upstream_open(self, upstream: _Upstream) -> None:
         self.upstream = upstream
