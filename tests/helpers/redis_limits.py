@@ -78,6 +78,7 @@ class _Relay(Protocol):
 
     def connectionMade(self) -> None:
         self.relays.open.append(self)
+        self.deaf = self.relays.deaf
         self.transport.pauseProducing()  # type: ignore[union-attr]
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.relays.server.port)
         endpoint.connect(Factory.forProtocol(lambda: _Upstream(self))).addCallbacks(
@@ -99,10 +100,9 @@ class _Relay(Protocol):
         return self.answered
 
     def connectionLost(self, reason: Any = None) -> None:
-        if self.held:
-            if not self.relays.given_up.called:
-                self.relays.given_up.callback(None)
-        elif self.upstream is not None:
+        if self.held or self.deaf:
+            self.relays.ended_one()
+        if not self.held and self.upstream is not None:
             self.upstream.transport.loseConnection()  # type: ignore[union-attr]
 
 
@@ -110,13 +110,15 @@ class HoldingRelay:
     """A relay in front of a redis-server: what clients send on the connections open when
     ``hold`` is called is kept back (a network path delivering it much later), even after
     the client gave the connection up, until ``release``; or Redis' answers on them are
-    lost (``lose_answers``); later connections pass at once."""
+    lost (``lose_answers``); later connections pass at once unless told otherwise."""
 
     def __init__(self, test: TestCase, server: RedisServer) -> None:
         self.server = server
         self.open: list[_Relay] = []
-        self.given_up: Deferred[None] = Deferred()
-        """Fires once the client ended a connection held back."""
+        self.deaf = False
+        """Connections opened from now on lose Redis' answers."""
+        self._ended = 0
+        self._waiting: list[tuple[int, Deferred[None]]] = []
         listening = reactor.listenTCP(0, Factory.forProtocol(lambda: _Relay(self)),
                                       interface="127.0.0.1")
         self.address = f"127.0.0.1:{listening.getHost().port}"
@@ -128,10 +130,32 @@ class HoldingRelay:
         for relay in self.open:
             relay.held = True
 
-    def lose_answers(self) -> None:
-        """Lose Redis' answers on the connections open now (what is sent still runs)."""
+    def lose_answers(self, later_too: bool = False) -> None:
+        """Lose Redis' answers on the connections open now (what is sent still runs), and
+        with ``later_too`` on those opened until ``answer_again``."""
         for relay in self.open:
             relay.deaf = True
+        self.deaf = later_too
+
+    def answer_again(self) -> None:
+        """Connections opened from now on get Redis' answers."""
+        self.deaf = False
+
+    def given_up(self, count: int = 1) -> Deferred[None]:
+        """Fires once the client has ended ``count`` connections held back or losing
+        answers."""
+        ended: Deferred[None] = Deferred()
+        self._waiting.append((count, ended))
+        self.ended_one(0)
+        return ended
+
+    def ended_one(self, more: int = 1) -> None:
+        self._ended += more
+        due = [ended for count, ended in self._waiting if count <= self._ended]
+        self._waiting = [(count, ended) for count, ended in self._waiting
+                         if count > self._ended]
+        for ended in due:
+            ended.callback(None)
 
     def release(self) -> Deferred[bytes]:
         """Pass on what was kept back: fires with Redis' first answer to it."""

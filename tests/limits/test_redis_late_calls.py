@@ -83,7 +83,7 @@ class LateSlotTests(_TwoNodes):
         await one.take_request("warm", 60, 10)
         relay.hold()
         await self.assertFailure(one.acquire_slot("alice", 1, 0), RedisUnavailable)
-        await relay.given_up
+        await relay.given_up()
         await self.watch.wait("limiter_undone", what="a concurrency slot")
         self.assertEqual(await relay.release(), b":0\r\n")
         self.assertEqual(await self.slots(two, "alice"), [])
@@ -102,7 +102,7 @@ class LateRefreshTests(_TwoNodes):
         slot = await one.acquire_slot("alice", 1, 0)
         relay.hold()
         one._refresh()
-        await relay.given_up
+        await relay.given_up()
         slot.release()
         await one.connection.call("PING")  # the release ran: sent before it, on one new
         self.assertEqual(await self.slots(two, "alice"), [])
@@ -145,6 +145,22 @@ class LateLeaseTests(_TwoNodes):
         self.assertEqual(await relay.release(), b"*2\r\n:0\r\n:970\r\n")
         self.assertEqual(await self.total(two, "alice"), 30)
 
+
+    async def test_undo_run_twice_gives_back_once(self) -> None:
+        """A lease whose answer is lost, then its undo's answer lost too: the undo is sent
+        again on a third connection and runs twice in Redis; the tokens are given back
+        once, node B's stay counted."""
+        relay = HoldingRelay(self, self.server)
+        one, two = self.node(timeout=0.2, relay=relay), self.node()
+        await two.add_tokens("alice", _DAY, 30)
+        await one.take_request("warm", 60, 10)
+        relay.lose_answers(later_too=True)
+        await self.assertFailure(one.lease_tokens("alice", _DAY, 1000, 1000), RedisUnavailable)
+        await relay.given_up(2)  # the lease's connection, then the first undo's
+        relay.answer_again()
+        undone = await self.watch.wait("limiter_undone", what="a lease of tokens")
+        self.assertEqual(undone["reply"], 0)  # given back by the first run already
+        self.assertEqual(await self.total(two, "alice"), 30)
 
     async def test_answer_lost_with_a_slow_deadline(self) -> None:
         """A lease run by Redis whose answer is lost, the connection given up only after
