@@ -32,7 +32,8 @@ from runnergw.limits.redis_resp import (
     parse_reply,
 )
 
-__all__ = ["Late", "RedisConnection", "RedisError", "RedisUnavailable", "encode_command"]
+__all__ = ["Late", "RedisConnection", "RedisError", "RedisNotSent", "RedisUnavailable",
+           "encode_command"]
 
 
 Late = Callable[[Any], None]
@@ -40,6 +41,10 @@ Late = Callable[[Any], None]
 comes after all (a value, or a ``Failure`` of ``RedisError``), else a ``Failure`` of
 ``RedisUnavailable`` once none can come (never sent, or the connection was lost: Redis may
 or may not have run it). So what a call did after its caller gave up can be undone."""
+
+
+class RedisNotSent(RedisUnavailable):
+    """A call that failed before it was sent: Redis surely did not run it."""
 
 
 @attrs.frozen
@@ -60,6 +65,7 @@ class _Queued:
     reply: Deferred[Any]
 
     def fail(self, failure: Failure) -> None:
+        failure = Failure(RedisNotSent(failure.getErrorMessage()))
         self.reply.errback(failure)
         if self.late is not None:
             _tell_late(self.late, failure)
@@ -121,12 +127,15 @@ class _RedisProtocol(protocol.Protocol):
     def overdue(self, sent_before: float, stuck_before: float, why: str) -> bool:
         """Fail the commands sent before ``sent_before``; close the connection when one
         was sent before ``stuck_before`` (Redis hangs: the connection is made again)."""
+        due = []
         for sent in self.waiting:
             if sent.since >= sent_before:
                 break
             if sent.since < stuck_before:
                 self.transport.abortConnection()  # type: ignore[union-attr]
                 return True
+            due.append(sent)
+        for sent in due:  # failed once the walk is over: a caller told may call again
             if not sent.reply.called:
                 sent.reply.errback(Failure(RedisUnavailable(why)))
         return False
@@ -195,7 +204,8 @@ class RedisConnection:
         if proto is not None and proto.overdue(now - self.timeout, now - self.stuck_after, why):
             self.log.warn("Redis did not answer for {seconds:g} s: the connection is made again",
                           seconds=self.stuck_after, event="redis_connection_given_up")
-        if not self._queued and (proto is None or not proto.waiting):
+        idle = not self._queued and (proto is None or not proto.waiting)
+        if idle and self._sweeper.running:  # a call failed above may have closed it
             self._sweeper.stop()
 
     @property
@@ -317,6 +327,8 @@ class RedisConnection:
         queued, self._queued = self._queued, deque()
         for call in queued:
             call.fail(Failure(RedisUnavailable("the connection to Redis was closed")))
+        if self._opening is not None:
+            self._opening.cancel()  # no connection made after the close, no timer left
         proto, self._protocol = self._protocol, None
         if proto is not None:
             proto.transport.loseConnection()  # type: ignore[union-attr]

@@ -20,7 +20,7 @@ from runnergw.config.limits_backend import LIMIT_NAMES, LimitsSettings
 from runnergw.limits.checks import Check, admit_in_turn
 from runnergw.limits.interfaces import ILimitState, TokenLease
 from runnergw.limits.local import LocalLimitState
-from runnergw.limits.redis_connection import RedisError, RedisUnavailable
+from runnergw.limits.redis_connection import RedisError, RedisNotSent, RedisUnavailable
 from runnergw.limits.redis_scripts import ADD_TOKENS
 from runnergw.limits.redis_state import DAY_KEPT, RedisLimitState
 
@@ -203,18 +203,19 @@ class DegradableLimitState:
     def _count_in_redis(self, key: str, day: str, count: int,
                         not_counted: Callable[[], Any]) -> Deferred[Any]:
         """Add ``count`` to the subject's total in Redis, ``not_counted`` when it surely
-        was not. A count sent on an open connection is counted even when its answer does
-        not come in time (a stalled Redis runs what was sent before it stalled when it
-        goes on): it is never counted twice. The script is sent whole (EVAL), so that no
-        late ``NOSCRIPT`` can leave it unrun."""
-        sent_at_once = self.shared.connection.connected
+        was not. A count sent is counted even when its answer does not come in time (a
+        stalled Redis runs what was sent before it stalled when it goes on), also when it
+        waited for the connection to open: it is never counted twice. (Only a count sent on
+        a connection a stalled Redis had not yet taken in when it was given up is counted
+        neither there nor here, the ledger only: a node's first call to a stalled Redis.)
+        The script is sent whole (EVAL), so that no late ``NOSCRIPT`` can leave it unrun."""
         sent = self.shared.connection.call(
             "EVAL", ADD_TOKENS.source, 1, self.shared.day_key(day), key, count, DAY_KEPT)
 
         def failed(failure: Failure) -> None:
             failure.trap(RedisUnavailable, RedisError)
             self._went_away(failure.getErrorMessage())
-            if failure.check(RedisError) or not sent_at_once:
+            if failure.check(RedisError, RedisNotSent):
                 not_counted()
 
         return sent.addErrback(failed)

@@ -11,6 +11,7 @@ another key; in the day's hash they are fields, kept as they are for the report.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -119,6 +120,10 @@ class RedisLimitState:
         self._node = os.urandom(6).hex()
         self._next_id = 0
         self._undoing = Undoing(connection, clock)
+        self._kept_ms = UNDO_KEPT_MS + math.ceil(connection.stuck_after * 1000)
+        """Milliseconds a lease and an undo marker stay in Redis: ``UNDO_KEPT_MS`` more than
+        a call's connection is waited for, so that the undo of a call whose answer was lost
+        with its connection still finds what the call did (however long ``redisTimeout``)."""
         self._held: dict[str, _RedisSlot] = {}
         """Slot id → slot, refreshed together every third of the expiry."""
         self._refresher = LoopingCall(self._refresh)
@@ -205,7 +210,7 @@ class RedisLimitState:
         """Give a slot back as soon as Redis answers (a take or a refresh of it reaching
         Redis afterwards does nothing)."""
         self._undoing.add(Undo(FREE_SLOT, [slots_key, self._gone_key(slot_id)],
-                               [slot_id, UNDO_KEPT_MS], "a concurrency slot", late=late))
+                               [slot_id, self._kept_ms], "a concurrency slot", late=late))
 
     def _release(self, slot: _RedisSlot) -> None:
         self._held.pop(slot.slot_id, None)
@@ -254,13 +259,13 @@ class RedisLimitState:
                 self._undo_lease(keys, key)
 
         leased = LEASE_TOKENS.run(self.connection, keys,
-                                  [key, limit, want, need, DAY_KEPT, UNDO_KEPT_MS], late=late)
+                                  [key, limit, want, need, DAY_KEPT, self._kept_ms], late=late)
         return leased.addCallback(self._leased, key, day, limit, lease)
 
     def _undo_lease(self, keys: list[str], key: str) -> None:
         """Give back what the lease named by ``keys`` granted ``key``, once Redis answers
         (a lease reaching Redis afterwards grants nothing)."""
-        self._undoing.add(Undo(UNDO_LEASE, keys, [key, DAY_KEPT, UNDO_KEPT_MS],
+        self._undoing.add(Undo(UNDO_LEASE, keys, [key, DAY_KEPT, self._kept_ms],
                                "a lease of tokens"))
 
     def _leased(self, reply: list[int], key: str, day: str, limit: int,
@@ -333,7 +338,7 @@ class RedisLimitState:
                          ["slot", check.limit, slot_id, repr(self.slot_expiry)], slot_id)
         return _Part(check, [self.day_key(check.day), f"{self.prefix}lease:{self._named()}"],
                      ["lease", check.key, check.limit, check.want, check.need, DAY_KEPT,
-                      UNDO_KEPT_MS])
+                      self._kept_ms])
 
     def _undo_admitted(self, parts: list[_Part], outcome: Any) -> None:
         """What an ``ADMIT`` took after its caller gave up (``outcome``: its replies, or a
@@ -363,8 +368,9 @@ class RedisLimitState:
             for i in range(0, len(flat), 2)})
 
     def stop(self) -> None:
-        """Stop refreshing slots (a node that stops lets them expire) and close."""
+        """Stop refreshing slots (a node that stops lets them expire) and close; the undo
+        steps that could not be sent (those waiting to connect included) are logged."""
         if self._refresher.running:
             self._refresher.stop()
-        self._undoing.stop()
         self.connection.close()
+        self._undoing.stop()

@@ -26,8 +26,13 @@ from runnergw.limits.redis_scripts import Script
 __all__ = ["UNDO_KEPT_MS", "Undo", "Undoing"]
 
 UNDO_KEPT_MS = 60_000
-"""Milliseconds a lease (what it granted) and an undone call's marker stay in Redis: far
-longer than a call sent before Redis stalled waits to run once Redis goes on."""
+"""Milliseconds a lease (what it granted) and an undone call's marker stay in Redis, beyond
+the time a connection is waited for: far longer than a call sent before Redis stalled waits
+to run once Redis goes on. Past it, both err towards refusing: an undo reaching Redis later
+(the node cut off from Redis that long after Redis ran the lease) finds nothing, and the
+lease's tokens stay counted for the day; a take or a lease reaching Redis later than that
+after its undo (held on the way by a relay) holds its slot until the slot expiry, its
+tokens for the day."""
 
 RETRY_EVERY = 1.0
 """Seconds between two attempts while Redis does not answer."""
@@ -113,8 +118,13 @@ class Undoing:
             self._send(undo)
 
     def stop(self) -> None:
-        """Send nothing more (the steps still waiting are lost)."""
+        """Send nothing more; the steps still waiting for Redis are dropped, and logged."""
         self._stopped = True
+        if self._waiting:
+            self.log.warn("{steps} undo steps could not reach Redis before the stop: a slot "
+                          "among them is free after limits.slotExpiry, a lease's tokens stay "
+                          "counted for the day", steps=len(self._waiting),
+                          event="limiter_undo_lost")
         self._waiting.clear()
         if self._retry.running:
             self._retry.stop()
