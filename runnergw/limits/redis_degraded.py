@@ -21,8 +21,7 @@ from runnergw.limits.checks import Check, admit_in_turn
 from runnergw.limits.interfaces import ILimitState, TokenLease
 from runnergw.limits.local import LocalLimitState
 from runnergw.limits.redis_connection import RedisError, RedisNotSent, RedisUnavailable
-from runnergw.limits.redis_scripts import ADD_TOKENS
-from runnergw.limits.redis_state import DAY_KEPT, RedisLimitState
+from runnergw.limits.redis_state import RedisLimitState
 
 __all__ = ["DegradableLimitState"]
 
@@ -122,6 +121,7 @@ class DegradableLimitState:
         owed, self._owed = self._owed, {}
         for (day, key), count in owed.items():
             self._give_back(key, day, count)
+        self.shared.give_backs.send()
         if was_away:
             for name in LIMIT_NAMES:
                 self.log.info("Redis at {where} answers again: {limit} is counted in Redis",
@@ -202,15 +202,14 @@ class DegradableLimitState:
 
     def _count_in_redis(self, key: str, day: str, count: int,
                         not_counted: Callable[[], Any]) -> Deferred[Any]:
-        """Add ``count`` to the subject's total in Redis, ``not_counted`` when it surely
+        """Add ``count`` to the subject's total in Redis (with what other requests gave
+        back, before this node's next check: ``GiveBacks``), ``not_counted`` when it surely
         was not. A count sent is counted even when its answer does not come in time (a
         stalled Redis runs what was sent before it stalled when it goes on), also when it
         waited for the connection to open: it is never counted twice. (Only a count sent on
         a connection a stalled Redis had not yet taken in when it was given up is counted
-        neither there nor here, the ledger only: a node's first call to a stalled Redis.)
-        The script is sent whole (EVAL), so that no late ``NOSCRIPT`` can leave it unrun."""
-        sent = self.shared.connection.call(
-            "EVAL", ADD_TOKENS.source, 1, self.shared.day_key(day), key, count, DAY_KEPT)
+        neither there nor here, the ledger only: a node's first call to a stalled Redis.)"""
+        sent = self.shared.give_backs.count(self.shared.day_key(day), key, count)
 
         def failed(failure: Failure) -> None:
             failure.trap(RedisUnavailable, RedisError)

@@ -17,8 +17,8 @@ from twisted.internet.defer import Deferred
 
 from runnergw.limits.redis_connection import Late, RedisConnection, RedisError
 
-__all__ = ["ADD_TOKENS", "ADMIT", "FREE_SLOT", "LEASE_TOKENS", "REFRESH_SLOTS", "Script",
-           "TAKE_REQUEST", "TAKE_SLOT", "UNDO_LEASE"]
+__all__ = ["ADD_TOKENS", "ADMIT", "FREE_SLOT", "GIVE_BACK", "LEASE_TOKENS", "REFRESH_SLOTS",
+           "Script", "TAKE_REQUEST", "TAKE_SLOT", "UNDO_LEASE"]
 
 
 class Script:
@@ -126,12 +126,19 @@ TAKE_SLOT = Script(_NOW + _TAKE_SLOT + """
 return take_slot(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 """)
 
-FREE_SLOT = Script("""
+_FREE_SLOT = """
+-- A slot given back (released, or taken by a call that missed its deadline): its marker is
+-- set (kept ``kept`` ms), so that a take or a refresh of it reaching Redis afterwards does
+-- nothing. 1 when it was held.
+local function free_slot(slots, marker, slot_id, kept)
+  redis.call('SET', marker, '1', 'PX', kept)
+  return redis.call('ZREM', slots, slot_id)
+end
+"""
+
+FREE_SLOT = Script(_FREE_SLOT + """
 -- KEYS[1]: the slots, KEYS[2]: the slot's marker. ARGV: slot id, ms the marker is kept.
--- A slot given back (released, or taken by a call that missed its deadline): a take or a
--- refresh of it reaching Redis afterwards does nothing.
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-return redis.call('ZREM', KEYS[1], ARGV[1])
+return free_slot(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 """)
 
 REFRESH_SLOTS = Script(_NOW + """
@@ -203,11 +210,38 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return granted
 """)
 
-ADD_TOKENS = Script("""
--- KEYS[1]: the day's totals; ARGV: subject, count (negative: an unused lease given back),
--- seconds the day's totals are kept. Never below zero.
-local total = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-if total < 0 then redis.call('HSET', KEYS[1], ARGV[1], 0) end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return total
+_ADD_TOKENS = """
+-- ``count`` more tokens (negative: an unused lease given back) for ``subject`` in ``day``,
+-- never below zero, the totals kept ``day_kept`` seconds: the new total.
+local function add_tokens(day, subject, count, day_kept)
+  local total = redis.call('HINCRBY', day, subject, count)
+  if total < 0 then
+    redis.call('HSET', day, subject, 0)
+    total = 0
+  end
+  redis.call('EXPIRE', day, day_kept)
+  return total
+end
+"""
+
+ADD_TOKENS = Script(_ADD_TOKENS + """
+-- KEYS[1]: the day's totals; ARGV: subject, count, seconds the day's totals are kept.
+return add_tokens(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+""")
+
+GIVE_BACK = Script(_FREE_SLOT + _ADD_TOKENS + """
+-- What requests gave back as they ended, in one call. ARGV[1]: ms a slot's marker is kept,
+-- ARGV[2]: seconds the day's totals are kept, ARGV[3]: n, the slots given back. For i <= n:
+-- KEYS[2i - 1] a slot set, KEYS[2i] the slot's marker, ARGV[3 + i] its id. Then for each
+-- count j: KEYS[2n + j] a day's totals, ARGV[3 + n + 2j - 1] the subject, ARGV[3 + n + 2j]
+-- the tokens. The slots that were held.
+local slots = tonumber(ARGV[3])
+local freed = 0
+for i = 1, slots do
+  freed = freed + free_slot(KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 + i], ARGV[1])
+end
+for j = 1, #KEYS - 2 * slots do
+  add_tokens(KEYS[2 * slots + j], ARGV[2 + slots + 2 * j], ARGV[3 + slots + 2 * j], ARGV[2])
+end
+return freed
 """)

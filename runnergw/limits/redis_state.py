@@ -27,6 +27,7 @@ from zope.interface import implementer
 from runnergw.limits.checks import BucketCheck, Check, LeaseCheck, SlotCheck
 from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision, TokenLease
 from runnergw.limits.redis_connection import RedisConnection
+from runnergw.limits.redis_give_back import GiveBacks
 from runnergw.limits.redis_scripts import (
     ADD_TOKENS,
     ADMIT,
@@ -124,6 +125,8 @@ class RedisLimitState:
         """Milliseconds a lease and an undo marker stay in Redis: ``UNDO_KEPT_MS`` more than
         a call's connection is waited for, so that the undo of a call whose answer was lost
         with its connection still finds what the call did (however long ``redisTimeout``)."""
+        self.give_backs = GiveBacks(connection, clock, self._undoing, DAY_KEPT, self._kept_ms)
+        """Slots and tokens given back, sent together before the next check."""
         self._held: dict[str, _RedisSlot] = {}
         """Slot id → slot, refreshed together every third of the expiry."""
         self._refresher = LoopingCall(self._refresh)
@@ -147,6 +150,7 @@ class RedisLimitState:
     # Rate limits.
 
     def take_request(self, key: str, per_minute: int, burst: int) -> Deferred[RateDecision]:
+        self.give_backs.send()
         taken = TAKE_REQUEST.run(self.connection, [self.key("rate", key)], [per_minute, burst])
         return taken.addCallback(_decision, burst)
 
@@ -168,6 +172,7 @@ class RedisLimitState:
 
         def attempt(pause: float) -> None:
             timer.clear()
+            self.give_backs.send()
             TAKE_SLOT.run(self.connection, [slots_key, self._gone_key(slot_id)],
                           [limit, slot_id, repr(self.slot_expiry)],
                           late=lambda outcome: outcome == 0 or self._free(slots_key, slot_id)
@@ -206,17 +211,17 @@ class RedisLimitState:
     def _gone_key(self, slot_id: str) -> str:
         return f"{self.prefix}gone:{slot_id}"
 
-    def _free(self, slots_key: str, slot_id: str, late: bool = True) -> None:
-        """Give a slot back as soon as Redis answers (a take or a refresh of it reaching
-        Redis afterwards does nothing)."""
+    def _free(self, slots_key: str, slot_id: str) -> None:
+        """Give back a slot taken by a call that missed its deadline, as soon as Redis
+        answers (a take or a refresh of it reaching Redis afterwards does nothing)."""
         self._undoing.add(Undo(FREE_SLOT, [slots_key, self._gone_key(slot_id)],
-                               [slot_id, self._kept_ms], "a concurrency slot", late=late))
+                               [slot_id, self._kept_ms], "a concurrency slot"))
 
     def _release(self, slot: _RedisSlot) -> None:
         self._held.pop(slot.slot_id, None)
         if not self._held and self._refresher.running:
             self._refresher.stop()
-        self._free(slot.key, slot.slot_id, late=False)
+        self.give_backs.free_slot(slot.key, self._gone_key(slot.slot_id), slot.slot_id)
 
     def _refresh(self) -> None:
         """Push back the expiry of every slot this node holds, in one call (counting again
@@ -247,6 +252,7 @@ class RedisLimitState:
         seen = self._seen_totals.get(key)
         if seen is not None and seen[0] == day and seen[1] < seen[2]:
             return seen[1]
+        self.give_backs.send()
         used = self.connection.call("HGET", self.day_key(day), key)
         return used.addCallback(lambda value: int(value or 0))
 
@@ -258,6 +264,7 @@ class RedisLimitState:
             if isinstance(outcome, Failure) or int(outcome[0]) > 0:  # granted (or maybe)
                 self._undo_lease(keys, key)
 
+        self.give_backs.send()
         leased = LEASE_TOKENS.run(self.connection, keys,
                                   [key, limit, want, need, DAY_KEPT, self._kept_ms], late=late)
         return leased.addCallback(self._leased, key, day, limit, lease)
@@ -323,6 +330,7 @@ class RedisLimitState:
             if not gave_up:
                 result.errback(failure)
 
+        self.give_backs.send()  # first: the checks see what was given back
         ADMIT.run(self.connection, keys, args,
                   late=lambda outcome: self._undo_admitted(parts, outcome)
                   ).addCallbacks(answered, failed)
@@ -354,6 +362,7 @@ class RedisLimitState:
                 self._undo_lease(part.keys, part.check.key)
 
     def add_tokens(self, key: str, day: str, count: int) -> Deferred[Any]:
+        self.give_backs.send()
         return ADD_TOKENS.run(self.connection, [self.day_key(day)], [key, count, DAY_KEPT])
 
     def settle_lease(self, key: str, day: str, lease: TokenLease, used: int) -> Deferred[Any]:
@@ -362,6 +371,7 @@ class RedisLimitState:
 
     def day_totals(self, day: str) -> Deferred[dict[str, int]]:
         """Every subject's tokens on ``day``, as the cluster counted them."""
+        self.give_backs.send()
         read = self.connection.call("HGETALL", self.day_key(day))
         return read.addCallback(lambda flat: {
             flat[i].decode("utf-8", "replace"): int(flat[i + 1])
@@ -372,5 +382,6 @@ class RedisLimitState:
         steps that could not be sent (those waiting to connect included) are logged."""
         if self._refresher.running:
             self._refresher.stop()
+        self.give_backs.send()
         self.connection.close()
         self._undoing.stop()
