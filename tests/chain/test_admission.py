@@ -194,17 +194,23 @@ class BodyPhaseTests(_ChainTestCase):
         self.assertEqual(self.state.tokens_used("alice", self.day), 0)
 
     def test_client_leaves_during_the_wait(self) -> None:
-        """A client that leaves while its request waits for a place ends the wait: the
-        request is recorded as ``client_gone``, the runner is never asked, and the place
-        freed afterwards is free for the subject's next request."""
-        held = self.state.acquire_slot("alice", 1, 0)
+        """A client that leaves while its request waits for a place ends the request at
+        once, recorded as ``client_gone``; the runner is never asked."""
+        self.state.acquire_slot("alice", 1, 0)
         running = self.start()
         self.assertNoResult(running)
         self.client.leave()
         run = self.successResultOf(running)
+        self.assertEqual((run.exchange.outcome, run.terminal.called), ("client_gone", False))
+
+    def test_client_gone_takes_no_place(self) -> None:
+        """The place freed after a client left during its wait is not taken for it: the
+        subject's next request gets it."""
+        held = self.state.acquire_slot("alice", 1, 0)
+        running = self.start()
+        self.client.leave()
+        self.successResultOf(running)
         held.release()  # type: ignore[union-attr]
-        self.assertEqual(run.exchange.outcome, "client_gone")
-        self.assertFalse(run.terminal.called)
         self.assertTrue(self.place_free())
 
     def test_client_gone_takes_no_tokens(self) -> None:
