@@ -213,6 +213,28 @@ class AdmitWaitTests(_WithRedis):
         self.assertTrue(ISlot.providedBy(slot.slot))
         self.assertEqual((lease.granted, await self.total(two)), (30, 30))
 
+    async def test_place_last_no_further_call(self) -> None:
+        """A request whose last check is a place it waited for is admitted once it has the
+        place, with no further call to Redis (one more round trip, which could fail)."""
+        one, two = self.node(), self.node()
+        held = await two.acquire_slot("alice", 1, 0)
+        _, slot, _ = _checks(wait=5.0)
+        admitted = one.admit([slot])
+        await _waiting_for_a_slot(one)
+        scripts: list[Any] = []
+        call = one.connection.call
+
+        def noted(*args: Any, **options: Any) -> Deferred[Any]:
+            scripts.append(args[1])  # a script's SHA1 (EVALSHA) or source (EVAL)
+            return call(*args, **options)
+
+        one.connection.call = noted  # type: ignore[method-assign]
+        held.release()
+        await admitted
+        self.assertTrue(ISlot.providedBy(slot.slot))
+        self.assertEqual([script for script in scripts if script in (ADMIT.sha, ADMIT.source)],
+                         [])
+
     async def test_wait_in_vain(self) -> None:
         """No place within the wait: the slot is refused and no tokens are leased."""
         one, two = self.node(), self.node()
