@@ -286,6 +286,48 @@ class AdmitCancelTests(_WithRedis):
         self.assertEqual((await self.slots(two), await self.total(two)), ([], 0))
 
 
+    async def cancel_during_the_rest(self) -> tuple[RedisLimitState, SlotCheck, LeaseCheck]:
+        """A request given up while the lease after the place it waited for is asked
+        (Redis stalled once it was sent), then Redis going on: the node, the request's slot
+        and lease checks."""
+        one, two = self.node(), self.node()
+        held = await two.acquire_slot("alice", 1, 0)
+        _, slot, lease = checks = _checks(wait=5.0)
+        admitted = one.admit(checks)
+        await _waiting_for_a_slot(one)
+        asked: Deferred[None] = Deferred()
+        admit = one.admit
+
+        def admit_the_rest(rest: Any) -> Deferred[None]:
+            made = admit(rest)
+            self.server.pause()  # the lease is sent, not answered
+            reactor.callLater(0, asked.callback, None)
+            return made
+
+        one.admit = admit_the_rest  # type: ignore[method-assign]
+        held.release()
+        await asked
+        admitted.cancel()
+        await self.assertFailure(admitted, CancelledError)
+        self.server.resume()
+        return one, slot, lease
+
+    async def test_during_the_lease_after_a_wait(self) -> None:
+        """Given up while the lease after a waited place is asked: the tokens Redis grants
+        it are given back once it answers."""
+        one, _, lease = await self.cancel_during_the_rest()
+        await self.watch.wait("limiter_undone", what="a lease of tokens")
+        self.assertEqual((lease.answered, await self.total(one)), (False, 0))
+
+    async def test_place_kept_for_the_end(self) -> None:
+        """Given up while the lease after a waited place is asked: the place is the
+        request's, and its end frees it for the cluster."""
+        one, slot, _ = await self.cancel_during_the_rest()
+        slot.slot.release()  # type: ignore[union-attr]
+        await one.connection.call("PING")
+        self.assertEqual(await self.slots(one), [])
+
+
 class AdmitLateTests(_WithRedis):
     """An ``ADMIT`` that missed its deadline: what Redis did for it is undone."""
 
@@ -365,6 +407,20 @@ class AdmitDegradedTests(_WithRedis):
         _, _, lease = _checks(want=800)
         await state.admit([lease])
         self.assertEqual((lease.granted, lease.lease.runs), (500, [(state.local, 500)]))
+
+    async def test_late_call_counted_once(self) -> None:
+        """Failing open, an ``ADMIT`` past its deadline is replaced by this node's checks;
+        what Redis did for it once it goes on is given back: its tokens are counted on the
+        node alone."""
+        state = self.degradable("open")
+        await state.take_request("warm", 60, 10)  # connected
+        self.server.pause()
+        _, _, lease = checks = _checks()
+        await state.admit(checks)
+        self.server.resume()
+        await self.undone()
+        self.assertEqual((lease.lease.runs, await self.total(state.shared)),
+                         ([(state.local, 30)], 0))
 
     async def test_fails_mid_run(self) -> None:
         """Redis lost while the request waits for a place: the place and the lease are
