@@ -322,7 +322,7 @@ class RedisLimitState:
             check, rest = last.check, checks[len(replies):]
             waited = self.acquire_slot(check.key, check.limit, check.wait)
             waited.addCallback(check.answer)
-            waited.addCallback(lambda _: None if check.refused else self.admit(rest))
+            waited.addCallback(lambda _: None if check.refused or not rest else self.admit(rest))
             stage.append(waited)
             waited.chainDeferred(result)
 
