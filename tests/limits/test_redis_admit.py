@@ -73,12 +73,15 @@ class _WithRedis(TestCase):
                             address=parse_listen_address(relay.address))
 
     async def slots(self, state: RedisLimitState) -> list[str]:
-        """The slot ids the cluster counts for alice."""
+        """The slot ids the cluster counts for alice (once what this node gave back is
+        sent)."""
+        state.give_backs.send()
         held = await state.connection.call("ZRANGE", state.key("slots", "alice"), 0, -1)
         return sorted(slot_id.decode() for slot_id in held)
 
     async def total(self, state: RedisLimitState) -> int:
-        """Alice's total of the day in Redis."""
+        """Alice's total of the day in Redis (once what this node gave back is sent)."""
+        state.give_backs.send()
         return int(await state.connection.call("HGET", state.day_key(_DAY), "alice") or 0)
 
     async def undone(self) -> None:
