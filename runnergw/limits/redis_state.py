@@ -19,7 +19,6 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -28,12 +27,12 @@ from runnergw.limits.checks import BucketCheck, Check, LeaseCheck, SlotCheck
 from runnergw.limits.interfaces import ILimitState, ISlot, RateDecision, TokenLease
 from runnergw.limits.redis_connection import RedisConnection
 from runnergw.limits.redis_give_back import GiveBacks
+from runnergw.limits.redis_held_slots import HeldSlots
 from runnergw.limits.redis_scripts import (
     ADD_TOKENS,
     ADMIT,
     FREE_SLOT,
     LEASE_TOKENS,
-    REFRESH_SLOTS,
     TAKE_REQUEST,
     TAKE_SLOT,
     UNDO_LEASE,
@@ -58,23 +57,6 @@ def _hashed(subject: str) -> str:
     return hashlib.sha256(subject.encode()).hexdigest()[:32]
 
 
-@implementer(ISlot)
-class _RedisSlot:
-    """A slot held in Redis, refreshed by its state until released."""
-
-    __slots__ = ("_state", "key", "slot_id")
-
-    def __init__(self, state: RedisLimitState, key: str, slot_id: str) -> None:
-        self._state: RedisLimitState | None = state
-        self.key = key
-        self.slot_id = slot_id
-
-    def release(self) -> None:
-        state, self._state = self._state, None
-        if state is not None:
-            state._release(self)
-
-
 def _decision(reply: list[Any], burst: int) -> RateDecision:
     allowed, available, reset, retry = reply
     return RateDecision(allowed=bool(allowed), limit=burst, remaining=int(float(available)),
@@ -97,7 +79,7 @@ class _Part:
             check.answer(_decision(reply, check.burst))
         elif isinstance(check, SlotCheck):
             if reply == 1:
-                check.answer(state._hold(self.keys[0], self.slot_id))
+                check.answer(state.held.hold(self.keys[0], self.slot_id))
             elif check.wait <= 0:
                 check.answer(None)
         else:
@@ -127,10 +109,8 @@ class RedisLimitState:
         with its connection still finds what the call did (however long ``redisTimeout``)."""
         self.give_backs = GiveBacks(connection, clock, self._undoing, DAY_KEPT, self._kept_ms)
         """Slots and tokens given back, sent together before the next check."""
-        self._held: dict[str, _RedisSlot] = {}
-        """Slot id → slot, refreshed together every third of the expiry."""
-        self._refresher = LoopingCall(self._refresh)
-        self._refresher.clock = clock
+        self.held = HeldSlots(connection, clock, slot_expiry, self._gone_key, self.give_backs)
+        """The slots this node holds."""
         self._seen_totals: dict[str, tuple[str, int, int]] = {}
         """Subject → (day, tokens, quota) as the last lease of this node left them."""
 
@@ -180,7 +160,7 @@ class RedisLimitState:
 
         def answered(taken: int, pause: float) -> None:
             if taken:
-                slot = self._hold(slots_key, slot_id)
+                slot = self.held.hold(slots_key, slot_id)
                 if gave_up:
                     slot.release()
                 else:
@@ -202,12 +182,6 @@ class RedisLimitState:
         attempt(_FIRST_POLL)
         return result
 
-    def _hold(self, slots_key: str, slot_id: str) -> _RedisSlot:
-        slot = self._held[slot_id] = _RedisSlot(self, slots_key, slot_id)
-        if not self._refresher.running:
-            self._refresher.start(self.slot_expiry / 3, now=False)
-        return slot
-
     def _gone_key(self, slot_id: str) -> str:
         return f"{self.prefix}gone:{slot_id}"
 
@@ -216,32 +190,6 @@ class RedisLimitState:
         answers (a take or a refresh of it reaching Redis afterwards does nothing)."""
         self._undoing.add(Undo(FREE_SLOT, [slots_key, self._gone_key(slot_id)],
                                [slot_id, self._kept_ms], "a concurrency slot"))
-
-    def _release(self, slot: _RedisSlot) -> None:
-        self._held.pop(slot.slot_id, None)
-        if not self._held and self._refresher.running:
-            self._refresher.stop()
-        self.give_backs.free_slot(slot.key, self._gone_key(slot.slot_id), slot.slot_id)
-
-    def _refresh(self) -> None:
-        """Push back the expiry of every slot this node holds, in one call (counting again
-        one that expired while Redis was away)."""
-        held = list(self._held.values())
-        if not held:
-            return
-        keys = [key for slot in held for key in (slot.key, self._gone_key(slot.slot_id))]
-        refreshed = REFRESH_SLOTS.run(
-            self.connection, keys, [repr(self.slot_expiry), *(slot.slot_id for slot in held)])
-        refreshed.addCallback(self._counted_again)
-        refreshed.addErrback(lambda failure: self.log.warn(
-            "Could not refresh {count} concurrency slots in Redis: {reason}",
-            count=len(held), reason=failure.getErrorMessage(), event="limiter_slots_stale"))
-
-    def _counted_again(self, again: int) -> None:
-        if again:
-            self.log.warn("{count} concurrency slots held had expired in Redis (away longer "
-                          "than limits.slotExpiry): counted again", count=again,
-                          event="limiter_slots_counted_again")
 
     # Daily token totals.
 
@@ -380,8 +328,7 @@ class RedisLimitState:
     def stop(self) -> None:
         """Stop refreshing slots (a node that stops lets them expire) and close; the undo
         steps that could not be sent (those waiting to connect included) are logged."""
-        if self._refresher.running:
-            self._refresher.stop()
+        self.held.stop()
         self.give_backs.send()
         self.connection.close()
         self._undoing.stop()

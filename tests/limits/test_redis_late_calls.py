@@ -101,7 +101,7 @@ class LateRefreshTests(_TwoNodes):
         one, two = self.node(timeout=0.2, relay=relay), self.node()
         slot = await one.acquire_slot("alice", 1, 0)
         relay.hold()
-        one._refresh()
+        one.held.refresh()
         await relay.given_up()
         slot.release()
         await one.connection.call("PING")  # the release ran: sent before it, on one new
