@@ -90,6 +90,25 @@ def write_settings(directory: Path, upstream_port: int, redis_port: int,
     return paths
 
 
+async def redis_round_trip(port: int, count: int = 2000) -> tuple[float, float]:
+    """p50 and p99 (ms) of ``count`` PINGs one after the other from a small asyncio client:
+    what one round trip to this redis-server costs on this machine, for reading the added
+    latency of the Redis gateway (one round trip per request)."""
+    reader, writer = await asyncio.open_connection(gb.HOST, port)
+    times = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            writer.write(b"PING\r\n")
+            if await reader.readline() != b"+PONG\r\n":
+                raise RuntimeError("redis-server did not answer PING")
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        writer.close()
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.99)]
+
+
 async def run_rounds(args: argparse.Namespace, targets: dict[str, gb.Target],
                      meters: dict[str, gb.CpuMeter]) -> list[gb.Result]:
     generate: dict[str, object] = {"path": "/api/generate", "body": gb.GENERATE_BODY}
@@ -192,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.monotonic()
     processes: list[subprocess.Popen[bytes]] = []
     profiler = None
+    round_trip = (float("nan"), float("nan"))
     with tempfile.TemporaryDirectory(prefix="runnergw-redis-bench-") as temporary:
         directory = Path(temporary)
         try:
@@ -222,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   flush=True)
             if args.profile:
                 profiler = gb.start_profiler(gateways["redis"].pid, args.profile, directory)
+            round_trip = asyncio.run(redis_round_trip(redis_port))
             results = asyncio.run(run_rounds(args, targets, meters))
             if profiler is not None:
                 gb.stop_profiler(profiler, directory)
@@ -240,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gb.stop_process(process)
     goals = verdicts(results, args)
     print()
+    print(f"INFO  one Redis round trip (PING from Python, one after the other): p50 "
+          f"{round_trip[0]:.3f} ms, p99 {round_trip[1]:.3f} ms")
     for line in notes(results, args):
         print(f"INFO  {line}")
     for ok, line in goals:
