@@ -1,0 +1,64 @@
+"""A real gateway node stopping or reloading with a concurrency slot held in Redis: what it
+gave back reaches Redis, nothing is left held until the slot expiry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import ensureDeferred
+
+from tests.helpers.cluster import ClusterCase, ClusterNode
+from tests.helpers.redis_limits import connect, redis_settings
+
+__all__ = ["StopGivesBackTests"]
+
+_GENERATE = "/ollama/api/generate"
+_STREAM = {"model": "llama3.2:1b", "prompt": "hi", "stream": True}
+
+
+class StopGivesBackTests(ClusterCase):
+    """Slots held by a node that stops or reloads are free in Redis at once."""
+
+    async def held_slots(self) -> int:
+        """Concurrency slots held in Redis, every subject counted."""
+        connection = connect(self, redis_settings(self.redis))
+        keys = await connection.call("KEYS", "cluster:slots:*")
+        return sum([await connection.call("ZCARD", key) for key in keys])
+
+    async def streaming(self, node: ClusterNode, role: dict[str, Any]) -> Any:
+        """A stream under way on ``node``, held by the fake Ollama after its first line."""
+        self.fake.gated = True
+        arrived = self.fake.next_request()
+        stream = ensureDeferred(self.call(node, _GENERATE, _STREAM))
+        await (await arrived).held()
+        return stream
+
+    async def test_slot_free_after_sigterm(self) -> None:
+        """A node stopped (SIGTERM) while a stream holds a slot, its grace over: right
+        after it exits, Redis holds no slot of it (not until limits.slotExpiry)."""
+        node = await self.start_node("one", {"concurrency": 4}, {"slotExpiry": "60s"})
+        stream = await self.streaming(node, {"concurrency": 4})
+        stream.addErrback(lambda _: None)
+        self.assertEqual(await self.held_slots(), 1)
+        node.transport.signalProcess("TERM")  # type: ignore[union-attr]
+        await node.ended
+        self.assertEqual(await self.held_slots(), 0)
+
+    async def test_slot_free_after_a_reload(self) -> None:
+        """A stream that began before a reload (SIGHUP) and ends after it gives its slot
+        back: a cap of 1 then lets the next request in at once."""
+        role = {"concurrency": 1}
+        node = await self.start_node("one", role, {"slotExpiry": "60s",
+                                                   "onRedisError": {"concurrency": "closed"}})
+        stream = await self.streaming(node, role)
+        reloaded = node.next_event("reloaded")
+        node.transport.signalProcess("HUP")  # type: ignore[union-attr]
+        await reloaded
+        self.fake.gated = False
+        for record in self.fake.requests:
+            record.gated = False
+            record.release()
+        self.assertEqual((await stream)[0], 200)
+        self.assertEqual((await self.call(node, _GENERATE, dict(_STREAM, stream=False)))[0],
+                         200)
+        self.assertEqual(await self.held_slots(), 0)
