@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import deferLater
 
 from tests.helpers.cluster import ClusterCase, ClusterNode
 from tests.helpers.redis_limits import connect, redis_settings
@@ -51,6 +53,7 @@ class StopGivesBackTests(ClusterCase):
         node = await self.start_node("one", role, {"slotExpiry": "60s",
                                                    "onRedisError": {"concurrency": "closed"}})
         stream = await self.streaming(node, role)
+        await deferLater(reactor, 0, lambda: None)  # the fake done holding its piece
         reloaded = node.next_event("reloaded")
         node.transport.signalProcess("HUP")  # type: ignore[union-attr]
         await reloaded
@@ -61,4 +64,30 @@ class StopGivesBackTests(ClusterCase):
         self.assertEqual((await stream)[0], 200)
         self.assertEqual((await self.call(node, _GENERATE, dict(_STREAM, stream=False)))[0],
                          200)
-        self.assertEqual(await self.held_slots(), 0)
+
+    async def test_slot_given_back_while_redis_stalls(self) -> None:
+        """A stream ends while Redis stalls (its give-back unanswered, the connection given
+        up, the node degraded): once Redis goes on and the node sees it, the place is freed
+        in Redis within seconds, long before limits.slotExpiry (60 s), and the next request
+        on a cap of 1 is served."""
+        role = {"concurrency": 1}
+        node = await self.start_node("one", role, {
+            "slotExpiry": "60s", "redisTimeout": "50ms",
+            "onRedisError": {"concurrency": "closed"}})
+        stream = await self.streaming(node, role)
+        self.redis.pause()
+        given_up = node.next_event("redis_connection_given_up")
+        await deferLater(reactor, 0, lambda: None)  # the fake done holding its piece
+        self.fake.gated = False
+        for record in self.fake.requests:
+            record.gated = False
+            record.release()
+        self.assertEqual((await stream)[0], 200)
+        await given_up
+        recovered = node.when_logged("limiter_recovered", limit="quota")  # the last
+        self.redis.resume()
+        await recovered
+        while await self.held_slots():
+            await deferLater(reactor, 0.05, lambda: None)
+        status, _, body = await self.call(node, _GENERATE, dict(_STREAM, stream=False))
+        self.assertEqual(status, 200, body)
