@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import deferLater
 
 from tests.helpers.cluster import ClusterCase, ClusterNode
 from tests.helpers.redis_limits import connect, redis_settings
 
-__all__ = ["StopGivesBackTests"]
+__all__ = ["CapUnderLoadTests", "StopGivesBackTests"]
 
 _GENERATE = "/ollama/api/generate"
 _STREAM = {"model": "llama3.2:1b", "prompt": "hi", "stream": True}
@@ -91,3 +91,33 @@ class StopGivesBackTests(ClusterCase):
             await deferLater(reactor, 0.05, lambda: None)
         status, _, body = await self.call(node, _GENERATE, dict(_STREAM, stream=False))
         self.assertEqual(status, 200, body)
+
+
+class CapUnderLoadTests(ClusterCase):
+    """A cap shared by two nodes while places are given back in gathered calls."""
+
+    async def test_cap_never_exceeded(self) -> None:
+        """A cap of 3, 24 short streams sent at once to two nodes, waiting for a place:
+        Ollama never has more than 3 of them under way, and every one is served."""
+        role = {"concurrency": 3, "concurrencyWait": "30s"}
+        nodes = [await self.start_node("one", role), await self.start_node("two", role)]
+        under_way = [0, 0]  # now, most
+        render = self.fake.render
+
+        def counted(request: Any) -> Any:
+            if request.path.endswith(b"/generate"):
+                under_way[0] += 1
+                under_way[1] = max(under_way)
+
+                def ended(_: object) -> None:
+                    under_way[0] -= 1
+
+                request.notifyFinish().addBoth(ended)
+            return render(request)
+
+        self.fake.render = counted  # type: ignore[method-assign]
+        calls = [ensureDeferred(self.call(nodes[i % 2], _GENERATE, dict(
+            _STREAM, options={"num_predict": 4, "delay": 0.01}))) for i in range(24)]
+        results = await DeferredList(calls, fireOnOneErrback=True, consumeErrors=True)
+        self.assertEqual([result[1][0] for result in results], [200] * 24)
+        self.assertEqual(under_way[1], 3)
