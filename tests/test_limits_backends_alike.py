@@ -10,7 +10,10 @@ import time
 from contextlib import closing
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import deferLater
+from twisted.web._newclient import ResponseNeverReceived
 
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.signing_keys import load_signing_key
@@ -126,9 +129,29 @@ class BackendsAlikeTests(ClusterCase):
         local, shared = await self.stopped(*nodes)
         self.assertEqual(local, shared)
 
+    async def client_leaving(self, node: ClusterNode, subject: str) -> None:
+        """A request that waits for a place, its client leaving once it is under way (two
+        exchanges in progress: the stream holding the place and it)."""
+        leaving = ensureDeferred(self.ask(node, subject, _GENERATE, _generation()))
+        metrics = await node.metrics_listening
+        while await self.in_progress(metrics) < 2:
+            await deferLater(reactor, 0.02, lambda: None)
+        leaving.cancel()
+        await self.assertFailure(leaving, ResponseNeverReceived)
+        while await self.in_progress(metrics) > 1:
+            await deferLater(reactor, 0.02, lambda: None)
+
+    async def in_progress(self, metrics: str) -> float:
+        """The node's ``runnergw_exchanges_in_progress``."""
+        _, text = await fetch(self.agent, "GET", metrics.rstrip("/") + "/metrics")
+        for line in text.decode().splitlines():
+            if line.startswith("runnergw_exchanges_in_progress"):
+                return float(line.split()[-1])
+        raise AssertionError("no runnergw_exchanges_in_progress")
+
     async def test_concurrency_alike(self) -> None:
-        """A place taken: refused at once, refused after concurrencyWait, given once freed
-        during the wait: alike on both backends."""
+        """A place taken: refused at once, refused after concurrencyWait, a client leaving
+        during the wait, a place given once freed during the wait: alike on both backends."""
         nodes = await self.both()
         seen: list[list[Any]] = [[], []]
         for index, node in enumerate(nodes):
@@ -142,6 +165,8 @@ class BackendsAlikeTests(ClusterCase):
                 self.fake.gated = False
                 seen[index].append(self.seen(*await self.ask(node, subject, _GENERATE,
                                                              _generation())))
+                if subject == "waiting-a":
+                    await self.client_leaving(node, subject)
                 freed = ensureDeferred(self.ask(node, subject, _GENERATE, _generation()))
                 record.gated = False
                 record.release()
