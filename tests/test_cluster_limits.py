@@ -110,6 +110,24 @@ class ClusterRedisAwayTests(ClusterCase):
         self.assertEqual(statuses, [200, 200, 429, 429])
         self.assertEqual((await degraded)["choice"], "open")
 
+    async def test_every_check_while_away(self) -> None:
+        """A role with a rate limit, a cap and a quota (checked in one call): while Redis is
+        down the quota, failing closed, refuses a generation with 503 and the rate limit,
+        failing open, still lets a listing through; once Redis is back both are served."""
+        node = await self.start_node("one", {"requestsPerMinute": 600, "burst": 100,
+                                             "concurrency": 4, "tokensPerDay": 1000})
+        self.assertEqual((await self.call(node, _GENERATE, _generation()))[0], 200)
+        await self.redis.kill()
+        status, headers, body = await self.call(node, _GENERATE, _generation())
+        self.assertEqual((status, headers.get("retry-after"), body), (
+            503, "2", b'{"error": "limits cannot be checked right now: retry shortly"}'))
+        self.assertEqual((await self.call(node, "/ollama/api/tags"))[0], 200)
+        recovered = node.next_event("limiter_recovered", limit="quota")
+        await self.redis.start()
+        await recovered
+        self.assertEqual([(await self.call(node, path, body))[0] for path, body in (
+            (_GENERATE, _generation()), ("/ollama/api/tags", None))], [200, 200])
+
 
 class ClusterQuotaMessageTests(ClusterCase):
     """What a caller is told once the cluster spent its quota."""
