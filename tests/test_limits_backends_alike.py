@@ -176,9 +176,37 @@ class BackendsAlikeTests(ClusterCase):
         local, shared = await self.stopped(*nodes)
         self.assertEqual(local, shared)
 
+    async def openai_stream_cut(self, node: ClusterNode) -> tuple[int, list[Any]]:
+        """An OpenAI chat stream whose quota a whole answer spends while it runs: its
+        status and events (the finish reasons and usage)."""
+        self.fake.gated = True
+        arrived = self.fake.next_request()
+        stream = ensureDeferred(self.ask(node, "streams-b", _CHAT, {
+            "model": _MODEL, "stream": True, "max_tokens": 30,
+            "messages": [{"role": "user", "content": "hi"}]}))
+        record = await arrived
+        await record.held()
+        self.fake.gated = False
+        await self.ask(node, "streams-b", _GENERATE, _generation(options={"num_predict": 30}))
+        record.gated = False
+        record.release()
+        status, _, body = await stream
+        events = []
+        for event in body.split(b"\n\n"):
+            data = event.removeprefix(b"data: ").strip()
+            if data and data != b"[DONE]":
+                document = json.loads(data)
+                events.append(([choice.get("finish_reason")
+                                for choice in document.get("choices", [])],
+                               document.get("usage")))
+            elif data:
+                events.append(data)
+        return status, events
+
     async def test_stream_cut_by_the_quota_alike(self) -> None:
-        """A stream whose quota another request spends while it runs ends at its next
-        lease with the same lines on both backends; the next request is refused alike."""
+        """A stream (native, then OpenAI) whose quota another request spends while it runs
+        ends at its next lease with the same lines or events on both backends; the next
+        request is refused alike."""
         nodes = await self.both()
         seen: list[list[Any]] = [[], []]
         for index, node in enumerate(nodes):
@@ -200,7 +228,9 @@ class BackendsAlikeTests(ClusterCase):
                                          for line in lines]))
             seen[index].append(self.seen(*await self.ask(node, "streams-a", _GENERATE,
                                                          _generation())))
+            seen[index].append(await self.openai_stream_cut(node))
         self.assertEqual(seen[0], seen[1])
         self.assertEqual(seen[1][1][1][-1][1:3], (True, "length"))
+        self.assertEqual(seen[1][3][1][-2:], [(["length"], None), b"[DONE]"])
         local, shared = await self.stopped(*nodes)
         self.assertEqual(local, shared)
