@@ -9,7 +9,7 @@ from twisted.internet.defer import DeferredList, ensureDeferred
 
 from tests.helpers.cluster import ClusterCase
 
-__all__ = ["ClusterLimitTests", "ClusterRedisAwayTests"]
+__all__ = ["ClusterLimitTests", "ClusterQuotaMessageTests", "ClusterRedisAwayTests"]
 
 _GENERATE = "/ollama/api/generate"
 
@@ -109,3 +109,38 @@ class ClusterRedisAwayTests(ClusterCase):
         statuses = [(await self.call(node, "/ollama/api/tags"))[0] for _ in range(4)]
         self.assertEqual(statuses, [200, 200, 429, 429])
         self.assertEqual((await degraded)["choice"], "open")
+
+    async def test_every_check_while_away(self) -> None:
+        """A role with a rate limit, a cap and a quota (checked in one call): while Redis is
+        down the quota, failing closed, refuses a generation with 503 and the rate limit,
+        failing open, still lets a listing through; once Redis is back both are served."""
+        node = await self.start_node("one", {"requestsPerMinute": 600, "burst": 100,
+                                             "concurrency": 4, "tokensPerDay": 1000})
+        self.assertEqual((await self.call(node, _GENERATE, _generation()))[0], 200)
+        await self.redis.kill()
+        status, headers, body = await self.call(node, _GENERATE, _generation())
+        self.assertEqual((status, headers.get("retry-after"), body), (
+            503, "2", b'{"error": "limits cannot be checked right now: retry shortly"}'))
+        self.assertEqual((await self.call(node, "/ollama/api/tags"))[0], 200)
+        recovered = node.next_event("limiter_recovered", limit="quota")
+        await self.redis.start()
+        await recovered
+        self.assertEqual([(await self.call(node, path, body))[0] for path, body in (
+            (_GENERATE, _generation()), ("/ollama/api/tags", None))], [200, 200])
+
+
+class ClusterQuotaMessageTests(ClusterCase):
+    """What a caller is told once the cluster spent its quota."""
+
+    async def test_spent_elsewhere_same_message(self) -> None:
+        """A quota spent through one node after the other node last saw some left: both
+        nodes tell the caller the quota is spent until the day ends."""
+        role = {"tokensPerDay": 100, "maxTokens": 8}
+        one, two = await self.start_node("one", role), await self.start_node("two", role)
+        self.assertEqual((await self.call(two, _GENERATE, _generation()))[0], 200)
+        for _ in range(20):
+            if (await self.call(one, _GENERATE, _generation()))[0] != 200:
+                break
+        bodies = [(await self.call(node, _GENERATE, _generation()))[2] for node in (one, two)]
+        self.assertEqual(bodies, [b'{"error": "the daily token quota of role \\"user\\" (100) '
+                                  b'is spent until the day ends"}'] * 2)

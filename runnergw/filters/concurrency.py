@@ -32,7 +32,8 @@ class ConcurrencyFilter:
     over (a stream counts until its last byte), at most the role's ``concurrency``.
 
     When all places are taken the request waits up to ``concurrencyWait`` for one (in
-    arrival order), then gets 429 ``{"error": …}`` with ``Retry-After: 1``.
+    arrival order on one node with in-process limits), then gets 429 ``{"error": …}`` with
+    ``Retry-After: 1``.
     """
 
     name = "concurrency"
@@ -49,7 +50,8 @@ class ConcurrencyFilter:
         return cls(context.limits.state)
 
     def request_headers(self, exchange: Exchange) -> Any:
-        """Take a place, wait for one, or refuse with 429."""
+        """Give the request's admission the check for a place (taken, waited for, or
+        refused with 429 when the admission makes its checks)."""
         rules = role_rules(exchange)
         if rules is None or rules.concurrency is None:
             return None

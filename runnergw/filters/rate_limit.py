@@ -56,7 +56,8 @@ class RateLimitFilter:
         return cls(context.limits.state)
 
     def request_headers(self, exchange: Exchange) -> Any:
-        """Take one request from the subject's bucket, or refuse with 429."""
+        """Give the request's admission the check of the subject's bucket (one request
+        taken, or 429 when the admission makes its checks)."""
         rules = role_rules(exchange)
         if rules is None or rules.requests_per_minute is None:
             return None

@@ -226,7 +226,7 @@ class UsageFilter:
         # A lease takes nothing when less than ``need`` is left (and at least
         # min(want, need) when it succeeds).
         if check.refused:
-            if left < prompt:
+            if 0 < left < prompt:  # none left: spent (elsewhere, since this node looked)
                 raise self._quota_spent(meter, f"this prompt needs about {prompt} tokens; the "
                                                f'daily quota of role "{meter.rules.name}" has '
                                                f"{left} left")

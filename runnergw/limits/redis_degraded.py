@@ -66,6 +66,8 @@ class DegradableLimitState:
         """(day, subject) → tokens to give back to Redis once it answers (negative)."""
         self._probe = LoopingCall(self._ping)
         self._probe.clock = clock
+        self._stopped = False
+        """True once stopped: calls failing as the connection closes are no switch."""
 
     def degraded(self) -> dict[str, bool]:
         """Limit name → True while it is not counted in Redis."""
@@ -94,7 +96,7 @@ class DegradableLimitState:
                      reason=f"{limit} state unavailable (Redis)")
 
     def _went_away(self, reason: str) -> None:
-        if self._away:
+        if self._away or self._stopped:
             return
         self._away = True
         for name in LIMIT_NAMES:
@@ -108,7 +110,7 @@ class DegradableLimitState:
         self._start_probe()
 
     def _start_probe(self) -> None:
-        if not self._probe.running:
+        if not self._probe.running and not self._stopped:
             self._probe.start(PROBE_EVERY, now=False)
 
     def _ping(self) -> None:
@@ -220,7 +222,8 @@ class DegradableLimitState:
         return sent.addErrback(failed)
 
     def stop(self) -> None:
-        """Stop probing and close the connection."""
+        """Stop probing and close the connection (the calls it fails are no switch)."""
+        self._stopped = True
         if self._probe.running:
             self._probe.stop()
         if self._owed:

@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
@@ -18,7 +19,7 @@ from runnergw.metrics.limiter import LimiterCollector
 from tests.helpers.redis_limits import shared_state
 from tests.helpers.redis_server import RedisServer
 
-__all__ = ["FailClosedTests", "FailOpenTests", "GiveBackTests", "SwitchTests"]
+__all__ = ["FailClosedTests", "FailOpenTests", "GiveBackTests", "StopTests", "SwitchTests"]
 
 _ALL_OPEN = (("rateLimit", "open"), ("concurrency", "open"), ("quota", "open"))
 _ALL_CLOSED = (("rateLimit", "closed"), ("concurrency", "closed"), ("quota", "closed"))
@@ -261,3 +262,26 @@ class GiveBackTests(_Degradable):
         [lost] = [event for event in self.events
                   if event.get("event") == "limiter_give_back_lost"]
         self.assertEqual((lost["tokens"], lost["subjects"]), (60, 1))
+
+
+class StopTests(_Degradable):
+    """The gateway stopping with a give-back just sent."""
+
+    choices = _ALL_OPEN
+
+    async def test_stop_right_after_a_give_back(self) -> None:
+        """A lease's rest given back as the gateway stops is sent, and the stop is not
+        logged as Redis going away (no ``limiter_degraded``, no probe left running)."""
+        state = self.degradable()
+        lease = TokenLease()
+        await state.lease_tokens("alice", _DAY, 100, 40, 2, lease)
+        state.settle_lease("alice", _DAY, lease, 10)
+        protocol = state.shared.connection._protocol
+        assert protocol is not None
+        state.stop()
+        await protocol.lost
+        await deferLater(reactor, 0, lambda: None)  # the calls under way told of the loss
+        self.assertEqual((self.switches("limiter_degraded"), state._probe.running), ([], False))
+        reader = shared_state(self, self.server)
+        self.assertEqual(int(await reader.connection.call(
+            "HGET", state.shared.day_key(_DAY), "alice")), 10)

@@ -62,3 +62,16 @@ class HeldSlotTests(TestCase):
         await holder.take_request("bob", 60, 10)
         other = shared_state(self, self.server)
         self.assertIsNotNone(await other.acquire_slot("alice", 1, 0))
+
+    async def test_released_then_stopped(self) -> None:
+        """A place released just before the gateway stops (within the give-back's linger)
+        is given back by the stop, not left held until the slot expiry."""
+        holder = shared_state(self, self.server)
+        slot = await holder.acquire_slot("alice", 1, 0)
+        protocol = holder.connection._protocol
+        assert protocol is not None
+        slot.release()
+        holder.stop()
+        await protocol.lost  # Redis read all the node sent before it closed
+        other = shared_state(self, self.server)
+        self.assertIsNotNone(await other.acquire_slot("alice", 1, 0))
