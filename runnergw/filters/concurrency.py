@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ConcurrencyFilter"]
 
-_SLOT = "concurrency.check"
+_CHECK = "concurrency.check"
 
 _COUNTED_GROUPS = frozenset({"inference", "management"})
 """What holds a model or the disk: generations, embeddings, pulls. Listing models and
@@ -58,7 +58,7 @@ class ConcurrencyFilter:
         endpoint = endpoint_for(exchange.api_path)
         if endpoint is None or endpoint.group not in _COUNTED_GROUPS:
             return None
-        check = exchange.metadata[_SLOT] = SlotCheck(subject_key(exchange), rules.concurrency,
+        check = exchange.metadata[_CHECK] = SlotCheck(subject_key(exchange), rules.concurrency,
                                                      rules.concurrency_wait)
         # A wait is cancelled by the chain when the client leaves meanwhile.
         return admission_for(exchange, self.state).add(
@@ -73,6 +73,6 @@ class ConcurrencyFilter:
 
     def done(self, exchange: Exchange) -> None:
         """Give the place back."""
-        check = exchange.metadata.pop(_SLOT, None)
+        check = exchange.metadata.pop(_CHECK, None)
         if check is not None and check.slot is not None:
             check.slot.release()

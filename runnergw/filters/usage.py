@@ -166,8 +166,8 @@ class UsageFilter:
         if meter.quota is None:
             return None
         # The other limit checks wait for the lease this filter asks for once the body is
-        # in, to be made with it.
-        admission_for(exchange, self.state).hold()
+        # in, to be made with it (a small body).
+        admission_for(exchange, self.state).hold(exchange.content_length)
         used = self.state.tokens_used(meter.key, meter.day)
         return when_known(used, lambda count: self._check_spent(meter, count))
 

@@ -12,7 +12,12 @@ from runnergw.chain.exchange import Exchange
 from runnergw.limits.checks import Check
 from runnergw.limits.interfaces import ILimitState, when_known
 
-__all__ = ["Admission", "admission_for"]
+__all__ = ["HELD_BODY_MOST", "Admission", "admission_for"]
+
+HELD_BODY_MOST = 64 << 10
+"""Largest body (its ``Content-Length``) read before the checks that wait for a lease are
+made: a subject over its rate or concurrency limit never has more read before its 429, and
+larger bodies cost a round trip more (the checks before the body, the lease after)."""
 
 Judge = Callable[[Any], None]
 """A filter's reading of its check once answered: raises its ``Reject`` when refused."""
@@ -39,10 +44,12 @@ class Admission:
         self._waiting.append((check, judge))
         return None if self.gathers else self.settle()
 
-    def hold(self) -> None:
-        """Keep the checks waiting over the body read: a ``request_body`` hook adds the last
-        one and settles them."""
-        self.held = self.gathers
+    def hold(self, body_size: int | None) -> None:
+        """Keep the checks waiting over the body read (a ``request_body`` hook adds the last
+        one and settles them) when the body announces at most ``HELD_BODY_MOST`` bytes; a
+        larger or chunked body is read only once the checks given so far admitted the
+        request."""
+        self.held = self.gathers and body_size is not None and body_size <= HELD_BODY_MOST
 
     def settle(self) -> Any:
         self.held = False

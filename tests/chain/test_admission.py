@@ -22,7 +22,7 @@ from runnergw.filters.concurrency import ConcurrencyFilter
 from runnergw.filters.rate_limit import RateLimitFilter
 from runnergw.filters.role import RoleFilter
 from runnergw.filters.usage import UsageFilter
-from runnergw.limits.admission import Admission
+from runnergw.limits.admission import HELD_BODY_MOST, Admission
 from runnergw.limits.checks import BucketCheck, Check, SlotCheck
 from runnergw.limits.days import QuotaDays
 from runnergw.limits.local import LocalLimitState
@@ -182,6 +182,21 @@ class BodyPhaseTests(_ChainTestCase):
         self.assertEqual((run.status, run.exchange.reason), (429, "rate limited"))
         self.assertTrue(run.client.body_asked)
         self.assertEqual(self.state.tokens_used("alice", self.day), 0)
+
+    def test_large_body_refused_before_it_is_read(self) -> None:
+        """A rate-limited caller with a daily quota sending a body over 64 KiB (padded where
+        no prompt token is counted) gets its 429 before any byte of it is read."""
+        self.spend_bucket()
+        run = self.serve(body={**_ALLOWED, "keep_alive": "x" * HELD_BODY_MOST})
+        self.assertEqual((run.status, run.exchange.reason), (429, "rate limited"))
+        self.assertFalse(run.client.body_asked)
+
+    def test_large_body_leased_after(self) -> None:
+        """A body over 64 KiB: the bucket and the place are asked for before it is read,
+        the lease after (two steps)."""
+        run = self.serve(body={**_ALLOWED, "keep_alive": "x" * HELD_BODY_MOST})
+        self.assertEqual(run.status, 200)
+        self.assertEqual(self.state.steps, [["BucketCheck", "SlotCheck"], ["LeaseCheck"]])
 
     def test_no_place_leases_nothing(self) -> None:
         """A request that waited in vain for a place gets 429 and takes nothing from its
@@ -387,13 +402,13 @@ class SettleAdmissionTests(SynchronousTestCase):
     def test_held_before_the_body(self) -> None:
         """Checks held for a body hook are not made before the body: the bucket keeps its
         request."""
-        self.admit(self.bucket).hold()
+        self.admit(self.bucket).hold(100)
         self.assertTrue(self.successResultOf(self.settle(before_body=True)))
         self.assertFalse(self.bucket.answered)
 
     def test_held_made_after_the_body(self) -> None:
         """Checks held are made at the later points (a refusal, the terminal)."""
-        self.admit(self.bucket).hold()
+        self.admit(self.bucket).hold(100)
         self.assertTrue(self.successResultOf(self.settle()))
         self.assertTrue(self.bucket.answered)
 

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.chain.admission import IAdmission
 from runnergw.chain.exchange import Reject
-from runnergw.limits.admission import Admission, admission_for
+from runnergw.limits.admission import HELD_BODY_MOST, Admission, admission_for
 from runnergw.limits.checks import BucketCheck, Check, LeaseCheck, SlotCheck
 from runnergw.limits.interfaces import TokenLease
 from runnergw.limits.local import LocalLimitState
@@ -86,7 +86,7 @@ class AtOnceTests(_Admitting):
     def test_hold_does_not_hold(self) -> None:
         """Nothing waits to be held: ``hold`` leaves the admission unheld, so the chain
         never keeps checks over the body read for it."""
-        self.admission.hold()
+        self.admission.hold(100)
         self.assertFalse(self.admission.held)
 
     def test_nothing_left_to_settle(self) -> None:
@@ -194,14 +194,25 @@ class HeldTests(_Admitting):
     def test_hold(self) -> None:
         """``hold`` marks the checks as kept for a body hook."""
         self.add_bucket()
-        self.admission.hold()
+        self.admission.hold(100)
+        self.assertTrue(self.admission.held)
+
+    def test_large_body_not_held(self) -> None:
+        """A body announcing more than ``HELD_BODY_MOST`` bytes, or no size (chunked), is
+        not waited over: its checks are made before it is read."""
+        self.add_bucket()
+        self.admission.hold(HELD_BODY_MOST + 1)
+        self.assertFalse(self.admission.held)
+        self.admission.hold(None)
+        self.assertFalse(self.admission.held)
+        self.admission.hold(HELD_BODY_MOST)
         self.assertTrue(self.admission.held)
 
     def test_settle_ends_the_hold(self) -> None:
         """Settling (the body hook's last check given) ends the hold and makes the held
         checks with the new one."""
         self.add_bucket()
-        self.admission.hold()
+        self.admission.hold(100)
         lease, _ = self.add_lease()
         self.admission.settle()
         self.assertEqual((self.admission.held, self.judges.run, lease.granted),
