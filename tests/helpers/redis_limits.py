@@ -15,9 +15,10 @@ from runnergw.config.redis import RedisSettings
 from runnergw.limits.redis_connection import RedisConnection
 from runnergw.limits.redis_parts import redis_connection
 from runnergw.limits.redis_state import RedisLimitState
+from tests.helpers.killable_ollama import LogWatch
 from tests.helpers.redis_server import RedisServer
 
-__all__ = ["HoldingRelay", "connect", "redis_settings", "shared_state"]
+__all__ = ["HoldingRelay", "RedisNodesTestCase", "connect", "redis_settings", "shared_state"]
 
 
 def redis_settings(server: RedisServer, **changes: object) -> RedisSettings:
@@ -166,3 +167,38 @@ class HoldingRelay:
         for relay in self.open:
             if relay.upstream is not None:
                 relay.upstream.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class RedisNodesTestCase(TestCase):
+    """A test with a redis-server of its own, nodes' limit states on it, and the gateway's
+    log events watched (``self.watch``)."""
+
+    timeout = 20
+    day = "2026-12-05"
+
+    def setUp(self) -> Deferred[None]:
+        self.watch = LogWatch()
+        self.addCleanup(self.watch.close)
+        self.server = RedisServer(self)
+        return self.server.start()
+
+    def node(self, timeout: float = 2.0, relay: HoldingRelay | None = None,
+             slot_expiry: float = 30.0) -> RedisLimitState:
+        """A node's state (``relay``: reaching Redis through it)."""
+        if relay is None:
+            return shared_state(self, self.server, timeout=timeout, slot_expiry=slot_expiry)
+        return shared_state(self, self.server, timeout=timeout, slot_expiry=slot_expiry,
+                            address=parse_listen_address(relay.address))
+
+    async def slots(self, state: RedisLimitState, subject: str = "alice") -> list[str]:
+        """The slot ids the cluster counts for the subject (once what this node gave back
+        is sent)."""
+        state.give_backs.send()
+        held = await state.connection.call("ZRANGE", state.key("slots", subject), 0, -1)
+        return sorted(slot_id.decode() for slot_id in held)
+
+    async def total(self, state: RedisLimitState, subject: str = "alice") -> int:
+        """The subject's total of ``day`` in Redis (once what this node gave back is
+        sent)."""
+        state.give_backs.send()
+        return int(await state.connection.call("HGET", state.day_key(self.day), subject) or 0)

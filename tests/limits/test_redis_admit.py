@@ -9,20 +9,16 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
-from twisted.trial.unittest import TestCase
 
 from runnergw.chain.exchange import Reject
 from runnergw.config.limits_backend import LimitsSettings
-from runnergw.config.reader import parse_listen_address
 from runnergw.limits.checks import BucketCheck, LeaseCheck, SlotCheck
 from runnergw.limits.interfaces import ISlot, TokenLease
 from runnergw.limits.redis_connection import RedisUnavailable
 from runnergw.limits.redis_degraded import DegradableLimitState
 from runnergw.limits.redis_scripts import ADMIT
 from runnergw.limits.redis_state import DAY_KEPT, RedisLimitState
-from tests.helpers.killable_ollama import LogWatch
-from tests.helpers.redis_limits import HoldingRelay, shared_state
-from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_limits import HoldingRelay, RedisNodesTestCase
 
 __all__ = ["AdmitCancelTests", "AdmitDegradedTests", "AdmitLateTests", "AdmitScriptTests",
            "AdmitSharedKeysTests", "AdmitStateTests", "AdmitWaitTests"]
@@ -55,35 +51,7 @@ def _waiting_for_a_slot(state: RedisLimitState) -> Deferred[Any]:
     return started
 
 
-class _WithRedis(TestCase):
-    timeout = 20
-
-    def setUp(self) -> Deferred[None]:
-        self.watch = LogWatch()
-        self.addCleanup(self.watch.close)
-        self.server = RedisServer(self)
-        return self.server.start()
-
-    def node(self, timeout: float = 2.0, relay: HoldingRelay | None = None,
-             slot_expiry: float = 30.0) -> RedisLimitState:
-        """A node's state (``relay``: reaching Redis through it)."""
-        if relay is None:
-            return shared_state(self, self.server, timeout=timeout, slot_expiry=slot_expiry)
-        return shared_state(self, self.server, timeout=timeout, slot_expiry=slot_expiry,
-                            address=parse_listen_address(relay.address))
-
-    async def slots(self, state: RedisLimitState) -> list[str]:
-        """The slot ids the cluster counts for alice (once what this node gave back is
-        sent)."""
-        state.give_backs.send()
-        held = await state.connection.call("ZRANGE", state.key("slots", "alice"), 0, -1)
-        return sorted(slot_id.decode() for slot_id in held)
-
-    async def total(self, state: RedisLimitState) -> int:
-        """Alice's total of the day in Redis (once what this node gave back is sent)."""
-        state.give_backs.send()
-        return int(await state.connection.call("HGET", state.day_key(_DAY), "alice") or 0)
-
+class _WithRedis(RedisNodesTestCase):
     async def undone(self) -> None:
         """Both a slot and a lease were undone."""
         await self.watch.wait("limiter_undone", what="a concurrency slot")

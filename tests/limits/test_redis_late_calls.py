@@ -11,18 +11,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from runnergw.config.limits_backend import LimitsSettings
-from runnergw.config.reader import parse_listen_address
 from runnergw.limits import redis_state
 from runnergw.limits.interfaces import TokenLease
 from runnergw.limits.redis_connection import RedisConnection, RedisNotSent, RedisUnavailable
 from runnergw.limits.redis_degraded import DegradableLimitState
-from runnergw.limits.redis_state import RedisLimitState
-from tests.helpers.killable_ollama import LogWatch
-from tests.helpers.redis_limits import HoldingRelay, shared_state
-from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_limits import HoldingRelay, RedisNodesTestCase
 
 __all__ = ["ConnectionEndTests", "LateLeaseTests", "LateRefreshTests", "LateSlotTests",
            "OpenCountTests", "StopTests"]
@@ -30,33 +26,7 @@ __all__ = ["ConnectionEndTests", "LateLeaseTests", "LateRefreshTests", "LateSlot
 _DAY = "2026-12-05"
 
 
-class _TwoNodes(TestCase):
-    timeout = 20
-
-    def setUp(self) -> Deferred[None]:
-        self.watch = LogWatch()
-        self.addCleanup(self.watch.close)
-        self.server = RedisServer(self)
-        return self.server.start()
-
-    def node(self, timeout: float = 2.0, relay: HoldingRelay | None = None) -> RedisLimitState:
-        """A node's state (``relay``: reaching Redis through it)."""
-        if relay is None:
-            return shared_state(self, self.server, timeout=timeout)
-        return shared_state(self, self.server, timeout=timeout,
-                            address=parse_listen_address(relay.address))
-
-    async def slots(self, state: RedisLimitState, subject: str) -> list[str]:
-        """The slot ids the cluster counts for the subject."""
-        held = await state.connection.call("ZRANGE", state.key("slots", subject), 0, -1)
-        return sorted(slot_id.decode() for slot_id in held)
-
-    async def total(self, state: RedisLimitState, subject: str) -> int:
-        """The subject's total of the day in Redis."""
-        return int(await state.connection.call("HGET", state.day_key(_DAY), subject) or 0)
-
-
-class LateSlotTests(_TwoNodes):
+class LateSlotTests(RedisNodesTestCase):
     """A slot take that missed its deadline leaves no place held, and frees no other."""
 
     async def test_only_slots_really_held_remain(self) -> None:
@@ -90,7 +60,7 @@ class LateSlotTests(_TwoNodes):
         self.assertIsNotNone(await two.acquire_slot("alice", 1, 0))
 
 
-class LateRefreshTests(_TwoNodes):
+class LateRefreshTests(RedisNodesTestCase):
     """A refresh of a node's slots reaching Redis after one of them was released does not
     count it again."""
 
@@ -104,6 +74,7 @@ class LateRefreshTests(_TwoNodes):
         one.held.refresh()
         await relay.given_up()
         slot.release()
+        one.give_backs.send()
         await one.connection.call("PING")  # the release ran: sent before it, on one new
         self.assertEqual(await self.slots(two, "alice"), [])
         self.assertEqual(await relay.release(), b":0\r\n")  # counted again: none
@@ -111,7 +82,7 @@ class LateRefreshTests(_TwoNodes):
         self.assertIsNotNone(await two.acquire_slot("alice", 1, 0))
 
 
-class LateLeaseTests(_TwoNodes):
+class LateLeaseTests(RedisNodesTestCase):
     """A lease that missed its deadline gives back what Redis granted it, once; other
     nodes' tokens stay counted."""
 
@@ -178,7 +149,7 @@ class LateLeaseTests(_TwoNodes):
         self.assertEqual(await self.total(two, "alice"), 30)
 
 
-class _Degradable(_TwoNodes):
+class _Degradable(RedisNodesTestCase):
     """Node A fails open (its share of each limit while Redis is away)."""
 
     def degradable(self, timeout: float = 0.25) -> DegradableLimitState:
@@ -347,7 +318,7 @@ class ConnectionEndTests(SynchronousTestCase):
         self.failureResultOf(then[0], RedisUnavailable)
 
 
-class StopTests(_TwoNodes):
+class StopTests(RedisNodesTestCase):
     """Undo steps that never reached Redis when the gateway stops are named in the log."""
 
     async def test_waiting_undo_steps_logged_at_stop(self) -> None:
