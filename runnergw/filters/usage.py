@@ -8,7 +8,6 @@ import math
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from zope.interface import implementer
 
 from runnergw.chain.exchange import EndStream, Exchange, Reject
@@ -16,9 +15,10 @@ from runnergw.chain.interfaces import IFilter
 from runnergw.config.roles import RoleSettings
 from runnergw.filters.ollama_request import ollama_endpoint, ollama_request, store_fields
 from runnergw.filters.role import role_rules, subject_key
+from runnergw.filters.usage_meter import UsageMeter, stream_object
 from runnergw.limits.admission import admission_for
 from runnergw.limits.checks import LeaseCheck
-from runnergw.limits.interfaces import TokenLease, when_known
+from runnergw.limits.interfaces import when_known
 from runnergw.limits.parts import LimitParts
 from runnergw.ollama.answers import (
     carries_text,
@@ -57,51 +57,6 @@ megabytes; an answer above it is a 502, never relayed uncounted."""
 
 _UNBOUNDED = 1 << 62
 """The cap of a role without ``maxTokens``: the client's own limit, or none."""
-
-
-@attrs.define(eq=False)
-class _Meter:
-    """One inference request's token count as its answer is relayed."""
-
-    key: str
-    day: str
-    rules: RoleSettings
-    endpoint: Endpoint
-    lease: TokenLease = attrs.Factory(TokenLease)
-    """Tokens taken from the daily quota so far (the prompt's estimate, then generation),
-    with the store that granted each part."""
-    generation_lease: int = 0
-    """Of those, the ones taken for generated tokens."""
-    prompt_estimate: int = 0
-    relayed: int = 0
-    """Generated tokens relayed to the client so far (one streamed line or event each)."""
-    reported: tuple[int, int] | None = None
-    """(prompt, generated) as the runner reported them at the end."""
-    hide_usage_event: bool = False
-    """The gateway asked for the usage event of an OpenAI stream; the client did not."""
-    truncated: bool = False
-    stream_seen: bool = False
-    """A line or event of the stream was read whole: the fields below are known."""
-    stream_model: str | None = None
-    stream_id: str | None = None
-    stream_created: int | None = None
-    """The model, chunk id and creation time the runner's stream gives: an ending the
-    gateway makes repeats them, as every chunk of a stream has the same."""
-
-    def note_stream(self, document: dict[str, Any]) -> None:
-        """Keep what every later chunk of the stream repeats, from its first one."""
-        self.stream_seen = True
-        model, chunk_id, created = (document.get(key) for key in ("model", "id", "created"))
-        if isinstance(model, str):
-            self.stream_model = model
-        if isinstance(chunk_id, str):
-            self.stream_id = chunk_id
-        if isinstance(created, int) and not isinstance(created, bool):
-            self.stream_created = created
-
-    @property
-    def quota(self) -> int | None:
-        return self.rules.tokens_per_day
 
 
 def _rfc3339(seconds: float) -> str:
@@ -159,7 +114,7 @@ class UsageFilter:
         return self._admit(exchange, rules, endpoint)
 
     def _admit(self, exchange: Exchange, rules: RoleSettings, endpoint: Endpoint) -> Any:
-        meter = _Meter(subject_key(exchange), self.limits.days.today(), rules, endpoint)
+        meter = UsageMeter(subject_key(exchange), self.limits.days.today(), rules, endpoint)
         exchange.metadata[_METER] = meter
         exchange.collect_body(self.max_body_size)
         exchange.observe_response(self, WHOLE_ANSWER_LIMIT)
@@ -171,19 +126,19 @@ class UsageFilter:
         used = self.state.tokens_used(meter.key, meter.day)
         return when_known(used, lambda count: self._check_spent(meter, count))
 
-    def _quota_spent(self, meter: _Meter, message: str) -> Reject:
+    def _quota_spent(self, meter: UsageMeter, message: str) -> Reject:
         wait = max(1, math.ceil(self.limits.days.seconds_to_reset()))
         return Reject(429, message, headers=(("Retry-After", str(wait)),),
                       reason="daily token quota spent")
 
-    def _check_spent(self, meter: _Meter, used: int) -> None:
+    def _check_spent(self, meter: UsageMeter, used: int) -> None:
         if meter.quota is not None and used >= meter.quota:
             raise self._quota_spent(meter, f'the daily token quota of role "{meter.rules.name}"'
                                            f" ({meter.quota}) is spent until the day ends")
 
     def request_body(self, exchange: Exchange) -> Any:
         """Take the prompt's tokens from the quota and cap the generation."""
-        meter: _Meter | None = exchange.metadata.get(_METER)
+        meter: UsageMeter | None = exchange.metadata.get(_METER)
         request = ollama_request(exchange)
         if meter is None or request is None:
             return None
@@ -219,7 +174,7 @@ class UsageFilter:
         # The last check: the ones held for it are made with it.
         return made if made is not None else admission.settle()
 
-    def _leased(self, exchange: Exchange, meter: _Meter, request: Any, whole: bool,
+    def _leased(self, exchange: Exchange, meter: UsageMeter, request: Any, whole: bool,
                 check: LeaseCheck) -> None:
         prompt = meter.prompt_estimate
         granted, left = check.granted or 0, check.left
@@ -238,7 +193,7 @@ class UsageFilter:
             cap = left if meter.rules.max_tokens is None else min(left, meter.rules.max_tokens)
         self._cap(exchange, meter, request, cap)
 
-    def _cap(self, exchange: Exchange, meter: _Meter, request: Any, cap: int | None) -> None:
+    def _cap(self, exchange: Exchange, meter: UsageMeter, request: Any, cap: int | None) -> None:
         if not meter.endpoint.generates:
             return
         fields: dict[str, Any] = {}
@@ -256,7 +211,7 @@ class UsageFilter:
 
     def response_line(self, exchange: Exchange, line: bytes) -> Any:
         """Count a generated token; end the stream when the quota has none left."""
-        meter: _Meter | None = exchange.metadata.get(_METER)
+        meter: UsageMeter | None = exchange.metadata.get(_METER)
         if meter is None or exchange.status != 200:
             return None
         # Lines that only carry a token are counted unread; the first one is read for the
@@ -269,8 +224,8 @@ class UsageFilter:
             return self._native_line(exchange, meter, line)
         return self._generated(exchange, meter)
 
-    def _native_line(self, exchange: Exchange, meter: _Meter, line: bytes) -> Any:
-        document = _stream_object(meter, line)
+    def _native_line(self, exchange: Exchange, meter: UsageMeter, line: bytes) -> Any:
+        document = stream_object(meter, line)
         if document is None:
             return None
         reported = native_usage(document)
@@ -281,9 +236,9 @@ class UsageFilter:
             return self._generated(exchange, meter)
         return None
 
-    def _sse_event(self, exchange: Exchange, meter: _Meter, event: bytes) -> Any:
+    def _sse_event(self, exchange: Exchange, meter: UsageMeter, event: bytes) -> Any:
         data = sse_data(event)
-        document = None if data is None or data == b"[DONE]" else _stream_object(meter, data)
+        document = None if data is None or data == b"[DONE]" else stream_object(meter, data)
         if document is None:
             return None
         reported = openai_usage(document)
@@ -295,7 +250,7 @@ class UsageFilter:
             return None
         return self._generated(exchange, meter)
 
-    def _generated(self, exchange: Exchange, meter: _Meter) -> Any:
+    def _generated(self, exchange: Exchange, meter: UsageMeter) -> Any:
         meter.relayed += 1
         if meter.quota is None or meter.relayed <= meter.generation_lease:
             return None
@@ -303,7 +258,7 @@ class UsageFilter:
                                         lease=meter.lease)
         return when_known(lease, lambda result: self._more_leased(exchange, meter, result[0]))
 
-    def _more_leased(self, exchange: Exchange, meter: _Meter, granted: int) -> None:
+    def _more_leased(self, exchange: Exchange, meter: UsageMeter, granted: int) -> None:
         meter.generation_lease += granted
         if meter.relayed <= meter.generation_lease:
             return
@@ -311,7 +266,7 @@ class UsageFilter:
         meter.truncated = True
         raise EndStream(self._last_line(exchange, meter), reason="daily token quota reached")
 
-    def _last_line(self, exchange: Exchange, meter: _Meter) -> bytes:
+    def _last_line(self, exchange: Exchange, meter: UsageMeter) -> bytes:
         model = meter.stream_model or exchange.model or ""
         if meter.endpoint.style == "openai":
             created = int(exchange.started) if meter.stream_created is None \
@@ -324,7 +279,7 @@ class UsageFilter:
 
     def response_body(self, exchange: Exchange, body: bytes) -> None:
         """Read the counts of a whole (not streamed) answer."""
-        meter: _Meter | None = exchange.metadata.get(_METER)
+        meter: UsageMeter | None = exchange.metadata.get(_METER)
         if meter is None or exchange.status != 200:
             return None
         try:
@@ -342,7 +297,7 @@ class UsageFilter:
 
     def done(self, exchange: Exchange) -> None:
         """Charge what was used, give back what was leased and not used, record it."""
-        meter: _Meter | None = exchange.metadata.pop(_METER, None)
+        meter: UsageMeter | None = exchange.metadata.pop(_METER, None)
         if meter is None:
             return
         # A client that left once its request was admitted made Ollama read the prompt
@@ -370,17 +325,3 @@ class UsageFilter:
         self.limits.record_request(meter.day, meter.key, meter.rules.name,
                                    exchange.model or "", prompt, generated,
                                    int(meter.truncated))
-
-
-def _stream_object(meter: _Meter, data: bytes) -> dict[str, Any] | None:
-    """A streamed line's (or event's) JSON object, None when it is none; the first one
-    tells the meter the stream's model and id."""
-    try:
-        document = json.loads(data)
-    except ValueError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    if not meter.stream_seen:
-        meter.note_stream(document)
-    return document
