@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from runnergw.chain.inflight import InFlight
 from runnergw.config.shutdown import ShutdownSettings
 from runnergw.health import Readiness
-from runnergw.http.server import GatewayHTTPFactory
+from runnergw.http.factory import GatewayHTTPFactory
 from runnergw.logs import level_gate
 from runnergw.systemd.notify import Notifier
 

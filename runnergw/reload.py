@@ -26,7 +26,7 @@ from runnergw.config.load import load_settings
 from runnergw.config.restart_only import keep_running_values
 from runnergw.config.settings import Settings
 from runnergw.http.head import HeadLimits
-from runnergw.http.server import ConnectionTimeouts
+from runnergw.http.timers import ConnectionTimeouts
 from runnergw.kept import KeptParts
 from runnergw.limits.parts import LimitParts
 from runnergw.logs import level_gate

@@ -19,8 +19,9 @@ from runnergw.config.settings import Settings
 from runnergw.drain import Drain
 from runnergw.exit_status import DRAIN_CUT, FAILED_AT_START
 from runnergw.health import Readiness
+from runnergw.http.factory import GatewayHTTPFactory
 from runnergw.http.head import HeadLimits
-from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory
+from runnergw.http.timers import ConnectionTimeouts
 from runnergw.jobs.workdir import JobsPathBusy, clean_job_directories, lock_jobs_path
 from runnergw.kept import KeptParts
 from runnergw.logs import level_gate

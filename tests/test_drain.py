@@ -13,7 +13,7 @@ from runnergw.chain.inflight import InFlight
 from runnergw.config.shutdown import ShutdownSettings
 from runnergw.drain import CLOSE_WAIT, Drain
 from runnergw.health import Readiness
-from runnergw.http.server import GatewayHTTPFactory
+from runnergw.http.factory import GatewayHTTPFactory
 
 __all__ = ["DrainSequenceTests", "EndOfGraceTests", "ServiceManagerTests"]
 

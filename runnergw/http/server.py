@@ -11,25 +11,24 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from runnergw.http.connections import OpenConnections
-from runnergw.http.dates import DateHeader
 from runnergw.http.errors import BadRequest
-from runnergw.http.head import HeadLimits, RequestHead, parse_request_head
-from runnergw.http.interfaces import IRequestHandler, StreamPolicy
+from runnergw.http.head import RequestHead, parse_request_head
 from runnergw.http.scan import HeadScanner, skip_empty_lines
 from runnergw.http.status import status_line
 from runnergw.http.stream import ClientStream, DiscardBody
-from runnergw.http.timers import ConnectionTimeouts
 from runnergw.logs import level_gate
 
-__all__ = ["ConnectionTimeouts", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
+if TYPE_CHECKING:
+    from runnergw.http.factory import GatewayHTTPFactory
+
+__all__ = ["GatewayHTTPProtocol"]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _PIPELINE_BUFFER = 65536
@@ -350,53 +349,3 @@ class GatewayHTTPProtocol(Protocol):
         self.log.warn("Request {request_id} ended without a complete response",
                       request_id=stream.request_id)
         stream.abort("no response")
-
-
-_DEFAULT_LIMITS = HeadLimits()
-_DEFAULT_TIMEOUTS = ConnectionTimeouts()
-_DEFAULT_POLICY = StreamPolicy()
-
-
-class GatewayHTTPFactory(Factory):
-    """Builds a ``GatewayHTTPProtocol`` per connection."""
-
-    def __init__(
-        self,
-        handler: IRequestHandler,
-        clock: IReactorTime,
-        *,
-        limits: HeadLimits = _DEFAULT_LIMITS,
-        timeouts: ConnectionTimeouts = _DEFAULT_TIMEOUTS,
-        secure: bool = False,
-        default_policy: StreamPolicy = _DEFAULT_POLICY,
-    ) -> None:
-        self.handler = handler
-        self.default_policy = default_policy
-        """The policy of a request before (or without) a route: no body limit, ``{"error"}``."""
-        self.clock = clock
-        self.limits = limits
-        self.timeouts = timeouts
-        self.secure = secure
-        self.dates = DateHeader(clock)
-        self.noisy = False
-        self.connections = OpenConnections()
-        """The open client connections (``GatewayHTTPProtocol``)."""
-        self.closing = False
-        """Set once the gateway stops accepting: no connection is kept alive any more."""
-        self.refused: dict[int, int] = {}
-        """Requests refused before any exchange began (a malformed or too slow head), by
-        status: the metrics count them."""
-
-    def close_when_idle(self) -> None:
-        """The gateway stops accepting: close the connections waiting for a next request,
-        and each other one once its exchange is over (its answer says ``Connection: close``
-        when its head is still to be sent)."""
-        self.closing = True
-        self.connections.each(lambda protocol: protocol.close_if_idle())
-
-    def close_connections(self) -> None:
-        """Drop every client connection (shutdown; nothing waits for a TLS goodbye)."""
-        self.connections.each(lambda protocol: protocol.abort_connection())
-
-    def buildProtocol(self, addr: Any) -> GatewayHTTPProtocol:
-        return GatewayHTTPProtocol(self)

@@ -21,10 +21,12 @@ from runnergw.chain.interfaces import IFilter, ITerminal
 from runnergw.chain.route import Route, Router, error_body_ollama
 from runnergw.chain.runner import ChainRunner
 from runnergw.filters.token import TokenFilter
+from runnergw.http.factory import GatewayHTTPFactory
 from runnergw.http.head import HeadLimits
 from runnergw.http.headers import Headers
 from runnergw.http.interfaces import IClientStream
-from runnergw.http.server import ConnectionTimeouts, GatewayHTTPFactory, GatewayHTTPProtocol
+from runnergw.http.server import GatewayHTTPProtocol
+from runnergw.http.timers import ConnectionTimeouts
 from runnergw.tokens.key_generation import generate_signing_keypair
 from runnergw.tokens.minting import mint_token
 from runnergw.tokens.public_keys import load_public_keys

@@ -7,7 +7,8 @@ from twisted.internet.testing import StringTransport
 
 from runnergw.chain.route import Route, Router, error_body_detail
 from runnergw.chain.runner import ChainRunner
-from runnergw.http.server import ConnectionTimeouts, GatewayHTTPProtocol
+from runnergw.http.server import GatewayHTTPProtocol
+from runnergw.http.timers import ConnectionTimeouts
 from tests.http.support import ServerTestCase, StubGateway, StubTerminal, parse_responses
 
 __all__ = ["BodyDataRateTests", "BodyReadTimeoutTests", "HeaderDeadlineTests",
