@@ -765,6 +765,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+async def s1_rounds(args: argparse.Namespace, names: Sequence[str], targets: dict[str, Target],
+                    meters: dict[str, CpuMeter], rounds: int,
+                    show: Callable[[int, str, Result], None]) -> list[Result]:
+    """S1 (non-streamed ``POST /api/generate``) through each of ``names``' targets: a warm-up
+    of each (clocks, caches, lazy paths), then ``rounds`` rounds of 1 and ``args.clients``
+    clients, each round alternating which target goes first. ``show(round, name, result)``
+    prints each result as it comes."""
+    generate: dict[str, Any] = {"path": "/api/generate", "body": GENERATE_BODY}
+    for name in names:
+        warming = await measure("generate", targets[name], args.clients, warmup=0.0,
+                                duration=args.warmup, **generate)
+        if warming.errors:
+            raise RuntimeError(f"{name} fails while warming up: {warming.errors[0]}")
+    results: list[Result] = []
+    for round_index in range(rounds):
+        order = names if round_index % 2 == 0 else tuple(reversed(names))
+        for clients in (1, args.clients):
+            for name in order:
+                result = await measure("generate", targets[name], clients, warmup=args.warmup,
+                                       duration=args.duration, meter=meters[name], **generate)
+                show(round_index, name, result)
+                results.append(result)
+    return results
+
+
+def report(notes: Sequence[str], verdicts: Sequence[tuple[bool, str]], errors: int,
+           began: float, check: bool, what: str = "client errors") -> int:
+    """Print the INFO lines, a PASS or FAIL line per goal and the summary; the exit status:
+    2 when a request failed, 1 with ``--check`` when a goal is missed, else 0."""
+    print()
+    for line in notes:
+        print(f"INFO  {line}")
+    for ok, line in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}  {line}")
+    print(f"\n{sum(ok for ok, _ in verdicts)}/{len(verdicts)} goals met; {errors} {what}; "
+          f"{time.monotonic() - began:.0f} s in all")
+    if errors:
+        return 2
+    return 1 if check and not all(ok for ok, _ in verdicts) else 0
+
+
 def start_profiler(pid: int, output: str, directory: Path) -> subprocess.Popen[bytes]:
     tool = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(tool).exists():
@@ -878,18 +919,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gateway_requests = sum(r.count for r in results if r.target == "gateway")
     print(f"\naudit trail: {audit_lines} lines written (>= {gateway_requests} measured gateway "
           f"requests, warm-up included)")
-    verdicts = goals(results, args.clients)
-    print()
-    for line in notes(results, args.clients):
-        print(f"INFO  {line}")
-    for ok, line in verdicts:
-        print(f"{'PASS' if ok else 'FAIL'}  {line}")
-    errors = sum(len(r.errors) for r in results)
-    print(f"\n{sum(ok for ok, _ in verdicts)}/{len(verdicts)} goals met; {errors} client "
-          f"errors; {time.monotonic() - began:.0f} s in all")
-    if errors:
-        return 2
-    return 1 if args.check and not all(ok for ok, _ in verdicts) else 0
+    return report(notes(results, args.clients), goals(results, args.clients),
+                  sum(len(r.errors) for r in results), began, args.check)
 
 
 if __name__ == "__main__":

@@ -125,31 +125,11 @@ def counted_requests(exposition: bytes) -> float:
 # Cases
 
 
-async def run_s1(args: argparse.Namespace, targets: dict[str, gb.Target],
-                 meters: dict[str, gb.CpuMeter]) -> list[gb.Result]:
-    """S1 rounds, each alternating which gateway goes first."""
-    generate: dict[str, object] = {"path": "/api/generate", "body": gb.GENERATE_BODY}
-    for name in NAMES:  # wake everything up: clocks, caches, lazy paths
-        warming = await gb.measure("generate", targets[name], args.clients, warmup=0.0,
-                                   duration=args.warmup, **generate)  # type: ignore[arg-type]
-        if warming.errors:
-            raise RuntimeError(f"{name} fails while warming up: {warming.errors[0]}")
-    results: list[gb.Result] = []
-    for round_index in range(args.rounds):
-        order = NAMES if round_index % 2 == 0 else NAMES[::-1]
-        for clients in (1, args.clients):
-            for name in order:
-                result = await gb.measure("generate", targets[name], clients,
-                                          warmup=args.warmup, duration=args.duration,
-                                          meter=meters[name], **generate)  # type: ignore[arg-type]
-                errors = f", {len(result.errors)} errors: {result.errors[0]}" \
-                    if result.errors else ""
-                print(f"  round {round_index + 1} metrics {name:<3} x{clients:<4}"
-                      f"{result.count:>7} done, {result.rate:9.1f} req/s, gateway "
-                      f"{result.cpu.get('gateway', float('nan')):.0f} % CPU{errors}",
-                      flush=True)
-                results.append(result)
-    return results
+def show(round_index: int, name: str, result: gb.Result) -> None:
+    errors = f", {len(result.errors)} errors: {result.errors[0]}" if result.errors else ""
+    print(f"  round {round_index + 1} metrics {name:<3} x{result.clients:<4}"
+          f"{result.count:>7} done, {result.rate:9.1f} req/s, gateway "
+          f"{result.cpu.get('gateway', float('nan')):.0f} % CPU{errors}", flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   flush=True)
             scraper.start()
             try:
-                results = asyncio.run(run_s1(args, targets, meters))
+                results = asyncio.run(gb.s1_rounds(args, NAMES, targets, meters,
+                                                   args.rounds, show))
             finally:
                 scraper.stop()
             final = scraper.scrape()

@@ -207,22 +207,9 @@ async def run_cases(args: argparse.Namespace, targets: dict[str, gb.Target],
                     ) -> tuple[list[gb.Result], list[gb.Result], list[gb.Result]]:
     """S1 rounds (each alternating which gateway goes first), then stream rounds, then the
     short streams' rounds if asked."""
-    generate: dict[str, object] = {"path": "/api/generate", "body": gb.GENERATE_BODY}
-    for name in ("token", "policy"):  # wake everything up: clocks, caches, lazy paths
-        warming = await gb.measure("generate", targets[name], args.clients, warmup=0.0,
-                                   duration=args.warmup, **generate)  # type: ignore[arg-type]
-        if warming.errors:
-            raise RuntimeError(f"{name} fails while warming up: {warming.errors[0]}")
-    s1: list[gb.Result] = []
-    for round_index in range(args.rounds if "s1" in args.cases else 0):
-        order = ("token", "policy") if round_index % 2 == 0 else ("policy", "token")
-        for clients in (1, args.clients):
-            for name in order:
-                result = await gb.measure("generate", targets[name], clients,
-                                          warmup=args.warmup, duration=args.duration,
-                                          meter=meters[name], **generate)  # type: ignore[arg-type]
-                report_progress(result, round_index)
-                s1.append(result)
+    s1 = await gb.s1_rounds(args, ("token", "policy"), targets, meters,
+                            args.rounds if "s1" in args.cases else 0,
+                            lambda index, _, result: report_progress(result, index))
     streams: list[gb.Result] = []
     short: list[gb.Result] = []
     if "streams" in args.cases:
@@ -582,17 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{ledger[1]} prompt + {ledger[2]} generated tokens (>= {measured} measured "
           f"requests, warm-up and checks included)")
     notes, goals = verdicts(s1, streams, short, args)
-    print()
-    for line in notes:
-        print(f"INFO  {line}")
-    for ok, line in goals:
-        print(f"{'PASS' if ok else 'FAIL'}  {line}")
-    errors = sum(len(r.errors) for r in every)
-    print(f"\n{sum(ok for ok, _ in goals)}/{len(goals)} goals met; {errors} client errors; "
-          f"{time.monotonic() - began:.0f} s in all")
-    if errors:
-        return 2
-    return 1 if args.check and not all(ok for ok, _ in goals) else 0
+    return gb.report(notes, goals, sum(len(r.errors) for r in every), began, args.check)
 
 
 if __name__ == "__main__":

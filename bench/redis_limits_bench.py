@@ -109,29 +109,12 @@ async def redis_round_trip(port: int, count: int = 2000) -> tuple[float, float]:
     return times[len(times) // 2], times[int(len(times) * 0.99)]
 
 
-async def run_rounds(args: argparse.Namespace, targets: dict[str, gb.Target],
-                     meters: dict[str, gb.CpuMeter]) -> list[gb.Result]:
-    generate: dict[str, object] = {"path": "/api/generate", "body": gb.GENERATE_BODY}
-    for name in NAMES:
-        warming = await gb.measure("generate", targets[name], args.clients, warmup=0.0,
-                                   duration=args.warmup, **generate)  # type: ignore[arg-type]
-        if warming.errors:
-            raise RuntimeError(f"{name} fails while warming up: {warming.errors[0]}")
-    found = []
-    for index in range(args.rounds):
-        order = NAMES if index % 2 == 0 else NAMES[::-1]
-        for clients in (1, args.clients):
-            for name in order:
-                result = await gb.measure("generate", targets[name], clients,
-                                          warmup=args.warmup, duration=args.duration,
-                                          meter=meters[name], **generate)  # type: ignore[arg-type]
-                print(f"  round {index + 1} {name:<6} x{clients:<3}{result.count:>7} done, "
-                      f"{result.rate:8.0f} req/s, p99 {result.latency(99):.3f} ms, gateway "
-                      f"{result.cpu.get('gateway', float('nan')):.0f} % CPU, redis-server "
-                      f"{result.cpu.get('redis', float('nan')):.0f} %"
-                      + (f", {len(result.errors)} errors" if result.errors else ""), flush=True)
-                found.append(result)
-    return found
+def show(round_index: int, name: str, result: gb.Result) -> None:
+    print(f"  round {round_index + 1} {name:<6} x{result.clients:<3}{result.count:>7} done, "
+          f"{result.rate:8.0f} req/s, p99 {result.latency(99):.3f} ms, gateway "
+          f"{result.cpu.get('gateway', float('nan')):.0f} % CPU, redis-server "
+          f"{result.cpu.get('redis', float('nan')):.0f} %"
+          + (f", {len(result.errors)} errors" if result.errors else ""), flush=True)
 
 
 def _median_of(results: list[gb.Result], clients: int, figure: str) -> tuple[float, ...]:
@@ -243,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.profile:
                 profiler = gb.start_profiler(gateways["redis"].pid, args.profile, directory)
             round_trip = asyncio.run(redis_round_trip(redis_port))
-            results = asyncio.run(run_rounds(args, targets, meters))
+            results = asyncio.run(gb.s1_rounds(args, NAMES, targets, meters, args.rounds,
+                                               show))
             if profiler is not None:
                 gb.stop_profiler(profiler, directory)
                 profiler = None
@@ -259,21 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gb.stop_profiler(profiler, directory)
             for process in reversed(processes):
                 gb.stop_process(process)
-    goals = verdicts(results, args)
-    print()
-    print(f"INFO  one Redis round trip (PING from Python, one after the other): p50 "
+    print(f"\nINFO  one Redis round trip (PING from Python, one after the other): p50 "
           f"{round_trip[0]:.3f} ms, p99 {round_trip[1]:.3f} ms")
-    for line in notes(results, args):
-        print(f"INFO  {line}")
-    for ok, line in goals:
-        print(f"{'PASS' if ok else 'FAIL'}  {line}")
-    errors = sum(len(r.errors) for r in results)
-    print(f"\n{sum(ok for ok, _ in goals)}/{len(goals)} goals met; {errors} client errors; "
-          f"{time.monotonic() - began:.0f} s in all")
-    if errors:
-        return 2
-    return 1 if args.check and not all(ok for ok, _ in goals) else 0
-
+    return gb.report(notes(results, args), verdicts(results, args),
+                     sum(len(r.errors) for r in results), began, args.check)
 
 if __name__ == "__main__":
     sys.exit(main())

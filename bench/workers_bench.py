@@ -106,28 +106,11 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-async def run_rounds(args: argparse.Namespace, targets: dict[str, gb.Target],
-                     meters: dict[str, gb.CpuMeter]) -> list[gb.Result]:
-    generate: dict[str, object] = {"path": "/api/generate", "body": gb.GENERATE_BODY}
-    for name in NAMES:  # wake everything up: clocks, caches, lazy paths
-        warming = await gb.measure("generate", targets[name], args.clients, warmup=0.0,
-                                   duration=args.warmup, **generate)  # type: ignore[arg-type]
-        if warming.errors:
-            raise RuntimeError(f"{name} fails while warming up: {warming.errors[0]}")
-    results: list[gb.Result] = []
-    for round_index in range(args.rounds):
-        order = NAMES if round_index % 2 == 0 else tuple(reversed(NAMES))
-        for clients in (1, args.clients):
-            for name in order:
-                result = await gb.measure("generate", targets[name], clients,
-                                          warmup=args.warmup, duration=args.duration,
-                                          meter=meters[name], **generate)  # type: ignore[arg-type]
-                print(f"  round {round_index + 1}: {WORKERS[name]} worker(s), {clients:>3} "
-                      f"clients: {result.rate:8.0f} req/s, p99 {gb._fmt(result.latency(99), 2)}"
-                      f" ms, {len(result.errors)} errors; %CPU "
-                      + ", ".join(f"{k} {v:.0f}" for k, v in result.cpu.items()), flush=True)
-                results.append(result)
-    return results
+def show(round_index: int, name: str, result: gb.Result) -> None:
+    print(f"  round {round_index + 1}: {WORKERS[name]} worker(s), {result.clients:>3} "
+          f"clients: {result.rate:8.0f} req/s, p99 {gb._fmt(result.latency(99), 2)} ms, "
+          f"{len(result.errors)} errors; %CPU "
+          + ", ".join(f"{k} {v:.0f}" for k, v in result.cpu.items()), flush=True)
 
 
 def _median(results: list[gb.Result], name: str, clients: int, figure) -> float:  # type: ignore[no-untyped-def]
@@ -201,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"2 workers: supervisor pid {gateways['two'].pid} "  # type: ignore[attr-defined]
                   f"(workers {children(gateways['two'].pid)}); "  # type: ignore[attr-defined]
                   f"upstream pid {upstream.pid}", flush=True)
-            results = asyncio.run(run_rounds(args, targets, meters))
+            results = asyncio.run(gb.s1_rounds(args, NAMES, targets, meters, args.rounds,
+                                               show))
         except Exception as e:  # noqa: BLE001 - report and clean up
             print(f"bench failed: {e}", file=sys.stderr)
             return 2
