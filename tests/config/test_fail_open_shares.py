@@ -3,29 +3,14 @@ the nodes together admit more than the limit are refused at load."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.config.errors import ConfigErrors
-from runnergw.config.load import load_settings
+from tests.helpers.settings_text import load_errors
 
 __all__ = ["NodeShareTests", "WorkersCountedTests"]
 
 _RUNNERS = "runners:\n  - host: 127.0.0.1:11434\n"
 _REDIS = "limits:\n  backend: redis\n  nodes: 3\n"
-
-
-def _load(case: SynchronousTestCase, text: str) -> list[str]:
-    directory = Path(case.mktemp())
-    directory.mkdir()
-    path = directory / "settings.yaml"
-    path.write_text(text)
-    try:
-        load_settings(str(path), environ={}, dotenv_path=None)
-    except ConfigErrors as e:
-        return [str(error).replace(str(path), "settings.yaml") for error in e.errors]
-    return []
 
 
 class NodeShareTests(SynchronousTestCase):
@@ -34,7 +19,7 @@ class NodeShareTests(SynchronousTestCase):
     def test_concurrency_below_nodes_refused(self) -> None:
         """``concurrency: 1`` on 3 nodes failing open would admit 3 at once (1 per node):
         refused at the role's key, suggesting both ways out."""
-        errors = _load(self, _RUNNERS + _REDIS + "roles:\n  user:\n    concurrency: 1\n")
+        errors = load_errors(self, _RUNNERS + _REDIS + "roles:\n  user:\n    concurrency: 1\n")
         self.assertEqual(errors, [
             "settings.yaml:8: roles.user.concurrency: 1 is less than limits.nodes (3): "
             "failing open (limits.onRedisError.concurrency: open) each node would allow at "
@@ -43,14 +28,15 @@ class NodeShareTests(SynchronousTestCase):
 
     def test_rate_below_nodes_refused(self) -> None:
         """``requestsPerMinute: 2`` on 3 nodes failing open: refused at that key."""
-        errors = _load(self, _RUNNERS + _REDIS + "roles:\n  user:\n    requestsPerMinute: 2\n")
+        errors = load_errors(self, _RUNNERS + _REDIS
+                             + "roles:\n  user:\n    requestsPerMinute: 2\n")
         [error] = errors
         self.assertTrue(error.startswith("settings.yaml:8: roles.user.requestsPerMinute: 2 "
                                          "is less than limits.nodes (3)"), error)
 
     def test_burst_below_nodes_refused(self) -> None:
         """A burst smaller than ``nodes`` is refused even when the rate is large enough."""
-        errors = _load(self, _RUNNERS + _REDIS +
+        errors = load_errors(self, _RUNNERS + _REDIS +
                        "roles:\n  user:\n    requestsPerMinute: 60\n    burst: 2\n")
         [error] = errors
         self.assertTrue(error.startswith("settings.yaml:9: roles.user.burst: 2 is less "
@@ -58,7 +44,7 @@ class NodeShareTests(SynchronousTestCase):
 
     def test_quota_below_nodes_failing_open_refused(self) -> None:
         """A daily quota failing open is divided too: ``tokensPerDay: 2`` on 3 nodes."""
-        errors = _load(self, _RUNNERS + _REDIS + "  onRedisError: {quota: open}\n"
+        errors = load_errors(self, _RUNNERS + _REDIS + "  onRedisError: {quota: open}\n"
                        "roles:\n  user:\n    tokensPerDay: 2\n")
         [error] = errors
         self.assertTrue(error.startswith("settings.yaml:9: roles.user.tokensPerDay: 2 is "
@@ -66,17 +52,17 @@ class NodeShareTests(SynchronousTestCase):
 
     def test_closed_limit_accepted(self) -> None:
         """A limit that refuses while Redis is away is never divided: any size is fine."""
-        self.assertEqual(_load(self, _RUNNERS + _REDIS + "  onRedisError: {concurrency: "
+        self.assertEqual(load_errors(self, _RUNNERS + _REDIS + "  onRedisError: {concurrency: "
                                "closed}\nroles:\n  user:\n    concurrency: 1\n"), [])
 
     def test_limit_of_nodes_accepted(self) -> None:
         """A limit equal to ``nodes`` gives each node 1: the cluster stays within it."""
-        self.assertEqual(_load(self, _RUNNERS + _REDIS + "roles:\n  user:\n    "
+        self.assertEqual(load_errors(self, _RUNNERS + _REDIS + "roles:\n  user:\n    "
                                "concurrency: 3\n    requestsPerMinute: 3\n"), [])
 
     def test_local_backend_not_divided(self) -> None:
         """With the limits in this process nothing is divided: no refusal."""
-        self.assertEqual(_load(self, _RUNNERS + "limits:\n  nodes: 3\n"
+        self.assertEqual(load_errors(self, _RUNNERS + "limits:\n  nodes: 3\n"
                                "roles:\n  user:\n    concurrency: 1\n"), [])
 
 
@@ -86,7 +72,7 @@ class WorkersCountedTests(SynchronousTestCase):
     def test_fewer_nodes_than_workers_refused(self) -> None:
         """``workers: 4`` with ``nodes: 2``: each worker failing open would count half of
         each limit, twice the limit on this machine alone; refused at ``limits.nodes``."""
-        errors = _load(self, _RUNNERS + "server:\n  workers: 4\nroles:\n  user: {}\n"
+        errors = load_errors(self, _RUNNERS + "server:\n  workers: 4\nroles:\n  user: {}\n"
                        "limits:\n  backend: redis\n  nodes: 2\n")
         self.assertEqual(errors, [
             "settings.yaml:9: limits.nodes: 2 is less than server.workers (4): while Redis "
@@ -95,11 +81,11 @@ class WorkersCountedTests(SynchronousTestCase):
 
     def test_every_limit_closed_accepted(self) -> None:
         """With every limit failing closed nothing is divided: ``nodes`` is not needed."""
-        self.assertEqual(_load(self, _RUNNERS + "server:\n  workers: 4\nroles:\n  user: {}\n"
+        self.assertEqual(load_errors(self, _RUNNERS + "server:\n  workers: 4\nroles:\n  user: {}\n"
                                "limits:\n  backend: redis\n  onRedisError: {rateLimit: "
                                "closed, concurrency: closed}\n"), [])
 
     def test_nodes_counting_workers_accepted(self) -> None:
         """``nodes`` at least the worker count is accepted."""
-        self.assertEqual(_load(self, _RUNNERS + "server:\n  workers: 4\nroles:\n  user: {}\n"
+        self.assertEqual(load_errors(self, _RUNNERS + "server:\n  workers: 4\nroles:\n  user: {}\n"
                                "limits:\n  backend: redis\n  nodes: 8\n"), [])

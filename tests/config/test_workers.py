@@ -7,11 +7,10 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from runnergw.config.errors import ConfigErrors
 from runnergw.config.load import load_settings
 from runnergw.config.restart_only import keep_running_values
 from runnergw.config.server import ServerSettings
-from tests.helpers.settings_text import read_text
+from tests.helpers.settings_text import load_errors, read_text
 
 __all__ = ["WorkersCountTests", "WorkersRefusalTests", "WorkersReloadTests"]
 
@@ -57,46 +56,35 @@ class WorkersCountTests(SynchronousTestCase):
 class WorkersRefusalTests(SynchronousTestCase):
     """Settings several processes would serve wrongly are refused at load."""
 
-    def load(self, text: str) -> list[str]:
-        directory = Path(self.mktemp())
-        directory.mkdir()
-        path = directory / "settings.yaml"
-        path.write_text(text)
-        try:
-            load_settings(str(path), environ={}, dotenv_path=None)
-        except ConfigErrors as e:
-            return [str(error).replace(str(path), "settings.yaml") for error in e.errors]
-        return []
-
     def test_roles_refused(self) -> None:
         """With roles each process would keep its own limits (a rate of N per minute would
         admit N per worker): refused, naming the setting that needs to change."""
-        errors = self.load(_RUNNERS + "server:\n  workers: 2\nroles:\n  user: {}\n")
+        errors = load_errors(self, _RUNNERS + "server:\n  workers: 2\nroles:\n  user: {}\n")
         self.assertEqual(errors, ["settings.yaml:4: server.workers: roles need limits "
                                   "shared between the workers: set limits.backend: redis"])
 
     def test_roles_with_limits_on_redis(self) -> None:
         """With the limits kept in Redis every worker counts against the same buckets,
         slots and quotas: roles are served by several workers."""
-        self.assertEqual(self.load(_RUNNERS + "server:\n  workers: 2\nroles:\n  user: {}\n"
+        self.assertEqual(load_errors(self, _RUNNERS + "server:\n  workers: 2\nroles:\n  user: {}\n"
                                    "limits:\n  backend: redis\n  nodes: 2\n"), [])
 
     def test_roles_with_one_worker(self) -> None:
         """One worker keeps the roles as they are."""
-        self.assertEqual(self.load(_RUNNERS + "server:\n  workers: 1\nroles:\n  user: {}\n"),
-                         [])
+        self.assertEqual(
+            load_errors(self, _RUNNERS + "server:\n  workers: 1\nroles:\n  user: {}\n"), [])
 
     def test_pipelines_refused(self) -> None:
         """Pipelines keep each model's concurrency in one process (two workers would run
         two jobs of a model limited to one): refused."""
-        errors = self.load(_RUNNERS + "server:\n  workers: 2\npipelines:\n  serverId: x\n")
+        errors = load_errors(self, _RUNNERS + "server:\n  workers: 2\npipelines:\n  serverId: x\n")
         self.assertEqual(errors, ["settings.yaml:4: server.workers: pipelines keep each "
                                   "model's concurrency and queue in one process: serve "
                                   "pipelines with workers: 1"])
 
     def test_runners_alone_accepted(self) -> None:
         """Runners without roles are served by several workers."""
-        self.assertEqual(self.load(_RUNNERS + "server:\n  workers: 4\n"), [])
+        self.assertEqual(load_errors(self, _RUNNERS + "server:\n  workers: 4\n"), [])
 
 
 class WorkersReloadTests(SynchronousTestCase):
