@@ -13,7 +13,6 @@ import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
-from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
@@ -21,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from runnergw.exit_status import FAILED_AT_START
 from runnergw.tokens.key_generation import write_signing_keypair
 from tests.helpers.certs import make_ca
-from tests.helpers.twistd import TWISTD, TwistdProcess
+from tests.helpers.twistd import TWISTD, TwistdProcess, stop_at_cleanup
 
 
 class _PeerCertificate(Protocol):
@@ -58,15 +57,7 @@ class TwistdTests(TestCase):
         transport = reactor.spawnProcess(process, sys.executable, argv, env=environment,
                                          path=str(self.directory))
 
-        def stop() -> Deferred[int]:
-            if not process.ended.called:
-                try:
-                    transport.signalProcess("TERM")
-                except ProcessExitedAlready:
-                    pass
-            return process.ended
-
-        self.addCleanup(stop)
+        stop_at_cleanup(self, transport, process.ended)
         return process
 
     @inlineCallbacks

@@ -18,6 +18,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
 __all__ = ["GATEWAY_VARIABLES", "TWISTD", "Event", "TwistdProcess", "gateway_environment",
+           "stop_at_cleanup",
            "spawn_twistd"]
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
@@ -137,13 +138,21 @@ def spawn_twistd(testcase: TestCase, process: TwistdProcess, config: str | Path,
         env=gateway_environment() if environment is None else environment,
         path=str(directory))
 
-    def stop() -> Deferred[int]:
-        if not process.ended.called:
+    stop_at_cleanup(testcase, transport, process.ended, stop_signal)
+    return transport
+
+
+def stop_at_cleanup(testcase: TestCase, transport: IProcessTransport, ended: Deferred[Any],
+                    stop_signal: str = "TERM") -> None:
+    """At ``testcase``'s cleanup, send ``stop_signal`` to the process unless it has
+    ``ended``, and wait for its end."""
+
+    def stop() -> Deferred[Any]:
+        if not ended.called:
             try:
                 transport.signalProcess(stop_signal)
             except ProcessExitedAlready:
                 pass
-        return process.ended
+        return ended
 
     testcase.addCleanup(stop)
-    return transport

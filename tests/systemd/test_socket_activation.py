@@ -14,7 +14,7 @@ import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import eventFromJSON, formatEvent
@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 
 from runnergw.tokens.key_generation import write_signing_keypair
 from tests.helpers.certs import make_ca
-from tests.helpers.twistd import TWISTD
+from tests.helpers.twistd import TWISTD, stop_at_cleanup
 
 __all__ = ["SocketActivationTests"]
 
@@ -115,15 +115,7 @@ class SocketActivationTests(TestCase):
         transport = reactor.spawnProcess(process, self.tool, argv, env=dict(os.environ),
                                          path=str(self.directory))
 
-        def stop() -> Deferred[int]:
-            if not process.ended.called:
-                try:
-                    transport.signalProcess("KILL")
-                except ProcessExitedAlready:
-                    pass
-            return process.ended
-
-        self.addCleanup(stop)
+        stop_at_cleanup(self, transport, process.ended, "KILL")
         return process
 
     async def test_serves_on_the_passed_socket(self) -> None:

@@ -15,12 +15,12 @@ from typing import Any
 import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
-from tests.helpers.twistd import TWISTD
+from tests.helpers.twistd import TWISTD, stop_at_cleanup
 
 __all__ = ["SocketActivatedWorkersTests"]
 
@@ -106,15 +106,7 @@ class SocketActivatedWorkersTests(TestCase):
         transport = reactor.spawnProcess(process, tool, argv, env=dict(os.environ),
                                          path=str(directory))
 
-        def stop() -> Deferred[int]:
-            if not process.ended.called:
-                try:
-                    transport.signalProcess("TERM")
-                except ProcessExitedAlready:
-                    pass
-            return process.ended
-
-        self.addCleanup(stop)
+        stop_at_cleanup(self, transport, process.ended)
         await process.activating
         agent = Agent(reactor)
         url = f"http://127.0.0.1:{port}/api/tags".encode()
