@@ -184,6 +184,9 @@ class RedisConnection:
         """The calls waiting while the connection is being made, oldest first."""
         self._next_attempt = 0.0
         self._closed = False
+        self.before_call: Callable[[], None] | None = None
+        """Run before each call is sent: what waits to go with the next call is sent first,
+        in the same write (it may call again: it has nothing left to send by then)."""
         self.scripts: set[str] = set()
         """The SHA1s of the scripts sent whole on the connection open now."""
         self._sweeper = LoopingCall(self._sweep)
@@ -217,6 +220,8 @@ class RedisConnection:
         """Send one command: a Deferred of its reply (bytes, int, list or None), failing with
         ``RedisError`` (an error reply) or ``RedisUnavailable``; ``late`` learns what came
         of a call that failed after it was sent (see ``Late``)."""
+        if self.before_call is not None:
+            self.before_call()
         if self._protocol is None and self._opening is None:
             self._open_when_due()
         now = self.clock.seconds()

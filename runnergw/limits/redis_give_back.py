@@ -2,9 +2,9 @@
 
 A request that ends gives back its concurrency slot and the tokens of its lease it did not
 use. Nobody waits for either: they are gathered, and sent in one ``GIVE_BACK`` call before
-this node's next check (in the same write, so that the check sees them) or within
-``LINGER`` seconds, whichever comes first. Under load one call carries what many requests
-gave back.
+this node's next call to Redis (the connection's ``before_call``: in the same write, so that
+a check sees them) or within ``LINGER`` seconds, whichever comes first. Under load one call
+carries what many requests gave back.
 """
 
 from __future__ import annotations

@@ -108,7 +108,9 @@ class RedisLimitState:
         a call's connection is waited for, so that the undo of a call whose answer was lost
         with its connection still finds what the call did (however long ``redisTimeout``)."""
         self.give_backs = GiveBacks(connection, clock, self._undoing, DAY_KEPT, self._kept_ms)
-        """Slots and tokens given back, sent together before the next check."""
+        """Slots and tokens given back, sent together before the next call (a check sees
+        them)."""
+        connection.before_call = self.give_backs.send
         self.held = HeldSlots(connection, clock, slot_expiry, self._gone_key, self.give_backs)
         """The slots this node holds."""
         self._seen_totals: dict[str, tuple[str, int, int]] = {}
@@ -130,7 +132,6 @@ class RedisLimitState:
     # Rate limits.
 
     def take_request(self, key: str, per_minute: int, burst: int) -> Deferred[RateDecision]:
-        self.give_backs.send()
         taken = TAKE_REQUEST.run(self.connection, [self.key("rate", key)], [per_minute, burst])
         return taken.addCallback(_decision, burst)
 
@@ -152,7 +153,6 @@ class RedisLimitState:
 
         def attempt(pause: float) -> None:
             timer.clear()
-            self.give_backs.send()
             TAKE_SLOT.run(self.connection, [slots_key, self._gone_key(slot_id)],
                           [limit, slot_id, repr(self.slot_expiry)],
                           late=lambda outcome: outcome == 0 or self._free(slots_key, slot_id)
@@ -200,7 +200,6 @@ class RedisLimitState:
         seen = self._seen_totals.get(key)
         if seen is not None and seen[0] == day and seen[1] < seen[2]:
             return seen[1]
-        self.give_backs.send()
         used = self.connection.call("HGET", self.day_key(day), key)
         return used.addCallback(lambda value: int(value or 0))
 
@@ -212,7 +211,6 @@ class RedisLimitState:
             if isinstance(outcome, Failure) or int(outcome[0]) > 0:  # granted (or maybe)
                 self._undo_lease(keys, key)
 
-        self.give_backs.send()
         leased = LEASE_TOKENS.run(self.connection, keys,
                                   [key, limit, want, need, DAY_KEPT, self._kept_ms], late=late)
         return leased.addCallback(self._leased, key, day, limit, lease)
@@ -278,7 +276,6 @@ class RedisLimitState:
             if not gave_up:
                 result.errback(failure)
 
-        self.give_backs.send()  # first: the checks see what was given back
         ADMIT.run(self.connection, keys, args,
                   late=lambda outcome: self._undo_admitted(parts, outcome)
                   ).addCallbacks(answered, failed)
@@ -310,7 +307,6 @@ class RedisLimitState:
                 self._undo_lease(part.keys, part.check.key)
 
     def add_tokens(self, key: str, day: str, count: int) -> Deferred[Any]:
-        self.give_backs.send()
         return ADD_TOKENS.run(self.connection, [self.day_key(day)], [key, count, DAY_KEPT])
 
     def settle_lease(self, key: str, day: str, lease: TokenLease, used: int) -> Deferred[Any]:
@@ -319,7 +315,6 @@ class RedisLimitState:
 
     def day_totals(self, day: str) -> Deferred[dict[str, int]]:
         """Every subject's tokens on ``day``, as the cluster counted them."""
-        self.give_backs.send()
         read = self.connection.call("HGETALL", self.day_key(day))
         return read.addCallback(lambda flat: {
             flat[i].decode("utf-8", "replace"): int(flat[i + 1])

@@ -18,8 +18,8 @@ from tests.helpers.killable_ollama import LogWatch
 from tests.helpers.redis_limits import connect, redis_settings
 from tests.helpers.redis_server import RedisServer
 
-__all__ = ["DeadlineTests", "HandshakeTests", "PasswordTests", "ReconnectTests", "StallTests",
-           "TlsTests"]
+__all__ = ["BeforeCallTests", "DeadlineTests", "HandshakeTests", "PasswordTests",
+           "ReconnectTests", "StallTests", "TlsTests"]
 
 _PASSWORD = "s3cret-redis-word"
 
@@ -101,6 +101,29 @@ class DeadlineTests(TestCase):
         server = RedisServer(self)
         connection = connect(self, redis_settings(server), timeout=1)
         await self.assertFailure(connection.call("PING"), RedisUnavailable)
+
+
+class BeforeCallTests(TestCase):
+    """What waits to go with the next call (given back by requests) goes before it."""
+
+    timeout = 20
+
+    def setUp(self) -> Deferred[None]:
+        self.server = RedisServer(self)
+        return self.server.start()
+
+    async def test_sent_first(self) -> None:
+        """``before_call`` runs before each call and may call itself: its call is sent
+        first, so the call after it sees what it wrote."""
+        connection = connect(self, redis_settings(self.server))
+        waiting = [("SET", "given", "back")]
+
+        def send_waiting() -> None:
+            while waiting:
+                connection.call(*waiting.pop())
+
+        connection.before_call = send_waiting
+        self.assertEqual(await connection.call("GET", "given"), b"back")
 
 
 class ReconnectTests(TestCase):
